@@ -1,0 +1,170 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cloudknowledge/ck/rpc"
+)
+
+type config struct {
+	socket                  string
+	clients, requests, size int
+	keys, readPct           int
+	prefix                  string
+}
+
+func (c config) validate() error {
+	switch {
+	case c.clients < 1:
+		return errors.New("-c must be at least 1")
+	case c.requests < 1:
+		return errors.New("-n must be at least 1")
+	case c.size < 0:
+		return errors.New("-d must not be negative")
+	case c.keys < 1:
+		return errors.New("-keys must be at least 1")
+	case c.readPct < 0 || c.readPct > 100:
+		return errors.New("-read-pct must be between 0 and 100")
+	}
+	return nil
+}
+
+type kind int
+
+const (
+	kindSet kind = iota
+	kindGet
+	kindMixed
+)
+
+var kinds = map[string]kind{"set": kindSet, "get": kindGet, "mixed": kindMixed}
+
+func (k kind) String() string { return [...]string{"set", "get", "mixed"}[k] }
+
+// result is one test's figures. Latencies are in microseconds.
+type result struct {
+	Test      string  `json:"test"`
+	Clients   int     `json:"clients"`
+	Requests  int     `json:"requests"`
+	Size      int     `json:"value_size"`
+	Errors    int64   `json:"errors"`
+	Seconds   float64 `json:"seconds"`
+	OpsPerSec float64 `json:"ops_per_sec"`
+	P50us     float64 `json:"p50_us"`
+	P99us     float64 `json:"p99_us"`
+	P999us    float64 `json:"p999_us"`
+	MaxUs     float64 `json:"max_us"`
+}
+
+func (r result) print(w io.Writer) {
+	fmt.Fprintf(w, "%-5s %d clients, %d requests, %d-byte values: %.0f ops/s  p50 %.0fµs  p99 %.0fµs  p99.9 %.0fµs  max %.0fµs  errors %d\n",
+		r.Test, r.Clients, r.Requests, r.Size, r.OpsPerSec, r.P50us, r.P99us, r.P999us, r.MaxUs, r.Errors)
+}
+
+// runTest runs one workload. For get and mixed the keyspace is filled
+// first, so that every get finds its key.
+func runTest(ctx context.Context, cfg config, k kind) (result, error) {
+	value := make([]byte, cfg.size)
+	for i := range value {
+		value[i] = 'a' + byte(i%26)
+	}
+	if k != kindSet {
+		if err := fill(ctx, cfg, value); err != nil {
+			return result{}, fmt.Errorf("filling the keyspace: %w", err)
+		}
+	}
+	var (
+		next  atomic.Int64
+		errs  atomic.Int64
+		wg    sync.WaitGroup
+		lat   = make([][]time.Duration, cfg.clients)
+		first error
+		errMu sync.Mutex
+	)
+	start := time.Now()
+	for c := 0; c < cfg.clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cl := rpc.NewClient(cfg.socket) // a connection per client, as redis-benchmark
+			defer cl.Close()
+			rng := rand.New(rand.NewPCG(uint64(c), 1))
+			mine := make([]time.Duration, 0, cfg.requests/cfg.clients+1)
+			for next.Add(1) <= int64(cfg.requests) && ctx.Err() == nil {
+				key := cfg.prefix + strconv.Itoa(rng.IntN(cfg.keys))
+				t0 := time.Now()
+				err := op(ctx, cl, k, key, value, rng.IntN(100) < cfg.readPct)
+				mine = append(mine, time.Since(t0))
+				if err != nil {
+					errs.Add(1)
+					errMu.Lock()
+					if first == nil {
+						first = err
+					}
+					errMu.Unlock()
+				}
+			}
+			lat[c] = mine
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if first != nil && errs.Load() == int64(cfg.requests) {
+		return result{}, first
+	}
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	us := func(q float64) float64 {
+		if len(all) == 0 {
+			return 0
+		}
+		return float64(all[min(len(all)-1, int(q*float64(len(all))))].Nanoseconds()) / 1e3
+	}
+	return result{
+		Test: k.String(), Clients: cfg.clients, Requests: len(all), Size: cfg.size, Errors: errs.Load(),
+		Seconds: elapsed.Seconds(), OpsPerSec: float64(len(all)) / elapsed.Seconds(),
+		P50us: us(0.50), P99us: us(0.99), P999us: us(0.999), MaxUs: us(1),
+	}, ctx.Err()
+}
+
+func op(ctx context.Context, cl *rpc.Client, k kind, key string, value []byte, read bool) error {
+	if k == kindGet || (k == kindMixed && read) {
+		_, _, _, err := cl.GetRaw(ctx, key, false)
+		return err
+	}
+	_, err := cl.Put(ctx, key, value, rpc.WriteOptions{})
+	return err
+}
+
+// fill writes every key of the keyspace once, with all clients.
+func fill(ctx context.Context, cfg config, value []byte) error {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errc := make(chan error, cfg.clients)
+	for c := 0; c < cfg.clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cl := rpc.NewClient(cfg.socket)
+			defer cl.Close()
+			for i := next.Add(1) - 1; i < int64(cfg.keys); i = next.Add(1) - 1 {
+				if _, err := cl.Put(ctx, cfg.prefix+strconv.FormatInt(i, 10), value, rpc.WriteOptions{}); err != nil {
+					errc <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	return <-errc
+}

@@ -1,0 +1,75 @@
+// Command ckbench is a load generator for a running ckd, in the manner of
+// redis-benchmark: it runs set, get or mixed workloads from -c concurrent
+// clients over the local API and reports throughput and latency
+// percentiles, as text or -json.
+//
+//	ckbench -socket /run/ckd/ckd.sock -c 16 -n 100000 -d 256 -t set,get
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+
+	"github.com/cloudknowledge/ck/rpc"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("ckbench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	socket := fs.String("socket", "", "ckd's API socket (default: $CK_SOCKET, then ckd's default)")
+	var cfg config
+	fs.IntVar(&cfg.clients, "c", 16, "concurrent clients")
+	fs.IntVar(&cfg.requests, "n", 100000, "requests per test")
+	fs.IntVar(&cfg.size, "d", 256, "value size in bytes")
+	fs.IntVar(&cfg.keys, "keys", 10000, "distinct keys (the keyspace)")
+	fs.StringVar(&cfg.prefix, "prefix", "bench/", "key prefix")
+	fs.IntVar(&cfg.readPct, "read-pct", 80, "percentage of gets in the mixed test")
+	tests := fs.String("t", "set,get,mixed", "tests to run: set, get, mixed (comma-separated)")
+	asJSON := fs.Bool("json", false, "print results as JSON lines")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if err := cfg.validate(); err != nil {
+		fmt.Fprintf(stderr, "ckbench: %v\n", err)
+		return 2
+	}
+	sock := *socket
+	if sock == "" {
+		sock = os.Getenv("CK_SOCKET")
+	}
+	if sock == "" {
+		sock = rpc.DefaultSocket(rpc.DefaultDataDir())
+	}
+	cfg.socket = sock
+	for _, name := range strings.Split(*tests, ",") {
+		kind, ok := kinds[strings.TrimSpace(name)]
+		if !ok {
+			fmt.Fprintf(stderr, "ckbench: unknown test %q (want set, get or mixed)\n", name)
+			return 2
+		}
+		res, err := runTest(ctx, cfg, kind)
+		if err != nil {
+			fmt.Fprintf(stderr, "ckbench: %s: %v\n", name, err)
+			return 1
+		}
+		if *asJSON {
+			b, _ := json.Marshal(res)
+			fmt.Fprintln(stdout, string(b))
+		} else {
+			res.print(stdout)
+		}
+	}
+	return 0
+}

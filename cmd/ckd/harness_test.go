@@ -1,0 +1,300 @@
+package main
+
+// End-to-end harness: TestMain builds the real ckd and ckctl binaries once;
+// the testscript files in testdata/script drive them as a person or a shell
+// script would, with a few commands of our own to start and stop daemons.
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/cloudknowledge/ck/rpc"
+)
+
+// binDir holds the ckd and ckctl binaries built for this test run.
+var binDir string
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		os.Exit(m.Run())
+	}
+	dir, err := os.MkdirTemp("", "ck-e2e-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binDir = dir
+	args := []string{"build", "-o", dir}
+	if raceEnabled {
+		args = append(args, "-race")
+	}
+	cmd := exec.Command("go", append(args, "github.com/cloudknowledge/ck/cmd/ckd", "github.com/cloudknowledge/ck/cmd/ckctl")...)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	if err := cmd.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building ckd and ckctl:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func TestScripts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end-to-end scripts build and run the real binaries; skipped with -short")
+	}
+	testscript.Run(t, testscript.Params{
+		Dir:   "testdata/script",
+		Setup: setupScript,
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"ckd-start": cmdStart,
+			"ckd-stop":  cmdStop,
+			"fill":      cmdFill,
+			"exits":     cmdExits,
+			"capture":   cmdCapture,
+			"waitfor":   cmdWaitFor,
+			"bytes":     cmdBytes,
+		},
+		RequireExplicitExec: true,
+	})
+}
+
+// setupScript gives each script its own HOME, data and runtime dirs, the
+// binaries on PATH, and a random cluster name and port so that scripts
+// running in parallel never join each other's clusters.
+func setupScript(env *testscript.Env) error {
+	work := env.WorkDir
+	env.Setenv("PATH", binDir+string(os.PathListSeparator)+env.Getenv("PATH"))
+	env.Setenv("HOME", filepath.Join(work, "home"))
+	env.Setenv("XDG_STATE_HOME", filepath.Join(work, "state"))
+	env.Setenv("XDG_RUNTIME_DIR", filepath.Join(work, "run"))
+	env.Setenv("CK_CLUSTER", fmt.Sprintf("e2e-%08x", rand.Uint32()))
+	env.Setenv("CK_PORT", strconv.Itoa(20000+rand.IntN(40000)))
+	env.Values[daemonsKey{}] = daemons{}
+	examples, err := filepath.Abs("../../examples")
+	if err != nil {
+		return err
+	}
+	env.Setenv("EXAMPLES", examples)
+	return nil
+}
+
+// proc is one ckd a script started.
+type proc struct {
+	cmd    *exec.Cmd
+	exited chan error // receives Wait's result once; stopDaemon puts it back
+}
+
+// daemons tracks the ckd processes a script started, by node name.
+type daemons map[string]*proc
+
+type daemonsKey struct{}
+
+func daemonTable(ts *testscript.TestScript) daemons {
+	return ts.Value(daemonsKey{}).(daemons)
+}
+
+// cmdStart: ckd-start NAME [ckd flags...] starts ckd with data dir
+// $WORK/NAME, socket $WORK/NAME.sock and log $WORK/NAME.log, waits until its
+// API answers, and points CK_SOCKET at it. With !, ckd must fail to start.
+func cmdStart(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 1 {
+		ts.Fatalf("usage: ckd-start NAME [flags]")
+	}
+	name := args[0]
+	sock := ts.MkAbs(name + ".sock")
+	full := append([]string{"-data-dir", ts.MkAbs(name), "-socket", sock, "-node-name", name}, args[1:]...)
+	logf, err := os.OpenFile(ts.MkAbs(name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	ts.Check(err)
+	cmd := exec.Command(filepath.Join(binDir, "ckd"), full...)
+	cmd.Dir = ts.MkAbs(".")
+	cmd.Env = scriptEnv(ts)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	ts.Check(cmd.Start())
+	logf.Close()
+	p := &proc{cmd: cmd, exited: make(chan error, 1)}
+	go func() { p.exited <- cmd.Wait() }()
+	ts.Defer(func() { stopDaemon(p, syscall.SIGKILL) })
+	if neg {
+		select {
+		case <-p.exited:
+		case <-time.After(3 * time.Second): // DESIGN: a refused start exits within 2 s
+			ts.Fatalf("ckd %s kept running, but it should have refused to start", name)
+		}
+		return
+	}
+	daemonTable(ts)[name] = p
+	ts.Setenv("CK_SOCKET", sock)
+	if err := awaitHealthy(sock, p.exited, 15*time.Second); err != nil {
+		ts.Fatalf("ckd %s: %v\nlog:\n%s", name, err, ts.ReadFile(name+".log"))
+	}
+}
+
+// cmdStop: ckd-stop NAME [TERM|INT|KILL] stops a daemon and waits for it;
+// after TERM or INT (the default is TERM) it must have exited 0.
+func cmdStop(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 1 || len(args) > 2 {
+		ts.Fatalf("usage: ckd-stop NAME [TERM|INT|KILL]")
+	}
+	p := daemonTable(ts)[args[0]]
+	if p == nil {
+		ts.Fatalf("no daemon %q", args[0])
+	}
+	sigs := map[string]syscall.Signal{"TERM": syscall.SIGTERM, "INT": syscall.SIGINT, "KILL": syscall.SIGKILL}
+	sig := syscall.SIGTERM
+	if len(args) == 2 {
+		var ok bool
+		if sig, ok = sigs[args[1]]; !ok {
+			ts.Fatalf("unknown signal %q", args[1])
+		}
+	}
+	err := stopDaemon(p, sig)
+	if sig != syscall.SIGKILL && err != nil && !neg {
+		ts.Fatalf("ckd %s exited with %v\nlog:\n%s", args[0], err, ts.ReadFile(args[0]+".log"))
+	}
+	delete(daemonTable(ts), args[0])
+}
+
+func stopDaemon(p *proc, sig syscall.Signal) error {
+	select {
+	case err := <-p.exited: // already gone
+		p.exited <- err
+		return err
+	default:
+	}
+	_ = p.cmd.Process.Signal(sig)
+	select {
+	case err := <-p.exited:
+		p.exited <- err
+		return err
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		return fmt.Errorf("did not exit within 10s of %v", sig)
+	}
+}
+
+// cmdExits: exits N PROG [ARGS...] runs PROG like exec and checks that it
+// exits with status N; stdout and stderr are kept for the checks after it.
+func cmdExits(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 2 || neg {
+		ts.Fatalf("usage: exits STATUS PROG [ARGS...]")
+	}
+	want, err := strconv.Atoi(args[0])
+	ts.Check(err)
+	got := 0
+	if err := ts.Exec(args[1], args[2:]...); err != nil {
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) {
+			ts.Fatalf("%s: %v", args[1], err)
+		}
+		got = ee.ExitCode()
+	}
+	if got != want {
+		ts.Fatalf("%s exited with status %d, want %d", args[1], got, want)
+	}
+}
+
+// cmdCapture: capture VAR REGEXP sets $VAR to the first submatch of REGEXP
+// in the last command's stdout, for values a script must reuse (versions).
+func cmdCapture(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 || neg {
+		ts.Fatalf("usage: capture VAR REGEXP")
+	}
+	m := regexp.MustCompile(args[1]).FindStringSubmatch(ts.ReadFile("stdout"))
+	if len(m) < 2 {
+		ts.Fatalf("capture: %q not in stdout", args[1])
+	}
+	ts.Setenv(args[0], m[1])
+}
+
+// cmdWaitFor: waitfor FILE REGEXP polls until FILE (written by a
+// background command) matches REGEXP, for at most 10 seconds.
+func cmdWaitFor(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 || neg {
+		ts.Fatalf("usage: waitfor FILE REGEXP")
+	}
+	re := regexp.MustCompile(args[1])
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, _ := os.ReadFile(ts.MkAbs(args[0]))
+		if re.Match(b) {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("waitfor: %s does not match %q after 10s; it holds:\n%s", args[0], args[1], b)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// cmdBytes: bytes FILE writes every byte value 0..255 twice: a value that
+// is not UTF-8 and holds NUL, CR and LF.
+func cmdBytes(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 || neg {
+		ts.Fatalf("usage: bytes FILE")
+	}
+	b := make([]byte, 512)
+	for i := range b {
+		b[i] = byte(i)
+	}
+	ts.Check(os.WriteFile(ts.MkAbs(args[0]), b, 0o644))
+}
+
+// cmdFill: fill FILE N writes N bytes of a repeating pattern, for large values.
+func cmdFill(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 {
+		ts.Fatalf("usage: fill FILE BYTES")
+	}
+	n, err := strconv.Atoi(args[1])
+	ts.Check(err)
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = "0123456789abcdef"[i%16]
+	}
+	ts.Check(os.WriteFile(ts.MkAbs(args[0]), b, 0o644))
+}
+
+func scriptEnv(ts *testscript.TestScript) []string {
+	var env []string
+	for _, k := range []string{"PATH", "HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR", "CK_CLUSTER", "CK_PORT", "TMPDIR"} {
+		env = append(env, k+"="+ts.Getenv(k))
+	}
+	return env
+}
+
+// awaitHealthy polls the daemon's health until it answers 200, the process
+// exits, or the timeout passes.
+func awaitHealthy(sock string, exited chan error, timeout time.Duration) error {
+	c := rpc.NewClient(sock)
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-exited:
+			exited <- err
+			return fmt.Errorf("exited during start: %v", err)
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		err := c.Health(ctx)
+		cancel()
+		if err == nil {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("not healthy within %s", timeout)
+}

@@ -1,0 +1,91 @@
+// Command ckd is the CloudKnowledge daemon: it keeps the key-value store on
+// this machine and serves the local API that ckctl uses. With no -config it
+// runs on the embedded default (one node on lo; see config.hcl.example).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/cloudknowledge/ck/daemon"
+	"github.com/cloudknowledge/ck/rpc"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("ckd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		path    = fs.String("config", "", "HCL config `file` (default: the embedded default)")
+		o       daemon.Overrides
+		check   = fs.Bool("check", false, "validate the configuration and exit")
+		version = fs.Bool("version", false, "print the version and exit")
+	)
+	fs.StringVar(&o.DataDir, "data-dir", "", "data `dir`, overriding the config")
+	fs.StringVar(&o.Socket, "socket", "", "API socket `path`, overriding the config")
+	fs.StringVar(&o.NodeName, "node-name", "", "node `name`, overriding the config")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: ckd [-config FILE] [-data-dir DIR] [-socket PATH] [-node-name NAME] [-check] [-version]\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "ckd: unexpected argument %q\n", fs.Arg(0))
+		fs.Usage()
+		return 2
+	}
+	if *version {
+		fmt.Fprintf(stdout, "ckd %s\n", rpc.Version)
+		return 0
+	}
+	load := func() (daemon.Config, error) { return daemon.LoadWithOverrides(*path, o) }
+	cfg, err := load()
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "ckd: config: %v\n", err)
+		return 1
+	}
+	if *check {
+		fmt.Fprintf(stdout, "ckd: configuration is valid\n")
+		return 0
+	}
+	return serve(cfg, load, stderr)
+}
+
+func serve(cfg daemon.Config, load func() (daemon.Config, error), stderr io.Writer) int {
+	d, err := daemon.New(cfg, daemon.Options{LoadConfig: load})
+	if err != nil {
+		fmt.Fprintf(stderr, "ckd: %v\n", err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			_ = d.Reload(ctx) // Reload logs its own outcome
+		}
+	}()
+	if err := d.Run(ctx); err != nil {
+		fmt.Fprintf(stderr, "ckd: %v\n", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,271 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/cloudknowledge/ck/rpc"
+	"github.com/cloudknowledge/ck/scripting"
+	"github.com/cloudknowledge/ck/store"
+)
+
+// backend is the daemon as the API server sees it (rpc.Backend). It keeps
+// the translation between API and store types, and between their errors,
+// in one place.
+type backend struct{ d *Daemon }
+
+var _ rpc.Backend = backend{}
+
+// maxListLimit caps one page of a listing.
+const maxListLimit = 10000
+
+func (b backend) Get(ctx context.Context, key string, opts rpc.GetOptions) (rpc.Record, rpc.ReadInfo, error) {
+	info := rpc.ReadInfo{Fresh: opts.Fresh}
+	if opts.Fresh { // one node: this node is every alive member, and it answered
+		info.Answered, info.Alive = 1, 1
+	}
+	if err := store.ValidateKey(key); err != nil {
+		return rpc.Record{}, info, apiError(err)
+	}
+	rec, found, err := b.d.store.Get(key)
+	if err != nil {
+		return rpc.Record{}, info, apiError(err)
+	}
+	if !found || rec.Deleted {
+		return rpc.Record{}, info, rpc.Errorf(rpc.ErrNotFound, "key %q not found", key)
+	}
+	b.d.metrics.reads.Inc()
+	out := toRPC(rec, true)
+	out.Value, err = b.d.hooks.onGet(ctx, key, rec.Value, b.meta("get", rec.Lamport))
+	if err != nil {
+		return rpc.Record{}, info, err
+	}
+	return out, info, nil
+}
+
+func (b backend) Put(ctx context.Context, key string, value []byte, opts rpc.WriteOptions) (rpc.Record, error) {
+	return b.write(ctx, key, value, false, opts)
+}
+
+func (b backend) Delete(ctx context.Context, key string, opts rpc.WriteOptions) (rpc.Record, error) {
+	return b.write(ctx, key, nil, true, opts)
+}
+
+// write is the path of every local write (API, import --as-new): key and
+// size checks, on_set, the durable commit, then the wait for peers.
+func (b backend) write(ctx context.Context, key string, value []byte, del bool, opts rpc.WriteOptions) (rpc.Record, error) {
+	if err := b.d.beginWrite(); err != nil {
+		return rpc.Record{}, err
+	}
+	defer b.d.writes.Done()
+	op := "set"
+	if del {
+		op = "del"
+	}
+	if err := store.ValidateKey(key); err != nil {
+		return rpc.Record{}, b.d.metrics.writeFailed(op, apiError(err))
+	}
+	if len(value) > b.d.cfg.MaxValueSize {
+		return rpc.Record{}, b.d.metrics.writeFailed(op, rpc.Errorf(rpc.ErrTooLarge,
+			"value of %d bytes is over max_value_size (%d)", len(value), b.d.cfg.MaxValueSize))
+	}
+	cur, _, err := b.d.store.Get(key)
+	if err != nil {
+		return rpc.Record{}, b.d.metrics.writeFailed(op, apiError(err))
+	}
+	value, err = b.d.hooks.onSet(ctx, key, value, b.meta(op, cur.Lamport))
+	if err != nil {
+		return rpc.Record{}, b.d.metrics.writeFailed(op, err)
+	}
+	if len(value) > b.d.cfg.MaxValueSize { // a hook may grow the value
+		return rpc.Record{}, b.d.metrics.writeFailed(op, rpc.Errorf(rpc.ErrTooLarge,
+			"value of %d bytes from on_set is over max_value_size (%d)", len(value), b.d.cfg.MaxValueSize))
+	}
+	var rec store.Record
+	if del {
+		rec, err = b.d.store.Delete(ctx, key, opts.IfVersion)
+	} else {
+		rec, err = b.d.store.Set(ctx, key, value, opts.IfVersion)
+	}
+	if err != nil {
+		return rpc.Record{}, b.d.metrics.writeFailed(op, apiError(err))
+	}
+	b.d.metrics.writes.WithLabelValues(op).Inc()
+	out := toRPC(rec, true)
+	return out, b.awaitPeers(ctx, opts)
+}
+
+// awaitPeers waits for opts.Wait peers to hold the write. With no cluster
+// yet there are no peers: asking for any is a shortfall reported at once
+// (DESIGN §4: fewer alive peers than asked returns immediately).
+func (b backend) awaitPeers(_ context.Context, opts rpc.WriteOptions) error {
+	if opts.Wait <= 0 {
+		return nil
+	}
+	alive := 0
+	e := rpc.Errorf(rpc.ErrWaitTimeout, "stored, but only 0 of %d peers acknowledged (%d alive)", opts.Wait, alive)
+	e.Acked, e.Wanted = 0, opts.Wait
+	return e
+}
+
+func (b backend) List(ctx context.Context, opts rpc.ListOptions) (rpc.ListResponse, error) {
+	limit := opts.Limit
+	if limit <= 0 || limit > maxListLimit {
+		limit = 1000
+	}
+	recs, next, err := b.d.store.List(opts.Prefix, opts.After, limit, opts.Values)
+	if err != nil {
+		return rpc.ListResponse{}, apiError(err)
+	}
+	out := rpc.ListResponse{Items: make([]rpc.Record, 0, len(recs)), Next: next}
+	for _, r := range recs {
+		item := toRPC(r, opts.Values)
+		if opts.Values {
+			if item.Value, err = b.d.hooks.onGet(ctx, r.Key, r.Value, b.meta("get", r.Lamport)); err != nil {
+				return rpc.ListResponse{}, err
+			}
+		}
+		out.Items = append(out.Items, item)
+	}
+	return out, nil
+}
+
+func (b backend) Watch(ctx context.Context, prefix string, since uint64, fromNow bool, fn func(rpc.Event) error) error {
+	err := b.d.store.Watch(ctx, prefix, since, fromNow, func(e store.Event) error {
+		return fn(rpc.Event{Index: e.Index, Op: string(e.Op), Key: e.Key, Version: e.Version, Origin: e.Origin.String()})
+	})
+	return apiError(err)
+}
+
+func (b backend) Export(ctx context.Context, prefix string, fn func(rpc.Record) error) error {
+	return apiError(b.d.store.Scan(prefix, func(r store.Record) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return fn(toRPC(r, true))
+	}))
+}
+
+func (b backend) Import(ctx context.Context, asNew bool, next func() (rpc.Record, error)) (rpc.ImportResult, error) {
+	var res rpc.ImportResult
+	for {
+		r, err := next()
+		if errors.Is(err, io.EOF) {
+			return res, nil
+		}
+		if err != nil {
+			return res, err
+		}
+		res.Records++
+		applied, err := b.importOne(ctx, r, asNew)
+		if err != nil {
+			return res, fmt.Errorf("record %d (key %q): %w", res.Records, r.Key, err)
+		}
+		if applied {
+			res.Applied++
+		}
+	}
+}
+
+func (b backend) importOne(ctx context.Context, r rpc.Record, asNew bool) (bool, error) {
+	if asNew {
+		_, err := b.write(ctx, r.Key, r.Value, r.Deleted, rpc.WriteOptions{})
+		return err == nil, err
+	}
+	if err := b.d.beginWrite(); err != nil {
+		return false, err
+	}
+	defer b.d.writes.Done()
+	rec, err := fromRPC(r)
+	if err != nil {
+		return false, rpc.Errorf(rpc.ErrBadRequest, "%v", err)
+	}
+	res, err := b.d.store.Apply(ctx, rec)
+	if err != nil {
+		return false, apiError(err)
+	}
+	return res.Outcome != store.Ignored, nil
+}
+
+func (b backend) Members(context.Context) ([]rpc.Member, error) {
+	return []rpc.Member{{
+		ID:      b.d.store.NodeID().String(),
+		Name:    b.d.cfg.NodeName,
+		Addr:    b.d.cfg.Cluster.Bind,
+		State:   "alive",
+		Keys:    b.d.store.Keys(),
+		Lamport: b.d.store.Lamport(),
+		Self:    true,
+	}}, nil
+}
+
+func (b backend) Status(context.Context) (rpc.Status, error) {
+	d := b.d
+	root := d.store.Root()
+	return rpc.Status{
+		ID:         d.store.NodeID().String(),
+		Name:       d.cfg.NodeName,
+		Version:    rpc.Version,
+		Lamport:    d.store.Lamport(),
+		Keys:       d.store.Keys(),
+		DigestRoot: fmt.Sprintf("%x", root[:16]),
+		Transport:  "none (single node)",
+		Address:    d.cfg.Cluster.Bind,
+		Members:    map[string]int{"alive": 1},
+		Sync:       rpc.SyncState{State: "synced"},
+		StoreID:    d.store.StoreID().String(),
+		NATS:       "off",
+		DataDir:    d.cfg.DataDir,
+		Socket:     d.cfg.Socket,
+		UptimeMS:   time.Since(d.started).Milliseconds(),
+	}, nil
+}
+
+func (b backend) Health(context.Context) error {
+	if b.d.stopping.Load() {
+		return rpc.ErrShuttingDown
+	}
+	return nil
+}
+
+func (b backend) Reload(ctx context.Context) error {
+	if err := b.d.Reload(ctx); err != nil {
+		return rpc.Errorf(rpc.ErrBadRequest, "%v", err)
+	}
+	return nil
+}
+
+func (b backend) Metrics() http.Handler { return b.d.metrics.handler() }
+
+func (b backend) meta(op string, version uint64) scripting.Meta {
+	return scripting.Meta{Node: b.d.cfg.NodeName, Op: op, Version: version}
+}
+
+// apiError maps store errors onto the API's codes, keeping the message.
+func apiError(err error) error {
+	if err == nil {
+		return nil
+	}
+	for _, m := range []struct {
+		from error
+		to   *rpc.Error
+	}{
+		{store.ErrBadKey, rpc.ErrBadRequest},
+		{store.ErrBadRecord, rpc.ErrBadRequest},
+		{store.ErrTooLarge, rpc.ErrTooLarge},
+		{store.ErrVersionMismatch, rpc.ErrVersionMismatch},
+		{store.ErrDiskFull, rpc.ErrDiskFull},
+		{store.ErrCompacted, rpc.ErrCompacted},
+		{store.ErrClosed, rpc.ErrShuttingDown},
+	} {
+		if errors.Is(err, m.from) {
+			return rpc.Errorf(m.to, "%s", strings.TrimPrefix(err.Error(), "store: "))
+		}
+	}
+	return err
+}

@@ -1,0 +1,374 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/cloudknowledge/ck/rpc"
+)
+
+// Config is ckd's whole configuration: the keys of DESIGN §4, one struct
+// with HCL tags. DefaultConfig gives the embedded default that needs no
+// file; LoadConfig overlays a file on it; Validate checks it and names the
+// field at fault.
+type Config struct {
+	NodeName      string `hcl:"node_name,optional"`
+	DataDir       string `hcl:"data_dir,optional"`
+	Socket        string `hcl:"socket,optional"`
+	SocketMode    string `hcl:"socket_mode,optional"`
+	SocketGroup   string `hcl:"socket_group,optional"`
+	LogLevel      string `hcl:"log_level,optional"`
+	LogJSON       bool   `hcl:"log_json,optional"`
+	MaxValueSize  int    `hcl:"max_value_size,optional"`
+	MetricsAddr   string `hcl:"metrics_addr,optional"`
+	WatchHistory  int    `hcl:"watch_history,optional"`
+	HookPool      int    `hcl:"hook_pool,optional"`
+	HookMemory    int64  `hcl:"hook_memory,optional"`
+	HookHeapLimit int64  `hcl:"hook_heap_limit,optional"`
+
+	Cluster *ClusterConfig `hcl:"cluster,block"`
+	Hooks   []HookConfig   `hcl:"hook,block"`
+
+	// Dir is the directory of the config file, against which relative
+	// paths in it (hook scripts) are resolved. Not a config key.
+	Dir string
+	// ranges maps a field's dotted name to where the file set it, so
+	// Validate's errors can name file and line.
+	ranges map[string]string
+}
+
+// ClusterConfig is the cluster block: how this node finds and talks to its
+// peers (DESIGN §4).
+type ClusterConfig struct {
+	Name         string   `hcl:"name,optional"`
+	Transport    string   `hcl:"transport,optional"`
+	Interface    string   `hcl:"interface,optional"`
+	Group        string   `hcl:"group,optional"`
+	Port         int      `hcl:"port,optional"`
+	Bind         string   `hcl:"bind,optional"`
+	Advertise    string   `hcl:"advertise,optional"`
+	Broadcast    string   `hcl:"broadcast,optional"`
+	Peers        []string `hcl:"peers,optional"`
+	Encrypt      string   `hcl:"encrypt,optional"`
+	KeyringFile  string   `hcl:"keyring_file,optional"`
+	Insecure     bool     `hcl:"insecure,optional"`
+	Heartbeat    string   `hcl:"heartbeat,optional"`
+	DeadAfter    string   `hcl:"dead_after,optional"`
+	QueryTimeout string   `hcl:"query_timeout,optional"`
+	SyncInterval string   `hcl:"sync_interval,optional"`
+	TombstoneTTL string   `hcl:"tombstone_ttl,optional"`
+	PurgeLogTTL  string   `hcl:"purge_log_ttl,optional"`
+	MaxDatagram  int      `hcl:"max_datagram,optional"`
+}
+
+// HookConfig is one hook block: the Lua script run for keys matching Pattern.
+type HookConfig struct {
+	Pattern string `hcl:",label"`
+	Script  string `hcl:"script"`
+	Timeout string `hcl:"timeout,optional"`
+}
+
+// Limits on values (DESIGN §3).
+const (
+	DefaultMaxValueSize = 4 << 20
+	MaxMaxValueSize     = 64 << 20
+)
+
+// DefaultConfig is the embedded default: one node on lo, data and socket in
+// the user's default places. Host-dependent values (node name, data dir,
+// socket) are filled in here from the environment.
+func DefaultConfig() Config {
+	name, err := os.Hostname()
+	if err != nil || name == "" {
+		name = "ckd"
+	}
+	dataDir := rpc.DefaultDataDir()
+	return Config{
+		NodeName:      name,
+		DataDir:       dataDir,
+		Socket:        rpc.DefaultSocket(dataDir),
+		SocketMode:    "0660",
+		LogLevel:      "info",
+		MaxValueSize:  DefaultMaxValueSize,
+		WatchHistory:  100000,
+		HookMemory:    16 << 20,
+		HookHeapLimit: 512 << 20,
+		Cluster: &ClusterConfig{
+			Name:         "default",
+			Transport:    "multicast",
+			Interface:    "lo",
+			Group:        "239.192.72.37",
+			Port:         7237,
+			Bind:         "127.0.0.1:0",
+			Peers:        []string{},
+			Heartbeat:    "1s",
+			DeadAfter:    "30s",
+			QueryTimeout: "500ms",
+			SyncInterval: "1s",
+			TombstoneTTL: "168h",
+			PurgeLogTTL:  "720h",
+			MaxDatagram:  1200,
+		},
+	}
+}
+
+// FieldError is a Validate failure: the dotted name of the field and what
+// is wrong with it. Where the field came from a file, Pos says where.
+type FieldError struct {
+	Pos   string // "file:line:col", or "" for a default or a flag
+	Field string
+	Msg   string
+}
+
+func (e *FieldError) Error() string {
+	if e.Pos != "" {
+		return fmt.Sprintf("%s: %s: %s", e.Pos, e.Field, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", e.Field, e.Msg)
+}
+
+// Validate checks every field and returns the first problem as a
+// *FieldError naming it (and, for fields read from a file, where).
+func (c *Config) Validate() error {
+	for _, check := range []func() error{c.validateNode, c.validateLimits, c.validateCluster, c.validateHooks} {
+		if err := check(); err != nil {
+			var fe *FieldError
+			if errors.As(err, &fe) && fe.Pos == "" {
+				fe.Pos = c.ranges[fe.Field]
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+func fieldErr(field, format string, args ...any) error {
+	return &FieldError{Field: field, Msg: fmt.Sprintf(format, args...)}
+}
+
+func (c *Config) validateNode() error {
+	switch {
+	case c.NodeName == "":
+		return fieldErr("node_name", "must not be empty")
+	case c.DataDir == "":
+		return fieldErr("data_dir", "must not be empty")
+	case c.Socket == "":
+		return fieldErr("socket", "must not be empty")
+	}
+	if _, err := c.SocketFileMode(); err != nil {
+		return fieldErr("socket_mode", "%v", err)
+	}
+	if _, err := hclogLevel(c.LogLevel); err != nil {
+		return fieldErr("log_level", "%v", err)
+	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			return fieldErr("metrics_addr", "want host:port: %v", err)
+		}
+	}
+	return nil
+}
+
+func (c *Config) validateLimits() error {
+	switch {
+	case c.MaxValueSize < 1 || c.MaxValueSize > MaxMaxValueSize:
+		return fieldErr("max_value_size", "must be between 1 and %d bytes, not %d", MaxMaxValueSize, c.MaxValueSize)
+	case c.WatchHistory < 1:
+		return fieldErr("watch_history", "must be at least 1, not %d", c.WatchHistory)
+	case c.HookPool < 0:
+		return fieldErr("hook_pool", "must be 0 (2 x CPUs) or more, not %d", c.HookPool)
+	case c.HookMemory < 1<<10:
+		return fieldErr("hook_memory", "must be at least 1024 bytes, not %d", c.HookMemory)
+	case c.HookHeapLimit < 16<<20:
+		return fieldErr("hook_heap_limit", "must be at least 16 MiB, not %d", c.HookHeapLimit)
+	}
+	return nil
+}
+
+func (c *Config) validateCluster() error {
+	cl := c.Cluster
+	if cl == nil {
+		return fieldErr("cluster", "missing")
+	}
+	if cl.Name == "" {
+		return fieldErr("cluster.name", "must not be empty")
+	}
+	switch cl.Transport {
+	case "multicast", "broadcast", "peers", "nats":
+	default:
+		return fieldErr("cluster.transport", "must be multicast, broadcast, peers or nats, not %q", cl.Transport)
+	}
+	if cl.Interface == "" {
+		return fieldErr("cluster.interface", "must not be empty")
+	}
+	if g, err := netip.ParseAddr(cl.Group); err != nil || !g.Is4() || !g.IsMulticast() {
+		return fieldErr("cluster.group", "must be an IPv4 multicast address, not %q", cl.Group)
+	}
+	if cl.Port < 1 || cl.Port > 65535 {
+		return fieldErr("cluster.port", "must be between 1 and 65535, not %d", cl.Port)
+	}
+	for field, addr := range map[string]string{"cluster.bind": cl.Bind, "cluster.advertise": cl.Advertise} {
+		if err := checkAddrPort(addr, field == "cluster.bind"); err != nil {
+			return fieldErr(field, "%v", err)
+		}
+	}
+	if cl.Broadcast != "" {
+		if a, err := netip.ParseAddr(cl.Broadcast); err != nil || !a.Is4() {
+			return fieldErr("cluster.broadcast", "must be an IPv4 address, not %q", cl.Broadcast)
+		}
+	}
+	for i, p := range cl.Peers {
+		if err := checkAddrPort(p, false); err != nil || p == "" {
+			return fieldErr("cluster.peers", "entry %d (%q): want host:port", i, p)
+		}
+	}
+	if cl.Transport == "peers" && len(cl.Peers) == 0 {
+		return fieldErr("cluster.peers", "transport \"peers\" needs at least one peer")
+	}
+	if cl.Encrypt != "" && cl.KeyringFile != "" {
+		return fieldErr("cluster.encrypt", "set encrypt or keyring_file, not both")
+	}
+	if cl.MaxDatagram < 512 || cl.MaxDatagram > 65000 {
+		return fieldErr("cluster.max_datagram", "must be between 512 and 65000 bytes, not %d", cl.MaxDatagram)
+	}
+	return c.validateDurations()
+}
+
+func (c *Config) validateDurations() error {
+	cl := c.Cluster
+	for _, d := range []struct {
+		field, value string
+		min          time.Duration
+	}{
+		{"cluster.heartbeat", cl.Heartbeat, time.Millisecond},
+		{"cluster.dead_after", cl.DeadAfter, time.Millisecond},
+		{"cluster.query_timeout", cl.QueryTimeout, time.Millisecond},
+		{"cluster.sync_interval", cl.SyncInterval, time.Millisecond},
+		{"cluster.tombstone_ttl", cl.TombstoneTTL, time.Second},
+		{"cluster.purge_log_ttl", cl.PurgeLogTTL, time.Second},
+	} {
+		if _, err := parseDuration(d.value, d.min); err != nil {
+			return fieldErr(d.field, "%v", err)
+		}
+	}
+	hb, _ := time.ParseDuration(cl.Heartbeat)
+	if dead, _ := time.ParseDuration(cl.DeadAfter); dead < 3*hb {
+		return fieldErr("cluster.dead_after", "must be at least 3 heartbeats (%s), not %s", 3*hb, cl.DeadAfter)
+	}
+	tomb, _ := time.ParseDuration(cl.TombstoneTTL)
+	if purge, _ := time.ParseDuration(cl.PurgeLogTTL); purge < tomb {
+		return fieldErr("cluster.purge_log_ttl", "must not be shorter than tombstone_ttl (%s)", cl.TombstoneTTL)
+	}
+	return nil
+}
+
+func (c *Config) validateHooks() error {
+	seen := map[string]bool{}
+	for _, h := range c.Hooks {
+		field := fmt.Sprintf("hook[%q]", h.Pattern)
+		switch {
+		case h.Pattern == "":
+			return fieldErr(field, "the pattern must not be empty")
+		case seen[h.Pattern]:
+			return fieldErr(field, "a hook for this pattern is already defined")
+		case h.Script == "":
+			return fieldErr(field+".script", "must not be empty")
+		}
+		seen[h.Pattern] = true
+		if h.Timeout != "" {
+			if _, err := parseDuration(h.Timeout, time.Millisecond); err != nil {
+				return fieldErr(field+".timeout", "%v", err)
+			}
+		}
+	}
+	return nil
+}
+
+func parseDuration(s string, min time.Duration) (time.Duration, error) {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("want a duration like \"500ms\" or \"1s\", not %q", s)
+	}
+	if d < min {
+		return 0, fmt.Errorf("must be at least %s, not %s", min, s)
+	}
+	return d, nil
+}
+
+func checkAddrPort(s string, portZeroOK bool) error {
+	if s == "" {
+		return nil
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return fmt.Errorf("want host:port, not %q", s)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 || (p == 0 && !portZeroOK) {
+		return fmt.Errorf("bad port in %q", s)
+	}
+	if host == "" {
+		return fmt.Errorf("missing host in %q", s)
+	}
+	return nil
+}
+
+// SocketFileMode parses socket_mode, an octal permission string.
+func (c *Config) SocketFileMode() (os.FileMode, error) {
+	m, err := strconv.ParseUint(c.SocketMode, 8, 32)
+	if err != nil || m > 0o777 {
+		return 0, fmt.Errorf("want an octal mode like \"0660\", not %q", c.SocketMode)
+	}
+	return os.FileMode(m), nil
+}
+
+// HookTimeout is the hook's timeout, 50ms when unset.
+func (h HookConfig) HookTimeout() time.Duration {
+	d, err := time.ParseDuration(h.Timeout)
+	if err != nil || h.Timeout == "" {
+		return 50 * time.Millisecond
+	}
+	return d
+}
+
+// ScriptPath resolves the hook's script against the config file's directory.
+func (c *Config) ScriptPath(h HookConfig) string {
+	if filepath.IsAbs(h.Script) || c.Dir == "" {
+		return h.Script
+	}
+	return filepath.Join(c.Dir, h.Script)
+}
+
+// StorePath is the store's file in data_dir.
+func (c *Config) StorePath() string { return filepath.Join(c.DataDir, "ckd.db") }
+
+func hclogLevel(s string) (hclog.Level, error) {
+	switch strings.ToLower(s) {
+	case "trace":
+		return hclog.Trace, nil
+	case "debug":
+		return hclog.Debug, nil
+	case "info":
+		return hclog.Info, nil
+	case "warn":
+		return hclog.Warn, nil
+	case "error":
+		return hclog.Error, nil
+	}
+	return hclog.NoLevel, fmt.Errorf("must be trace, debug, info, warn or error, not %q", s)
+}
+
+// Level is the validated log level.
+func (c *Config) Level() hclog.Level {
+	l, _ := hclogLevel(c.LogLevel)
+	return l
+}

@@ -1,0 +1,109 @@
+package daemon
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestExampleConfigMatchesDefaults(t *testing.T) {
+	cfg, err := LoadConfig(filepath.Join("..", "config.hcl.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("config.hcl.example does not validate: %v", err)
+	}
+	def := DefaultConfig()
+	cfg.Dir, cfg.ranges = "", nil
+	if !reflect.DeepEqual(cfg, def) {
+		t.Errorf("config.hcl.example differs from DefaultConfig():\n file: %+v %+v\n code: %+v %+v", cfg, *cfg.Cluster, def, *def.Cluster)
+	}
+	// Every key the struct knows is documented (set or commented out).
+	src, _ := os.ReadFile(filepath.Join("..", "config.hcl.example"))
+	for _, key := range hclKeys(reflect.TypeOf(Config{})) {
+		if !strings.Contains(string(src), key+" ") {
+			t.Errorf("config.hcl.example does not mention %q", key)
+		}
+	}
+}
+
+func hclKeys(t reflect.Type) []string {
+	var keys []string
+	for i := 0; i < t.NumField(); i++ {
+		tag := strings.Split(t.Field(i).Tag.Get("hcl"), ",")
+		if tag[0] == "" {
+			continue
+		}
+		keys = append(keys, tag[0])
+		if len(tag) > 1 && tag[1] == "block" {
+			ft := t.Field(i).Type
+			for ft.Kind() == reflect.Pointer || ft.Kind() == reflect.Slice {
+				ft = ft.Elem()
+			}
+			keys = append(keys, hclKeys(ft)...)
+		}
+	}
+	return keys
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, src, want string
+	}{
+		{"syntax", "log_level = \n", "test.hcl:1,"},
+		{"unknown key", "colour = \"blue\"\n", `test.hcl:1,1: Unsupported argument`},
+		{"wrong type", "max_value_size = \"big\"\n", "test.hcl:1,"},
+		{"bad level", "\nlog_level = \"loud\"\n", `test.hcl:2,1: log_level: must be trace, debug, info, warn or error, not "loud"`},
+		{"value too big", "max_value_size = 100000000\n", "test.hcl:1,1: max_value_size: must be between 1 and 67108864"},
+		{"bad port", "cluster {\n  port = 70000\n}\n", "test.hcl:2,3: cluster.port: must be between 1 and 65535"},
+		{"bad transport", "cluster {\n transport = \"carrier-pigeon\"\n}\n", "cluster.transport: must be multicast, broadcast, peers or nats"},
+		{"bad duration", "cluster {\n heartbeat = \"soon\"\n}\n", `test.hcl:2,2: cluster.heartbeat: want a duration like "500ms" or "1s", not "soon"`},
+		{"dead too short", "cluster {\n dead_after = \"2s\"\n}\n", "cluster.dead_after: must be at least 3 heartbeats"},
+		{"bad group", "cluster {\n group = \"10.0.0.1\"\n}\n", "cluster.group: must be an IPv4 multicast address"},
+		{"bad bind", "cluster {\n bind = \"nowhere\"\n}\n", `cluster.bind: want host:port, not "nowhere"`},
+		{"peers without list", "cluster {\n transport = \"peers\"\n}\n", "cluster.peers: transport \"peers\" needs at least one peer"},
+		{"bad socket mode", "socket_mode = \"rw\"\n", `socket_mode: want an octal mode like "0660", not "rw"`},
+		{"hook without script", "hook \"a/*\" {\n}\n", "test.hcl:1,"},
+		{"hook bad timeout", "hook \"a/*\" {\n script = \"x.lua\"\n timeout = \"forever\"\n}\n", `test.hcl:3,2: hook["a/*"].timeout`},
+		{"duplicate block", "cluster {}\ncluster {}\n", "test.hcl:2,1: Duplicate cluster block"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := ParseConfig("test.hcl", []byte(tc.src))
+			if err == nil {
+				err = cfg.Validate()
+			}
+			if err == nil {
+				t.Fatalf("no error for %q", tc.src)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %q does not contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestConfigOverlay(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "ckd.hcl")
+	os.WriteFile(path, []byte("node_name = \"alpha\"\ncluster {\n  name = \"blue\"\n}\nhook \"cfg/*\" {\n  script = \"h.lua\"\n}\n"), 0o644)
+	cfg, err := LoadWithOverrides(path, Overrides{DataDir: filepath.Join(dir, "d2")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	def := DefaultConfig()
+	if cfg.NodeName != "alpha" || cfg.Cluster.Name != "blue" || cfg.Cluster.Port != def.Cluster.Port {
+		t.Errorf("overlay lost a value or a default: %+v %+v", cfg, *cfg.Cluster)
+	}
+	if cfg.DataDir != filepath.Join(dir, "d2") {
+		t.Errorf("data dir flag not applied: %s", cfg.DataDir)
+	}
+	if got, want := cfg.ScriptPath(cfg.Hooks[0]), filepath.Join(dir, "h.lua"); got != want {
+		t.Errorf("script path %s, want %s (relative to the config file)", got, want)
+	}
+}

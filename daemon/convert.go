@@ -1,0 +1,62 @@
+package daemon
+
+import (
+	"fmt"
+
+	"github.com/cloudknowledge/ck/rpc"
+	"github.com/cloudknowledge/ck/store"
+)
+
+// toRPC shows a store record in the API's shape. withValue false leaves the
+// value out (key listings).
+func toRPC(r store.Record, withValue bool) rpc.Record {
+	vv := make(map[string]uint64, len(r.VV))
+	for id, l := range r.VV {
+		vv[id.String()] = l
+	}
+	out := rpc.Record{
+		Key:      r.Key,
+		Version:  r.Lamport,
+		Origin:   r.Origin.String(),
+		VV:       vv,
+		Deleted:  r.Deleted,
+		LWW:      &rpc.Stamp{Lamport: r.LWW.Lamport, Origin: r.LWW.Origin.String()},
+		At:       r.At,
+		Fallback: r.Fallback,
+	}
+	if withValue {
+		out.Value = r.Value
+	}
+	return out
+}
+
+// fromRPC rebuilds a whole store record from an exported one.
+func fromRPC(r rpc.Record) (store.Record, error) {
+	origin, err := store.ParseNodeID(r.Origin)
+	if err != nil {
+		return store.Record{}, fmt.Errorf("origin: %w", err)
+	}
+	vv := make(store.VV, len(r.VV))
+	for s, l := range r.VV {
+		id, err := store.ParseNodeID(s)
+		if err != nil {
+			return store.Record{}, fmt.Errorf("vv: %w", err)
+		}
+		vv[id] = l
+	}
+	if len(vv) == 0 || r.Version == 0 {
+		return store.Record{}, fmt.Errorf("a restored record needs its version and vv (use --as-new to write plain values)")
+	}
+	lww := store.Stamp{Lamport: r.Version, Origin: origin}
+	if r.LWW != nil {
+		id, err := store.ParseNodeID(r.LWW.Origin)
+		if err != nil {
+			return store.Record{}, fmt.Errorf("lww origin: %w", err)
+		}
+		lww = store.Stamp{Lamport: r.LWW.Lamport, Origin: id}
+	}
+	return store.Record{
+		Key: r.Key, Value: r.Value, Deleted: r.Deleted, VV: vv, Lamport: r.Version,
+		Origin: origin, LWW: lww, At: r.At, Fallback: r.Fallback,
+	}, nil
+}

@@ -1,0 +1,223 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/cloudknowledge/ck/rpc"
+	"github.com/cloudknowledge/ck/store"
+)
+
+// ErrAlreadyRunning is returned by New when another ckd holds the data dir
+// or serves on the socket.
+var ErrAlreadyRunning = errors.New("another ckd is running")
+
+// Daemon is one ckd node.
+type Daemon struct {
+	cfg     Config
+	log     hclog.Logger
+	level   hclog.Level
+	store   *store.Store
+	hooks   *hookSet
+	metrics *metrics
+	api     *rpc.Server
+	ln      net.Listener
+	started time.Time
+
+	// loadConfig re-reads the configuration for Reload; nil disables reload.
+	loadConfig func() (Config, error)
+
+	stopping  atomic.Bool    // refuse new writes
+	writes    sync.WaitGroup // in-flight writes, drained before the store closes
+	writesMu  sync.Mutex     // orders writes.Add against the stop
+	closeOnce sync.Once
+	closeErr  error
+	reloadMu  sync.Mutex
+}
+
+// Options are what New needs besides the config.
+type Options struct {
+	Logger hclog.Logger // nil: a default logger on stderr at cfg.LogLevel
+	// LoadConfig re-reads the configuration (file and flags) on Reload.
+	LoadConfig func() (Config, error)
+}
+
+// New validates cfg, opens the store, compiles the hooks and listens on the
+// API socket. It fails, touching nothing of another running ckd, when the
+// data dir is locked or the socket is served by a live daemon.
+func New(cfg Config, opts Options) (*Daemon, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = NewLogger(cfg, os.Stderr)
+	}
+	d := &Daemon{cfg: cfg, log: log, level: cfg.Level(), loadConfig: opts.LoadConfig, started: time.Now()}
+	hooks, err := loadHooks(cfg, log.Named("hooks"), d.localGet)
+	if err != nil {
+		return nil, err
+	}
+	d.hooks = hooks
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("data dir: %w", err)
+	}
+	d.store, err = store.Open(cfg.StorePath(), store.Options{
+		Logger:       log.Named("store"),
+		Resolver:     conflictResolver{d.hooks},
+		WatchHistory: cfg.WatchHistory,
+		MaxValueSize: cfg.MaxValueSize,
+		LockTimeout:  time.Second,
+	})
+	if errors.Is(err, store.ErrLocked) {
+		return nil, fmt.Errorf("%w: data dir %s is in use (its store is locked by another process)", ErrAlreadyRunning, cfg.DataDir)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("store %s: %w", cfg.StorePath(), err)
+	}
+	if err := d.listen(); err != nil {
+		d.store.Close()
+		return nil, err
+	}
+	d.metrics = newMetrics(d)
+	apiLog := log.Named("api")
+	d.api = rpc.NewServer(backend{d}, apiLog, rpc.ServerOptions{
+		MaxValueSize: cfg.MaxValueSize,
+		ErrorLog:     apiLog.StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Warn}),
+	})
+	log.Info("ckd ready", "version", rpc.Version, "node", cfg.NodeName, "id", d.store.NodeID(),
+		"data_dir", cfg.DataDir, "socket", cfg.Socket, "keys", d.store.Keys())
+	return d, nil
+}
+
+func (d *Daemon) listen() error {
+	mode, _ := d.cfg.SocketFileMode()
+	ln, err := rpc.Listen(d.cfg.Socket, mode, d.cfg.SocketGroup)
+	if errors.Is(err, rpc.ErrSocketInUse) {
+		return fmt.Errorf("%w: %v", ErrAlreadyRunning, err)
+	}
+	if err != nil {
+		return fmt.Errorf("socket %s: %w", d.cfg.Socket, err)
+	}
+	d.ln = ln
+	return nil
+}
+
+// Run serves the API (and, when configured, metrics on TCP) until ctx ends,
+// then stops gracefully. It returns the first serving error, or nil after a
+// clean stop.
+func (d *Daemon) Run(ctx context.Context) error {
+	errc := make(chan error, 2)
+	go func() { errc <- d.api.Serve(d.ln) }()
+	var metricsSrv *http.Server
+	if d.cfg.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", d.cfg.MetricsAddr)
+		if err != nil {
+			d.Close()
+			return fmt.Errorf("metrics_addr: %w", err)
+		}
+		metricsSrv = &http.Server{Handler: d.metrics.handler(), ReadHeaderTimeout: 10 * time.Second}
+		go func() { errc <- metricsSrv.Serve(mln) }()
+	}
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+	}
+	if metricsSrv != nil {
+		metricsSrv.Close()
+	}
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// Close stops the node: it refuses new writes, waits for in-flight ones,
+// closes the API and the store. Safe to call more than once.
+func (d *Daemon) Close() error {
+	d.closeOnce.Do(func() {
+		d.log.Info("stopping")
+		d.writesMu.Lock()
+		d.stopping.Store(true)
+		d.writesMu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := d.api.Shutdown(ctx); err != nil {
+			d.log.Warn("api shutdown", "error", err)
+		}
+		d.writes.Wait()
+		d.closeErr = d.store.Close()
+		d.hooks.Close()
+		d.log.Info("stopped")
+	})
+	return d.closeErr
+}
+
+// beginWrite registers an in-flight write, or refuses it once stopping.
+func (d *Daemon) beginWrite() error {
+	d.writesMu.Lock()
+	defer d.writesMu.Unlock()
+	if d.stopping.Load() {
+		return rpc.ErrShuttingDown
+	}
+	d.writes.Add(1)
+	return nil
+}
+
+// Reload re-reads the reloadable configuration: hooks and log level (and,
+// with the cluster's encryption, the keyring). Other changed keys are logged
+// as needing a restart. On error nothing changes.
+func (d *Daemon) Reload(ctx context.Context) error {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	if d.loadConfig == nil {
+		return errors.New("reload: no configuration source")
+	}
+	cfg, err := d.loadConfig()
+	if err == nil {
+		err = cfg.Validate()
+	}
+	if err != nil {
+		d.log.Error("reload failed; the running configuration stays", "error", err)
+		return fmt.Errorf("reload: %w", err)
+	}
+	if err := d.hooks.reload(cfg); err != nil {
+		d.log.Error("reload failed; the old hooks stay in force", "error", err)
+		return fmt.Errorf("reload: %w", err)
+	}
+	if lvl := cfg.Level(); lvl != d.level {
+		d.log.SetLevel(lvl)
+		d.level = lvl
+	}
+	for _, field := range restartNeeded(d.cfg, cfg) {
+		d.log.Warn("config change needs a restart to take effect", "field", field)
+	}
+	d.log.Info("reloaded", "hooks", len(cfg.Hooks), "log_level", cfg.LogLevel)
+	return nil
+}
+
+// NodeID is this node's id.
+func (d *Daemon) NodeID() store.NodeID { return d.store.NodeID() }
+
+// NewLogger is the daemon's logger per the config: leveled, text or JSON.
+func NewLogger(cfg Config, w *os.File) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{
+		Name:       "ckd",
+		Level:      cfg.Level(),
+		JSONFormat: cfg.LogJSON,
+		Output:     w,
+	})
+}

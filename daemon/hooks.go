@@ -1,0 +1,139 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/cloudknowledge/ck/rpc"
+	"github.com/cloudknowledge/ck/scripting"
+	"github.com/cloudknowledge/ck/store"
+)
+
+// hookSet holds the running Lua hooks. Reload swaps in a newly compiled
+// engine atomically; calls in flight finish on the engine they started on.
+type hookSet struct {
+	cur    atomic.Pointer[scripting.Engine]
+	log    hclog.Logger
+	get    func(string) ([]byte, bool, error)
+	failed atomic.Uint64 // on_conflict failures that fell back to last-writer-wins
+}
+
+func loadHooks(cfg Config, log hclog.Logger, get func(string) ([]byte, bool, error)) (*hookSet, error) {
+	h := &hookSet{log: log, get: get}
+	if err := h.reload(cfg); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// reload compiles cfg's hooks and, only if every script compiles, puts
+// them in force.
+func (h *hookSet) reload(cfg Config) error {
+	specs := make([]scripting.HookSpec, 0, len(cfg.Hooks))
+	for _, hc := range cfg.Hooks {
+		specs = append(specs, scripting.HookSpec{Pattern: hc.Pattern, Script: cfg.ScriptPath(hc), Timeout: hc.HookTimeout()})
+	}
+	eng, err := scripting.New(scripting.Config{
+		Hooks:        specs,
+		PoolSize:     cfg.HookPool,
+		MemoryBudget: cfg.HookMemory,
+		HeapLimit:    uint64(cfg.HookHeapLimit),
+		MaxValueSize: cfg.MaxValueSize,
+		Logger:       h.log,
+		NodeName:     cfg.NodeName,
+		Get:          h.get,
+	})
+	if err != nil {
+		return err
+	}
+	if old := h.cur.Swap(eng); old != nil {
+		old.Close()
+	}
+	return nil
+}
+
+// Close stops the engine.
+func (h *hookSet) Close() {
+	if e := h.cur.Swap(nil); e != nil {
+		e.Close()
+	}
+}
+
+// Hash identifies the hook configuration; peers compare it (HELLO).
+func (h *hookSet) Hash() string {
+	if e := h.cur.Load(); e != nil {
+		return e.Hash()
+	}
+	return ""
+}
+
+func (h *hookSet) onSet(ctx context.Context, key string, value []byte, meta scripting.Meta) ([]byte, error) {
+	e := h.cur.Load()
+	if e == nil {
+		return value, nil
+	}
+	out, err := e.OnSet(ctx, key, value, meta)
+	return out, hookError(err)
+}
+
+func (h *hookSet) onGet(ctx context.Context, key string, value []byte, meta scripting.Meta) ([]byte, error) {
+	e := h.cur.Load()
+	if e == nil {
+		return value, nil
+	}
+	out, err := e.OnGet(ctx, key, value, meta)
+	return out, hookError(err)
+}
+
+// hookError maps scripting errors onto the API's codes.
+func hookError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, scripting.ErrRejected):
+		return rpc.Errorf(rpc.ErrHookRejected, "%v", err)
+	default:
+		return rpc.Errorf(rpc.ErrHookError, "%v", err)
+	}
+}
+
+// conflictResolver is the store's Resolver: the on_conflict hook matching
+// the key, else last-writer-wins. A failing hook falls back to
+// last-writer-wins (the store marks the record), logged and counted.
+type conflictResolver struct{ h *hookSet }
+
+func (r conflictResolver) Resolve(key string, winner, loser *store.Record) ([]byte, bool, error) {
+	e := r.h.cur.Load()
+	if e == nil {
+		return winner.Value, winner.Deleted, nil
+	}
+	value, deleted, ok, err := e.OnConflict(key, version(winner), version(loser))
+	if err != nil {
+		r.h.failed.Add(1)
+		r.h.log.Warn("on_conflict failed; last-writer-wins decides", "key", key, "error", err)
+		return nil, false, err
+	}
+	if !ok {
+		return winner.Value, winner.Deleted, nil
+	}
+	return value, deleted, nil
+}
+
+func version(r *store.Record) scripting.Version {
+	return scripting.Version{Value: r.Value, Deleted: r.Deleted, Lamport: r.Lamport, Origin: r.Origin.String()}
+}
+
+// localGet is ck.get: a local, read-only lookup for hooks.
+func (d *Daemon) localGet(key string) ([]byte, bool, error) {
+	if d.store == nil {
+		return nil, false, nil
+	}
+	r, found, err := d.store.Get(key)
+	if err != nil || !found || r.Deleted {
+		return nil, false, err
+	}
+	return r.Value, true, nil
+}

@@ -1,0 +1,63 @@
+package daemon
+
+import (
+	"errors"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/cloudknowledge/ck/rpc"
+)
+
+// metrics is the node's Prometheus registry, served on the API socket at
+// /v1/metrics and, with metrics_addr, on TCP at /metrics.
+type metrics struct {
+	reg         *prometheus.Registry
+	reads       prometheus.Counter
+	writes      *prometheus.CounterVec
+	writeErrors *prometheus.CounterVec
+}
+
+func newMetrics(d *Daemon) *metrics {
+	reg := prometheus.NewRegistry()
+	m := &metrics{
+		reg: reg,
+		reads: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ck_reads_total", Help: "Reads answered through the local API.",
+		}),
+		writes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ck_writes_total", Help: "Local writes stored, by op (set, del).",
+		}, []string{"op"}),
+		writeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ck_write_errors_total", Help: "Local writes refused, by op and API error code.",
+		}, []string{"op", "code"}),
+	}
+	reg.MustRegister(m.reads, m.writes, m.writeErrors,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ck_keys", Help: "Live keys in the store."},
+			func() float64 { return float64(d.store.Keys()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ck_lamport", Help: "This node's Lamport clock."},
+			func() float64 { return float64(d.store.Lamport()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ck_hook_conflict_fallbacks_total",
+			Help: "on_conflict failures that fell back to last-writer-wins."},
+			func() float64 { return float64(d.hooks.failed.Load()) }),
+	)
+	return m
+}
+
+// writeFailed counts a refused write by its API code and returns err.
+func (m *metrics) writeFailed(op string, err error) error {
+	code := rpc.ErrInternal.Code
+	var e *rpc.Error
+	if errors.As(err, &e) {
+		code = e.Code
+	}
+	m.writeErrors.WithLabelValues(op, code).Inc()
+	return err
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}

@@ -1,0 +1,10 @@
+# A second node on the same host, beside a first one on the defaults.
+# Each node needs its own data dir and socket; on lo they find each other
+# by multicast (once the cluster lands, see README).
+#   ckd -config examples/config/second-node.hcl
+# or, with no file at all:
+#   ckd -node-name beta -data-dir /tmp/ckd-beta -socket /tmp/ckd-beta.sock
+
+node_name = "beta"
+data_dir  = "/tmp/ckd-beta"
+socket    = "/tmp/ckd-beta.sock"

@@ -1,0 +1,494 @@
+package rpc
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// baseURL is the URL the client's requests name; the host is ignored, as
+// every connection goes to the socket.
+const baseURL = "http://ckd"
+
+// maxErrorBody bounds how much of an error answer the client reads.
+const maxErrorBody = 64 << 10
+
+// Client talks to ckd's local API on its Unix socket. It is safe for
+// concurrent use.
+type Client struct {
+	socket string
+	hc     *http.Client
+}
+
+// UnreachableError is the error of a call that could not connect to the
+// daemon. It matches ErrUnreachable with errors.Is.
+type UnreachableError struct {
+	Socket string
+	Err    error // the dial's error
+}
+
+func (e *UnreachableError) Error() string {
+	return fmt.Sprintf("cannot reach ckd at %s: %v", e.Socket, e.Err)
+}
+
+// Is makes errors.Is(err, ErrUnreachable) true.
+func (e *UnreachableError) Is(target error) bool { return target == ErrUnreachable }
+
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// NewClient returns a client of the daemon listening on socket.
+func NewClient(socket string) *Client {
+	var d net.Dialer
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			c, err := d.DialContext(ctx, "unix", socket)
+			if err != nil {
+				return nil, &UnreachableError{Socket: socket, Err: unwrapOpError(err)}
+			}
+			return c, nil
+		},
+		MaxIdleConnsPerHost: 8,
+		DisableCompression:  true, // same machine: compression only costs
+	}
+	// No overall timeout: watches last until their context ends.
+	return &Client{socket: socket, hc: &http.Client{Transport: tr}}
+}
+
+// unwrapOpError drops the "dial unix PATH:" part of a dial error, since
+// UnreachableError names the socket already.
+func unwrapOpError(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err
+	}
+	return err
+}
+
+// Socket is the path the client connects to.
+func (c *Client) Socket() string { return c.socket }
+
+// Close drops idle connections.
+func (c *Client) Close() error {
+	c.hc.CloseIdleConnections()
+	return nil
+}
+
+// keyPath escapes key for /v1/kv/{key}: each "/"-separated segment with
+// url.PathEscape, so the server decodes exactly the key's bytes ("%", "?",
+// "#", spaces, "..") while the slashes stay readable in logs.
+func keyPath(key string) string {
+	segs := strings.Split(key, "/")
+	for i, s := range segs {
+		segs[i] = url.PathEscape(s)
+		// PathEscape leaves "." and ".." alone; escape them so no proxy
+		// or library between us and the server can resolve them.
+		if s == "." || s == ".." {
+			segs[i] = strings.ReplaceAll(s, ".", "%2E")
+		}
+	}
+	return "/v1/kv/" + strings.Join(segs, "/")
+}
+
+// do sends a request and returns the answer if it is a 2xx; otherwise the
+// answer's *Error, or an *UnreachableError when the daemon could not be
+// reached.
+//
+// A body is sent with contentType; the transport streams a body that is
+// not a bytes or strings reader, chunk by chunk, without reading it all.
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, body io.Reader, contentType ...string) (*http.Response, error) {
+	u := baseURL + path
+	if len(q) > 0 {
+		u += "?" + encodeQuery(q)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, u, body)
+	if err != nil {
+		return nil, err
+	}
+	if len(contentType) > 0 {
+		req.Header.Set("Content-Type", contentType[0])
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		var ue *UnreachableError
+		if errors.As(err, &ue) {
+			return nil, ue
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		return nil, fmt.Errorf("%s %s: %w", method, path, unwrapURLError(err))
+	}
+	if resp.StatusCode/100 != 2 {
+		defer resp.Body.Close()
+		return nil, readError(resp)
+	}
+	return resp, nil
+}
+
+func unwrapURLError(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return ue.Err
+	}
+	return err
+}
+
+// encodeQuery is url.Values.Encode, except that flags (an empty value)
+// are written bare: "?raw" rather than "?raw=".
+func encodeQuery(q url.Values) string {
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(q)) {
+		for _, v := range q[k] {
+			if b.Len() > 0 {
+				b.WriteByte('&')
+			}
+			b.WriteString(url.QueryEscape(k))
+			if v != "" {
+				b.WriteByte('=')
+				b.WriteString(url.QueryEscape(v))
+			}
+		}
+	}
+	return b.String()
+}
+
+// readError rebuilds the *Error of a non-2xx answer.
+func readError(resp *http.Response) error {
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
+	e := &Error{Status: resp.StatusCode}
+	if json.Unmarshal(b, e) != nil || e.Code == "" {
+		// Not one of ours (a proxy, an old daemon): keep what it said.
+		e.Code = "http_" + strconv.Itoa(resp.StatusCode)
+		e.Message = strings.TrimSpace(string(b))
+		if e.Message == "" {
+			e.Message = resp.Status
+		}
+	}
+	if e.Message == "" {
+		if base := errorForCode(e.Code); base != nil {
+			e.Message = base.Message
+		}
+	}
+	return e
+}
+
+func decodeJSON(resp *http.Response, v any) error {
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
+		return fmt.Errorf("decoding the answer of %s: %w", resp.Request.URL.Path, err)
+	}
+	return nil
+}
+
+// Get returns key's record, and how the read was answered.
+func (c *Client) Get(ctx context.Context, key string, opts GetOptions) (GetResponse, ReadInfo, error) {
+	var g GetResponse
+	resp, err := c.do(ctx, http.MethodGet, keyPath(key), getQuery(opts.Fresh, false), nil)
+	if err != nil {
+		return g, ReadInfo{}, err
+	}
+	info := readInfo(resp)
+	err = decodeJSON(resp, &g)
+	return g, info, err
+}
+
+// GetRaw returns key's value bytes and version, without the JSON.
+func (c *Client) GetRaw(ctx context.Context, key string, fresh bool) (value []byte, version uint64, info ReadInfo, err error) {
+	resp, err := c.do(ctx, http.MethodGet, keyPath(key), getQuery(fresh, true), nil)
+	if err != nil {
+		return nil, 0, ReadInfo{}, err
+	}
+	defer resp.Body.Close()
+	info = readInfo(resp)
+	if version, err = strconv.ParseUint(resp.Header.Get("Ck-Version"), 10, 64); err != nil {
+		return nil, 0, info, fmt.Errorf("bad Ck-Version header %q", resp.Header.Get("Ck-Version"))
+	}
+	if value, err = io.ReadAll(resp.Body); err != nil {
+		return nil, 0, info, fmt.Errorf("reading the value: %w", err)
+	}
+	return value, version, info, nil
+}
+
+func getQuery(fresh, raw bool) url.Values {
+	q := url.Values{}
+	if fresh {
+		q.Set("fresh", "")
+	}
+	if raw {
+		q.Set("raw", "")
+	}
+	return q
+}
+
+func readInfo(resp *http.Response) ReadInfo {
+	var info ReadInfo
+	if a := resp.Header.Get("Ck-Answered"); a != "" {
+		info.Fresh = true
+		info.Answered, _ = strconv.Atoi(a)
+		info.Alive, _ = strconv.Atoi(resp.Header.Get("Ck-Alive"))
+	}
+	info.Syncing = resp.Header.Get("Ck-Syncing") == "true"
+	return info
+}
+
+// Put stores value under key and returns the stored record. With
+// opts.Wait, a shortfall of acknowledgements is an *Error matching
+// ErrWaitTimeout (the value is stored) with Acked and Wanted set.
+func (c *Client) Put(ctx context.Context, key string, value []byte, opts WriteOptions) (Record, error) {
+	return c.write(ctx, http.MethodPut, key, bytes.NewReader(value), opts)
+}
+
+// Delete deletes key (a tombstone). Deleting a missing key succeeds.
+func (c *Client) Delete(ctx context.Context, key string, opts WriteOptions) (Record, error) {
+	return c.write(ctx, http.MethodDelete, key, nil, opts)
+}
+
+func (c *Client) write(ctx context.Context, method, key string, body io.Reader, opts WriteOptions) (Record, error) {
+	q := url.Values{}
+	if opts.IfVersion != nil {
+		q.Set("if_version", strconv.FormatUint(*opts.IfVersion, 10))
+	}
+	if opts.Wait != 0 {
+		q.Set("wait", strconv.Itoa(opts.Wait))
+	}
+	if opts.Timeout != 0 {
+		q.Set("timeout", time.Duration(opts.Timeout).String())
+	}
+	var ctype []string
+	if body != nil {
+		ctype = append(ctype, "application/octet-stream")
+	}
+	var rec Record
+	resp, err := c.do(ctx, method, keyPath(key), q, body, ctype...)
+	if err != nil {
+		return rec, err
+	}
+	err = decodeJSON(resp, &rec)
+	return rec, err
+}
+
+// List returns one page of live records in key order.
+func (c *Client) List(ctx context.Context, opts ListOptions) (ListResponse, error) {
+	q := url.Values{}
+	if opts.Prefix != "" {
+		q.Set("prefix", opts.Prefix)
+	}
+	if opts.After != "" {
+		q.Set("after", opts.After)
+	}
+	if opts.Limit > 0 {
+		q.Set("limit", strconv.Itoa(opts.Limit))
+	}
+	if opts.Values {
+		q.Set("values", "")
+	}
+	var lr ListResponse
+	resp, err := c.do(ctx, http.MethodGet, "/v1/kv", q, nil)
+	if err != nil {
+		return lr, err
+	}
+	err = decodeJSON(resp, &lr)
+	return lr, err
+}
+
+// ListAll calls fn with every live record with the prefix, in key order,
+// following the pages. An error from fn ends it and is returned.
+func (c *Client) ListAll(ctx context.Context, prefix string, values bool, fn func(Record) error) error {
+	opts := ListOptions{Prefix: prefix, Values: values}
+	for {
+		page, err := c.List(ctx, opts)
+		if err != nil {
+			return err
+		}
+		for _, r := range page.Items {
+			if err := fn(r); err != nil {
+				return err
+			}
+		}
+		if page.Next == "" {
+			return nil
+		}
+		if page.Next <= opts.After && opts.After != "" {
+			return fmt.Errorf("list: the daemon's page cursor went backwards (%q after %q)", page.Next, opts.After)
+		}
+		opts.After = page.Next
+	}
+}
+
+// Members returns the member table, this node included.
+func (c *Client) Members(ctx context.Context) ([]Member, error) {
+	var m []Member
+	return m, c.getJSON(ctx, "/v1/members", &m)
+}
+
+// Status describes the node.
+func (c *Client) Status(ctx context.Context) (Status, error) {
+	var s Status
+	return s, c.getJSON(ctx, "/v1/status", &s)
+}
+
+// Health is nil when the node serves and has bootstrapped; else an *Error
+// matching ErrSyncing or ErrShuttingDown.
+func (c *Client) Health(ctx context.Context) error {
+	var h Health
+	return c.getJSON(ctx, "/v1/health", &h)
+}
+
+// Reload asks the daemon to re-read its reloadable configuration.
+func (c *Client) Reload(ctx context.Context) error {
+	resp, err := c.do(ctx, http.MethodPost, "/v1/reload", nil, nil)
+	if err != nil {
+		return err
+	}
+	var h Health
+	return decodeJSON(resp, &h)
+}
+
+// Metrics returns the daemon's metrics in the Prometheus text format.
+func (c *Client) Metrics(ctx context.Context) (string, error) {
+	resp, err := c.do(ctx, http.MethodGet, "/v1/metrics", nil, nil)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+func (c *Client) getJSON(ctx context.Context, path string, v any) error {
+	resp, err := c.do(ctx, http.MethodGet, path, nil, nil)
+	if err != nil {
+		return err
+	}
+	return decodeJSON(resp, v)
+}
+
+// isErrorLine reports whether a stream line is the server's closing
+// {"error","code"} line rather than an event or a record.
+func isErrorLine(line []byte) bool {
+	return bytes.HasPrefix(line, []byte(`{"error":`))
+}
+
+func lineError(line []byte) error {
+	e := &Error{}
+	if err := json.Unmarshal(line, e); err != nil || e.Code == "" {
+		return fmt.Errorf("bad error line in the stream: %q", line)
+	}
+	if base := errorForCode(e.Code); base != nil {
+		e.Status = base.Status
+	}
+	return e
+}
+
+// Watch calls fn with every change whose key has the prefix: with since
+// nil from now on, else those with an index above *since first. It runs
+// until ctx ends (returning ctx's error), fn returns an error (returned),
+// or the daemon ends the stream (an *Error, for example ErrShuttingDown).
+// A since older than the daemon's log is ErrCompacted.
+func (c *Client) Watch(ctx context.Context, prefix string, since *uint64, fn func(Event) error) error {
+	q := url.Values{}
+	if prefix != "" {
+		q.Set("prefix", prefix)
+	}
+	if since != nil {
+		q.Set("since", strconv.FormatUint(*since, 10))
+	}
+	resp, err := c.do(ctx, http.MethodGet, "/v1/watch", q, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReader(resp.Body)
+	for {
+		line, err := br.ReadBytes('\n')
+		if len(bytes.TrimSpace(line)) > 0 {
+			if isErrorLine(line) {
+				return lineError(line)
+			}
+			var ev Event
+			if jerr := json.Unmarshal(line, &ev); jerr != nil {
+				return fmt.Errorf("watch: bad event line %q: %w", line, jerr)
+			}
+			if ferr := fn(ev); ferr != nil {
+				return ferr
+			}
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if err == io.EOF {
+				return fmt.Errorf("watch: the daemon ended the stream: %w", io.ErrUnexpectedEOF)
+			}
+			return fmt.Errorf("watch: %w", err)
+		}
+	}
+}
+
+// Export writes the records whose key has the prefix to w, one JSON line
+// each, versions kept (tombstones included), as Import reads them.
+func (c *Client) Export(ctx context.Context, prefix string, w io.Writer) error {
+	q := url.Values{}
+	if prefix != "" {
+		q.Set("prefix", prefix)
+	}
+	resp, err := c.do(ctx, http.MethodGet, "/v1/export", q, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	br := bufio.NewReaderSize(resp.Body, 64<<10)
+	for {
+		line, err := br.ReadBytes('\n')
+		if len(line) > 0 {
+			if isErrorLine(line) {
+				return lineError(line)
+			}
+			if err == nil { // a line cut short is not written
+				if _, werr := w.Write(line); werr != nil {
+					return werr
+				}
+			}
+		}
+		switch {
+		case err == io.EOF && len(line) == 0:
+			return nil
+		case err == io.EOF:
+			return fmt.Errorf("export: the stream ended inside a line: %w", io.ErrUnexpectedEOF)
+		case err != nil:
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			return fmt.Errorf("export: %w", err)
+		}
+	}
+}
+
+// Import sends r, JSON lines of records as Export writes them, to be
+// applied like received records (a restore), or with asNew as new local
+// writes through on_set. r is streamed, not read into memory.
+func (c *Client) Import(ctx context.Context, r io.Reader, asNew bool) (ImportResult, error) {
+	q := url.Values{}
+	if asNew {
+		q.Set("as_new", "")
+	}
+	var res ImportResult
+	resp, err := c.do(ctx, http.MethodPost, "/v1/import", q, r, ndjson)
+	if err != nil {
+		return res, err
+	}
+	err = decodeJSON(resp, &res)
+	return res, err
+}

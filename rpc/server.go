@@ -1,0 +1,452 @@
+package rpc
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// DefaultMaxValueSize is the largest value a PUT accepts when
+// ServerOptions.MaxValueSize is 0 (DESIGN §3: max_value_size).
+const DefaultMaxValueSize = 4 << 20
+
+// ServerOptions configure NewServer.
+type ServerOptions struct {
+	// MaxValueSize bounds a PUT body, and (doubled) an import line.
+	// 0 means DefaultMaxValueSize.
+	MaxValueSize int
+	// ErrorLog receives the HTTP server's own errors (bad connections);
+	// nil: the standard logger.
+	ErrorLog *log.Logger
+}
+
+// Server answers the local API (DESIGN §5) by calling a Backend.
+//
+// Create it with NewServer, start it with Serve, stop it with Shutdown.
+type Server struct {
+	b        Backend
+	log      Logger
+	maxValue int
+	routes   map[string]route
+	srv      *http.Server
+
+	// streams is cancelled by Shutdown: watch and export streams never go
+	// idle by themselves, so http.Server.Shutdown would wait for them.
+	streams     context.Context
+	stopStreams context.CancelFunc
+}
+
+// route is one fixed path: the methods it takes and its handler.
+type route struct {
+	methods []string
+	h       http.HandlerFunc
+}
+
+// Logger is what the server logs through: the two levels it uses of an
+// hclog.Logger. It is an interface so that ckctl, which links this package,
+// does not link a logging library.
+type Logger interface {
+	Debug(msg string, args ...any)
+	Warn(msg string, args ...any)
+}
+
+type nullLogger struct{}
+
+func (nullLogger) Debug(string, ...any) {}
+func (nullLogger) Warn(string, ...any)  {}
+
+// NewServer returns a server that answers with b. A nil log discards.
+func NewServer(b Backend, log Logger, opts ServerOptions) *Server {
+	if log == nil {
+		log = nullLogger{}
+	}
+	if opts.MaxValueSize <= 0 {
+		opts.MaxValueSize = DefaultMaxValueSize
+	}
+	s := &Server{b: b, log: log, maxValue: opts.MaxValueSize}
+	s.streams, s.stopStreams = context.WithCancel(context.Background())
+	get, post := []string{http.MethodGet}, []string{http.MethodPost}
+	s.routes = map[string]route{
+		"/v1/kv":      {get, s.handleList},
+		"/v1/watch":   {get, s.handleWatch},
+		"/v1/export":  {get, s.handleExport},
+		"/v1/import":  {post, s.handleImport},
+		"/v1/members": {get, s.handleMembers},
+		"/v1/status":  {get, s.handleStatus},
+		"/v1/health":  {get, s.handleHealth},
+		"/v1/metrics": {get, s.handleMetrics},
+		"/v1/reload":  {post, s.handleReload},
+	}
+	s.srv = &http.Server{
+		Handler:           s,
+		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          opts.ErrorLog,
+	}
+	s.srv.RegisterOnShutdown(s.stopStreams)
+	return s
+}
+
+// Serve answers requests on ln until Shutdown; it then returns nil. Any
+// other error ends it too and is returned.
+func (s *Server) Serve(ln net.Listener) error {
+	err := s.srv.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown stops accepting connections, ends watch and export streams,
+// and waits for the requests in flight until ctx ends; then it closes
+// the connections that remain and returns ctx's error. It closes the
+// listeners Serve was given. Safe to call more than once.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopStreams()
+	err := s.srv.Shutdown(ctx)
+	if err != nil {
+		s.srv.Close()
+	}
+	return err
+}
+
+// Handler returns the API as an http.Handler, for tests and for mounting
+// elsewhere. Streams started through it end at Shutdown too.
+func (s *Server) Handler() http.Handler { return s }
+
+// ServeHTTP routes a request and logs it at debug level.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &recorder{ResponseWriter: w}
+	s.route(rec, r)
+	if rec.status == 0 {
+		rec.status = http.StatusOK
+	}
+	s.log.Debug("request", "method", r.Method, "path", r.URL.EscapedPath(),
+		"query", r.URL.RawQuery, "status", rec.status, "bytes", rec.bytes,
+		"duration", time.Since(start))
+}
+
+func (s *Server) route(w http.ResponseWriter, r *http.Request) {
+	// The key is taken from the escaped path, not r.URL.Path, so that an
+	// escaped "/" in the key cannot be mistaken for a path separator
+	// before the /v1/kv/ prefix; and no ServeMux, which would clean the
+	// path and redirect.
+	path := r.URL.EscapedPath()
+	if rest, ok := strings.CutPrefix(path, "/v1/kv/"); ok {
+		if !allow(w, r, http.MethodGet, http.MethodPut, http.MethodDelete) {
+			return
+		}
+		key, err := url.PathUnescape(rest)
+		if err != nil {
+			s.writeError(w, Errorf(ErrBadRequest, "bad key escaping: %v", err))
+			return
+		}
+		s.handleKey(w, r, key)
+		return
+	}
+	rt, ok := s.routes[path]
+	if !ok {
+		s.writeError(w, Errorf(ErrUnknownPath, "unknown path %s", path))
+		return
+	}
+	if allow(w, r, rt.methods...) {
+		rt.h(w, r)
+	}
+}
+
+// allow answers 405 with an Allow header unless r's method is one of methods.
+func allow(w http.ResponseWriter, r *http.Request, methods ...string) bool {
+	for _, m := range methods {
+		if r.Method == m {
+			return true
+		}
+	}
+	list := strings.Join(methods, ", ")
+	w.Header().Set("Allow", list)
+	writeError(w, Errorf(ErrMethodNotAllowed, "method %s not allowed on %s (allowed: %s)",
+		r.Method, r.URL.EscapedPath(), list))
+	return false
+}
+
+func (s *Server) handleKey(w http.ResponseWriter, r *http.Request, key string) {
+	q, err := parseQuery(r)
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	switch r.Method {
+	case http.MethodGet:
+		s.handleGet(w, r, key, q)
+	case http.MethodPut:
+		s.handlePut(w, r, key, q)
+	case http.MethodDelete:
+		opts, err := writeOptions(q)
+		if err != nil {
+			s.writeError(w, err)
+			return
+		}
+		rec, err := s.b.Delete(r.Context(), key, opts)
+		s.answer(w, rec, err)
+	}
+}
+
+func (s *Server) handleGet(w http.ResponseWriter, r *http.Request, key string, q url.Values) {
+	opts := GetOptions{Fresh: has(q, "fresh")}
+	rec, info, err := s.b.Get(r.Context(), key, opts)
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	h := w.Header()
+	h.Set("Ck-Version", strconv.FormatUint(rec.Version, 10))
+	if info.Fresh || opts.Fresh {
+		h.Set("Ck-Answered", strconv.Itoa(info.Answered))
+		h.Set("Ck-Alive", strconv.Itoa(info.Alive))
+	}
+	if info.Syncing {
+		h.Set("Ck-Syncing", "true")
+	}
+	if has(q, "raw") {
+		h.Set("Content-Type", "application/octet-stream")
+		h.Set("Content-Length", strconv.Itoa(len(rec.Value)))
+		w.WriteHeader(http.StatusOK)
+		w.Write(rec.Value)
+		return
+	}
+	s.writeJSON(w, http.StatusOK, GetResponse{Record: rec, Answered: info.Answered, Alive: info.Alive})
+}
+
+func (s *Server) handlePut(w http.ResponseWriter, r *http.Request, key string, q url.Values) {
+	opts, err := writeOptions(q)
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	if r.ContentLength > int64(s.maxValue) {
+		s.writeError(w, Errorf(ErrTooLarge, "value too large: %d bytes, over the limit of %d", r.ContentLength, s.maxValue))
+		return
+	}
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(r.ContentLength))
+	}
+	// Read one byte past the limit to tell "at the limit" from "over it"
+	// without reading an unbounded body.
+	if _, err := buf.ReadFrom(io.LimitReader(r.Body, int64(s.maxValue)+1)); err != nil {
+		s.writeError(w, Errorf(ErrBadRequest, "reading the value: %v", err))
+		return
+	}
+	if buf.Len() > s.maxValue {
+		s.writeError(w, Errorf(ErrTooLarge, "value too large: over the limit of %d bytes", s.maxValue))
+		return
+	}
+	rec, err := s.b.Put(r.Context(), key, buf.Bytes(), opts)
+	s.answer(w, rec, err)
+}
+
+func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
+	q, err := parseQuery(r)
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	opts := ListOptions{Prefix: q.Get("prefix"), After: q.Get("after"), Values: has(q, "values")}
+	if v, ok := q["limit"]; ok {
+		n, err := strconv.Atoi(v[0])
+		if err != nil || n < 0 {
+			s.writeError(w, Errorf(ErrBadRequest, "bad limit %q: want a count", v[0]))
+			return
+		}
+		opts.Limit = n
+	}
+	resp, err := s.b.List(r.Context(), opts)
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	if resp.Items == nil {
+		resp.Items = []Record{}
+	}
+	s.writeJSON(w, http.StatusOK, resp)
+}
+
+func (s *Server) handleMembers(w http.ResponseWriter, r *http.Request) {
+	m, err := s.b.Members(r.Context())
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	if m == nil {
+		m = []Member{}
+	}
+	s.writeJSON(w, http.StatusOK, m)
+}
+
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
+	st, err := s.b.Status(r.Context())
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	s.writeJSON(w, http.StatusOK, st)
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	if err := s.b.Health(r.Context()); err != nil {
+		s.writeError(w, err)
+		return
+	}
+	s.writeJSON(w, http.StatusOK, Health{Status: "ok"})
+}
+
+func (s *Server) handleMetrics(w http.ResponseWriter, r *http.Request) {
+	h := s.b.Metrics()
+	if h == nil {
+		s.writeError(w, Errorf(ErrInternal, "metrics are not available"))
+		return
+	}
+	h.ServeHTTP(w, r)
+}
+
+func (s *Server) handleReload(w http.ResponseWriter, r *http.Request) {
+	if err := s.b.Reload(r.Context()); err != nil {
+		s.writeError(w, err)
+		return
+	}
+	s.writeJSON(w, http.StatusOK, Health{Status: "ok"})
+}
+
+// answer writes a write's record, or its error.
+func (s *Server) answer(w http.ResponseWriter, rec Record, err error) {
+	if err != nil {
+		s.writeError(w, err)
+		return
+	}
+	s.writeJSON(w, http.StatusOK, rec)
+}
+
+func (s *Server) writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		s.writeError(w, fmt.Errorf("encoding the answer: %w", err))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+// writeError answers with err's status and {"error","code"} body. Errors
+// that are not *Error are internal and logged.
+func (s *Server) writeError(w http.ResponseWriter, err error) {
+	e := AsError(err)
+	if e.Code == ErrInternal.Code {
+		s.log.Warn("internal error", "error", err)
+	}
+	writeError(w, e)
+}
+
+func writeError(w http.ResponseWriter, e *Error) {
+	status := e.Status
+	if status < 400 || status > 599 {
+		status = http.StatusInternalServerError
+	}
+	h := w.Header()
+	// A failed read must not carry the headers of a success.
+	h.Del("Ck-Version")
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	w.Write(append(errorLine(e), '\n'))
+}
+
+// errorBody is the JSON of an error, in the field order DESIGN §5 shows.
+type errorBody struct {
+	Error  string `json:"error"`
+	Code   string `json:"code"`
+	Acked  int    `json:"acked,omitempty"`
+	Wanted int    `json:"wanted,omitempty"`
+}
+
+func errorLine(e *Error) []byte {
+	b, _ := json.Marshal(errorBody{Error: e.Message, Code: e.Code, Acked: e.Acked, Wanted: e.Wanted})
+	return b
+}
+
+func parseQuery(r *http.Request) (url.Values, error) {
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		return nil, Errorf(ErrBadRequest, "bad query string: %v", err)
+	}
+	return q, nil
+}
+
+// has reports a query flag: true when present, whatever its value.
+func has(q url.Values, name string) bool {
+	_, ok := q[name]
+	return ok
+}
+
+func writeOptions(q url.Values) (WriteOptions, error) {
+	var o WriteOptions
+	if v, ok := q["if_version"]; ok {
+		n, err := strconv.ParseUint(v[0], 10, 64)
+		if err != nil {
+			return o, Errorf(ErrBadRequest, "bad if_version %q: want a version number", v[0])
+		}
+		o.IfVersion = &n
+	}
+	if v, ok := q["wait"]; ok {
+		n, err := strconv.Atoi(v[0])
+		if err != nil || n < 0 {
+			return o, Errorf(ErrBadRequest, "bad wait %q: want a number of peers", v[0])
+		}
+		o.Wait = n
+	}
+	if v, ok := q["timeout"]; ok {
+		d, err := time.ParseDuration(v[0])
+		if err != nil || d < 0 {
+			return o, Errorf(ErrBadRequest, "bad timeout %q: want a duration such as 500ms or 5s", v[0])
+		}
+		o.Timeout = Duration(d)
+	}
+	return o, nil
+}
+
+// recorder notes the status and size of an answer for the request log.
+// Unwrap lets http.ResponseController reach the Flusher underneath.
+type recorder struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (r *recorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	n, err := r.ResponseWriter.Write(b)
+	r.bytes += int64(n)
+	return n, err
+}
+
+func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }

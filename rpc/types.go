@@ -1,0 +1,229 @@
+package rpc
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"unicode/utf8"
+)
+
+// Stamp is the (lamport, origin) pair that last-writer-wins ranks a record by.
+type Stamp struct {
+	Lamport uint64 `json:"lamport"`
+	Origin  string `json:"origin"`
+}
+
+// Record is one key's current version as the API shows it. Value holds the
+// raw bytes; in JSON it is a string when the bytes are valid UTF-8, else
+// base64 with "encoding":"base64".
+//
+// Key, Value, Version, Origin, VV and Deleted are the fields of DESIGN §5.
+// LWW, At and Fallback complete the record so that export/import carry it
+// whole (versions kept).
+type Record struct {
+	Key      string            `json:"key"`
+	Value    []byte            `json:"-"`
+	Version  uint64            `json:"version"`
+	Origin   string            `json:"origin"`
+	VV       map[string]uint64 `json:"vv"`
+	Deleted  bool              `json:"deleted"`
+	LWW      *Stamp            `json:"lww,omitempty"`
+	At       int64             `json:"at,omitempty"` // origin's wall clock at the write, unix ms
+	Fallback bool              `json:"fallback,omitempty"`
+}
+
+type recordJSON struct {
+	Key      string            `json:"key"`
+	Value    string            `json:"value"`
+	Encoding string            `json:"encoding,omitempty"`
+	Version  uint64            `json:"version"`
+	Origin   string            `json:"origin"`
+	VV       map[string]uint64 `json:"vv"`
+	Deleted  bool              `json:"deleted"`
+	LWW      *Stamp            `json:"lww,omitempty"`
+	At       int64             `json:"at,omitempty"`
+	Fallback bool              `json:"fallback,omitempty"`
+}
+
+// MarshalJSON writes Value as a string, or as base64 when it is not UTF-8.
+func (r Record) MarshalJSON() ([]byte, error) {
+	j := recordJSON{
+		Key: r.Key, Version: r.Version, Origin: r.Origin, VV: r.VV,
+		Deleted: r.Deleted, LWW: r.LWW, At: r.At, Fallback: r.Fallback,
+	}
+	if j.VV == nil {
+		j.VV = map[string]uint64{}
+	}
+	if utf8.Valid(r.Value) {
+		j.Value = string(r.Value)
+	} else {
+		j.Value = base64.StdEncoding.EncodeToString(r.Value)
+		j.Encoding = "base64"
+	}
+	return json.Marshal(j)
+}
+
+// UnmarshalJSON is the inverse of MarshalJSON.
+func (r *Record) UnmarshalJSON(b []byte) error {
+	var j recordJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*r = Record{
+		Key: j.Key, Version: j.Version, Origin: j.Origin, VV: j.VV,
+		Deleted: j.Deleted, LWW: j.LWW, At: j.At, Fallback: j.Fallback,
+	}
+	switch j.Encoding {
+	case "":
+		r.Value = []byte(j.Value)
+	case "base64":
+		v, err := base64.StdEncoding.DecodeString(j.Value)
+		if err != nil {
+			return fmt.Errorf("record %q: bad base64 value: %w", j.Key, err)
+		}
+		r.Value = v
+	default:
+		return fmt.Errorf("record %q: unknown value encoding %q", j.Key, j.Encoding)
+	}
+	return nil
+}
+
+// ReadInfo describes how a read was answered. Answered and Alive are set by
+// fresh reads (how many nodes answered, of how many alive); Syncing is true
+// while the node is still bootstrapping, so the answer may be incomplete.
+// They travel as the headers Ck-Answered, Ck-Alive and Ck-Syncing.
+type ReadInfo struct {
+	Fresh    bool `json:"-"`
+	Answered int  `json:"answered,omitempty"`
+	Alive    int  `json:"alive,omitempty"`
+	Syncing  bool `json:"-"`
+}
+
+// GetResponse is the JSON body of GET /v1/kv/{key}: the record, plus the
+// answered/alive counts of a fresh read.
+type GetResponse struct {
+	Record
+	Answered int `json:"answered,omitempty"`
+	Alive    int `json:"alive,omitempty"`
+}
+
+// MarshalJSON merges the fresh-read counts into the record object.
+func (g GetResponse) MarshalJSON() ([]byte, error) {
+	b, err := g.Record.MarshalJSON()
+	if err != nil || (g.Answered == 0 && g.Alive == 0) {
+		return b, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	m["answered"], m["alive"] = g.Answered, g.Alive
+	return json.Marshal(m)
+}
+
+// UnmarshalJSON reads the record and the fresh-read counts.
+func (g *GetResponse) UnmarshalJSON(b []byte) error {
+	if err := g.Record.UnmarshalJSON(b); err != nil {
+		return err
+	}
+	var c struct {
+		Answered int `json:"answered"`
+		Alive    int `json:"alive"`
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		return err
+	}
+	g.Answered, g.Alive = c.Answered, c.Alive
+	return nil
+}
+
+// GetOptions are the query flags of GET /v1/kv/{key}.
+type GetOptions struct {
+	Fresh bool // ?fresh: ask every node
+}
+
+// WriteOptions are the query parameters of PUT and DELETE /v1/kv/{key}.
+type WriteOptions struct {
+	// IfVersion, when set, makes the write conditional: it applies only if
+	// the local copy's version equals *IfVersion (0: absent or deleted).
+	IfVersion *uint64
+	// Wait is how many peers must hold the write durably before the call
+	// returns; Timeout bounds that wait (0: the default, 5s).
+	Wait    int
+	Timeout Duration
+}
+
+// ListOptions are the query parameters of GET /v1/kv.
+type ListOptions struct {
+	Prefix string
+	After  string // return keys strictly after this one (paging)
+	Limit  int    // 0: the server's default page size
+	Values bool   // include values
+}
+
+// ListResponse is one page of keys in byte order, tombstones excluded.
+// Next is the key to pass as After for the following page, "" at the end.
+type ListResponse struct {
+	Items []Record `json:"items"`
+	Next  string   `json:"next"`
+}
+
+// Event is one change in the node's change log, as GET /v1/watch streams it,
+// one JSON object a line. Op is "set" or "del".
+type Event struct {
+	Index   uint64 `json:"index"`
+	Op      string `json:"op"`
+	Key     string `json:"key"`
+	Version uint64 `json:"version"`
+	Origin  string `json:"origin"`
+}
+
+// Member is one row of the member table (GET /v1/members). State is one of
+// alive, suspect, gone, left, quarantined.
+type Member struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Addr        string `json:"addr"`
+	State       string `json:"state"`
+	Keys        uint64 `json:"keys"`
+	Lamport     uint64 `json:"lamport"`
+	LastHeardMS int64  `json:"last_heard_ms"`
+	Self        bool   `json:"self"`
+}
+
+// Status describes this node (GET /v1/status).
+type Status struct {
+	ID         string         `json:"id"`
+	Name       string         `json:"name"`
+	Version    string         `json:"version"` // ckd's version
+	Lamport    uint64         `json:"lamport"`
+	Keys       uint64         `json:"keys"`
+	DigestRoot string         `json:"digest_root"`
+	Transport  string         `json:"transport"`
+	Address    string         `json:"address"`
+	Members    map[string]int `json:"members"` // count by state
+	Sync       SyncState      `json:"sync"`
+	StoreID    string         `json:"store_id"`
+	NATS       string         `json:"nats"` // bridge state: "off", "connected", "disconnected", ...
+	DataDir    string         `json:"data_dir"`
+	Socket     string         `json:"socket"`
+	UptimeMS   int64          `json:"uptime_ms"`
+}
+
+// SyncState tells whether the node has finished its bootstrap.
+type SyncState struct {
+	State    string `json:"state"` // "synced" or "bootstrapping"
+	Peer     string `json:"peer,omitempty"`
+	Received uint64 `json:"received,omitempty"`
+}
+
+// Health is the body of GET /v1/health.
+type Health struct {
+	Status string `json:"status"` // "ok"
+}
+
+// ImportResult counts what an import did.
+type ImportResult struct {
+	Records uint64 `json:"records"` // lines read
+	Applied uint64 `json:"applied"` // records that changed the store
+}

@@ -1,0 +1,344 @@
+// Package store holds a node's data: versioned records, version vectors,
+// the durable bbolt file, the digest tree anti-entropy compares, tombstones
+// and the change log watches read. It does no networking: the daemon feeds
+// it local writes (Set, Delete) and records received from peers (Apply).
+//
+// Every write goes through one committer goroutine that group-commits
+// whatever is queued in one fsynced bbolt transaction, so concurrent
+// writers share an fsync (DESIGN §10) and a write returns only once it is
+// durable. In-memory state (clock, digest tree, key count, change index)
+// changes only after a commit succeeds.
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	bolt "go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// FormatVersion is the version of the file layout this code writes. A file
+// with a larger (or unknown) version is refused with ErrFormat rather than
+// misread.
+const FormatVersion = 1
+
+// The file's buckets and meta keys.
+var (
+	bucketMeta    = []byte("meta")
+	bucketKV      = []byte("kv")      // key → record (canonical CBOR)
+	bucketKeyHash = []byte("keyhash") // KeyHash(key) ‖ key → record hash: records by digest leaf
+	bucketChanges = []byte("changes") // index (big endian) → event
+
+	metaFormat   = []byte("format")
+	metaNodeID   = []byte("node_id")
+	metaStoreID  = []byte("store_id")
+	metaReserved = []byte("lamport_reserved")
+	metaLast     = []byte("last_index")
+)
+
+// Options configure Open. The zero value is a usable default.
+type Options struct {
+	Logger       hclog.Logger     // nil: hclog.NewNullLogger()
+	Resolver     Resolver         // nil: last-writer-wins
+	WatchHistory int              // change events kept; 0: 100000
+	MaxValueSize int              // 0: 4 MiB; at most 64 MiB; larger values => ErrTooLarge
+	NoSync       bool             // tests/benchmarks only: skip fsync
+	LockTimeout  time.Duration    // how long Open waits for the file lock; 0: 1s; then ErrLocked
+	Now          func() time.Time // nil: time.Now
+}
+
+// Limits of Options.
+const (
+	DefaultMaxValueSize = 4 << 20
+	MaxMaxValueSize     = 64 << 20
+	DefaultWatchHistory = 100000
+	DefaultListLimit    = 1000
+)
+
+func (o Options) withDefaults() (Options, error) {
+	if o.Logger == nil {
+		o.Logger = hclog.NewNullLogger()
+	}
+	if o.WatchHistory == 0 {
+		o.WatchHistory = DefaultWatchHistory
+	}
+	if o.WatchHistory < 0 {
+		return o, fmt.Errorf("store: WatchHistory %d is negative", o.WatchHistory)
+	}
+	if o.MaxValueSize == 0 {
+		o.MaxValueSize = DefaultMaxValueSize
+	}
+	if o.MaxValueSize < 0 || o.MaxValueSize > MaxMaxValueSize {
+		return o, fmt.Errorf("store: MaxValueSize %d is not within 1..%d", o.MaxValueSize, MaxMaxValueSize)
+	}
+	if o.LockTimeout == 0 {
+		o.LockTimeout = time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o, nil
+}
+
+// Store is an open data file. Its methods are safe for concurrent use.
+type Store struct {
+	path    string
+	opts    Options
+	log     hclog.Logger
+	db      *bolt.DB
+	nodeID  NodeID
+	storeID NodeID
+
+	lamport atomic.Uint64 // L
+
+	reqs      chan *request
+	stop      chan struct{} // closed by Close once no caller can submit: the committer drains and exits
+	done      chan struct{} // closed when the committer has exited
+	closing   chan struct{} // closed when Close starts: wakes watchers
+	inflight  sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+	commitMu  sync.Mutex // held over a batch, from transaction to publish; Check takes it
+
+	commits, requests atomic.Uint64
+	diskFull          atomic.Bool // the last commit failed for lack of space (logged once)
+
+	mu         sync.RWMutex // guards what follows
+	closed     bool
+	reserved   uint64
+	lastIndex  uint64
+	firstIndex uint64        // first index in the log; lastIndex+1 when it is empty
+	notify     chan struct{} // closed and replaced by every commit that logs events
+	keys       uint64        // live (non-tombstone) records
+	dig        *digest
+}
+
+// Open opens the store file at path, creating it (0600, and its directory,
+// 0700) with a fresh node id and store id when missing. It takes the file's
+// lock, waiting up to LockTimeout (then ErrLocked), checks the format
+// (ErrFormat) and rebuilds the digest tree, reading every record once.
+func Open(path string, opts Options) (*Store, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("store: %w", err)
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout: opts.LockTimeout,
+		// The freelist is rebuilt by a scan at open instead of written by
+		// every commit: fewer pages per commit, as etcd does.
+		NoFreelistSync: true,
+		FreelistType:   bolt.FreelistMapType,
+		NoSync:         opts.NoSync,
+	})
+	if err != nil {
+		return nil, openError(path, err)
+	}
+	s := &Store{
+		path:    path,
+		opts:    opts,
+		log:     opts.Logger.Named("store"),
+		db:      db,
+		reqs:    make(chan *request, 1024),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+		closing: make(chan struct{}),
+		notify:  make(chan struct{}),
+		dig:     new(digest),
+	}
+	if err := s.init(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.load(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	go s.run()
+	s.log.Debug("opened", "path", path, "node", s.nodeID, "keys", s.keys, "lamport", s.Lamport(), "last_index", s.lastIndex)
+	return s, nil
+}
+
+func openError(path string, err error) error {
+	switch {
+	case errors.Is(err, berrors.ErrTimeout):
+		return fmt.Errorf("store: open %s: %w", path, ErrLocked)
+	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch):
+		return fmt.Errorf("store: open %s: %w: %w", path, ErrFormat, err)
+	case errors.Is(err, berrors.ErrChecksum):
+		return fmt.Errorf("store: open %s: %w: %w", path, ErrCorrupt, err)
+	}
+	return fmt.Errorf("store: open %s: %w", path, err)
+}
+
+// init checks the format of an existing file, or lays out a new one.
+func (s *Store) init() error {
+	var fresh bool
+	err := s.db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil {
+			k, _ := tx.Cursor().First()
+			fresh = k == nil
+			if !fresh {
+				return fmt.Errorf("store: %s: %w: no meta bucket, not a store file", s.path, ErrFormat)
+			}
+			return nil
+		}
+		return s.checkFormat(tx)
+	})
+	if err != nil || !fresh {
+		return err
+	}
+	return s.db.Update(func(tx *bolt.Tx) error {
+		for _, name := range [][]byte{bucketMeta, bucketKV, bucketKeyHash, bucketChanges} {
+			if _, err := tx.CreateBucket(name); err != nil {
+				return fmt.Errorf("store: create bucket %s: %w", name, err)
+			}
+		}
+		meta := tx.Bucket(bucketMeta)
+		node, store := NewNodeID(), NewNodeID()
+		return errors.Join(
+			meta.Put(metaFormat, u64(FormatVersion)),
+			meta.Put(metaNodeID, node[:]),
+			meta.Put(metaStoreID, store[:]),
+			meta.Put(metaReserved, u64(0)),
+			meta.Put(metaLast, u64(0)),
+		)
+	})
+}
+
+func (s *Store) checkFormat(tx *bolt.Tx) error {
+	v := tx.Bucket(bucketMeta).Get(metaFormat)
+	if len(v) != 8 {
+		return fmt.Errorf("store: %s: %w: no format version", s.path, ErrFormat)
+	}
+	if f := binary.BigEndian.Uint64(v); f != FormatVersion {
+		return fmt.Errorf("store: %s: %w: format %d, this build reads %d", s.path, ErrFormat, f, FormatVersion)
+	}
+	for _, name := range [][]byte{bucketKV, bucketKeyHash, bucketChanges} {
+		if tx.Bucket(name) == nil {
+			return fmt.Errorf("store: %s: %w: bucket %s missing", s.path, ErrCorrupt, name)
+		}
+	}
+	return nil
+}
+
+// load reads the meta values and rebuilds what is kept in memory.
+func (s *Store) load() error {
+	return s.db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		var err error
+		if s.nodeID, err = metaID(meta, metaNodeID); err != nil {
+			return err
+		}
+		if s.storeID, err = metaID(meta, metaStoreID); err != nil {
+			return err
+		}
+		s.reserved = metaU64(meta, metaReserved)
+		s.lastIndex = metaU64(meta, metaLast)
+		s.firstIndex = s.lastIndex + 1
+		if k, _ := tx.Bucket(bucketChanges).Cursor().First(); k != nil {
+			s.firstIndex = binary.BigEndian.Uint64(k)
+		}
+		maxL, err := s.rebuild(tx, s.dig, &s.keys)
+		if err != nil {
+			return err
+		}
+		s.lamport.Store(max(s.reserved, maxL))
+		return nil
+	})
+}
+
+// rebuild computes the digest tree and live key count from the kv bucket,
+// and returns the largest lamport stored. Check uses it too.
+func (s *Store) rebuild(tx *bolt.Tx, d *digest, keys *uint64) (maxL uint64, err error) {
+	err = tx.Bucket(bucketKV).ForEach(func(k, v []byte) error {
+		var h recordHead
+		if err := headMode.Unmarshal(v, &h); err != nil {
+			return fmt.Errorf("store: %w: record %q: %v", ErrCorrupt, k, err)
+		}
+		d.update(KeyHash(string(k)), Hash{}, hashBytes(v))
+		if !h.Deleted {
+			*keys++
+		}
+		maxL = max(maxL, h.Lamport)
+		return nil
+	})
+	d.computeRoot()
+	return maxL, err
+}
+
+// Close stops the store: new calls get ErrClosed, watchers return
+// ErrClosed, writes already submitted are committed, then the file is
+// closed. It is safe to call more than once.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.mu.Lock()
+		s.closed = true
+		close(s.closing)
+		s.mu.Unlock()
+		s.inflight.Wait()
+		close(s.stop)
+		<-s.done
+		s.closeErr = s.db.Close()
+	})
+	return s.closeErr
+}
+
+// Path returns the file's path.
+func (s *Store) Path() string { return s.path }
+
+// NodeID returns this node's id, created with the file.
+func (s *Store) NodeID() NodeID { return s.nodeID }
+
+// StoreID returns the random id of this data file, created with it. A
+// restored or rebuilt file has a new one.
+func (s *Store) StoreID() NodeID { return s.storeID }
+
+// Keys returns the number of live (non-tombstone) keys.
+func (s *Store) Keys() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.keys
+}
+
+// Stats are counters for metrics.
+type Stats struct {
+	Commits  uint64 // transactions committed (or failed)
+	Requests uint64 // writes, applies and reservations they carried
+}
+
+// Stats returns the counters since Open.
+func (s *Store) Stats() Stats {
+	return Stats{Commits: s.commits.Load(), Requests: s.requests.Load()}
+}
+
+func metaID(b *bolt.Bucket, name []byte) (NodeID, error) {
+	var id NodeID
+	v := b.Get(name)
+	if len(v) != len(id) {
+		return id, fmt.Errorf("store: %w: meta %s has %d bytes", ErrCorrupt, name, len(v))
+	}
+	copy(id[:], v)
+	return id, nil
+}
+
+func metaU64(b *bolt.Bucket, name []byte) uint64 {
+	v := b.Get(name)
+	if len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
+}
+
+func u64(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
