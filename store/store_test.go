@@ -445,3 +445,23 @@ func TestContextEnded(t *testing.T) {
 		t.Fatal("a write with an ended context was stored")
 	}
 }
+
+func TestNextEpochGrows(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ckd.db")
+	var last uint64
+	for i, now := range []uint64{1000, 500, 1000, 5000} { // the clock may go back
+		s, err := store.Open(path, store.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		e, err := s.NextEpoch(now)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e <= last || e < now {
+			t.Errorf("start %d: epoch %d after %d (now %d)", i, e, last, now)
+		}
+		last = e
+		s.Close()
+	}
+}

@@ -123,17 +123,22 @@ func runTest(ctx context.Context, cfg config, k kind) (result, error) {
 	}
 	all := slices.Concat(lat...)
 	slices.Sort(all)
+	return summarize(k.String(), cfg.clients, cfg.size, errs.Load(), elapsed, all), ctx.Err()
+}
+
+// summarize turns sorted latencies into a result.
+func summarize(test string, clients, size int, errs int64, elapsed time.Duration, sorted []time.Duration) result {
 	us := func(q float64) float64 {
-		if len(all) == 0 {
+		if len(sorted) == 0 {
 			return 0
 		}
-		return float64(all[min(len(all)-1, int(q*float64(len(all))))].Nanoseconds()) / 1e3
+		return float64(sorted[min(len(sorted)-1, int(q*float64(len(sorted))))].Nanoseconds()) / 1e3
 	}
 	return result{
-		Test: k.String(), Clients: cfg.clients, Requests: len(all), Size: cfg.size, Errors: errs.Load(),
-		Seconds: elapsed.Seconds(), OpsPerSec: float64(len(all)) / elapsed.Seconds(),
+		Test: test, Clients: clients, Requests: len(sorted), Size: size, Errors: errs,
+		Seconds: elapsed.Seconds(), OpsPerSec: float64(len(sorted)) / elapsed.Seconds(),
 		P50us: us(0.50), P99us: us(0.99), P999us: us(0.999), MaxUs: us(1),
-	}, ctx.Err()
+	}
 }
 
 func op(ctx context.Context, cl *rpc.Client, k kind, key string, value []byte, read bool) error {

@@ -36,7 +36,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.keys, "keys", 10000, "distinct keys (the keyspace)")
 	fs.StringVar(&cfg.prefix, "prefix", "bench/", "key prefix")
 	fs.IntVar(&cfg.readPct, "read-pct", 80, "percentage of gets in the mixed test")
-	tests := fs.String("t", "set,get,mixed", "tests to run: set, get, mixed (comma-separated)")
+	tests := fs.String("t", "set,get,mixed", "tests to run: set, get, mixed, fsync (comma-separated)")
+	dir := fs.String("dir", defaultFsyncDir(), "directory for the fsync test: use the file system of ckd's data dir")
 	asJSON := fs.Bool("json", false, "print results as JSON lines")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -54,12 +55,19 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	cfg.socket = sock
 	for _, name := range strings.Split(*tests, ",") {
-		kind, ok := kinds[strings.TrimSpace(name)]
-		if !ok {
-			fmt.Fprintf(stderr, "ckbench: unknown test %q (want set, get or mixed)\n", name)
+		name = strings.TrimSpace(name)
+		kind, ok := kinds[name]
+		if !ok && name != "fsync" {
+			fmt.Fprintf(stderr, "ckbench: unknown test %q (want set, get, mixed or fsync)\n", name)
 			return 2
 		}
-		res, err := runTest(ctx, cfg, kind)
+		var res result
+		var err error
+		if name == "fsync" {
+			res, err = fsyncTest(*dir, min(cfg.requests, 2000))
+		} else {
+			res, err = runTest(ctx, cfg, kind)
+		}
 		if err != nil {
 			fmt.Fprintf(stderr, "ckbench: %s: %v\n", name, err)
 			return 1

@@ -88,7 +88,14 @@ func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 
 func startCkd(t *testing.T, dir, sock string) (*exec.Cmd, chan error) {
 	t.Helper()
-	cmd := exec.Command(filepath.Join(binDir, "ckd"), "-data-dir", filepath.Join(dir, "data"), "-socket", sock)
+	// A cluster of its own (random name and port), so that parallel tests
+	// never join it.
+	cfg := filepath.Join(dir, "ckd.hcl")
+	hcl := fmt.Sprintf("cluster {\n  name = \"crash-%08x\"\n  port = %d\n}\n", rand.Uint32(), 20000+rand.IntN(40000))
+	if err := os.WriteFile(cfg, []byte(hcl), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(binDir, "ckd"), "-config", cfg, "-data-dir", filepath.Join(dir, "data"), "-socket", sock)
 	logf, err := os.OpenFile(filepath.Join(dir, "ckd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"syscall"
 	"testing"
@@ -117,7 +118,8 @@ func cmdStart(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	name := args[0]
 	sock := ts.MkAbs(name + ".sock")
-	full := append([]string{"-data-dir", ts.MkAbs(name), "-socket", sock, "-node-name", name}, args[1:]...)
+	flags := clusterConfig(ts, name, args[1:])
+	full := append([]string{"-data-dir", ts.MkAbs(name), "-socket", sock, "-node-name", name}, flags...)
 	logf, err := os.OpenFile(ts.MkAbs(name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	ts.Check(err)
 	cmd := exec.Command(filepath.Join(binDir, "ckd"), full...)
@@ -142,6 +144,32 @@ func cmdStart(ts *testscript.TestScript, neg bool, args []string) {
 	if err := awaitHealthy(sock, p.exited, 15*time.Second); err != nil {
 		ts.Fatalf("ckd %s: %v\nlog:\n%s", name, err, ts.ReadFile(name+".log"))
 	}
+}
+
+// clusterConfig keeps every daemon a script starts in the script's own
+// cluster (a random name and port), so that scripts running in parallel
+// never join each other's clusters. Without -config it writes NAME.hcl with
+// just that; with -config FILE it expands ${CK_CLUSTER} and ${CK_PORT} in
+// FILE into NAME.hcl. It returns the flags with -config pointing there.
+func clusterConfig(ts *testscript.TestScript, name string, flags []string) []string {
+	out := ts.MkAbs(name + ".hcl")
+	src := "cluster {\n  name = \"${CK_CLUSTER}\"\n  port = ${CK_PORT}\n}\n"
+	flags = slices.Clone(flags)
+	at := slices.Index(flags, "-config")
+	if at >= 0 && at+1 < len(flags) {
+		src = ts.ReadFile(flags[at+1])
+		flags[at+1] = out
+	} else {
+		flags = append(flags, "-config", out)
+	}
+	expanded := os.Expand(src, func(v string) string {
+		if v == "CK_CLUSTER" || v == "CK_PORT" {
+			return ts.Getenv(v)
+		}
+		return "$" + v
+	})
+	ts.Check(os.WriteFile(out, []byte(expanded), 0o644))
+	return flags
 }
 
 // cmdStop: ckd-stop NAME [TERM|INT|KILL] stops a daemon and waits for it;
