@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cloudknowledge/ck/daemon/cluster"
 	"github.com/cloudknowledge/ck/rpc"
 	"github.com/cloudknowledge/ck/scripting"
 	"github.com/cloudknowledge/ck/store"
@@ -96,20 +97,33 @@ func (b backend) write(ctx context.Context, key string, value []byte, del bool, 
 		return rpc.Record{}, b.d.metrics.writeFailed(op, apiError(err))
 	}
 	b.d.metrics.writes.WithLabelValues(op).Inc()
-	out := toRPC(rec, true)
-	return out, b.awaitPeers(ctx, opts)
+	b.d.node.Replicate(rec)
+	return toRPC(rec, true), b.awaitPeers(ctx, rec, opts)
 }
 
-// awaitPeers waits for opts.Wait peers to hold the write. With no cluster
-// yet there are no peers: asking for any is a shortfall reported at once
-// (DESIGN §4: fewer alive peers than asked returns immediately).
-func (b backend) awaitPeers(_ context.Context, opts rpc.WriteOptions) error {
+// defaultWaitTimeout bounds --wait when no --timeout is given.
+const defaultWaitTimeout = 5 * time.Second
+
+// awaitPeers waits for opts.Wait peers to hold the write durably. With
+// fewer alive peers than asked it reports the shortfall at once (DESIGN §4).
+func (b backend) awaitPeers(ctx context.Context, rec store.Record, opts rpc.WriteOptions) error {
 	if opts.Wait <= 0 {
 		return nil
 	}
-	alive := 0
-	e := rpc.Errorf(rpc.ErrWaitTimeout, "stored, but only 0 of %d peers acknowledged (%d alive)", opts.Wait, alive)
-	e.Acked, e.Wanted = 0, opts.Wait
+	timeout := time.Duration(opts.Timeout)
+	if timeout <= 0 {
+		timeout = defaultWaitTimeout
+	}
+	acked, err := b.d.node.WaitAcks(ctx, rec, opts.Wait, timeout)
+	if err == nil {
+		return nil
+	}
+	why := "within " + timeout.String()
+	if errors.Is(err, cluster.ErrTooFewPeers) {
+		why = fmt.Sprintf("only %d peers are alive", b.d.node.AlivePeers())
+	}
+	e := rpc.Errorf(rpc.ErrWaitTimeout, "stored, but only %d of %d peers acknowledged (%s)", acked, opts.Wait, why)
+	e.Acked, e.Wanted = acked, opts.Wait
 	return e
 }
 
@@ -193,15 +207,19 @@ func (b backend) importOne(ctx context.Context, r rpc.Record, asNew bool) (bool,
 }
 
 func (b backend) Members(context.Context) ([]rpc.Member, error) {
-	return []rpc.Member{{
-		ID:      b.d.store.NodeID().String(),
-		Name:    b.d.cfg.NodeName,
-		Addr:    b.d.cfg.Cluster.Bind,
-		State:   "alive",
-		Keys:    b.d.store.Keys(),
-		Lamport: b.d.store.Lamport(),
-		Self:    true,
-	}}, nil
+	now := time.Now()
+	var out []rpc.Member
+	for _, m := range b.d.node.Members() {
+		rm := rpc.Member{
+			ID: m.ID.String(), Name: m.Name, Addr: m.Addr.String(), State: string(m.State),
+			Keys: m.Keys, Lamport: m.Lamport, Self: m.Self,
+		}
+		if !m.Self {
+			rm.LastHeardMS = now.Sub(m.LastHeard).Milliseconds()
+		}
+		out = append(out, rm)
+	}
+	return out, nil
 }
 
 func (b backend) Status(context.Context) (rpc.Status, error) {
@@ -214,9 +232,9 @@ func (b backend) Status(context.Context) (rpc.Status, error) {
 		Lamport:    d.store.Lamport(),
 		Keys:       d.store.Keys(),
 		DigestRoot: fmt.Sprintf("%x", root[:16]),
-		Transport:  "none (single node)",
-		Address:    d.cfg.Cluster.Bind,
-		Members:    map[string]int{"alive": 1},
+		Transport:  d.cfg.Cluster.Transport,
+		Address:    d.node.Addr().String(),
+		Members:    memberCounts(d.node.Members()),
 		Sync:       rpc.SyncState{State: "synced"},
 		StoreID:    d.store.StoreID().String(),
 		NATS:       "off",
@@ -224,6 +242,14 @@ func (b backend) Status(context.Context) (rpc.Status, error) {
 		Socket:     d.cfg.Socket,
 		UptimeMS:   time.Since(d.started).Milliseconds(),
 	}, nil
+}
+
+func memberCounts(ms []cluster.Member) map[string]int {
+	out := map[string]int{}
+	for _, m := range ms {
+		out[string(m.State)]++
+	}
+	return out
 }
 
 func (b backend) Health(context.Context) error {

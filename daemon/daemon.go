@@ -13,6 +13,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/cloudknowledge/ck/daemon/cluster"
+	"github.com/cloudknowledge/ck/daemon/transport"
 	"github.com/cloudknowledge/ck/rpc"
 	"github.com/cloudknowledge/ck/store"
 )
@@ -32,6 +34,11 @@ type Daemon struct {
 	api     *rpc.Server
 	ln      net.Listener
 	started time.Time
+
+	transport *transport.UDP
+	node      *cluster.Node
+	stopNode  context.CancelFunc
+	nodeDone  chan struct{}
 
 	// loadConfig re-reads the configuration for Reload; nil disables reload.
 	loadConfig func() (Config, error)
@@ -88,6 +95,15 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 		d.store.Close()
 		return nil, err
 	}
+	epoch, err := d.store.NextEpoch(uint64(time.Now().UnixMilli()))
+	if err == nil {
+		err = d.startCluster(epoch)
+	}
+	if err != nil {
+		d.ln.Close()
+		d.store.Close()
+		return nil, err
+	}
 	d.metrics = newMetrics(d)
 	apiLog := log.Named("api")
 	d.api = rpc.NewServer(backend{d}, apiLog, rpc.ServerOptions{
@@ -95,7 +111,8 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 		ErrorLog:     apiLog.StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Warn}),
 	})
 	log.Info("ckd ready", "version", rpc.Version, "node", cfg.NodeName, "id", d.store.NodeID(),
-		"data_dir", cfg.DataDir, "socket", cfg.Socket, "keys", d.store.Keys())
+		"data_dir", cfg.DataDir, "socket", cfg.Socket, "keys", d.store.Keys(),
+		"cluster", cfg.Cluster.Name, "transport", cfg.Cluster.Transport, "addr", d.node.Addr())
 	return d, nil
 }
 
@@ -117,6 +134,9 @@ func (d *Daemon) listen() error {
 // clean stop.
 func (d *Daemon) Run(ctx context.Context) error {
 	errc := make(chan error, 2)
+	nodeCtx, stopNode := context.WithCancel(context.Background())
+	d.stopNode, d.nodeDone = stopNode, make(chan struct{})
+	go func() { defer close(d.nodeDone); d.node.Run(nodeCtx) }()
 	go func() { errc <- d.api.Serve(d.ln) }()
 	var metricsSrv *http.Server
 	if d.cfg.MetricsAddr != "" {
@@ -159,11 +179,25 @@ func (d *Daemon) Close() error {
 			d.log.Warn("api shutdown", "error", err)
 		}
 		d.writes.Wait()
+		d.stopCluster()
 		d.closeErr = d.store.Close()
 		d.hooks.Close()
 		d.log.Info("stopped")
 	})
 	return d.closeErr
+}
+
+// stopCluster says BYE and closes the transport; without Run, it only
+// closes the transport.
+func (d *Daemon) stopCluster() {
+	if d.stopNode != nil {
+		d.stopNode()
+		<-d.nodeDone
+		return
+	}
+	if d.transport != nil {
+		d.transport.Close()
+	}
 }
 
 // beginWrite registers an in-flight write, or refuses it once stopping.

@@ -19,11 +19,26 @@ type request struct {
 	discover bool // run only the chunk and report the functions it defines
 	conflict bool // the conflict sandbox (kind == KindConflict, or discovering it)
 	key      string
-	value    []byte
-	hasValue bool
-	meta     Meta
-	winner   Version
-	loser    Version
+	value    lua.LValue // LString or LNil; built by the caller, so an
+	meta     Meta       // abandoned call never reads the caller's buffers
+	winner   version
+	loser    version
+}
+
+// version is a Version with its value copied into a Lua string.
+type version struct {
+	value   lua.LValue // LString, or LNil when deleted
+	deleted bool
+	lamport uint64
+	origin  string
+}
+
+func luaVersion(v Version) version {
+	var value lua.LValue = lua.LNil
+	if !v.Deleted {
+		value = lua.LString(v.Value)
+	}
+	return version{value: value, deleted: v.Deleted, lamport: v.Lamport, origin: v.Origin}
 }
 
 type response struct {
@@ -51,6 +66,9 @@ func (e *Engine) do(parent context.Context, req *request) response {
 }
 
 func (e *Engine) dispatch(parent context.Context, req *request) response {
+	if err := parent.Err(); err != nil { // do not spend a state on it
+		return response{err: fmt.Errorf("%w: %s: %w", ErrHook, req.hook.Script, err)}
+	}
 	s, err := e.pool.get()
 	if err != nil {
 		return response{err: fmt.Errorf("%w: %s: %w", ErrHook, req.hook.Script, err)}
@@ -72,11 +90,12 @@ func (e *Engine) dispatch(parent context.Context, req *request) response {
 		e.pool.put(s)
 		return resp
 	case <-ctx.Done():
+		e.stats.abandonedRunning.Add(1) // before the state's goroutine can see it
 		if s.status.CompareAndSwap(stateBusy, stateAbandoned) {
 			e.stats.abandoned.Add(1)
-			e.stats.abandonedRunning.Add(1)
 			return response{err: stopped(req)}
 		}
+		e.stats.abandonedRunning.Add(-1)
 		resp := <-s.out // it finished as the deadline passed
 		e.pool.put(s)
 		return resp
@@ -107,6 +126,7 @@ func (sb *sandbox) run(req *request) (resp response) {
 	sb.call = callState{ctx: req.ctx, budget: sb.eng.cfg.MemoryBudget, hook: req.hook, key: req.key}
 	defer func() {
 		L.SetTop(0)
+		L.RemoveContext()
 		sb.call = callState{} // drop references to the call's values
 	}()
 
@@ -147,11 +167,7 @@ func (sb *sandbox) pushArgs(req *request) int {
 		L.Push(sb.versionTable(req.loser))
 		return 3
 	}
-	if req.hasValue {
-		L.Push(lua.LString(req.value))
-	} else {
-		L.Push(lua.LNil)
-	}
+	L.Push(req.value)
 	meta := L.CreateTable(0, 3)
 	meta.RawSetString("node", lua.LString(req.meta.Node))
 	meta.RawSetString("op", lua.LString(req.meta.Op))
@@ -160,14 +176,12 @@ func (sb *sandbox) pushArgs(req *request) int {
 	return 3
 }
 
-func (sb *sandbox) versionTable(v Version) *lua.LTable {
+func (sb *sandbox) versionTable(v version) *lua.LTable {
 	t := sb.L.CreateTable(0, 4)
-	if !v.Deleted {
-		t.RawSetString("value", lua.LString(v.Value))
-	}
-	t.RawSetString("deleted", lua.LBool(v.Deleted))
-	t.RawSetString("lamport", lua.LNumber(v.Lamport))
-	t.RawSetString("origin", lua.LString(v.Origin))
+	t.RawSetString("value", v.value)
+	t.RawSetString("deleted", lua.LBool(v.deleted))
+	t.RawSetString("lamport", lua.LNumber(v.lamport))
+	t.RawSetString("origin", lua.LString(v.origin))
 	return t
 }
 

@@ -24,6 +24,10 @@
 // (luapattern.go). Concatenation, which no wrapper can reach, is bounded by
 // the timeout and by a heap watchdog (watchdog.go).
 //
+// One process-wide setting changes: lua.MaxArrayIndex is lowered to 2^20
+// (engine.go's init explains why), which only matters for sequences of
+// more than a million elements.
+//
 // The package imports neither the store, the daemon nor rpc: the daemon
 // hands it a Get function for ck.get and maps its errors (errors.go) to
 // API codes.

@@ -94,16 +94,15 @@ func (c Config) withDefaults() Config {
 // Engine runs hook scripts on a pool of sandboxed Lua states. It is safe
 // for concurrent use; every call runs on a state of its own.
 type Engine struct {
-	cfg          Config
-	hooks        []*Hook
-	hash         string
-	maxValueSize int
-	log          hclog.Logger
-	luaLog       hclog.Logger // ck.log
-	pool         *pool
-	wd           *watchdog
-	stats        counters
-	closeOnce    sync.Once
+	cfg       Config
+	hooks     []*Hook
+	hash      string
+	log       hclog.Logger
+	luaLog    hclog.Logger // ck.log
+	pool      *pool
+	wd        *watchdog
+	stats     counters
+	closeOnce sync.Once
 }
 
 // New compiles every script once (the compiled code is shared by all Lua
@@ -117,9 +116,8 @@ func New(cfg Config) (*Engine, error) {
 	}
 	cfg = cfg.withDefaults()
 	e := &Engine{
-		cfg:          cfg,
-		maxValueSize: cfg.MaxValueSize,
-		log:          cfg.Logger.Named("hooks"),
+		cfg: cfg,
+		log: cfg.Logger.Named("hooks"),
 	}
 	e.luaLog = e.log.Named("lua")
 	for _, spec := range cfg.Hooks {

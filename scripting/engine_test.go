@@ -2,6 +2,8 @@ package scripting
 
 import (
 	"errors"
+	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -25,6 +27,7 @@ function on_set(key, value, meta)
     return "unreachable"
   end
   if key == "meta" then return meta.node .. "/" .. meta.op .. "/" .. meta.version end
+  if key == "huge" then local s = string.rep("x", 1e6) return s .. s .. s .. s .. s end
   return nil
 end`)
 	tests := []struct {
@@ -47,6 +50,7 @@ end`)
 		{key: "runtime", value: "abc", wantErr: ErrHook, msg: "hook.lua:12:"},
 		{key: "del", meta: Meta{Op: "del"}, wantErr: ErrRejected, msg: "no deleting del"},
 		{key: "meta", value: "x", meta: Meta{Node: "n1", Op: "set", Version: 7}, want: "n1/set/7"},
+		{key: "huge", value: "x", wantErr: ErrHook, msg: "more than max_value_size"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.key, func(t *testing.T) {
@@ -73,8 +77,8 @@ end`)
 		})
 	}
 	st := e.Stats()
-	if st.Rejections != 4 || st.Errors != 3 {
-		t.Errorf("stats = %+v; want 4 rejections, 3 errors", st)
+	if st.Calls != uint64(len(tests)) || st.Rejections != 4 || st.Errors != 4 {
+		t.Errorf("stats = %+v; want %d calls, 4 rejections, 4 errors", st, len(tests))
 	}
 }
 
@@ -220,10 +224,10 @@ func TestMatch(t *testing.T) {
 	b := script(t, dir, "b.lua", `function on_get(k, v) return "b" end`)
 	c := script(t, dir, "c.lua", `function on_conflict(k, w, l) return "c" end`)
 	e, err := New(Config{Hooks: []HookSpec{
-		{Pattern: "config/*", Script: a},
-		{Pattern: "config/special", Script: b}, // shadowed by the first
-		{Pattern: "user/?/name", Script: b},
-		{Pattern: "*/counter", Script: c},
+		{Pattern: "config/*", Script: a, Timeout: testTimeout},
+		{Pattern: "config/special", Script: b, Timeout: testTimeout}, // shadowed by the first
+		{Pattern: "user/?/name", Script: b, Timeout: testTimeout},
+		{Pattern: "*/counter", Script: c, Timeout: testTimeout},
 	}})
 	if err != nil {
 		t.Fatal(err)
@@ -395,3 +399,37 @@ end`)
 	}
 }
 
+func TestClose(t *testing.T) {
+	before := runtime.NumGoroutine()
+	e := engine(t, `function on_set(k, v) if k == "slow" then while true do end end return v end`,
+		timeout(200*time.Millisecond), func(c *Config) { c.PoolSize = 4 })
+	for i := 0; i < 3; i++ { // create a few states
+		go e.OnSet(bg, "k", []byte("v"), Meta{Op: "set"})
+	}
+	slow := make(chan error, 1)
+	go func() {
+		_, err := e.OnSet(bg, "slow", []byte("v"), Meta{Op: "set"})
+		slow <- err
+	}()
+	checkFor(t, 5*time.Second, time.Millisecond, func() error {
+		if e.Stats().PoolBusy == 0 {
+			return errors.New("the slow call has not started")
+		}
+		return nil
+	})
+	e.Close()
+	e.Close()
+	if _, err := e.OnSet(bg, "k", []byte("v"), Meta{Op: "set"}); !errors.Is(err, ErrHook) || !errors.Is(err, ErrClosed) {
+		t.Errorf("OnSet after Close: %v", err)
+	}
+	if err := <-slow; !errors.Is(err, ErrTimeout) {
+		t.Errorf("call running across Close: %v; want its timeout", err)
+	}
+	// Every state goroutine and the watchdog end.
+	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if n := runtime.NumGoroutine(); n > before {
+			return fmt.Errorf("%d goroutines; %d before New", n, before)
+		}
+		return nil
+	})
+}

@@ -45,7 +45,12 @@ type RejectError struct {
 	Reason string
 }
 
-func (e *RejectError) Error() string { return e.Reason }
+func (e *RejectError) Error() string {
+	if e.Reason == "" {
+		return ErrRejected.Error()
+	}
+	return e.Reason
+}
 
 // Unwrap makes errors.Is(err, ErrRejected) true.
 func (e *RejectError) Unwrap() error { return ErrRejected }
@@ -67,12 +72,3 @@ func (e *CompileError) Error() string {
 
 // Unwrap makes errors.Is(err, ErrCompile) true.
 func (e *CompileError) Unwrap() error { return ErrCompile }
-
-// hookErr wraps ErrHook (and an optional cause such as ErrTimeout) with
-// the script's path and a message.
-func hookErr(script string, cause error, msg string) error {
-	if cause != nil {
-		return fmt.Errorf("%w: %s: %w: %s", ErrHook, script, cause, msg)
-	}
-	return fmt.Errorf("%w: %s: %s", ErrHook, script, msg)
-}

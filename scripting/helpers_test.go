@@ -18,10 +18,15 @@ func script(t testing.TB, dir, name, src string) string {
 	return p
 }
 
+// testTimeout is the hook timeout of tests that are not about timeouts:
+// generous, because a shared machine under the race detector can stall a
+// trivial call for tens of milliseconds.
+const testTimeout = 10 * time.Second
+
 // engine builds an Engine with one hook "*" running src, closed at cleanup.
 func engine(t testing.TB, src string, mod ...func(*Config)) *Engine {
 	t.Helper()
-	cfg := Config{Hooks: []HookSpec{{Pattern: "*", Script: script(t, t.TempDir(), "hook.lua", src)}}}
+	cfg := Config{Hooks: []HookSpec{{Pattern: "*", Script: script(t, t.TempDir(), "hook.lua", src), Timeout: testTimeout}}}
 	for _, m := range mod {
 		m(&cfg)
 	}

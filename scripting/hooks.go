@@ -1,6 +1,11 @@
 package scripting
 
-import "context"
+import (
+	"context"
+	"fmt"
+
+	lua "github.com/yuin/gopher-lua"
+)
 
 // Meta is the `meta` argument of on_set and on_get.
 type Meta struct {
@@ -30,12 +35,19 @@ func (e *Engine) OnSet(ctx context.Context, key string, value []byte, meta Meta)
 		return value, nil
 	}
 	del := meta.Op == "del"
-	resp := e.do(ctx, &request{hook: h, kind: KindSet, key: key, value: value, hasValue: !del, meta: meta})
+	var v lua.LValue = lua.LString(value) // copied: the call may outlive OnSet
+	if del {
+		v = lua.LNil
+	}
+	resp := e.do(ctx, &request{hook: h, kind: KindSet, key: key, value: v, meta: meta})
 	switch {
 	case resp.err != nil:
 		return nil, resp.err
 	case resp.undefined || resp.isNil || del:
 		return value, nil
+	}
+	if err := e.checkSize(h, KindSet, resp.value); err != nil {
+		return nil, err
 	}
 	return resp.value, nil
 }
@@ -47,7 +59,7 @@ func (e *Engine) OnGet(ctx context.Context, key string, value []byte, meta Meta)
 	if !h.Has(KindGet) {
 		return value, nil
 	}
-	resp := e.do(ctx, &request{hook: h, kind: KindGet, key: key, value: value, hasValue: true, meta: meta})
+	resp := e.do(ctx, &request{hook: h, kind: KindGet, key: key, value: lua.LString(value), meta: meta})
 	switch {
 	case resp.err != nil:
 		return nil, resp.err
@@ -73,7 +85,7 @@ func (e *Engine) OnConflict(key string, winner, loser Version) (value []byte, de
 		return nil, false, false, nil
 	}
 	resp := e.do(context.Background(), &request{
-		hook: h, kind: KindConflict, conflict: true, key: key, winner: winner, loser: loser,
+		hook: h, kind: KindConflict, conflict: true, key: key, winner: luaVersion(winner), loser: luaVersion(loser),
 	})
 	switch {
 	case resp.err != nil:
@@ -84,5 +96,19 @@ func (e *Engine) OnConflict(key string, winner, loser Version) (value []byte, de
 	case resp.isNil:
 		return nil, true, true, nil
 	}
+	if err := e.checkSize(h, KindConflict, resp.value); err != nil {
+		e.stats.fallbacks.Add(1)
+		return nil, false, true, err
+	}
 	return resp.value, false, true, nil
+}
+
+// checkSize refuses a value to be stored that is larger than MaxValueSize
+// (a script can build one with `..`).
+func (e *Engine) checkSize(h *Hook, kind Kind, v []byte) error {
+	if len(v) <= e.cfg.MaxValueSize {
+		return nil
+	}
+	e.stats.errors.Add(1)
+	return fmt.Errorf("%w: %s: %s returned %d bytes, more than max_value_size (%d)", ErrHook, h.Script, kind, len(v), e.cfg.MaxValueSize)
 }

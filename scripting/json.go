@@ -80,6 +80,9 @@ func (e *jsonEncoder) value(v lua.LValue) {
 	case lua.LNumber:
 		e.number(float64(v))
 	case lua.LString:
+		if int64(len(e.buf)+len(v)) > e.limit {
+			e.fail("result exceeds the hook memory budget")
+		}
 		e.buf = appendJSONString(e.buf, string(v))
 	case *lua.LTable:
 		e.table(v)

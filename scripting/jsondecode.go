@@ -25,7 +25,7 @@ type jsonDecoder struct {
 // jsonDecode is ck.json.decode(text): the value, or nil and a message.
 func (sb *sandbox) jsonDecode(L *lua.LState) int {
 	s := L.CheckString(1)
-	if len(s) > sb.eng.maxValueSize {
+	if len(s) > sb.eng.cfg.MaxValueSize {
 		L.Push(lua.LNil)
 		L.Push(lua.LString("document larger than max_value_size"))
 		return 2
@@ -118,7 +118,7 @@ func (d *jsonDecoder) enter() {
 
 func (d *jsonDecoder) object() lua.LValue {
 	d.enter()
-	t := d.L.CreateTable(0, 0)
+	t := d.L.CreateTable(0, 4)
 	t.Metatable = d.sb.jsonObjectMT
 	if d.i < len(d.s) && d.s[d.i] == '}' {
 		d.i++

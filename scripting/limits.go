@@ -1,6 +1,7 @@
 package scripting
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"strings"
@@ -51,35 +52,37 @@ func (sb *sandbox) strRep(L *lua.LState) int {
 // strFormat validates the format the way Lua 5.1 does (flags, width and
 // precision of at most two digits, Lua's conversions only — which also
 // keeps Go's '*' width and '%[n]' indexes out), bounds the result from its
-// inputs, and only then lets gopher-lua's string.format do the work.
-func (sb *sandbox) strFormat(orig lua.LGFunction) lua.LGFunction {
-	return func(L *lua.LState) int {
-		f := L.CheckString(1)
-		bound := int64(len(f))
-		arg := 1
-		for i := 0; i < len(f); i++ {
-			if f[i] != '%' {
-				continue
-			}
-			i++
-			if i < len(f) && f[i] == '%' {
-				continue
-			}
-			conv, next := scanFormat(L, f, i)
-			i = next
-			arg++
-			if arg > L.GetTop() {
-				L.ArgError(arg, "no value")
-			}
-			bound += 2*99 + formatArgBound(conv, L.Get(arg))
+// inputs, and only then formats, with Go's fmt and gopher-lua's value
+// formatting as gopher-lua's string.format does (whose own count of
+// arguments is thrown off by "%%").
+func (sb *sandbox) strFormat(L *lua.LState) int {
+	f := L.CheckString(1)
+	bound := int64(len(f))
+	var args []any
+	for i := 0; i < len(f); i++ {
+		if f[i] != '%' {
+			continue
 		}
-		if bound > sb.call.budget {
-			L.RaiseError("string.format: result of up to %d bytes exceeds the hook memory budget (%d bytes left)", bound, sb.call.budget)
+		i++
+		if i < len(f) && f[i] == '%' {
+			continue
 		}
-		n := orig(L)
-		sb.charge(L, "string.format", int64(len(L.ToString(-1))))
-		return n
+		conv, next := scanFormat(L, f, i)
+		i = next
+		n := len(args) + 2
+		if n > L.GetTop() {
+			L.ArgError(n, "no value")
+		}
+		args = append(args, L.Get(n))
+		bound += 2*99 + formatArgBound(conv, L.Get(n))
 	}
+	if bound > sb.call.budget {
+		L.RaiseError("string.format: result of up to %d bytes exceeds the hook memory budget (%d bytes left)", bound, sb.call.budget)
+	}
+	out := fmt.Sprintf(f, args...)
+	sb.charge(L, "string.format", int64(len(out)))
+	L.Push(lua.LString(out))
+	return 1
 }
 
 // scanFormat checks the specification starting at f[i] (after '%') and
@@ -155,6 +158,34 @@ func (sb *sandbox) tableConcat(L *lua.LState) int {
 		b.WriteString(sep)
 	}
 	L.Push(lua.LString(b.String()))
+	return 1
+}
+
+// strLower and strUpper change ASCII letters only, byte by byte, as Lua
+// 5.1 does in the C locale. gopher-lua's use strings.ToLower, which maps
+// Unicode letters and turns bytes that are not UTF-8 into U+FFFD — a
+// corruption of binary values.
+func strLower(L *lua.LState) int { return mapASCII(L, 'A', 'Z') }
+func strUpper(L *lua.LState) int { return mapASCII(L, 'a', 'z') }
+
+// mapASCII flips the case of the letters in lo..hi.
+func mapASCII(L *lua.LState, lo, hi byte) int {
+	s := L.CheckString(1)
+	i := 0
+	for i < len(s) && (s[i] < lo || s[i] > hi) {
+		i++
+	}
+	if i == len(s) {
+		L.Push(lua.LString(s)) // nothing to change: no copy
+		return 1
+	}
+	b := []byte(s)
+	for ; i < len(b); i++ {
+		if c := b[i]; lo <= c && c <= hi {
+			b[i] = c ^ 0x20
+		}
+	}
+	L.Push(lua.LString(b))
 	return 1
 }
 

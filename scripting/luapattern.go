@@ -302,7 +302,12 @@ func (ms *matchState) match(s, p int) int {
 	if ms.depth > maxMatchDepth {
 		ms.fail("pattern too complex")
 	}
-	defer func() { ms.depth-- }()
+	r := ms.doMatch(s, p)
+	ms.depth-- // not deferred: after a panic the matchState is dropped
+	return r
+}
+
+func (ms *matchState) doMatch(s, p int) int {
 	pat := ms.pat
 	for {
 		ms.step()

@@ -112,13 +112,16 @@ func (p *pool) close() {
 // loop runs the state's calls until the pool closes it or a call is
 // abandoned.
 func (s *state) loop(p *pool) {
-	defer s.sb.L.Close()
 	for req := range s.in {
 		resp := s.sb.run(req)
 		if !s.status.CompareAndSwap(stateBusy, stateIdle) {
-			p.gone() // abandoned: the caller has left; never reuse this state
+			// Abandoned: the caller has left. Never reuse this state; free
+			// its place in the pool only once it is closed.
+			s.sb.L.Close()
+			p.gone()
 			return
 		}
 		s.out <- resp
 	}
+	s.sb.L.Close()
 }

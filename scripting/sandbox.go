@@ -32,14 +32,16 @@ import (
 // numbers or functions of the state).
 //
 // Why a fresh run of the chunk per call rather than one persistent
-// environment reset after each call: BenchmarkEnvFreshChunk and
-// BenchmarkEnvReset (env_bench_test.go) measure both; re-running a typical
-// hook chunk (a few function definitions) costs about a microsecond more
-// than snapshot-and-restore, which is small beside the goroutine hand-off
-// every call pays, and it is the only way to also reset state a script
-// keeps in top-level locals (`local cache = {}`), which a global reset
-// would miss — and which would make on_conflict depend on which pooled
-// state ran it.
+// environment per state, reset after each call: BenchmarkEnvFreshChunk and
+// BenchmarkEnvReset (env_bench_test.go) measure both on a typical hook
+// (two functions, a constant table). On the 2-core test machine the fresh
+// run costs ~3.5 µs a call and the reset ~1.3 µs: the fresh run is slower
+// by ~2 µs, less than half of a whole call (BenchmarkHookCallOverhead,
+// ~5 µs). We pay it because only a fresh run also resets what a script
+// keeps in top-level locals (`local cache = {}` mutated by on_set), which
+// a reset of globals misses — and which would make on_conflict's result
+// depend on which pooled state ran it. (Most of the fresh run's cost was
+// Lua 5.0's implicit `arg` table; see dropCompatArg.)
 
 const (
 	// callStackSize bounds Lua call depth: deep recursion fails with
@@ -79,12 +81,15 @@ type sandbox struct {
 
 func newSandbox(eng *Engine) *sandbox {
 	L := lua.NewState(lua.Options{
-		SkipOpenLibs:        true,
-		CallStackSize:       callStackSize,
-		RegistrySize:        registrySize,
-		RegistryMaxSize:     registryMaxSize,
-		RegistryGrowStep:    registryGrowStep,
-		MinimizeStackMemory: true,
+		SkipOpenLibs:     true,
+		CallStackSize:    callStackSize,
+		RegistrySize:     registrySize,
+		RegistryMaxSize:  registryMaxSize,
+		RegistryGrowStep: registryGrowStep,
+		// A fixed call stack (200 frames, a few KiB): the growing one's
+		// overflow check is off by one in gopher-lua 1.1.1 and overflows
+		// with a Go panic instead of the Lua error "stack overflow".
+		MinimizeStackMemory: false,
 	})
 	sb := &sandbox{eng: eng, L: L}
 	for _, lib := range []struct {
@@ -111,16 +116,21 @@ func gfn(t *lua.LTable, name string) lua.LGFunction {
 
 func (sb *sandbox) build() {
 	L := sb.L
+	// Take gopher-lua's global table, with its unrestricted functions, out
+	// of the state: what follows picks from it, and every function made
+	// from here on has the empty table as its environment.
 	g := L.G.Global
+	L.G.Global = L.NewTable()
+	L.Env = L.G.Global
 	gStr := g.RawGetString("string").(*lua.LTable)
 	gTab := g.RawGetString("table").(*lua.LTable)
 	gMath := g.RawGetString("math").(*lua.LTable)
 
 	str := sb.lib(map[string]lua.LGFunction{
 		"byte": gfn(gStr, "byte"), "char": gfn(gStr, "char"), "len": gfn(gStr, "len"),
-		"lower": gfn(gStr, "lower"), "upper": gfn(gStr, "upper"),
+		"lower": strLower, "upper": strUpper,
 		"reverse": gfn(gStr, "reverse"), "sub": gfn(gStr, "sub"),
-		"rep": sb.strRep, "format": sb.strFormat(gfn(gStr, "format")),
+		"rep": sb.strRep, "format": sb.strFormat,
 		"find": sb.strFind, "match": sb.strMatch, "gmatch": sb.strGmatch, "gsub": sb.strGsub,
 	})
 	tab := sb.lib(map[string]lua.LGFunction{
@@ -129,17 +139,17 @@ func (sb *sandbox) build() {
 		"remove": guardFrozen(gfn(gTab, "remove"), "table.remove"),
 		"sort":   guardFrozen(gfn(gTab, "sort"), "table.sort"),
 	})
-	math, mathConflict := L.NewTable(), L.NewTable()
+	mathLib, mathConflict := L.NewTable(), L.NewTable()
 	gMath.ForEach(func(k, v lua.LValue) {
 		switch k.String() {
 		case "random", "randomseed":
 		default:
-			math.RawSet(k, v)
+			mathLib.RawSet(k, v)
 			mathConflict.RawSet(k, v)
 		}
 	})
-	math.RawSetString("random", L.NewFunction(sb.mathRandom))
-	math.RawSetString("randomseed", L.NewFunction(sb.mathRandomseed))
+	mathLib.RawSetString("random", L.NewFunction(sb.mathRandom))
+	mathLib.RawSetString("randomseed", L.NewFunction(sb.mathRandomseed))
 
 	// Strings index a table of the allowed functions, behind a protected
 	// metatable.
@@ -149,7 +159,7 @@ func (sb *sandbox) build() {
 	L.SetMetatable(lua.LString(""), strMT)
 
 	ck, ckConflict := sb.ckModules()
-	base := sb.baseTable(gfn(g, "setmetatable"), gfn(g, "rawset"))
+	base := sb.baseTable(g)
 	conflict := L.NewTable()
 	base.ForEach(func(k, v lua.LValue) { conflict.RawSet(k, v) })
 	shared := map[string]*lua.LTable{"string": str, "table": tab}
@@ -157,7 +167,7 @@ func (sb *sandbox) build() {
 		base.RawSetString(name, freeze(L, t, name))
 		conflict.RawSetString(name, freeze(L, t, name))
 	}
-	base.RawSetString("math", freeze(L, math, "math"))
+	base.RawSetString("math", freeze(L, mathLib, "math"))
 	conflict.RawSetString("math", freeze(L, mathConflict, "math"))
 	base.RawSetString("ck", ck)
 	conflict.RawSetString("ck", ckConflict)
@@ -170,10 +180,6 @@ func (sb *sandbox) build() {
 		L.RaiseError("on_conflict must not write globals (assigned %q)", L.Get(2).String())
 		return 0
 	})
-	// Drop gopher-lua's own global table so nothing refers to the
-	// unrestricted functions.
-	L.G.Global = L.NewTable()
-	L.Env = L.G.Global
 }
 
 // lib builds a table of Go functions.
@@ -185,10 +191,11 @@ func (sb *sandbox) lib(fns map[string]lua.LGFunction) *lua.LTable {
 	return t
 }
 
-// baseTable is the allowlist of base functions.
-func (sb *sandbox) baseTable(setmetatable, rawset lua.LGFunction) *lua.LTable {
+// baseTable is the allowlist of base functions, taken from g, the
+// globals gopher-lua's OpenBase made.
+func (sb *sandbox) baseTable(g *lua.LTable) *lua.LTable {
 	L := sb.L
-	g := L.G.Global
+	setmetatable, rawset := gfn(g, "setmetatable"), gfn(g, "rawset")
 	base := L.NewTable()
 	for _, name := range []string{
 		"ipairs", "next", "pairs", "pcall", "rawequal", "rawget", "select",
@@ -279,10 +286,10 @@ func (sb *sandbox) newEnv(conflict bool) (env *lua.LTable, globals *lua.LTable, 
 	mt.RawSetString("__index", inner)
 	mt.RawSetString("__newindex", inner)
 	mt.RawSetString("__metatable", lua.LFalse)
+	mt.RawSetString("__frozen", lua.LTrue) // rawset(_G, ...) would bypass __newindex
 	outer.Metatable = mt
 	inner.RawSetString("_G", outer)
 	return outer, inner, func() {
 		mt.RawSetString("__newindex", sb.readOnlyGlobal)
-		mt.RawSetString("__frozen", lua.LTrue)
 	}
 }

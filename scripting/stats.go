@@ -7,7 +7,7 @@ import (
 
 // Stats are the engine's counters, for the daemon's metrics.
 type Stats struct {
-	Calls         uint64 // hook functions called
+	Calls         uint64 // calls of a hook function (refused ones included)
 	Rejections    uint64 // on_set calls that rejected the write
 	Errors        uint64 // calls that failed with ErrHook (timeouts and heap cancels included)
 	Timeouts      uint64 // calls that ran past their timeout

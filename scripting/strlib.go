@@ -30,8 +30,8 @@ func withPatternErrors(L *lua.LState, fn string, body func() int) (n int) {
 }
 
 func (sb *sandbox) checkSubject(L *lua.LState, fn string, s string) {
-	if len(s) > sb.eng.maxValueSize {
-		L.RaiseError("%s: subject of %d bytes is larger than max_value_size (%d)", fn, len(s), sb.eng.maxValueSize)
+	if len(s) > sb.eng.cfg.MaxValueSize {
+		L.RaiseError("%s: subject of %d bytes is larger than max_value_size (%d)", fn, len(s), sb.eng.cfg.MaxValueSize)
 	}
 }
 
@@ -237,17 +237,16 @@ func (sb *sandbox) gsubValue(L *lua.LState, ms *matchState, b []byte, s, e int, 
 // gsubString expands a replacement string: %0 is the whole match, %1-%9
 // the captures, %% a percent sign (add_s).
 func gsubString(ms *matchState, b []byte, s, e int, news string, L *lua.LState) []byte {
-	for i := 0; i < len(news); i++ {
-		c := news[i]
-		if c != '%' {
-			b = append(b, c)
-			continue
+	for {
+		i := strings.IndexByte(news, '%')
+		if i < 0 {
+			return append(b, news...)
 		}
-		i++
-		if i == len(news) {
+		b = append(b, news[:i]...)
+		if i+1 == len(news) {
 			ms.fail("invalid use of '%' in replacement string")
 		}
-		switch c = news[i]; {
+		switch c := news[i+1]; {
 		case !isDigit(c):
 			b = append(b, c)
 		case c == '0':
@@ -257,6 +256,6 @@ func gsubString(ms *matchState, b []byte, s, e int, news string, L *lua.LState) 
 			b = append(b, lua.LVAsString(L.Get(-1))...)
 			L.Pop(1)
 		}
+		news = news[i+2:]
 	}
-	return b
 }

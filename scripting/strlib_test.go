@@ -63,6 +63,7 @@ var luaCases = []struct{ expr, want string }{
 	{`string.rep("ab", 3) .. "|" .. string.rep("x", 0) .. "|" .. string.rep("x", -1)`, "ababab||"},
 	{`string.format("%5.2f|%d|%s|%x|%%|%-3s|", 3.14159, 42, "hi", 255, "a")`, " 3.14|42|hi|ff|%|a  |"},
 	{`string.format("%q", 'a"b')`, `"a\"b"`},
+	{`string.format("%%%d%%", 5)`, "%5%"},
 	{`table.concat({1, 2, 3}, ", ")`, "1, 2, 3"},
 	{`table.concat({}, "x") .. table.concat({"a", "b", "c"}, "", 2, 3)`, "bc"},
 	{`err(string.find, "a", "[a")`, "malformed pattern (missing ']')"},
@@ -83,7 +84,7 @@ var luaCases = []struct{ expr, want string }{
 	{`("x"):rep(3):upper()`, "XXX"},
 }
 
-const luaCaseHelpers = `
+var luaCaseHelpers = `
 local function list(...)
   local t = {...}
   for i = 1, select("#", ...) do t[i] = tostring(t[i]) end
@@ -106,16 +107,20 @@ local function seeded()
 end
 `
 
-func TestLuaStringFunctions(t *testing.T) {
+func TestLuaStringFunctions(t *testing.T) { runLuaCases(t, luaCases) }
+
+// runLuaCases evaluates each expression in its own call of one hook.
+func runLuaCases(t *testing.T, cases []struct{ expr, want string }) {
+	t.Helper()
 	var src strings.Builder
 	src.WriteString(luaCaseHelpers)
 	src.WriteString("function on_set(key, value)\n  local i = tonumber(key)\n")
-	for i, c := range luaCases {
+	for i, c := range cases {
 		src.WriteString("  if i == " + strconv.Itoa(i) + " then return " + c.expr + " end\n")
 	}
 	src.WriteString("end\n")
 	e := engine(t, src.String())
-	for i, c := range luaCases {
+	for i, c := range cases {
 		out, err := e.OnSet(bg, strconv.Itoa(i), []byte("v"), Meta{Op: "set"})
 		got := string(out)
 		if err != nil {

@@ -86,21 +86,24 @@ func (w *watchdog) close() { w.stop.Do(func() { close(w.done) }) }
 // loop sleeps while no hook runs, and samples the heap while any does.
 func (w *watchdog) loop() {
 	t := time.NewTicker(watchdogPeriod)
-	defer t.Stop()
+	t.Stop()
 	for {
 		select {
 		case <-w.done:
 			return
 		case <-w.wake:
 		}
+		t.Reset(watchdogPeriod)
 		for w.active() {
 			select {
 			case <-w.done:
+				t.Stop()
 				return
 			case <-t.C:
 			}
 			w.check()
 		}
+		t.Stop()
 	}
 }
 

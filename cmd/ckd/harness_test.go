@@ -62,13 +62,14 @@ func TestScripts(t *testing.T) {
 		Dir:   "testdata/script",
 		Setup: setupScript,
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"ckd-start": cmdStart,
-			"ckd-stop":  cmdStop,
-			"fill":      cmdFill,
-			"exits":     cmdExits,
-			"capture":   cmdCapture,
-			"waitfor":   cmdWaitFor,
-			"bytes":     cmdBytes,
+			"ckd-start":     cmdStart,
+			"ckd-stop":      cmdStop,
+			"fill":          cmdFill,
+			"exits":         cmdExits,
+			"capture":       cmdCapture,
+			"waitfor":       cmdWaitFor,
+			"bytes":         cmdBytes,
+			"members-alive": cmdMembersAlive,
 		},
 		RequireExplicitExec: true,
 	})
@@ -280,6 +281,35 @@ func cmdBytes(ts *testscript.TestScript, neg bool, args []string) {
 		b[i] = byte(i)
 	}
 	ts.Check(os.WriteFile(ts.MkAbs(args[0]), b, 0o644))
+}
+
+// cmdMembersAlive: members-alive NAME N waits (at most 15 s) until node
+// NAME sees N members alive, itself included.
+func cmdMembersAlive(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 || neg {
+		ts.Fatalf("usage: members-alive NAME N")
+	}
+	want, err := strconv.Atoi(args[1])
+	ts.Check(err)
+	c := rpc.NewClient(ts.MkAbs(args[0] + ".sock"))
+	defer c.Close()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		ms, err := c.Members(context.Background())
+		alive := 0
+		for _, m := range ms {
+			if m.State == "alive" {
+				alive++
+			}
+		}
+		if err == nil && alive == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("%s sees %d members alive, want %d (err %v): %+v", args[0], alive, want, err, ms)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // cmdFill: fill FILE N writes N bytes of a repeating pattern, for large values.

@@ -1,0 +1,154 @@
+package cluster
+
+import (
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/cloudknowledge/ck/daemon/wire"
+	"github.com/cloudknowledge/ck/store"
+)
+
+// State is a member's state as this node sees it.
+type State string
+
+// Member states (DESIGN §4 Membership).
+const (
+	Alive       State = "alive"
+	Suspect     State = "suspect"     // unheard for 3 heartbeats
+	Gone        State = "gone"        // unheard for dead_after
+	Left        State = "left"        // said BYE
+	Quarantined State = "quarantined" // met again after too long apart (DESIGN §3)
+)
+
+// Member is one row of the member table.
+type Member struct {
+	ID        store.NodeID
+	Name      string
+	Addr      netip.AddrPort // advertised unicast address
+	State     State
+	Epoch     uint64
+	Keys      uint64
+	Lamport   uint64
+	Root      [32]byte
+	LastHeard time.Time
+	Self      bool
+}
+
+type member struct {
+	Member
+	left bool
+}
+
+// members is the member table: every node heard since start.
+type members struct {
+	mu        sync.Mutex
+	m         map[store.NodeID]*member
+	heartbeat time.Duration
+	deadAfter time.Duration
+}
+
+func newMembers(heartbeat, deadAfter time.Duration) *members {
+	return &members{m: map[store.NodeID]*member{}, heartbeat: heartbeat, deadAfter: deadAfter}
+}
+
+// hello records a HELLO. It returns false for a HELLO older than what we
+// know of that node (a replay of an earlier boot).
+func (ms *members) hello(h *wire.Hello, addr netip.AddrPort, now time.Time) (m Member, isNew bool, ok bool) {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	cur := ms.m[h.ID]
+	if cur != nil && h.Epoch < cur.Epoch {
+		return cur.Member, false, false
+	}
+	if cur == nil {
+		cur = &member{}
+		ms.m[h.ID] = cur
+		isNew = true
+	}
+	wasAway := cur.left || ms.stateLocked(cur, now) == Gone
+	cur.ID, cur.Name, cur.Addr, cur.Epoch = h.ID, h.Name, addr, h.Epoch
+	cur.Keys, cur.Lamport, cur.Root, cur.LastHeard = h.Keys, h.Lamport, h.Root, now
+	cur.left = false
+	return cur.Member, isNew || wasAway, true
+}
+
+// bye marks a member as left, unless the BYE is from an older boot.
+func (ms *members) bye(id store.NodeID, epoch uint64, now time.Time) bool {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	cur := ms.m[id]
+	if cur == nil || epoch < cur.Epoch {
+		return false
+	}
+	cur.left = true
+	cur.LastHeard = now
+	return true
+}
+
+// heard refreshes a member's last-heard time on any valid message.
+func (ms *members) heard(id store.NodeID, now time.Time) {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	if cur := ms.m[id]; cur != nil && !cur.left {
+		cur.LastHeard = now
+	}
+}
+
+func (ms *members) stateLocked(m *member, now time.Time) State {
+	switch age := now.Sub(m.LastHeard); {
+	case m.left:
+		return Left
+	case age >= ms.deadAfter:
+		return Gone
+	case age >= 3*ms.heartbeat:
+		return Suspect
+	default:
+		return Alive
+	}
+}
+
+// list returns the members sorted by name then id, states as of now.
+func (ms *members) list(now time.Time) []Member {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	out := make([]Member, 0, len(ms.m))
+	for _, m := range ms.m {
+		c := m.Member
+		c.State = ms.stateLocked(m, now)
+		out = append(out, c)
+	}
+	slices.SortFunc(out, func(a, b Member) int {
+		if a.Name != b.Name {
+			if a.Name < b.Name {
+				return -1
+			}
+			return 1
+		}
+		return a.ID.Compare(b.ID)
+	})
+	return out
+}
+
+// alive returns the members that count as alive now (suspect ones do not).
+func (ms *members) alive(now time.Time) []Member {
+	var out []Member
+	for _, m := range ms.list(now) {
+		if m.State == Alive {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// get returns one member.
+func (ms *members) get(id store.NodeID) (Member, bool) {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	m, ok := ms.m[id]
+	if !ok {
+		return Member{}, false
+	}
+	return m.Member, true
+}

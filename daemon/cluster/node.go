@@ -1,0 +1,311 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/cloudknowledge/ck/daemon/transport"
+	"github.com/cloudknowledge/ck/daemon/wire"
+	"github.com/cloudknowledge/ck/store"
+)
+
+// Store is what the protocol needs of the local store. *store.Store
+// implements it. Apply and Get may block on the disk.
+type Store interface {
+	NodeID() store.NodeID
+	Lamport() uint64
+	Observe(l uint64)
+	Keys() uint64
+	Root() [32]byte
+	Get(key string) (store.Record, bool, error)
+	Apply(ctx context.Context, rec store.Record) (store.ApplyResult, error)
+}
+
+var _ Store = (*store.Store)(nil)
+
+// Config is the protocol's part of the node's configuration.
+type Config struct {
+	NodeName     string
+	Cluster      string // cluster name: authenticated (or tagged) in every frame
+	Epoch        uint64 // this boot's epoch (store.NextEpoch)
+	Heartbeat    time.Duration
+	DeadAfter    time.Duration
+	MaxDatagram  int
+	TombstoneTTL time.Duration
+	HookHash     func() string // the hook configuration's hash, for HELLO
+	Sealer       wire.Sealer   // nil: plaintext frames tagged with the cluster name
+	Logger       hclog.Logger
+}
+
+// Node is one member of the cluster: it says HELLO, tracks members,
+// replicates local writes and applies its peers'.
+type Node struct {
+	cfg     Config
+	tr      transport.Transport
+	st      Store
+	id      store.NodeID
+	log     hclog.Logger
+	sealer  wire.Sealer
+	members *members
+	acks    *ackTable
+	stats   Stats
+
+	counter  atomic.Uint64 // frame counter within this epoch
+	applying chan struct{} // bounds concurrent applies of received records
+	wg       sync.WaitGroup
+	loggedMu sync.Mutex
+	logged   map[string]bool // once-only warnings (protocol version, hook hash)
+}
+
+// New returns a node; Run starts it.
+func New(cfg Config, tr transport.Transport, st Store) *Node {
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.HookHash == nil {
+		cfg.HookHash = func() string { return "" }
+	}
+	s := cfg.Sealer
+	if s == nil {
+		s = wire.Plaintext(cfg.Cluster)
+	}
+	return &Node{
+		cfg:      cfg,
+		tr:       tr,
+		st:       st,
+		id:       st.NodeID(),
+		log:      cfg.Logger,
+		sealer:   s,
+		members:  newMembers(cfg.Heartbeat, cfg.DeadAfter),
+		acks:     newAckTable(),
+		applying: make(chan struct{}, 64),
+		logged:   map[string]bool{},
+	}
+}
+
+// Addr is this node's unicast address.
+func (n *Node) Addr() netip.AddrPort { return n.tr.Addr() }
+
+// Run says HELLO every heartbeat, receives datagrams and streams, and
+// returns when ctx ends, after saying BYE.
+func (n *Node) Run(ctx context.Context) error {
+	n.wg.Add(2)
+	go func() { defer n.wg.Done(); n.receive(ctx) }()
+	go func() { defer n.wg.Done(); n.acceptStreams(ctx) }()
+	n.sendHello()
+	t := time.NewTimer(n.jitter())
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			n.sendBye()
+			n.tr.Close()
+			n.wg.Wait()
+			return nil
+		case <-t.C:
+			n.sendHello()
+			t.Reset(n.jitter())
+		}
+	}
+}
+
+// jitter spreads heartbeats by ±10% so nodes started together do not
+// send in lockstep.
+func (n *Node) jitter() time.Duration {
+	hb := n.cfg.Heartbeat
+	return hb - hb/10 + time.Duration(rand.Int64N(int64(hb/5)+1))
+}
+
+func (n *Node) hello() *wire.Hello {
+	return &wire.Hello{
+		ID:           n.id,
+		Name:         n.cfg.NodeName,
+		Epoch:        n.cfg.Epoch,
+		Addr:         n.tr.Addr().String(),
+		Proto:        wire.Proto,
+		Lamport:      n.st.Lamport(),
+		Keys:         n.st.Keys(),
+		Root:         n.st.Root(),
+		HookHash:     n.cfg.HookHash(),
+		TombstoneTTL: n.cfg.TombstoneTTL.Milliseconds(),
+	}
+}
+
+func (n *Node) sendHello() { n.broadcast(n.hello()) }
+
+func (n *Node) sendBye() {
+	bye := &wire.Bye{ID: n.id, Epoch: n.cfg.Epoch}
+	n.broadcast(bye)
+	n.broadcast(bye) // a second copy against loss; BYE is idempotent
+}
+
+// header starts a frame from this node.
+func (n *Node) header() wire.Header {
+	return wire.Header{Sender: n.id, Epoch: n.cfg.Epoch, Counter: n.counter.Add(1)}
+}
+
+func (n *Node) encode(msg wire.Message) ([]byte, error) {
+	return wire.Encode(n.header(), msg, n.sealer)
+}
+
+func (n *Node) broadcast(msg wire.Message) {
+	b, err := n.encode(msg)
+	if err != nil {
+		n.log.Error("encode", "type", msg.Type(), "error", err)
+		return
+	}
+	if err := n.tr.Broadcast(b); err != nil && !errors.Is(err, errClosed) {
+		n.stats.sendErrors.Add(1)
+		n.log.Debug("broadcast", "error", err)
+	}
+	n.stats.sent.Add(1)
+}
+
+func (n *Node) sendTo(to netip.AddrPort, msg wire.Message) {
+	b, err := n.encode(msg)
+	if err != nil {
+		n.log.Error("encode", "type", msg.Type(), "error", err)
+		return
+	}
+	if err := n.tr.SendTo(to, b); err != nil {
+		n.stats.sendErrors.Add(1)
+		n.log.Debug("send", "to", to, "error", err)
+	}
+	n.stats.sent.Add(1)
+}
+
+// receive dispatches datagrams until the transport closes.
+func (n *Node) receive(ctx context.Context) {
+	for p := range n.tr.Packets() {
+		n.stats.received.Add(1)
+		hdr, msg, err := wire.Decode(p.Buf, n.sealer)
+		if err != nil {
+			n.drop(wire.Reason(err), err)
+			continue
+		}
+		if hdr.Sender == n.id {
+			n.fromSelf(hdr, msg)
+			continue
+		}
+		n.members.heard(hdr.Sender, time.Now())
+		n.handle(ctx, p.From, hdr, msg)
+	}
+}
+
+func (n *Node) handle(ctx context.Context, from netip.AddrPort, hdr wire.Header, msg wire.Message) {
+	switch m := msg.(type) {
+	case *wire.Hello:
+		n.handleHello(from, hdr, m)
+	case *wire.Bye:
+		if n.members.bye(m.ID, m.Epoch, time.Now()) {
+			n.log.Info("member left", "id", m.ID)
+		}
+	case *wire.Update:
+		n.spawnApply(ctx, func() { n.handleUpdate(ctx, from, m) })
+	case *wire.Announce:
+		n.spawnApply(ctx, func() { n.handleAnnounce(ctx, from, m) })
+	case *wire.Ack:
+		n.acks.ack(ackKey{m.Key, m.Origin, m.Lamport}, m.From)
+	default:
+		n.drop("unexpected", fmt.Errorf("datagram of type %v", msg.Type()))
+	}
+}
+
+// fromSelf handles a frame carrying our own node id: our own broadcast
+// looping back (same epoch), a replay (older epoch), or another process
+// running with a copy of our data dir (newer epoch).
+func (n *Node) fromSelf(hdr wire.Header, msg wire.Message) {
+	if hdr.Epoch > n.cfg.Epoch {
+		n.once("dupid", func() {
+			n.log.Error("another node uses this node's id with a newer boot epoch: was this data dir copied?", "epoch", hdr.Epoch)
+		})
+		n.stats.duplicateID.Store(true)
+	}
+}
+
+func (n *Node) handleHello(from netip.AddrPort, hdr wire.Header, h *wire.Hello) {
+	if h.Proto>>8 != wire.Proto>>8 {
+		n.once("proto:"+h.ID.String(), func() {
+			n.log.Warn("ignoring a node speaking another protocol version", "id", h.ID, "proto", h.Proto, "ours", wire.Proto)
+		})
+		return
+	}
+	if h.ID != hdr.Sender {
+		n.drop("malformed", fmt.Errorf("hello for %s sent by %s", h.ID, hdr.Sender))
+		return
+	}
+	addr, err := netip.ParseAddrPort(h.Addr)
+	if err != nil {
+		addr = from
+	}
+	m, fresh, ok := n.members.hello(h, addr, time.Now())
+	if !ok {
+		return
+	}
+	n.st.Observe(h.Lamport)
+	if fresh {
+		n.log.Info("member joined", "name", m.Name, "id", m.ID, "addr", m.Addr)
+	}
+	if hh := n.cfg.HookHash(); h.HookHash != hh {
+		n.once("hooks:"+h.ID.String()+h.HookHash, func() {
+			n.log.Warn("a peer runs other hooks: conflicts may resolve differently", "peer", h.Name, "theirs", h.HookHash, "ours", hh)
+		})
+	}
+	if ttl := n.cfg.TombstoneTTL.Milliseconds(); h.TombstoneTTL != ttl {
+		n.once("ttl:"+h.ID.String(), func() {
+			n.log.Warn("a peer has another tombstone_ttl", "peer", h.Name, "theirs_ms", h.TombstoneTTL, "ours_ms", ttl)
+		})
+	}
+}
+
+// spawnApply runs fn on its own goroutine, at most cap(applying) at once,
+// so that received records are group-committed together; beyond that the
+// receive loop waits, and the transport drops (and counts) what it cannot
+// queue.
+func (n *Node) spawnApply(ctx context.Context, fn func()) {
+	select {
+	case n.applying <- struct{}{}:
+	case <-ctx.Done():
+		return
+	}
+	n.wg.Add(1)
+	go func() {
+		defer func() { <-n.applying; n.wg.Done() }()
+		fn()
+	}()
+}
+
+func (n *Node) drop(reason string, err error) {
+	n.stats.dropped(reason)
+	n.log.Trace("dropped a frame", "reason", reason, "error", err)
+}
+
+func (n *Node) once(key string, fn func()) {
+	n.loggedMu.Lock()
+	defer n.loggedMu.Unlock()
+	if !n.logged[key] {
+		n.logged[key] = true
+		fn()
+	}
+}
+
+// Members is the member table, this node included.
+func (n *Node) Members() []Member {
+	now := time.Now()
+	self := Member{
+		ID: n.id, Name: n.cfg.NodeName, Addr: n.tr.Addr(), State: Alive, Epoch: n.cfg.Epoch,
+		Keys: n.st.Keys(), Lamport: n.st.Lamport(), Root: n.st.Root(), LastHeard: now, Self: true,
+	}
+	return append([]Member{self}, n.members.list(now)...)
+}
+
+// AlivePeers is the number of other members alive now.
+func (n *Node) AlivePeers() int { return len(n.members.alive(time.Now())) }

@@ -1,0 +1,191 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/cloudknowledge/ck/daemon/wire"
+	"github.com/cloudknowledge/ck/store"
+)
+
+// resendEvery is how often a write that waits for acknowledgements is sent
+// again (DESIGN §4 Replication).
+const resendEvery = 200 * time.Millisecond
+
+// fetchTimeout bounds one fetch of an announced record.
+const fetchTimeout = 5 * time.Second
+
+var errClosed = net.ErrClosed
+
+// ackKey names one write: the key and its origin's (origin, lamport).
+type ackKey struct {
+	key     string
+	origin  store.NodeID
+	lamport uint64
+}
+
+// ackTable collects ACKs for writes someone waits on.
+type ackTable struct {
+	mu      sync.Mutex
+	waiting map[ackKey]*ackWait
+}
+
+type ackWait struct {
+	from    map[store.NodeID]bool
+	changed chan struct{} // closed and replaced on every new ack
+}
+
+func newAckTable() *ackTable { return &ackTable{waiting: map[ackKey]*ackWait{}} }
+
+func (t *ackTable) register(k ackKey) *ackWait {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	w := t.waiting[k]
+	if w == nil {
+		w = &ackWait{from: map[store.NodeID]bool{}, changed: make(chan struct{})}
+		t.waiting[k] = w
+	}
+	return w
+}
+
+func (t *ackTable) forget(k ackKey) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.waiting, k)
+}
+
+// ack records an ACK from a node; ACKs nobody waits for are ignored.
+func (t *ackTable) ack(k ackKey, from store.NodeID) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	w := t.waiting[k]
+	if w == nil || w.from[from] {
+		return
+	}
+	w.from[from] = true
+	close(w.changed)
+	w.changed = make(chan struct{})
+}
+
+func (t *ackTable) count(w *ackWait) (int, <-chan struct{}) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(w.from), w.changed
+}
+
+// Replicate sends a local write to every node: whole when it fits a
+// datagram, else announced so that receivers fetch it over a stream.
+func (n *Node) Replicate(rec store.Record) {
+	n.broadcast(n.updateFor(rec))
+}
+
+func (n *Node) updateFor(rec store.Record) wire.Message {
+	if wire.UpdateSize(&rec, n.sealer) <= n.cfg.MaxDatagram {
+		return wire.NewUpdate(rec)
+	}
+	return &wire.Announce{
+		KeyHash: store.KeyHash(rec.Key), Key: rec.Key, Origin: rec.Origin, Lamport: rec.Lamport,
+		Hash: rec.Hash(), Holder: n.tr.Addr().String(),
+	}
+}
+
+// ErrTooFewPeers is returned by WaitAcks when fewer peers are alive than
+// acknowledgements were asked for: waiting could not succeed.
+var ErrTooFewPeers = errors.New("fewer peers alive than acknowledgements asked")
+
+// WaitAcks waits until want distinct peers acknowledge holding rec (or a
+// descendant) durably, resending it every 200 ms, until timeout or ctx
+// ends. It returns how many acknowledged. With fewer alive peers than
+// want it returns at once with ErrTooFewPeers.
+func (n *Node) WaitAcks(ctx context.Context, rec store.Record, want int, timeout time.Duration) (int, error) {
+	if want <= 0 {
+		return 0, nil
+	}
+	if alive := n.AlivePeers(); alive < want {
+		return 0, fmt.Errorf("%w: %d alive, %d asked", ErrTooFewPeers, alive, want)
+	}
+	k := ackKey{rec.Key, rec.Origin, rec.Lamport}
+	w := n.acks.register(k)
+	defer n.acks.forget(k)
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	resend := time.NewTicker(resendEvery)
+	defer resend.Stop()
+	msg := n.updateFor(rec)
+	n.broadcast(msg) // the first send may have raced the registration
+	for {
+		got, changed := n.acks.count(w)
+		if got >= want {
+			return got, nil
+		}
+		select {
+		case <-changed:
+		case <-resend.C:
+			n.broadcast(msg)
+		case <-deadline.C:
+			return got, context.DeadlineExceeded
+		case <-ctx.Done():
+			return got, ctx.Err()
+		}
+	}
+}
+
+// handleUpdate applies a received record and acknowledges it once this
+// node durably holds it or something newer.
+func (n *Node) handleUpdate(ctx context.Context, from netip.AddrPort, up *wire.Update) {
+	if up.Record.Hash() != up.Hash {
+		n.drop("hash", fmt.Errorf("update for %q: record does not match its hash", up.Record.Key))
+		return
+	}
+	held, err := n.apply(ctx, up.Record)
+	if err != nil {
+		return
+	}
+	if held.VV.Dominates(up.Record.VV) {
+		n.sendTo(from, up.Ack(n.id))
+	}
+}
+
+// handleAnnounce fetches an announced record unless this node already
+// holds it, applies it, and acknowledges it.
+func (n *Node) handleAnnounce(ctx context.Context, from netip.AddrPort, a *wire.Announce) {
+	cur, found, err := n.st.Get(a.Key)
+	if err != nil {
+		n.log.Warn("read for an announce", "key", a.Key, "error", err)
+		return
+	}
+	if !found || cur.Hash() != a.Hash && cur.VV[a.Origin] < a.Lamport {
+		holder, err := netip.ParseAddrPort(a.Holder)
+		if err != nil {
+			holder = from
+		}
+		rec, ok := n.fetch(ctx, holder, a.Key)
+		if !ok {
+			return
+		}
+		if cur, err = n.apply(ctx, rec); err != nil {
+			return
+		}
+	}
+	// vv[origin] >= lamport means cur descends from the announced write.
+	if cur.VV[a.Origin] >= a.Lamport {
+		n.sendTo(from, &wire.Ack{Key: a.Key, Origin: a.Origin, Lamport: a.Lamport, From: n.id})
+	}
+}
+
+// apply stores a received record and returns what the store then holds.
+func (n *Node) apply(ctx context.Context, rec store.Record) (store.Record, error) {
+	res, err := n.st.Apply(ctx, rec)
+	if err != nil {
+		n.stats.applyErrors.Add(1)
+		n.log.Warn("could not apply a received record", "key", rec.Key, "error", err)
+		return store.Record{}, err
+	}
+	n.stats.applied(res.Outcome)
+	return res.Record, nil
+}

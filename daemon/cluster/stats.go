@@ -1,0 +1,65 @@
+package cluster
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/cloudknowledge/ck/store"
+)
+
+// Stats counts the protocol's traffic and outcomes, for metrics.
+type Stats struct {
+	sent, received, sendErrors     atomic.Uint64
+	applyErrors, fetchErrors       atomic.Uint64
+	appliedNew, ignored, conflicts atomic.Uint64
+	duplicateID                    atomic.Bool
+
+	mu    sync.Mutex
+	drops map[string]uint64
+}
+
+// StatsSnapshot is a copy of the counters.
+type StatsSnapshot struct {
+	Sent, Received, SendErrors  uint64
+	ApplyErrors, FetchErrors    uint64
+	Applied, Ignored, Conflicts uint64
+	Dropped                     map[string]uint64 // by reason
+	DuplicateID                 bool
+}
+
+func (s *Stats) dropped(reason string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.drops == nil {
+		s.drops = map[string]uint64{}
+	}
+	s.drops[reason]++
+}
+
+func (s *Stats) applied(o store.Outcome) {
+	switch o {
+	case store.Applied:
+		s.appliedNew.Add(1)
+	case store.Resolved:
+		s.conflicts.Add(1)
+	default:
+		s.ignored.Add(1)
+	}
+}
+
+// Stats returns a snapshot of the node's counters.
+func (n *Node) Stats() StatsSnapshot {
+	s := &n.stats
+	s.mu.Lock()
+	drops := make(map[string]uint64, len(s.drops))
+	for k, v := range s.drops {
+		drops[k] = v
+	}
+	s.mu.Unlock()
+	return StatsSnapshot{
+		Sent: s.sent.Load(), Received: s.received.Load(), SendErrors: s.sendErrors.Load(),
+		ApplyErrors: s.applyErrors.Load(), FetchErrors: s.fetchErrors.Load(),
+		Applied: s.appliedNew.Load(), Ignored: s.ignored.Load(), Conflicts: s.conflicts.Load(),
+		Dropped: drops, DuplicateID: s.duplicateID.Load(),
+	}
+}

@@ -1,0 +1,87 @@
+//go:build linux
+
+package transport
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+type sockopt struct {
+	level, name, value int
+	label              string
+}
+
+var (
+	optReuseAddr = sockopt{unix.SOL_SOCKET, unix.SO_REUSEADDR, 1, "SO_REUSEADDR"}
+	optReusePort = sockopt{unix.SOL_SOCKET, unix.SO_REUSEPORT, 1, "SO_REUSEPORT"}
+	// Off, a socket receives only the groups it joined itself, not every
+	// group any socket of the host joined that matches its binding.
+	optMulticastAllOff = sockopt{unix.IPPROTO_IP, unix.IP_MULTICAST_ALL, 0, "IP_MULTICAST_ALL"}
+	optBroadcast       = sockopt{unix.SOL_SOCKET, unix.SO_BROADCAST, 1, "SO_BROADCAST"}
+)
+
+// controlShared prepares a socket that every node on the host binds.
+func controlShared(_, _ string, c syscall.RawConn) error {
+	return setsockopts(c, optReuseAddr, optReusePort)
+}
+
+// controlGroup prepares the shared multicast socket.
+func controlGroup(_, _ string, c syscall.RawConn) error {
+	return setsockopts(c, optReuseAddr, optReusePort, optMulticastAllOff)
+}
+
+func enableBroadcast(uc *net.UDPConn) error {
+	rc, err := uc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	return setsockopts(rc, optBroadcast)
+}
+
+func setsockopts(c syscall.RawConn, opts ...sockopt) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		for _, o := range opts {
+			if e := unix.SetsockoptInt(int(fd), o.level, o.name, o.value); e != nil {
+				serr = os.NewSyscallError("setsockopt "+o.label, e)
+				return
+			}
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return serr
+}
+
+// sendNoWait sends one datagram with MSG_DONTWAIT. Go's WriteTo would park
+// the goroutine until the socket buffer has room; a best-effort transport
+// drops instead (sent false, no error).
+func sendNoWait(_ *net.UDPConn, rc syscall.RawConn, to netip.AddrPort, b []byte) (sent bool, err error) {
+	var sa unix.Sockaddr
+	if a := to.Addr(); a.Is4() {
+		sa = &unix.SockaddrInet4{Port: int(to.Port()), Addr: a.As4()}
+	} else {
+		sa = &unix.SockaddrInet6{Port: int(to.Port()), Addr: a.As16()}
+	}
+	var serr error
+	if err := rc.Write(func(fd uintptr) bool {
+		serr = unix.Sendto(int(fd), b, unix.MSG_DONTWAIT, sa)
+		return true
+	}); err != nil {
+		return false, err
+	}
+	switch {
+	case serr == nil:
+		return true, nil
+	case errors.Is(serr, unix.EAGAIN), errors.Is(serr, unix.ENOBUFS):
+		return false, nil
+	}
+	return false, os.NewSyscallError("sendto", serr)
+}

@@ -1,0 +1,26 @@
+//go:build !linux
+
+package transport
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"syscall"
+)
+
+// The shared group and broadcast sockets rely on Linux semantics
+// (IP_MULTICAST_ALL, SO_REUSEPORT delivery); elsewhere only peers mode
+// works.
+var errNotLinux = errors.New("shared multicast and broadcast sockets need Linux; use peers")
+
+func controlShared(_, _ string, _ syscall.RawConn) error { return errNotLinux }
+
+func controlGroup(_, _ string, _ syscall.RawConn) error { return errNotLinux }
+
+func enableBroadcast(*net.UDPConn) error { return errNotLinux }
+
+func sendNoWait(uc *net.UDPConn, _ syscall.RawConn, to netip.AddrPort, b []byte) (bool, error) {
+	_, err := uc.WriteToUDPAddrPort(b, to)
+	return err == nil, err
+}

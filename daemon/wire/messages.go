@@ -1,0 +1,235 @@
+package wire
+
+import (
+	"fmt"
+
+	"github.com/cloudknowledge/ck/store"
+)
+
+// MsgType is the first byte of a body. The values are the wire's: never
+// renumber one, only add. Types below 16 travel as datagrams, the others on
+// streams.
+type MsgType uint8
+
+// The message types.
+const (
+	TypeHello    MsgType = 1
+	TypeBye      MsgType = 2
+	TypeUpdate   MsgType = 3
+	TypeAnnounce MsgType = 4
+	TypeAck      MsgType = 5
+	TypeQuery    MsgType = 6
+	TypeAnswer   MsgType = 7
+
+	TypeFetch       MsgType = 16
+	TypeFetchReply  MsgType = 17
+	TypeSyncTop     MsgType = 18
+	TypeSyncLeaves  MsgType = 19
+	TypeSyncKeys    MsgType = 20
+	TypeSyncRecords MsgType = 21
+	TypeSyncDone    MsgType = 22
+)
+
+// Stream reports whether messages of type t belong on a stream, not in a
+// datagram. A receiver drops a stream message that arrives as a datagram.
+func (t MsgType) Stream() bool { return t >= 16 }
+
+func (t MsgType) String() string {
+	if int(t) < len(typeNames) && typeNames[t] != "" {
+		return typeNames[t]
+	}
+	return fmt.Sprintf("MsgType(%d)", uint8(t))
+}
+
+var typeNames = [...]string{
+	TypeHello: "HELLO", TypeBye: "BYE", TypeUpdate: "UPDATE", TypeAnnounce: "ANNOUNCE",
+	TypeAck: "ACK", TypeQuery: "QUERY", TypeAnswer: "ANSWER", TypeFetch: "FETCH",
+	TypeFetchReply: "FETCH_REPLY", TypeSyncTop: "SYNC_TOP", TypeSyncLeaves: "SYNC_LEAVES",
+	TypeSyncKeys: "SYNC_KEYS", TypeSyncRecords: "SYNC_RECORDS", TypeSyncDone: "SYNC_DONE",
+}
+
+// newMessage returns an empty message of type t to decode into, or nil.
+func newMessage(t MsgType) Message {
+	switch t {
+	case TypeHello:
+		return new(Hello)
+	case TypeBye:
+		return new(Bye)
+	case TypeUpdate:
+		return new(Update)
+	case TypeAnnounce:
+		return new(Announce)
+	case TypeAck:
+		return new(Ack)
+	case TypeQuery:
+		return new(Query)
+	case TypeAnswer:
+		return new(Answer)
+	case TypeFetch:
+		return new(Fetch)
+	case TypeFetchReply:
+		return new(FetchReply)
+	case TypeSyncTop:
+		return new(SyncTop)
+	case TypeSyncLeaves:
+		return new(SyncLeaves)
+	case TypeSyncKeys:
+		return new(SyncKeys)
+	case TypeSyncRecords:
+		return new(SyncRecords)
+	case TypeSyncDone:
+		return new(SyncDone)
+	}
+	return nil
+}
+
+// Message is one of this package's message types, always as a pointer
+// (*Hello, *Update, ...), so a type switch over Decode's result has one
+// case per type. Only this package implements it: Decode must know every
+// type it can return.
+type Message interface {
+	Type() MsgType
+	// check enforces the message's invariants against its header; Encode
+	// and Decode both run it, so a bug is caught at the sender.
+	check(h Header) error
+}
+
+// Hello is the heartbeat: every node broadcasts one each heartbeat interval,
+// and one at start so peers learn of it at once.
+type Hello struct {
+	ID           store.NodeID `cbor:"1,keyasint"`  // must equal the header's Sender
+	Name         string       `cbor:"2,keyasint"`  // node_name, for people
+	Epoch        uint64       `cbor:"3,keyasint"`  // must equal the header's Epoch
+	Addr         string       `cbor:"4,keyasint"`  // unicast host:port for replies and streams
+	Proto        uint16       `cbor:"5,keyasint"`  // Proto of the sender: major<<8 | minor
+	Lamport      uint64       `cbor:"6,keyasint"`  // the sender's clock, raising the receiver's
+	Keys         uint64       `cbor:"7,keyasint"`  // records held, tombstones included
+	Root         [32]byte     `cbor:"8,keyasint"`  // digest tree root
+	HookHash     string       `cbor:"9,keyasint"`  // hash of the hook scripts; a mismatch is logged
+	TombstoneTTL int64        `cbor:"10,keyasint"` // ms; a mismatch is logged
+}
+
+// Bye says the sender is stopping cleanly: mark it left, not suspect.
+type Bye struct {
+	ID    store.NodeID `cbor:"1,keyasint"` // must equal the header's Sender
+	Epoch uint64       `cbor:"2,keyasint"` // must equal the header's Epoch
+}
+
+// Update carries a record to every node: a local write, a resend while the
+// writer waits for acknowledgements, or a read repair. The write it stands
+// for is (Record.Key, Record.Origin, Record.Lamport); ACKs name it so.
+type Update struct {
+	Record store.Record `cbor:"1,keyasint"`
+	Hash   store.Hash   `cbor:"2,keyasint"` // Record.Hash(), checked on both sides
+}
+
+// NewUpdate returns the UPDATE carrying r.
+func NewUpdate(r store.Record) *Update { return &Update{Record: r, Hash: r.Hash()} }
+
+// Ack returns the ACK node from sends once its version of the key
+// dominates or equals u's record.
+func (u *Update) Ack(from store.NodeID) *Ack {
+	return &Ack{Key: u.Record.Key, Origin: u.Record.Origin, Lamport: u.Record.Lamport, From: from}
+}
+
+// Announce stands for an Update too large for max_datagram: receivers that
+// lack or hold older than (Lamport, Hash) fetch the key from Holder over a
+// stream, then ACK (Key, Origin, Lamport) like an UPDATE's.
+type Announce struct {
+	KeyHash store.Hash   `cbor:"1,keyasint"` // store.KeyHash(Key), checked
+	Key     string       `cbor:"2,keyasint"`
+	Origin  store.NodeID `cbor:"3,keyasint"` // the write's, for the ACK
+	Lamport uint64       `cbor:"4,keyasint"` // the write's
+	Hash    store.Hash   `cbor:"5,keyasint"` // the record's
+	Holder  string       `cbor:"6,keyasint"` // host:port to fetch from: the sender's Addr
+}
+
+// Ack says From holds, durably, the write (Key, Origin, Lamport) or a
+// version descending from it. It goes unicast to the UPDATE's sender.
+type Ack struct {
+	Key     string       `cbor:"1,keyasint"`
+	Origin  store.NodeID `cbor:"2,keyasint"`
+	Lamport uint64       `cbor:"3,keyasint"`
+	From    store.NodeID `cbor:"4,keyasint"` // must equal the header's Sender
+}
+
+// Query asks every node for its version of Key (a fresh read).
+type Query struct {
+	ID  uint64 `cbor:"1,keyasint"` // the asker's; echoed in each Answer
+	Key string `cbor:"2,keyasint"`
+}
+
+// Answer is one node's reply to a Query, unicast to the asker. Found is
+// false only when the node holds nothing for the key, not even a tombstone.
+// Record is present when the answer still fits a datagram with it; else the
+// asker fetches the newest version over a stream.
+type Answer struct {
+	ID      uint64        `cbor:"1,keyasint"`
+	Found   bool          `cbor:"2,keyasint,omitempty"`
+	Deleted bool          `cbor:"3,keyasint,omitempty"` // the version is a tombstone
+	Lamport uint64        `cbor:"4,keyasint,omitempty"`
+	VV      store.VV      `cbor:"5,keyasint,omitempty"`
+	Hash    store.Hash    `cbor:"6,keyasint"`
+	Record  *store.Record `cbor:"7,keyasint,omitempty"` // consistent with the fields above, checked
+}
+
+// Fetch asks a stream's other end for its current record of Key.
+type Fetch struct {
+	Key string `cbor:"1,keyasint"`
+}
+
+// FetchReply answers a Fetch: the holder's current record, whatever its
+// version, or Found false.
+type FetchReply struct {
+	Found  bool          `cbor:"1,keyasint,omitempty"`
+	Record *store.Record `cbor:"2,keyasint,omitempty"` // present exactly when Found
+}
+
+// SyncTop opens a sync session, and answers the opening: the sender's 256
+// top digests.
+type SyncTop struct {
+	Tops Digests `cbor:"1,keyasint"`
+}
+
+// SyncLeaves carries the sender's 256 leaf digests under top node Top.
+type SyncLeaves struct {
+	Top    uint8   `cbor:"1,keyasint"`
+	Leaves Digests `cbor:"2,keyasint"`
+}
+
+// SyncKeys lists the sender's records in leaf Leaf.
+type SyncKeys struct {
+	Leaf    uint16     `cbor:"1,keyasint"`
+	Entries []KeyEntry `cbor:"2,keyasint"` // every KeyHash is in Leaf, checked
+}
+
+// KeyEntry is one record in a SyncKeys list.
+type KeyEntry struct {
+	_       struct{}   `cbor:",toarray"`
+	KeyHash store.Hash // store.KeyHash of the key
+	Hash    store.Hash // the record's hash
+}
+
+// SyncRecords is a batch of records the receiver lacks or may hold older.
+// The receiver applies each as if it had come in an UPDATE, without ACKs.
+type SyncRecords struct {
+	Records []store.Record `cbor:"1,keyasint"`
+}
+
+// SyncDone says the sender has sent everything it will in this session.
+type SyncDone struct{}
+
+func (*Hello) Type() MsgType       { return TypeHello }
+func (*Bye) Type() MsgType         { return TypeBye }
+func (*Update) Type() MsgType      { return TypeUpdate }
+func (*Announce) Type() MsgType    { return TypeAnnounce }
+func (*Ack) Type() MsgType         { return TypeAck }
+func (*Query) Type() MsgType       { return TypeQuery }
+func (*Answer) Type() MsgType      { return TypeAnswer }
+func (*Fetch) Type() MsgType       { return TypeFetch }
+func (*FetchReply) Type() MsgType  { return TypeFetchReply }
+func (*SyncTop) Type() MsgType     { return TypeSyncTop }
+func (*SyncLeaves) Type() MsgType  { return TypeSyncLeaves }
+func (*SyncKeys) Type() MsgType    { return TypeSyncKeys }
+func (*SyncRecords) Type() MsgType { return TypeSyncRecords }
+func (*SyncDone) Type() MsgType    { return TypeSyncDone }
