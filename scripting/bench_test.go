@@ -53,3 +53,13 @@ func BenchmarkNoHook(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkNewState: building one sandboxed Lua state — the price of
+// replacing an abandoned one.
+func BenchmarkNewState(b *testing.B) {
+	e := engine(b, `function on_set() end`)
+	b.ReportAllocs()
+	for b.Loop() {
+		newSandbox(e).L.Close()
+	}
+}

@@ -117,7 +117,7 @@ func (e *Engine) discover(h *Hook) error {
 			}
 		}
 	}
-	if len(h.has) == 0 || !(h.has[KindSet] || h.has[KindGet] || h.has[KindConflict]) {
+	if !h.has[KindSet] && !h.has[KindGet] && !h.has[KindConflict] {
 		e.log.Warn("hook script defines none of on_set, on_get, on_conflict", "script", h.Script, "pattern", h.Pattern)
 	}
 	return nil

@@ -3,6 +3,7 @@ package scripting
 import (
 	"context"
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -137,6 +138,9 @@ func FuzzJSONDecode(f *testing.F) {
 		sb.call = callState{ctx: context.Background(), budget: 1 << 20}
 		d := jsonDecoder{sb: sb, L: sb.L, s: doc}
 		v, msg := d.decode()
+		if strings.HasPrefix(msg, "number out of range") {
+			return // valid syntax, but no float64 holds it (encoding/json refuses it too)
+		}
 		if ok := msg == ""; ok != json.Valid([]byte(doc)) {
 			t.Fatalf("decode(%q): error %q; encoding/json.Valid = %v", doc, msg, json.Valid([]byte(doc)))
 		}
@@ -152,9 +156,7 @@ func FuzzJSONDecode(f *testing.F) {
 		if err := json.Unmarshal(enc.buf, &b); err != nil {
 			t.Fatalf("decode(%q) encodes to invalid JSON %q", doc, enc.buf)
 		}
-		ja, _ := json.Marshal(a)
-		jb, _ := json.Marshal(b)
-		if string(ja) != string(jb) {
+		if !reflect.DeepEqual(a, b) { // numbers compare with ==, so -0 equals 0
 			t.Fatalf("%q encodes back as %q", doc, enc.buf)
 		}
 	})

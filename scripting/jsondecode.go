@@ -235,7 +235,7 @@ func (d *jsonDecoder) str() string {
 			v := d.s[start:d.i]
 			d.i++
 			if !utf8.ValidString(v) {
-				v = strings.ToValidUTF8(v, "\ufffd")
+				v = fixUTF8(v)
 			}
 			return v
 		case c == '\\':
@@ -257,7 +257,7 @@ func (d *jsonDecoder) escapedStr(start int) string {
 		case c == '"':
 			d.i++
 			if !utf8.Valid(b) {
-				return strings.ToValidUTF8(string(b), "\ufffd")
+				return fixUTF8(string(b))
 			}
 			return string(b)
 		case c < 0x20:
@@ -324,4 +324,20 @@ func (d *jsonDecoder) hex4() rune {
 	}
 	d.i += 4
 	return rune(n)
+}
+
+// fixUTF8 replaces each byte of s that is not part of valid UTF-8 with
+// U+FFFD, as encoding/json does.
+func fixUTF8(s string) string {
+	b := make([]byte, 0, len(s)+8)
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			b = append(b, "\ufffd"...)
+		} else {
+			b = append(b, s[i:i+n]...)
+		}
+		i += n
+	}
+	return string(b)
 }

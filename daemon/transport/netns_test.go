@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/cloudknowledge/ck/daemon/transport/netlab"
 )
 
 // Real broadcast and multicast between hosts: network namespaces, each
@@ -24,16 +26,16 @@ import (
 // namespace a (the shared-port case), one is alone in b; each node is the
 // test binary re-executed in its namespace (TestHelperProcess).
 func TestNetns(t *testing.T) {
-	lab := newNetLab(t, "a", "b")
+	lab := netlab.New(t, "a", "b")
 	for _, mode := range []string{ModeBroadcast, ModeMulticast} {
 		t.Run(mode, func(t *testing.T) {
 			port := 20000 + rand.IntN(40000)
 			group := randomGroup()
 			t.Logf("port %d, group %v", port, group)
 			hs := []*helper{
-				lab.start(t, "a", "a1", mode, port, group),
-				lab.start(t, "a", "a2", mode, port, group),
-				lab.start(t, "b", "b1", mode, port, group),
+				start(t, lab, "a", "a1", mode, port, group),
+				start(t, lab, "a", "a2", mode, port, group),
+				start(t, lab, "b", "b1", mode, port, group),
 			}
 			waitFor(t, 20*time.Second, func() error {
 				for _, h := range hs {
@@ -57,55 +59,6 @@ func TestNetns(t *testing.T) {
 	}
 }
 
-// netLab is a set of network namespaces on one bridge.
-type netLab struct {
-	ns     map[string]string // host -> namespace
-	prefix string            // 10.x.y.
-}
-
-// newNetLab creates a namespace with a bridge and one namespace per host,
-// with address 10.x.y.(i+1)/24 on its interface ck0. Everything is removed
-// in t.Cleanup, failure or not.
-func newNetLab(t *testing.T, hosts ...string) *netLab {
-	if os.Geteuid() != 0 {
-		t.Skip("skipping: creating network namespaces needs root")
-	}
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("skipping: ip (iproute2) not found")
-	}
-	id := fmt.Sprintf("ck-%06x", rand.IntN(1<<24))
-	br := id + "-br"
-	if out, err := exec.Command("ip", "netns", "add", br).CombinedOutput(); err != nil {
-		t.Skipf("skipping: ip netns add is not permitted here: %v: %s", err, bytes.TrimSpace(out))
-	}
-	t.Cleanup(func() { ip(t, "netns", "del", br) })
-	ip(t, "-n", br, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0")
-	ip(t, "-n", br, "link", "set", "br0", "up")
-
-	lab := &netLab{ns: map[string]string{}, prefix: fmt.Sprintf("10.%d.%d.", rand.IntN(256), rand.IntN(256))}
-	for i, h := range hosts {
-		ns := id + "-" + h
-		ip(t, "netns", "add", ns)
-		t.Cleanup(func() { ip(t, "netns", "del", ns) })
-		veth := fmt.Sprintf("v%d", i)
-		ip(t, "-n", br, "link", "add", veth, "type", "veth", "peer", "name", "ck0", "netns", ns)
-		ip(t, "-n", br, "link", "set", veth, "master", "br0", "up")
-		ip(t, "-n", ns, "addr", "add", fmt.Sprintf("%s%d/24", lab.prefix, i+1), "dev", "ck0")
-		ip(t, "-n", ns, "link", "set", "ck0", "up")
-		ip(t, "-n", ns, "link", "set", "lo", "up")
-		lab.ns[h] = ns
-	}
-	t.Logf("namespaces %s-*, subnet %s0/24", id, lab.prefix)
-	return lab
-}
-
-func ip(t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		t.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, bytes.TrimSpace(out))
-	}
-}
-
 // helper is a node running in a namespace. It reports on stdout:
 // "ADDR addr", "HELLO name from" for each node it heard broadcast, "ACK
 // name from" for each unicast reply; it stops when its stdin closes.
@@ -119,13 +72,13 @@ type helper struct {
 
 const helperEnv = "CK_TRANSPORT_HELPER"
 
-func (lab *netLab) start(t *testing.T, host, name, mode string, port int, group netip.Addr) *helper {
+func start(t *testing.T, lab *netlab.Lab, host, name, mode string, port int, group netip.Addr) *helper {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command("ip", "netns", "exec", lab.ns[host], exe, "-test.run=^TestHelperProcess$", "-test.count=1")
+	cmd := exec.Command("ip", "netns", "exec", lab.NS(host), exe, "-test.run=^TestHelperProcess$", "-test.count=1")
 	cmd.Env = append(os.Environ(),
 		helperEnv+"="+name, "CK_HELPER_MODE="+mode, "CK_HELPER_PORT="+strconv.Itoa(port), "CK_HELPER_GROUP="+group.String())
 	if os.Getenv("GORACE") == "" {

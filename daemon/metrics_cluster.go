@@ -1,0 +1,66 @@
+package daemon
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// clusterCollector exports the transport's and the protocol's counters,
+// read at scrape time: datagrams and bytes sent and received, drops by
+// reason, records applied by outcome.
+type clusterCollector struct {
+	d *Daemon
+
+	datagrams, bytes, drops, records, streams *prometheus.Desc
+}
+
+func newClusterCollector(d *Daemon) *clusterCollector {
+	return &clusterCollector{
+		d: d,
+		datagrams: prometheus.NewDesc("ck_datagrams_total",
+			"Cluster datagrams, by direction (sent, received).", []string{"direction"}, nil),
+		bytes: prometheus.NewDesc("ck_datagram_bytes_total",
+			"Cluster datagram bytes, by direction (sent, received).", []string{"direction"}, nil),
+		drops: prometheus.NewDesc("ck_datagrams_dropped_total",
+			"Datagrams dropped, by reason: transport (self, too_big, queue_full, send_buffer) and protocol (short, magic, version, cluster, key, malformed, hash, ...).",
+			[]string{"reason"}, nil),
+		records: prometheus.NewDesc("ck_replicated_records_total",
+			"Records received from peers, by outcome (applied, ignored, conflict).", []string{"outcome"}, nil),
+		streams: prometheus.NewDesc("ck_streams_total",
+			"Cluster streams, by event (accepted, refused, dialed).", []string{"event"}, nil),
+	}
+}
+
+func (c *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.datagrams, c.bytes, c.drops, c.records, c.streams} {
+		ch <- d
+	}
+}
+
+func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
+	counter := func(d *prometheus.Desc, v uint64, label string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), label)
+	}
+	if c.d.transport != nil {
+		t := c.d.transport.Stats()
+		counter(c.datagrams, t.DatagramsSent, "sent")
+		counter(c.datagrams, t.DatagramsReceived, "received")
+		counter(c.bytes, t.BytesSent, "sent")
+		counter(c.bytes, t.BytesReceived, "received")
+		counter(c.drops, t.DroppedSelf, "self")
+		counter(c.drops, t.DroppedTooBig, "too_big")
+		counter(c.drops, t.DroppedQueueFull, "queue_full")
+		counter(c.drops, t.SendDropped, "send_buffer")
+		counter(c.streams, t.StreamsAccepted, "accepted")
+		counter(c.streams, t.StreamsRefused, "refused")
+		counter(c.streams, t.StreamsDialed, "dialed")
+	}
+	if c.d.node != nil {
+		s := c.d.node.Stats()
+		for reason, n := range s.Dropped {
+			counter(c.drops, n, reason)
+		}
+		counter(c.records, s.Applied, "applied")
+		counter(c.records, s.Ignored, "ignored")
+		counter(c.records, s.Conflicts, "conflict")
+	}
+}
