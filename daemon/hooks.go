@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 
 	"github.com/hashicorp/go-hclog"
@@ -15,10 +16,12 @@ import (
 // hookSet holds the running Lua hooks. Reload swaps in a newly compiled
 // engine atomically; calls in flight finish on the engine they started on.
 type hookSet struct {
-	cur    atomic.Pointer[scripting.Engine]
-	log    hclog.Logger
-	get    func(string) ([]byte, bool, error)
-	failed atomic.Uint64 // on_conflict failures that fell back to last-writer-wins
+	cur atomic.Pointer[scripting.Engine]
+	log hclog.Logger
+	get func(string) ([]byte, bool, error)
+
+	retiredMu sync.Mutex
+	retired   scripting.Stats // counters of engines replaced by reloads
 }
 
 func loadHooks(cfg Config, log hclog.Logger, get func(string) ([]byte, bool, error)) (*hookSet, error) {
@@ -51,8 +54,48 @@ func (h *hookSet) reload(cfg Config) error {
 	}
 	if old := h.cur.Swap(eng); old != nil {
 		old.Close()
+		h.retire(old.Stats())
 	}
 	return nil
+}
+
+// retire adds a replaced engine's counters to the running totals, so that
+// metrics stay monotonic across reloads.
+func (h *hookSet) retire(s scripting.Stats) {
+	h.retiredMu.Lock()
+	defer h.retiredMu.Unlock()
+	r := &h.retired
+	r.Calls += s.Calls
+	r.Rejections += s.Rejections
+	r.Errors += s.Errors
+	r.Timeouts += s.Timeouts
+	r.HeapCancels += s.HeapCancels
+	r.Fallbacks += s.Fallbacks
+	r.PoolExhausted += s.PoolExhausted
+	r.Abandoned += s.Abandoned
+	r.LogsDropped += s.LogsDropped
+}
+
+// Stats are the hook counters since start, across reloads; the gauges are
+// the current engine's.
+func (h *hookSet) Stats() scripting.Stats {
+	var s scripting.Stats
+	if e := h.cur.Load(); e != nil {
+		s = e.Stats()
+	}
+	h.retiredMu.Lock()
+	defer h.retiredMu.Unlock()
+	r := h.retired
+	s.Calls += r.Calls
+	s.Rejections += r.Rejections
+	s.Errors += r.Errors
+	s.Timeouts += r.Timeouts
+	s.HeapCancels += r.HeapCancels
+	s.Fallbacks += r.Fallbacks
+	s.PoolExhausted += r.PoolExhausted
+	s.Abandoned += r.Abandoned
+	s.LogsDropped += r.LogsDropped
+	return s
 }
 
 // Close stops the engine.
@@ -112,7 +155,6 @@ func (r conflictResolver) Resolve(key string, winner, loser *store.Record) ([]by
 	}
 	value, deleted, ok, err := e.OnConflict(key, version(winner), version(loser))
 	if err != nil {
-		r.h.failed.Add(1)
 		r.h.log.Warn("on_conflict failed; last-writer-wins decides", "key", key, "error", err)
 		return nil, false, err
 	}

@@ -41,9 +41,7 @@ func newMetrics(d *Daemon) *metrics {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ck_lamport", Help: "This node's Lamport clock."},
 			func() float64 { return float64(d.store.Lamport()) }),
 		newClusterCollector(d),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ck_hook_conflict_fallbacks_total",
-			Help: "on_conflict failures that fell back to last-writer-wins."},
-			func() float64 { return float64(d.hooks.failed.Load()) }),
+		newHookCollector(d.hooks),
 	)
 	return m
 }

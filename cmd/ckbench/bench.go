@@ -17,6 +17,7 @@ import (
 
 type config struct {
 	socket                  string
+	wait                    int // sets wait for this many peer acknowledgements
 	clients, requests, size int
 	keys, readPct           int
 	prefix                  string
@@ -63,9 +64,14 @@ type result struct {
 	P99us     float64 `json:"p99_us"`
 	P999us    float64 `json:"p999_us"`
 	MaxUs     float64 `json:"max_us"`
+	Keys      uint64  `json:"keys,omitempty"` // idle: keys the node held
 }
 
 func (r result) print(w io.Writer) {
+	if r.Test == "idle" {
+		fmt.Fprintf(w, "idle  %d datagrams sent in %.0fs (%.2f/s) holding %d keys\n", r.Requests, r.Seconds, r.OpsPerSec, r.Keys)
+		return
+	}
 	fmt.Fprintf(w, "%-5s %d clients, %d requests, %d-byte values: %.0f ops/s  p50 %.0fµs  p99 %.0fµs  p99.9 %.0fµs  max %.0fµs  errors %d\n",
 		r.Test, r.Clients, r.Requests, r.Size, r.OpsPerSec, r.P50us, r.P99us, r.P999us, r.MaxUs, r.Errors)
 }
@@ -102,7 +108,7 @@ func runTest(ctx context.Context, cfg config, k kind) (result, error) {
 			for next.Add(1) <= int64(cfg.requests) && ctx.Err() == nil {
 				key := cfg.prefix + strconv.Itoa(rng.IntN(cfg.keys))
 				t0 := time.Now()
-				err := op(ctx, cl, k, key, value, rng.IntN(100) < cfg.readPct)
+				err := op(ctx, cl, k, key, value, rng.IntN(100) < cfg.readPct, cfg.wait)
 				mine = append(mine, time.Since(t0))
 				if err != nil {
 					errs.Add(1)
@@ -141,12 +147,12 @@ func summarize(test string, clients, size int, errs int64, elapsed time.Duration
 	}
 }
 
-func op(ctx context.Context, cl *rpc.Client, k kind, key string, value []byte, read bool) error {
+func op(ctx context.Context, cl *rpc.Client, k kind, key string, value []byte, read bool, wait int) error {
 	if k == kindGet || (k == kindMixed && read) {
 		_, _, _, err := cl.GetRaw(ctx, key, false)
 		return err
 	}
-	_, err := cl.Put(ctx, key, value, rpc.WriteOptions{})
+	_, err := cl.Put(ctx, key, value, rpc.WriteOptions{Wait: wait})
 	return err
 }
 

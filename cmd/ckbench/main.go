@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"time"
 
 	"github.com/cloudknowledge/ck/rpc"
 )
@@ -36,7 +37,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.keys, "keys", 10000, "distinct keys (the keyspace)")
 	fs.StringVar(&cfg.prefix, "prefix", "bench/", "key prefix")
 	fs.IntVar(&cfg.readPct, "read-pct", 80, "percentage of gets in the mixed test")
-	tests := fs.String("t", "set,get,mixed", "tests to run: set, get, mixed, fsync (comma-separated)")
+	fs.IntVar(&cfg.wait, "wait", 0, "sets wait for this many peers to acknowledge (replication throughput)")
+	peer := fs.String("peer", "", "socket of another node, for the repl test")
+	idleFor := fs.Duration("idle", 10*time.Second, "how long the idle test watches")
+	tests := fs.String("t", "set,get,mixed", "tests to run: set, get, mixed, fsync, repl, idle (comma-separated)")
 	dir := fs.String("dir", defaultFsyncDir(), "directory for the fsync test: use the file system of ckd's data dir")
 	asJSON := fs.Bool("json", false, "print results as JSON lines")
 	if err := fs.Parse(args); err != nil {
@@ -56,17 +60,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg.socket = sock
 	for _, name := range strings.Split(*tests, ",") {
 		name = strings.TrimSpace(name)
-		kind, ok := kinds[name]
-		if !ok && name != "fsync" {
-			fmt.Fprintf(stderr, "ckbench: unknown test %q (want set, get, mixed or fsync)\n", name)
-			return 2
-		}
 		var res result
 		var err error
-		if name == "fsync" {
-			res, err = fsyncTest(*dir, min(cfg.requests, 2000))
-		} else {
+		switch kind, ok := kinds[name]; {
+		case ok:
 			res, err = runTest(ctx, cfg, kind)
+		case name == "fsync":
+			res, err = fsyncTest(*dir, min(cfg.requests, 2000))
+		case name == "repl":
+			res, err = replTest(ctx, cfg, *peer, min(cfg.requests, 2000))
+		case name == "idle":
+			res, err = idleTest(ctx, cfg, *idleFor)
+		default:
+			fmt.Fprintf(stderr, "ckbench: unknown test %q (want set, get, mixed, fsync, repl or idle)\n", name)
+			return 2
 		}
 		if err != nil {
 			fmt.Fprintf(stderr, "ckbench: %s: %v\n", name, err)
