@@ -71,3 +71,21 @@ func BenchmarkFdatasync(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkSetSerial measures one durable writer: the latency of a commit
+// of one record. Compare with BenchmarkFdatasync.
+func BenchmarkSetSerial(b *testing.B) {
+	s := openTest(b, durable)
+	value := make([]byte, 256)
+	for i := range 10000 { // a store of realistic depth
+		if _, err := s.Set(b.Context(), fmt.Sprintf("bench/%d", i), value, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		if _, err := s.Set(b.Context(), fmt.Sprintf("bench/%d", (i*7919)%10000), value, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

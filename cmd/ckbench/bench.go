@@ -11,13 +11,12 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/cloudknowledge/ck/rpc"
 )
 
 type config struct {
 	socket                  string
-	wait                    int // sets wait for this many peer acknowledgements
+	client                  string // raw or rpc: see newClient
+	wait                    int    // sets wait for this many peer acknowledgements
 	clients, requests, size int
 	keys, readPct           int
 	prefix                  string
@@ -35,6 +34,8 @@ func (c config) validate() error {
 		return errors.New("-keys must be at least 1")
 	case c.readPct < 0 || c.readPct > 100:
 		return errors.New("-read-pct must be between 0 and 100")
+	case c.client != "raw" && c.client != "rpc":
+		return errors.New("-client must be raw or rpc")
 	}
 	return nil
 }
@@ -101,8 +102,8 @@ func runTest(ctx context.Context, cfg config, k kind) (result, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cl := rpc.NewClient(cfg.socket) // a connection per client, as redis-benchmark
-			defer cl.Close()
+			cl, _ := newClient(cfg.client, cfg.socket) // a connection per client, as redis-benchmark
+			defer cl.close()
 			rng := rand.New(rand.NewPCG(uint64(c), 1))
 			mine := make([]time.Duration, 0, cfg.requests/cfg.clients+1)
 			for next.Add(1) <= int64(cfg.requests) && ctx.Err() == nil {
@@ -147,13 +148,11 @@ func summarize(test string, clients, size int, errs int64, elapsed time.Duration
 	}
 }
 
-func op(ctx context.Context, cl *rpc.Client, k kind, key string, value []byte, read bool, wait int) error {
+func op(ctx context.Context, cl benchClient, k kind, key string, value []byte, read bool, wait int) error {
 	if k == kindGet || (k == kindMixed && read) {
-		_, _, _, err := cl.GetRaw(ctx, key, false)
-		return err
+		return cl.get(ctx, key)
 	}
-	_, err := cl.Put(ctx, key, value, rpc.WriteOptions{Wait: wait})
-	return err
+	return cl.set(ctx, key, value, wait)
 }
 
 // fill writes every key of the keyspace once, with all clients.
@@ -165,10 +164,10 @@ func fill(ctx context.Context, cfg config, value []byte) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cl := rpc.NewClient(cfg.socket)
-			defer cl.Close()
+			cl, _ := newClient(cfg.client, cfg.socket)
+			defer cl.close()
 			for i := next.Add(1) - 1; i < int64(cfg.keys); i = next.Add(1) - 1 {
-				if _, err := cl.Put(ctx, cfg.prefix+strconv.FormatInt(i, 10), value, rpc.WriteOptions{}); err != nil {
+				if err := cl.set(ctx, cfg.prefix+strconv.FormatInt(i, 10), value, 0); err != nil {
 					errc <- err
 					return
 				}

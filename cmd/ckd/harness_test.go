@@ -70,6 +70,7 @@ func TestScripts(t *testing.T) {
 			"waitfor":       cmdWaitFor,
 			"bytes":         cmdBytes,
 			"members-alive": cmdMembersAlive,
+			"await-value":   cmdAwaitValue,
 		},
 		RequireExplicitExec: true,
 	})
@@ -307,6 +308,27 @@ func cmdMembersAlive(ts *testscript.TestScript, neg bool, args []string) {
 		}
 		if time.Now().After(deadline) {
 			ts.Fatalf("%s sees %d members alive, want %d (err %v): %+v", args[0], alive, want, err, ms)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// cmdAwaitValue: await-value NAME KEY VALUE polls node NAME (at most 15 s)
+// until KEY holds VALUE there: for what arrives by replication or sync.
+func cmdAwaitValue(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 3 || neg {
+		ts.Fatalf("usage: await-value NAME KEY VALUE")
+	}
+	c := rpc.NewClient(ts.MkAbs(args[0] + ".sock"))
+	defer c.Close()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		v, _, _, err := c.GetRaw(context.Background(), args[1], false)
+		if err == nil && string(v) == args[2] {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("%s: %s is %q (err %v) after 15s, want %q", args[0], args[1], v, err, args[2])
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -34,11 +34,13 @@ type Member struct {
 	Root      [32]byte
 	LastHeard time.Time
 	Self      bool
+	Syncing   bool // still bootstrapping, by its last HELLO
 }
 
 type member struct {
 	Member
-	left bool
+	left       bool
+	firstHeard time.Time // when this boot of the member was first heard
 }
 
 // members is the member table: every node heard since start.
@@ -68,8 +70,12 @@ func (ms *members) hello(h *wire.Hello, addr netip.AddrPort, now time.Time) (m M
 		isNew = true
 	}
 	wasAway := cur.left || ms.stateLocked(cur, now) == Gone
+	if isNew || wasAway || h.Epoch != cur.Epoch {
+		cur.firstHeard = now
+	}
 	cur.ID, cur.Name, cur.Addr, cur.Epoch = h.ID, h.Name, addr, h.Epoch
 	cur.Keys, cur.Lamport, cur.Root, cur.LastHeard = h.Keys, h.Lamport, h.Root, now
+	cur.Syncing = h.Syncing
 	cur.left = false
 	return cur.Member, isNew || wasAway, true
 }
@@ -151,4 +157,29 @@ func (ms *members) get(id store.NodeID) (Member, bool) {
 		return Member{}, false
 	}
 	return m.Member, true
+}
+
+// byFirstHeard returns the alive members in the order they were first
+// heard (this boot of each): a bootstrap tries them in that order.
+func (ms *members) byFirstHeard(now time.Time) []Member {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	var ms2 []*member
+	for _, m := range ms.m {
+		if ms.stateLocked(m, now) == Alive {
+			ms2 = append(ms2, m)
+		}
+	}
+	slices.SortFunc(ms2, func(a, b *member) int {
+		if c := a.firstHeard.Compare(b.firstHeard); c != 0 {
+			return c
+		}
+		return a.ID.Compare(b.ID)
+	})
+	out := make([]Member, len(ms2))
+	for i, m := range ms2 {
+		out[i] = m.Member
+		out[i].State = Alive
+	}
+	return out
 }

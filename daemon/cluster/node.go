@@ -27,6 +27,12 @@ type Store interface {
 	Root() [32]byte
 	Get(key string) (store.Record, bool, error)
 	Apply(ctx context.Context, rec store.Record) (store.ApplyResult, error)
+
+	// The digest tree and the key-hash index, for sync sessions. They
+	// read memory (digests) or an index (entries), never the values.
+	TopDigests() [256]store.Hash
+	LeafDigests(top uint8) [256]store.Hash
+	LeafEntries(leaf uint16) ([]store.LeafEntry, error)
 }
 
 var _ Store = (*store.Store)(nil)
@@ -40,10 +46,18 @@ type Config struct {
 	DeadAfter    time.Duration
 	MaxDatagram  int
 	TombstoneTTL time.Duration
+	QueryTimeout time.Duration // a fresh read's wait for answers; 0: 500ms
+	SyncInterval time.Duration // at most one sync per peer this often (jittered); 0: 1s
 	HookHash     func() string // the hook configuration's hash, for HELLO
 	Sealer       wire.Sealer   // nil: plaintext frames tagged with the cluster name
 	Logger       hclog.Logger
 }
+
+// Defaults of Config's optional durations (DESIGN §4).
+const (
+	DefaultQueryTimeout = 500 * time.Millisecond
+	DefaultSyncInterval = time.Second
+)
 
 // Node is one member of the cluster: it says HELLO, tracks members,
 // replicates local writes and applies its peers'.
@@ -56,7 +70,12 @@ type Node struct {
 	sealer  wire.Sealer
 	members *members
 	acks    *ackTable
+	queries *queryTable
+	sync    *syncer
 	stats   Stats
+	started atomic.Int64 // unix ns when Run started; 0 before
+	dupID   chan uint64  // the newer epoch of a node using our id (buffered 1)
+	dupOnce sync.Once
 
 	counter  atomic.Uint64 // frame counter within this epoch
 	applying chan struct{} // bounds concurrent applies of received records
@@ -73,6 +92,12 @@ func New(cfg Config, tr transport.Transport, st Store) *Node {
 	if cfg.HookHash == nil {
 		cfg.HookHash = func() string { return "" }
 	}
+	if cfg.QueryTimeout <= 0 {
+		cfg.QueryTimeout = DefaultQueryTimeout
+	}
+	if cfg.SyncInterval <= 0 {
+		cfg.SyncInterval = DefaultSyncInterval
+	}
 	s := cfg.Sealer
 	if s == nil {
 		s = wire.Plaintext(cfg.Cluster)
@@ -86,6 +111,9 @@ func New(cfg Config, tr transport.Transport, st Store) *Node {
 		sealer:   s,
 		members:  newMembers(cfg.Heartbeat, cfg.DeadAfter),
 		acks:     newAckTable(),
+		queries:  newQueryTable(),
+		sync:     newSyncer(),
+		dupID:    make(chan uint64, 1),
 		applying: make(chan struct{}, 64),
 		logged:   map[string]bool{},
 	}
@@ -94,12 +122,18 @@ func New(cfg Config, tr transport.Transport, st Store) *Node {
 // Addr is this node's unicast address.
 func (n *Node) Addr() netip.AddrPort { return n.tr.Addr() }
 
-// Run says HELLO every heartbeat, receives datagrams and streams, and
-// returns when ctx ends, after saying BYE.
+// Run says HELLO every heartbeat, bootstraps from a peer (Sync), keeps
+// in sync with the others, receives datagrams and streams, and returns nil
+// when ctx ends, after saying BYE. It returns ErrDuplicateID, without BYE,
+// when another node runs with this node's id.
 func (n *Node) Run(ctx context.Context) error {
-	n.wg.Add(2)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	n.started.Store(time.Now().UnixNano())
+	n.wg.Add(3)
 	go func() { defer n.wg.Done(); n.receive(ctx) }()
 	go func() { defer n.wg.Done(); n.acceptStreams(ctx) }()
+	go func() { defer n.wg.Done(); n.bootstrap(ctx) }()
 	n.sendHello()
 	t := time.NewTimer(n.jitter())
 	defer t.Stop()
@@ -107,14 +141,37 @@ func (n *Node) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			n.sendBye()
-			n.tr.Close()
-			n.wg.Wait()
+			n.shutdown(cancel)
 			return nil
+		case epoch := <-n.dupID:
+			// No BYE: it would carry our id, and peers would mark the
+			// other process as left.
+			n.log.Error("duplicate node id: another node runs with this node's id and a newer boot epoch; "+
+				"was this data dir copied? (restore with ckctl import instead) — stopping",
+				"id", n.id, "epoch", n.cfg.Epoch, "theirs", epoch)
+			n.shutdown(cancel)
+			return fmt.Errorf("%w %s: another node runs with it (boot epoch %d, ours %d); was the data dir copied?",
+				ErrDuplicateID, n.id, epoch, n.cfg.Epoch)
 		case <-t.C:
 			n.sendHello()
 			t.Reset(n.jitter())
 		}
 	}
+}
+
+// shutdown stops every goroutine of the node: cancel ends sessions and
+// applies, closing the transport ends the receive and accept loops.
+func (n *Node) shutdown(cancel context.CancelFunc) {
+	cancel()
+	n.tr.Close()
+	n.wg.Wait()
+}
+
+// heardRound reports whether a heartbeat has passed since Run started, so
+// that every live peer has had the chance to say HELLO.
+func (n *Node) heardRound() bool {
+	st := n.started.Load()
+	return st != 0 && time.Since(time.Unix(0, st)) >= n.cfg.Heartbeat
 }
 
 // jitter spreads heartbeats by ±10% so nodes started together do not
@@ -136,6 +193,7 @@ func (n *Node) hello() *wire.Hello {
 		Root:         n.st.Root(),
 		HookHash:     n.cfg.HookHash(),
 		TombstoneTTL: n.cfg.TombstoneTTL.Milliseconds(),
+		Syncing:      n.sync.bootstrapping(),
 	}
 }
 
@@ -203,7 +261,7 @@ func (n *Node) receive(ctx context.Context) {
 func (n *Node) handle(ctx context.Context, from netip.AddrPort, hdr wire.Header, msg wire.Message) {
 	switch m := msg.(type) {
 	case *wire.Hello:
-		n.handleHello(from, hdr, m)
+		n.handleHello(ctx, from, hdr, m)
 	case *wire.Bye:
 		if n.members.bye(m.ID, m.Epoch, time.Now()) {
 			n.log.Info("member left", "id", m.ID)
@@ -214,6 +272,10 @@ func (n *Node) handle(ctx context.Context, from netip.AddrPort, hdr wire.Header,
 		n.spawnApply(ctx, func() { n.handleAnnounce(ctx, from, m) })
 	case *wire.Ack:
 		n.acks.ack(ackKey{m.Key, m.Origin, m.Lamport}, m.From)
+	case *wire.Query:
+		n.spawnApply(ctx, func() { n.handleQuery(from, m) })
+	case *wire.Answer:
+		n.queries.answer(hdr.Sender, from, m)
 	default:
 		n.drop("unexpected", fmt.Errorf("datagram of type %v", msg.Type()))
 	}
@@ -221,17 +283,17 @@ func (n *Node) handle(ctx context.Context, from netip.AddrPort, hdr wire.Header,
 
 // fromSelf handles a frame carrying our own node id: our own broadcast
 // looping back (same epoch), a replay (older epoch), or another process
-// running with a copy of our data dir (newer epoch).
+// running with a copy of our data dir (a HELLO with a newer epoch), which
+// stops this node.
 func (n *Node) fromSelf(hdr wire.Header, msg wire.Message) {
-	if hdr.Epoch > n.cfg.Epoch {
-		n.once("dupid", func() {
-			n.log.Error("another node uses this node's id with a newer boot epoch: was this data dir copied?", "epoch", hdr.Epoch)
-		})
-		n.stats.duplicateID.Store(true)
+	if _, ok := msg.(*wire.Hello); !ok || hdr.Epoch <= n.cfg.Epoch {
+		return
 	}
+	n.stats.duplicateID.Store(true)
+	n.dupOnce.Do(func() { n.dupID <- hdr.Epoch })
 }
 
-func (n *Node) handleHello(from netip.AddrPort, hdr wire.Header, h *wire.Hello) {
+func (n *Node) handleHello(ctx context.Context, from netip.AddrPort, hdr wire.Header, h *wire.Hello) {
 	if h.Proto>>8 != wire.Proto>>8 {
 		n.once("proto:"+h.ID.String(), func() {
 			n.log.Warn("ignoring a node speaking another protocol version", "id", h.ID, "proto", h.Proto, "ours", wire.Proto)
@@ -253,7 +315,13 @@ func (n *Node) handleHello(from netip.AddrPort, hdr wire.Header, h *wire.Hello) 
 	n.st.Observe(h.Lamport)
 	if fresh {
 		n.log.Info("member joined", "name", m.Name, "id", m.ID, "addr", m.Addr)
+		// Answer a newcomer at once rather than at our next heartbeat, so
+		// that a starting node learns the cluster (and whom to bootstrap
+		// from) within a round trip. Idle cost is unchanged: this happens
+		// only when a member appears.
+		n.sendTo(addr, n.hello())
 	}
+	n.helloRoot(ctx, m, h)
 	if hh := n.cfg.HookHash(); h.HookHash != hh {
 		n.once("hooks:"+h.ID.String()+h.HookHash, func() {
 			n.log.Warn("a peer runs other hooks: conflicts may resolve differently", "peer", h.Name, "theirs", h.HookHash, "ours", hh)

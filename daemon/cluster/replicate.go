@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -93,10 +92,6 @@ func (n *Node) updateFor(rec store.Record) wire.Message {
 		Hash: rec.Hash(), Holder: n.tr.Addr().String(),
 	}
 }
-
-// ErrTooFewPeers is returned by WaitAcks when fewer peers are alive than
-// acknowledgements were asked for: waiting could not succeed.
-var ErrTooFewPeers = errors.New("fewer peers alive than acknowledgements asked")
 
 // WaitAcks waits until want distinct peers acknowledge holding rec (or a
 // descendant) durably, resending it every 200 ms, until timeout or ctx

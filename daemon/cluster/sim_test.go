@@ -2,15 +2,19 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
+	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/cloudknowledge/ck/daemon/transport"
 	"github.com/cloudknowledge/ck/daemon/transport/simnet"
 	"github.com/cloudknowledge/ck/store"
 )
@@ -52,53 +56,120 @@ func forSeeds(t *testing.T, scenario func(t *testing.T, seed uint64)) {
 }
 
 // simNode is one node of a simulated cluster: a real store (without fsync)
-// and the protocol on a simnet endpoint.
+// and the protocol on a simnet endpoint. It can be stopped and started
+// again on the same data file and address.
 type simNode struct {
 	name   string
+	path   string
+	res    store.Resolver
+	nw     *simnet.Network
+	addr   netip.AddrPort
 	st     *store.Store
 	node   *Node
 	ep     *simnet.Endpoint
 	cancel context.CancelFunc
 	done   chan struct{}
+	runErr error
+	wrap   func(transport.Transport) transport.Transport // optional, set before start
 }
 
 var simHeartbeat = time.Second
 
+// simDir is where simulated nodes keep their files: tmpfs when there is
+// one, since bbolt syncs a new file once even without fsync, and on a busy
+// disk that, not the simulation, would set the pace.
+func simDir(t *testing.T) string {
+	if fi, err := os.Stat("/dev/shm"); err == nil && fi.IsDir() {
+		d, err := os.MkdirTemp("/dev/shm", "ck-sim-")
+		if err == nil {
+			t.Cleanup(func() { os.RemoveAll(d) })
+			return d
+		}
+	}
+	return t.TempDir()
+}
+
+func newSimNode(t *testing.T, nw *simnet.Network, dir, name string, res store.Resolver) *simNode {
+	return &simNode{name: name, path: filepath.Join(dir, name+".db"), res: res, nw: nw}
+}
+
 func startSimNode(t *testing.T, nw *simnet.Network, dir, name string, res store.Resolver) *simNode {
 	t.Helper()
-	st, err := store.Open(filepath.Join(dir, name+".db"), store.Options{NoSync: true, Resolver: res})
-	if err != nil {
-		t.Fatal(err)
-	}
-	epoch, err := st.NextEpoch(uint64(time.Now().UnixMilli()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ep := nw.Endpoint()
-	n := New(Config{
-		NodeName: name, Cluster: "sim", Epoch: epoch, Heartbeat: simHeartbeat, DeadAfter: 30 * simHeartbeat,
-		MaxDatagram: 1200, TombstoneTTL: 168 * time.Hour,
-	}, ep, st)
-	ctx, cancel := context.WithCancel(context.Background())
-	sn := &simNode{name: name, st: st, node: n, ep: ep, cancel: cancel, done: make(chan struct{})}
-	go func() { defer close(sn.done); n.Run(ctx) }()
+	sn := newSimNode(t, nw, dir, name, res)
+	sn.start(t)
 	return sn
 }
 
+// open opens the node's store (if it is not open) without starting it.
+func (sn *simNode) open(t *testing.T) {
+	t.Helper()
+	if sn.st != nil {
+		return
+	}
+	st, err := store.Open(sn.path, store.Options{NoSync: true, Resolver: sn.res})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sn.st = st
+}
+
+// start opens the store and runs the node, on its old address if it had one.
+func (sn *simNode) start(t *testing.T) {
+	t.Helper()
+	sn.open(t)
+	epoch, err := sn.st.NextEpoch(uint64(time.Now().UnixMilli()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sn.addr.IsValid() {
+		sn.ep = sn.nw.Attach(sn.addr)
+	} else {
+		sn.ep = sn.nw.Endpoint()
+		sn.addr = sn.ep.Addr()
+	}
+	var tr transport.Transport = sn.ep
+	if sn.wrap != nil {
+		tr = sn.wrap(tr)
+	}
+	sn.node = New(Config{
+		NodeName: sn.name, Cluster: "sim", Epoch: epoch, Heartbeat: simHeartbeat, DeadAfter: 30 * simHeartbeat,
+		MaxDatagram: 1200, TombstoneTTL: 168 * time.Hour,
+	}, tr, sn.st)
+	ctx, cancel := context.WithCancel(context.Background())
+	sn.cancel, sn.done = cancel, make(chan struct{})
+	go func() { defer close(sn.done); sn.runErr = sn.node.Run(ctx) }()
+}
+
+// running reports whether the node was started and not stopped.
+func (sn *simNode) running() bool { return sn.st != nil && sn.cancel != nil }
+
+// stop stops the node, checks its store and closes it.
 func (sn *simNode) stop(t *testing.T) {
-	sn.cancel()
-	<-sn.done
+	if sn.cancel != nil {
+		sn.cancel()
+		<-sn.done
+		sn.cancel = nil
+	}
+	if sn.st == nil {
+		return
+	}
 	if err := sn.st.Check(); err != nil {
 		t.Errorf("%s: store check: %v", sn.name, err)
 	}
 	sn.st.Close()
+	sn.st = nil
 }
 
 func startSimCluster(t *testing.T, nw *simnet.Network, n int) []*simNode {
-	dir := t.TempDir()
+	return startSimClusterWith(t, nw, n, nil)
+}
+
+func startSimClusterWith(t *testing.T, nw *simnet.Network, n int, res store.Resolver) []*simNode {
+	t.Helper()
+	dir := simDir(t)
 	nodes := make([]*simNode, n)
 	for i := range nodes {
-		nodes[i] = startSimNode(t, nw, dir, fmt.Sprintf("n%d", i), nil)
+		nodes[i] = startSimNode(t, nw, dir, fmt.Sprintf("n%d", i), res)
 	}
 	t.Cleanup(func() {
 		for _, sn := range nodes {
@@ -106,23 +177,39 @@ func startSimCluster(t *testing.T, nw *simnet.Network, n int) []*simNode {
 		}
 	})
 	// Let every node hear every other's HELLO (a lossy network may need a few).
-	for range 20 {
-		time.Sleep(simHeartbeat)
-		if allSee(nodes, n-1) {
-			return nodes
+	waitFor(t, 20*simHeartbeat, func() error {
+		if !allSee(nodes, n-1) {
+			return errors.New("members did not find each other")
 		}
-	}
-	t.Fatalf("members did not find each other within 20 heartbeats")
-	return nil
+		return nil
+	})
+	return nodes
 }
 
 func allSee(nodes []*simNode, peers int) bool {
 	for _, sn := range nodes {
-		if sn.node.AlivePeers() < peers {
+		if sn.running() && sn.node.AlivePeers() < peers {
 			return false
 		}
 	}
 	return true
+}
+
+// waitFor polls cond every 50ms of virtual time until it returns nil, and
+// fails the test with its last error after d.
+func waitFor(t *testing.T, d time.Duration, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after %v: %v", d, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 // write is a local write through a node, as the daemon does it: commit,

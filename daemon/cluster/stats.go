@@ -12,6 +12,11 @@ type Stats struct {
 	sent, received, sendErrors     atomic.Uint64
 	applyErrors, fetchErrors       atomic.Uint64
 	appliedNew, ignored, conflicts atomic.Uint64
+	queries, readRepairs           atomic.Uint64
+	syncOpened, syncCompleted      atomic.Uint64
+	syncFailed, syncRefused        atomic.Uint64
+	syncServed, syncDeclined       atomic.Uint64
+	syncRecordsIn, syncRecordsOut  atomic.Uint64
 	duplicateID                    atomic.Bool
 
 	mu    sync.Mutex
@@ -23,8 +28,13 @@ type StatsSnapshot struct {
 	Sent, Received, SendErrors  uint64
 	ApplyErrors, FetchErrors    uint64
 	Applied, Ignored, Conflicts uint64
-	Dropped                     map[string]uint64 // by reason
-	DuplicateID                 bool
+	Queries, ReadRepairs        uint64 // fresh reads asked; answerers repaired
+	// Sync sessions this node opened, by outcome (Refused: by the peer);
+	// those it served, and those it declined (serving too many).
+	SyncOpened, SyncCompleted, SyncFailed, SyncRefused, SyncServed, SyncDeclined uint64
+	SyncRecordsIn, SyncRecordsOut                                                uint64            // records received and sent in sessions
+	Dropped                                                                      map[string]uint64 // by reason
+	DuplicateID                                                                  bool
 }
 
 func (s *Stats) dropped(reason string) {
@@ -60,6 +70,10 @@ func (n *Node) Stats() StatsSnapshot {
 		Sent: s.sent.Load(), Received: s.received.Load(), SendErrors: s.sendErrors.Load(),
 		ApplyErrors: s.applyErrors.Load(), FetchErrors: s.fetchErrors.Load(),
 		Applied: s.appliedNew.Load(), Ignored: s.ignored.Load(), Conflicts: s.conflicts.Load(),
+		Queries: s.queries.Load(), ReadRepairs: s.readRepairs.Load(),
+		SyncOpened: s.syncOpened.Load(), SyncCompleted: s.syncCompleted.Load(), SyncFailed: s.syncFailed.Load(),
+		SyncRefused: s.syncRefused.Load(), SyncServed: s.syncServed.Load(), SyncDeclined: s.syncDeclined.Load(),
+		SyncRecordsIn: s.syncRecordsIn.Load(), SyncRecordsOut: s.syncRecordsOut.Load(),
 		Dropped: drops, DuplicateID: s.duplicateID.Load(),
 	}
 }

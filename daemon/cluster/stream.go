@@ -58,6 +58,10 @@ func (n *Node) serveStream(ctx context.Context, c net.Conn) {
 				fr.Record = &rec
 			}
 			reply = fr
+		case *wire.SyncTop:
+			// A sync session takes the rest of the stream.
+			n.serveSync(ctx, c, hdr.Sender, m)
+			return
 		default:
 			n.drop("unexpected", nil)
 			return

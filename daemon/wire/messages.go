@@ -107,6 +107,10 @@ type Hello struct {
 	Root         [32]byte     `cbor:"8,keyasint"`  // digest tree root
 	HookHash     string       `cbor:"9,keyasint"`  // hash of the hook scripts; a mismatch is logged
 	TombstoneTTL int64        `cbor:"10,keyasint"` // ms; a mismatch is logged
+	// Syncing says the sender is still bootstrapping: peers do not open
+	// sync sessions to it (it pulls from one peer at a time, DESIGN §4
+	// Bootstrap), though it serves the sessions others open.
+	Syncing bool `cbor:"12,keyasint,omitempty"`
 }
 
 // Bye says the sender is stopping cleanly: mark it left, not suspect.
@@ -185,19 +189,24 @@ type FetchReply struct {
 	Record *store.Record `cbor:"2,keyasint,omitempty"` // present exactly when Found
 }
 
-// SyncTop opens a sync session, and answers the opening: the sender's 256
-// top digests.
+// SyncTop opens a sync session: the opener's 256 top digests. The other
+// side does not answer with its own; it answers with what differs (see the
+// package doc).
 type SyncTop struct {
 	Tops Digests `cbor:"1,keyasint"`
 }
 
-// SyncLeaves carries the sender's 256 leaf digests under top node Top.
+// SyncLeaves carries the sender's 256 leaf digests under top node Top, a
+// top node whose digest differs between the two sides.
 type SyncLeaves struct {
 	Top    uint8   `cbor:"1,keyasint"`
 	Leaves Digests `cbor:"2,keyasint"`
 }
 
-// SyncKeys lists the sender's records in leaf Leaf.
+// SyncKeys lists records of leaf Leaf by (key hash, record hash): the
+// opener's records of a differing leaf (empty when it holds none), or, from
+// the other side, those of the opener's entries it wants sent (it lacks
+// them or holds them under another hash).
 type SyncKeys struct {
 	Leaf    uint16     `cbor:"1,keyasint"`
 	Entries []KeyEntry `cbor:"2,keyasint"` // every KeyHash is in Leaf, checked
@@ -216,8 +225,12 @@ type SyncRecords struct {
 	Records []store.Record `cbor:"1,keyasint"`
 }
 
-// SyncDone says the sender has sent everything it will in this session.
-type SyncDone struct{}
+// SyncDone ends the sender's turn in a sync session (the last one ends the
+// session). As the answer to a SyncTop with Refused set, it declines the
+// session (too many sessions served at once) and says why.
+type SyncDone struct {
+	Refused string `cbor:"1,keyasint,omitempty"`
+}
 
 func (*Hello) Type() MsgType       { return TypeHello }
 func (*Bye) Type() MsgType         { return TypeBye }

@@ -1,0 +1,19 @@
+package cluster
+
+import "errors"
+
+// Errors returned by the node. Callers test for them with errors.Is.
+var (
+	// ErrTooFewPeers is returned by WaitAcks when fewer peers are alive than
+	// acknowledgements were asked for: waiting could not succeed.
+	ErrTooFewPeers = errors.New("fewer peers alive than acknowledgements asked")
+
+	// ErrDuplicateID is returned by Run when a HELLO carries this node's id
+	// with a newer boot epoch: another process runs on a copy of this data
+	// dir (DESIGN §3, Node id). Running on would make two nodes write under
+	// one id and corrupt every version vector they touch, so the node stops.
+	ErrDuplicateID = errors.New("duplicate node id")
+
+	// errRefused: the peer declined a sync session (it serves too many).
+	errRefused = errors.New("sync session refused")
+)

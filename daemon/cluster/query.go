@@ -1,0 +1,341 @@
+package cluster
+
+import (
+	"context"
+	"math/rand/v2"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/cloudknowledge/ck/daemon/wire"
+	"github.com/cloudknowledge/ck/store"
+)
+
+// queryResends is how many times within its timeout a fresh read asks
+// again the alive members that have not answered: a lost QUERY or ANSWER
+// then costs a fraction of the timeout, not a missing answer.
+const queryResends = 9
+
+// FreshResult is the outcome of a fresh read.
+type FreshResult struct {
+	// Record is the newest version among the answers (a resolution of
+	// concurrent ones), now also stored here. It may be a tombstone:
+	// check Record.Deleted.
+	Record store.Record
+	// Found is false when no node that answered holds the key at all.
+	Found bool
+	// Answered counts the nodes whose answer was taken, this one included;
+	// Alive the members alive (or answering), this one included.
+	Answered, Alive int
+	// Repaired counts the answerers sent the result because they held
+	// another version (read repair).
+	Repaired int
+}
+
+// answer is one node's ANSWER as the asker keeps it.
+type answer struct {
+	from netip.AddrPort
+	msg  *wire.Answer
+}
+
+// pendingQuery collects the answers to one QUERY.
+type pendingQuery struct {
+	answers map[store.NodeID]answer
+	kick    chan struct{} // signalled (never blocking) on each new answer
+}
+
+// queryTable holds the fresh reads in progress, by query id.
+type queryTable struct {
+	mu      sync.Mutex
+	pending map[uint64]*pendingQuery
+}
+
+func newQueryTable() *queryTable { return &queryTable{pending: map[uint64]*pendingQuery{}} }
+
+func (t *queryTable) open() (uint64, *pendingQuery) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for {
+		id := rand.Uint64()
+		if _, taken := t.pending[id]; id != 0 && !taken {
+			q := &pendingQuery{answers: map[store.NodeID]answer{}, kick: make(chan struct{}, 1)}
+			t.pending[id] = q
+			return id, q
+		}
+	}
+}
+
+func (t *queryTable) close(id uint64) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	delete(t.pending, id)
+}
+
+// answer records an ANSWER; the first from each node counts, and answers
+// to queries nobody waits for any more are dropped.
+func (t *queryTable) answer(sender store.NodeID, from netip.AddrPort, a *wire.Answer) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	q := t.pending[a.ID]
+	if q == nil {
+		return
+	}
+	if _, dup := q.answers[sender]; dup {
+		return
+	}
+	q.answers[sender] = answer{from: from, msg: a}
+	select {
+	case q.kick <- struct{}{}:
+	default:
+	}
+}
+
+// snapshot returns the answers so far.
+func (t *queryTable) snapshot(q *pendingQuery) map[store.NodeID]answer {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make(map[store.NodeID]answer, len(q.answers))
+	for id, a := range q.answers {
+		out[id] = a
+	}
+	return out
+}
+
+// handleQuery answers a QUERY with this node's version of the key, and the
+// record itself when the answer still fits a datagram with it.
+func (n *Node) handleQuery(from netip.AddrPort, q *wire.Query) {
+	if store.ValidateKey(q.Key) != nil {
+		n.drop("malformed", nil)
+		return
+	}
+	rec, found, err := n.st.Get(q.Key)
+	if err != nil {
+		n.log.Warn("read for a query", "key", q.Key, "error", err)
+		return
+	}
+	a := &wire.Answer{ID: q.ID}
+	if found {
+		a.Found, a.Deleted, a.Lamport, a.VV, a.Hash = true, rec.Deleted, rec.Lamport, rec.VV, rec.Hash()
+		// RecordSize first: a large value is never copied into a frame
+		// only to learn that it does not fit.
+		if wire.RecordSize(&rec) < n.cfg.MaxDatagram {
+			a.Record = &rec
+			if b, err := n.encode(a); err != nil || len(b) > n.cfg.MaxDatagram {
+				a.Record = nil
+			}
+		}
+	}
+	n.sendTo(from, a)
+}
+
+// FreshGet reads key from every node (DESIGN §4, Fresh read): it asks all,
+// waits until every alive member answered or timeout (0: the configured
+// query_timeout) passed — the whole timeout if this node has not yet been
+// up one heartbeat, since it may not know every member — takes the newest
+// answer, stores it here if it is newer than the local copy (concurrent
+// versions are applied so that the store resolves them), and pushes the
+// result to every answerer that held another version.
+func (n *Node) FreshGet(ctx context.Context, key string, timeout time.Duration) (FreshResult, error) {
+	if err := store.ValidateKey(key); err != nil {
+		return FreshResult{}, err
+	}
+	if timeout <= 0 {
+		timeout = n.cfg.QueryTimeout
+	}
+	id, q := n.queries.open()
+	defer n.queries.close(id)
+	n.stats.queries.Add(1)
+	query := &wire.Query{ID: id, Key: key}
+	n.broadcast(query)
+	answers, alive, err := n.awaitAnswers(ctx, q, query, timeout)
+	if err != nil {
+		return FreshResult{}, err
+	}
+	local, found, err := n.st.Get(key)
+	if err != nil {
+		return FreshResult{}, err
+	}
+	cands, complete := n.candidates(ctx, key, local, found, answers)
+	res := FreshResult{Answered: len(answers) + 1, Alive: alive + 1}
+	if len(cands) == 0 {
+		return res, nil
+	}
+	rec, pushable := n.settle(ctx, key, local, found, cands)
+	res.Record, res.Found = rec, true
+	if pushable {
+		res.Repaired = n.readRepair(rec, answers, complete)
+	}
+	return res, nil
+}
+
+// awaitAnswers waits for every alive member's answer, or timeout, asking
+// again those that have not answered a few times on the way. alive counts
+// the other members alive at the end or answering.
+func (n *Node) awaitAnswers(ctx context.Context, q *pendingQuery, query *wire.Query, timeout time.Duration) (map[store.NodeID]answer, int, error) {
+	waitAll := !n.heardRound()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	resend := time.NewTicker(timeout / (queryResends + 1))
+	defer resend.Stop()
+	for {
+		answers := n.queries.snapshot(q)
+		missing := n.missing(answers)
+		if len(missing) == 0 && !waitAll {
+			return answers, len(answers), nil
+		}
+		select {
+		case <-q.kick:
+		case <-resend.C:
+			for _, m := range missing {
+				n.sendTo(m.Addr, query)
+			}
+		case <-deadline.C:
+			answers = n.queries.snapshot(q)
+			return answers, len(answers) + len(n.missing(answers)), nil
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
+		}
+	}
+}
+
+// missing returns the alive members that have not answered.
+func (n *Node) missing(answers map[store.NodeID]answer) []Member {
+	var out []Member
+	for _, m := range n.members.alive(time.Now()) {
+		if _, ok := answers[m.ID]; !ok {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// candidates gathers the versions to compare: the local one, those the
+// answers carried, and — for answers too large to carry their record that
+// might be newer than what is known — the record fetched from their
+// sender. complete is false when such a fetch failed: then the result may
+// not be newer than that node's, and it is not repaired.
+func (n *Node) candidates(ctx context.Context, key string, local store.Record, found bool, answers map[store.NodeID]answer) (cands []store.Record, complete map[store.NodeID]bool) {
+	if found {
+		cands = append(cands, local)
+	}
+	var toFetch []store.NodeID
+	for id, a := range answers {
+		switch {
+		case !a.msg.Found:
+		case a.msg.Record != nil:
+			cands = append(cands, *a.msg.Record)
+		default:
+			toFetch = append(toFetch, id)
+		}
+	}
+	complete = map[store.NodeID]bool{}
+	for id := range answers {
+		complete[id] = true
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, id := range toFetch {
+		a := answers[id]
+		if known(cands, a.msg) {
+			continue
+		}
+		wg.Go(func() {
+			rec, ok := n.fetch(ctx, a.from, key)
+			mu.Lock()
+			defer mu.Unlock()
+			if ok {
+				cands = append(cands, rec)
+			} else {
+				complete[id] = false
+			}
+		})
+	}
+	wg.Wait()
+	return cands, complete
+}
+
+// known reports whether an answer's version is among cands, or older than
+// one of them: then its record is not needed.
+func known(cands []store.Record, a *wire.Answer) bool {
+	for i := range cands {
+		c := &cands[i]
+		if c.Hash() == a.Hash || c.VV.Dominates(a.VV) && !a.VV.Dominates(c.VV) {
+			return true
+		}
+	}
+	return false
+}
+
+// settle stores the newest of cands here and returns it as the store then
+// holds it. Concurrent maxima are each applied, so that the store resolves
+// them (with the conflict hook) exactly as replication would. pushable is
+// false when the store could not take them (a full disk): the result is
+// then computed here without the hook, good for this answer only.
+func (n *Node) settle(ctx context.Context, key string, local store.Record, found bool, cands []store.Record) (rec store.Record, pushable bool) {
+	top := maxima(cands)
+	var lh store.Hash
+	if found {
+		lh = local.Hash()
+	}
+	held, stored, failed := local, false, false
+	for i := range top {
+		if found && top[i].Hash() == lh {
+			continue // the local copy is one of the newest: nothing to store
+		}
+		r, err := n.apply(ctx, top[i])
+		if err != nil {
+			failed = true
+			continue
+		}
+		held, stored = r, true
+	}
+	switch {
+	case !failed:
+		return held, true
+	case len(top) == 1:
+		return top[0], true // a peer's record, as it holds it
+	case stored:
+		return held, false
+	}
+	return store.Resolve(key, &top[0], &top[1], nil), false
+}
+
+// maxima returns the versions among recs that no other is newer than: one
+// record, or several concurrent ones.
+func maxima(recs []store.Record) []store.Record {
+	var top []store.Record
+next:
+	for _, r := range recs {
+		kept := top[:0]
+		for i := range top {
+			switch store.Compare(&top[i], &r) {
+			case store.Newer, store.Same:
+				continue next
+			case store.Concurrent:
+				kept = append(kept, top[i])
+			}
+		}
+		top = append(kept, r)
+	}
+	return top
+}
+
+// readRepair pushes rec to every answerer whose version differed, except
+// those whose record could not be fetched (they may hold something newer).
+func (n *Node) readRepair(rec store.Record, answers map[store.NodeID]answer, complete map[store.NodeID]bool) int {
+	h := rec.Hash()
+	var msg wire.Message
+	repaired := 0
+	for id, a := range answers {
+		if a.msg.Found && a.msg.Hash == h || !complete[id] {
+			continue
+		}
+		if msg == nil {
+			msg = n.updateFor(rec)
+		}
+		n.sendTo(a.from, msg)
+		repaired++
+	}
+	n.stats.readRepairs.Add(uint64(repaired))
+	return repaired
+}

@@ -1,0 +1,199 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/cloudknowledge/ck/daemon/wire"
+	"github.com/cloudknowledge/ck/store"
+)
+
+// A sync session runs in turns over one stream: one side writes frames
+// ending with SYNC_DONE while the other only reads, then they swap. A side
+// never writes while the other may be writing, so neither blocks on a full
+// pipe, and each turn is bounded by one top node's worth of key lists. The
+// package doc describes the turns.
+
+const (
+	// syncBatchBytes bounds the records of one SYNC_RECORDS frame (one
+	// record larger than this travels alone).
+	syncBatchBytes = 256 << 10
+	// applyParallel is how many received records are applied at once: the
+	// store group-commits them, so a batch costs about one fsync.
+	applyParallel = 64
+	// dialTimeout bounds opening a session's stream.
+	dialTimeout = 5 * time.Second
+)
+
+var errUnexpected = errors.New("unexpected message in a sync session")
+
+// session is one end of a sync session.
+type session struct {
+	n      *Node
+	ctx    context.Context
+	c      net.Conn
+	peer   store.NodeID
+	batch  []store.Record
+	size   int
+	sent   int       // records sent
+	recvd  int       // records received
+	onRecv func(int) // told of each applied batch (bootstrap progress); may be nil
+}
+
+func (s *session) send(msg wire.Message) error {
+	b, err := s.n.encode(msg)
+	if err != nil {
+		return err
+	}
+	s.c.SetWriteDeadline(time.Now().Add(streamIdle))
+	return wire.WriteFrame(s.c, b)
+}
+
+// read returns the next message, which must come from the session's peer.
+func (s *session) read() (wire.Message, error) {
+	s.c.SetReadDeadline(time.Now().Add(streamIdle))
+	b, err := wire.ReadFrame(s.c, maxFrame)
+	if err != nil {
+		return nil, err
+	}
+	hdr, msg, err := wire.Decode(b, s.n.sealer)
+	if err != nil {
+		s.n.drop(wire.Reason(err), err)
+		return nil, err
+	}
+	if hdr.Sender != s.peer {
+		s.n.drop("unexpected", nil)
+		return nil, fmt.Errorf("%w: a frame from %s in a session with %s", errUnexpected, hdr.Sender, s.peer)
+	}
+	return msg, nil
+}
+
+// readTurn reads the peer's turn up to its SYNC_DONE, applying the records
+// it carries and handing every other message to handle.
+func (s *session) readTurn(handle func(wire.Message) error) error {
+	for {
+		msg, err := s.read()
+		if err != nil {
+			return err
+		}
+		switch m := msg.(type) {
+		case *wire.SyncRecords:
+			if err := s.applyRecords(m.Records); err != nil {
+				return err
+			}
+		case *wire.SyncDone:
+			if m.Refused != "" {
+				return fmt.Errorf("%w: %s", errRefused, m.Refused)
+			}
+			return nil
+		default:
+			if handle == nil {
+				return fmt.Errorf("%w: %s", errUnexpected, msg.Type())
+			}
+			if err := handle(msg); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// applyRecords applies a batch durably, several records at once so that
+// the store commits them together.
+func (s *session) applyRecords(recs []store.Record) error {
+	sem := make(chan struct{}, applyParallel)
+	var wg sync.WaitGroup
+	for _, r := range recs {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			s.n.apply(s.ctx, r)
+		})
+	}
+	wg.Wait()
+	s.recvd += len(recs)
+	s.n.stats.syncRecordsIn.Add(uint64(len(recs)))
+	if s.onRecv != nil {
+		s.onRecv(len(recs))
+	}
+	return s.ctx.Err()
+}
+
+// sendRecord queues a record for the peer, sending a batch when full.
+func (s *session) sendRecord(rec store.Record) error {
+	size := wire.RecordSize(&rec)
+	if len(s.batch) > 0 && (s.size+size > syncBatchBytes || len(s.batch) == wire.MaxEntries) {
+		if err := s.flush(); err != nil {
+			return err
+		}
+	}
+	s.batch = append(s.batch, rec)
+	s.size += size
+	s.sent++
+	return nil
+}
+
+func (s *session) flush() error {
+	if len(s.batch) == 0 {
+		return nil
+	}
+	err := s.send(&wire.SyncRecords{Records: s.batch})
+	s.n.stats.syncRecordsOut.Add(uint64(len(s.batch)))
+	s.batch, s.size = nil, 0
+	return err
+}
+
+// endTurn sends what is queued and gives the peer the turn.
+func (s *session) endTurn() error {
+	if err := s.flush(); err != nil {
+		return err
+	}
+	return s.send(&wire.SyncDone{})
+}
+
+// sendKey queues this node's current record of key, if it still has one.
+func (s *session) sendKey(key string) error {
+	rec, found, err := s.n.st.Get(key)
+	if err != nil || !found {
+		return err
+	}
+	return s.sendRecord(rec)
+}
+
+// sendLeaf queues every record of a leaf: the peer holds none there.
+func (s *session) sendLeaf(leaf uint16) error {
+	entries, err := s.n.st.LeafEntries(leaf)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if err := s.sendKey(e.Key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// sendKeys lists entries of a leaf, in frames of at most MaxEntries.
+func (s *session) sendKeys(leaf uint16, entries []wire.KeyEntry) error {
+	for {
+		n := min(len(entries), wire.MaxEntries)
+		if err := s.send(&wire.SyncKeys{Leaf: leaf, Entries: entries[:n]}); err != nil {
+			return err
+		}
+		if entries = entries[n:]; len(entries) == 0 {
+			return nil
+		}
+	}
+}
+
+func keyEntries(es []store.LeafEntry) []wire.KeyEntry {
+	out := make([]wire.KeyEntry, len(es))
+	for i, e := range es {
+		out[i] = wire.KeyEntry{KeyHash: e.KeyHash, Hash: e.Hash}
+	}
+	return out
+}
