@@ -71,6 +71,7 @@ func TestScripts(t *testing.T) {
 			"bytes":         cmdBytes,
 			"members-alive": cmdMembersAlive,
 			"await-value":   cmdAwaitValue,
+			"rss-below":     cmdRSSBelow,
 		},
 		RequireExplicitExec: true,
 	})
@@ -331,6 +332,30 @@ func cmdAwaitValue(ts *testscript.TestScript, neg bool, args []string) {
 			ts.Fatalf("%s: %s is %q (err %v) after 15s, want %q", args[0], args[1], v, err, args[2])
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// cmdRSSBelow: rss-below NAME BYTES checks the daemon's resident memory
+// (process_resident_memory_bytes in its metrics).
+func cmdRSSBelow(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 || neg {
+		ts.Fatalf("usage: rss-below NAME BYTES")
+	}
+	limit, err := strconv.ParseFloat(args[1], 64)
+	ts.Check(err)
+	c := rpc.NewClient(ts.MkAbs(args[0] + ".sock"))
+	defer c.Close()
+	text, err := c.Metrics(context.Background())
+	ts.Check(err)
+	m := regexp.MustCompile(`(?m)^process_resident_memory_bytes (\S+)$`).FindStringSubmatch(text)
+	if m == nil {
+		ts.Fatalf("no process_resident_memory_bytes in the metrics")
+	}
+	rss, err := strconv.ParseFloat(m[1], 64)
+	ts.Check(err)
+	ts.Logf("%s: resident memory %.0f MiB", args[0], rss/(1<<20))
+	if rss >= limit {
+		ts.Fatalf("%s: resident memory %.0f bytes, want below %.0f", args[0], rss, limit)
 	}
 }
 
