@@ -64,16 +64,7 @@ func (h *hookSet) reload(cfg Config) error {
 func (h *hookSet) retire(s scripting.Stats) {
 	h.retiredMu.Lock()
 	defer h.retiredMu.Unlock()
-	r := &h.retired
-	r.Calls += s.Calls
-	r.Rejections += s.Rejections
-	r.Errors += s.Errors
-	r.Timeouts += s.Timeouts
-	r.HeapCancels += s.HeapCancels
-	r.Fallbacks += s.Fallbacks
-	r.PoolExhausted += s.PoolExhausted
-	r.Abandoned += s.Abandoned
-	r.LogsDropped += s.LogsDropped
+	h.retired = h.retired.Add(s)
 }
 
 // Stats are the hook counters since start, across reloads; the gauges are
@@ -85,17 +76,7 @@ func (h *hookSet) Stats() scripting.Stats {
 	}
 	h.retiredMu.Lock()
 	defer h.retiredMu.Unlock()
-	r := h.retired
-	s.Calls += r.Calls
-	s.Rejections += r.Rejections
-	s.Errors += r.Errors
-	s.Timeouts += r.Timeouts
-	s.HeapCancels += r.HeapCancels
-	s.Fallbacks += r.Fallbacks
-	s.PoolExhausted += r.PoolExhausted
-	s.Abandoned += r.Abandoned
-	s.LogsDropped += r.LogsDropped
-	return s
+	return s.Add(h.retired)
 }
 
 // Close stops the engine.

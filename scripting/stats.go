@@ -67,3 +67,18 @@ func (e *Engine) Stats() Stats {
 		AbandonedRunning: int(c.abandonedRunning.Load()),
 	}
 }
+
+// Add returns the sum of two engines' counters, with s's gauges: the
+// daemon keeps totals across reloads, which replace the engine.
+func (s Stats) Add(o Stats) Stats {
+	s.Calls += o.Calls
+	s.Rejections += o.Rejections
+	s.Errors += o.Errors
+	s.Timeouts += o.Timeouts
+	s.HeapCancels += o.HeapCancels
+	s.Fallbacks += o.Fallbacks
+	s.PoolExhausted += o.PoolExhausted
+	s.Abandoned += o.Abandoned
+	s.LogsDropped += o.LogsDropped
+	return s
+}
