@@ -26,14 +26,20 @@ var _ rpc.Backend = backend{}
 const maxListLimit = 10000
 
 func (b backend) Get(ctx context.Context, key string, opts rpc.GetOptions) (rpc.Record, rpc.ReadInfo, error) {
-	info := rpc.ReadInfo{Fresh: opts.Fresh}
-	if opts.Fresh { // one node: this node is every alive member, and it answered
-		info.Answered, info.Alive = 1, 1
-	}
+	info := rpc.ReadInfo{Fresh: opts.Fresh, Syncing: b.d.node.Bootstrapping()}
 	if err := store.ValidateKey(key); err != nil {
 		return rpc.Record{}, info, apiError(err)
 	}
-	rec, found, err := b.d.store.Get(key)
+	var rec store.Record
+	var found bool
+	var err error
+	if opts.Fresh {
+		var res cluster.FreshResult
+		res, err = b.d.node.FreshGet(ctx, key, 0)
+		rec, found, info.Answered, info.Alive = res.Record, res.Found, res.Answered, res.Alive
+	} else {
+		rec, found, err = b.d.store.Get(key)
+	}
 	if err != nil {
 		return rpc.Record{}, info, apiError(err)
 	}
@@ -235,13 +241,17 @@ func (b backend) Status(context.Context) (rpc.Status, error) {
 		Transport:  d.cfg.Cluster.Transport,
 		Address:    d.node.Addr().String(),
 		Members:    memberCounts(d.node.Members()),
-		Sync:       rpc.SyncState{State: "synced"},
+		Sync:       syncState(d.node.Sync()),
 		StoreID:    d.store.StoreID().String(),
 		NATS:       "off",
 		DataDir:    d.cfg.DataDir,
 		Socket:     d.cfg.Socket,
 		UptimeMS:   time.Since(d.started).Milliseconds(),
 	}, nil
+}
+
+func syncState(s cluster.SyncState) rpc.SyncState {
+	return rpc.SyncState{State: s.State, Peer: s.PeerName, Received: s.Received}
 }
 
 func memberCounts(ms []cluster.Member) map[string]int {
@@ -255,6 +265,9 @@ func memberCounts(ms []cluster.Member) map[string]int {
 func (b backend) Health(context.Context) error {
 	if b.d.stopping.Load() {
 		return rpc.ErrShuttingDown
+	}
+	if b.d.node.Bootstrapping() {
+		return rpc.ErrSyncing
 	}
 	return nil
 }

@@ -30,6 +30,8 @@ func (d *Daemon) startCluster(epoch uint64) error {
 	hb, _ := time.ParseDuration(cl.Heartbeat)
 	dead, _ := time.ParseDuration(cl.DeadAfter)
 	ttl, _ := time.ParseDuration(cl.TombstoneTTL)
+	query, _ := time.ParseDuration(cl.QueryTimeout)
+	syncEvery, _ := time.ParseDuration(cl.SyncInterval)
 	d.node = cluster.New(cluster.Config{
 		NodeName:     d.cfg.NodeName,
 		Cluster:      cl.Name,
@@ -38,6 +40,8 @@ func (d *Daemon) startCluster(epoch uint64) error {
 		DeadAfter:    dead,
 		MaxDatagram:  cl.MaxDatagram,
 		TombstoneTTL: ttl,
+		QueryTimeout: query,
+		SyncInterval: syncEvery,
 		HookHash:     d.hooks.Hash,
 		Logger:       d.log.Named("cluster"),
 	}, tr, d.store)

@@ -133,10 +133,17 @@ func (d *Daemon) listen() error {
 // then stops gracefully. It returns the first serving error, or nil after a
 // clean stop.
 func (d *Daemon) Run(ctx context.Context) error {
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	nodeCtx, stopNode := context.WithCancel(context.Background())
 	d.stopNode, d.nodeDone = stopNode, make(chan struct{})
-	go func() { defer close(d.nodeDone); d.node.Run(nodeCtx) }()
+	go func() {
+		defer close(d.nodeDone)
+		// The node stops by itself only when it must: another process
+		// runs with this node's id (a copied data dir).
+		if err := d.node.Run(nodeCtx); err != nil {
+			errc <- err
+		}
+	}()
 	go func() { errc <- d.api.Serve(d.ln) }()
 	var metricsSrv *http.Server
 	if d.cfg.MetricsAddr != "" {

@@ -11,6 +11,7 @@ type clusterCollector struct {
 	d *Daemon
 
 	datagrams, bytes, drops, records, streams *prometheus.Desc
+	reads, sessions, syncRecords              *prometheus.Desc
 }
 
 func newClusterCollector(d *Daemon) *clusterCollector {
@@ -27,11 +28,18 @@ func newClusterCollector(d *Daemon) *clusterCollector {
 			"Records received from peers, by outcome (applied, ignored, conflict).", []string{"outcome"}, nil),
 		streams: prometheus.NewDesc("ck_streams_total",
 			"Cluster streams, by event (accepted, refused, dialed).", []string{"event"}, nil),
+		reads: prometheus.NewDesc("ck_fresh_reads_total",
+			"Fresh reads, by event (query: asked; repair: an answerer pushed the newer record).", []string{"event"}, nil),
+		sessions: prometheus.NewDesc("ck_sync_sessions_total",
+			"Anti-entropy sessions, by outcome (opened, completed, failed, refused; served, declined for peers).",
+			[]string{"outcome"}, nil),
+		syncRecords: prometheus.NewDesc("ck_sync_records_total",
+			"Records moved by anti-entropy and bootstrap, by direction (in, out).", []string{"direction"}, nil),
 	}
 }
 
 func (c *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.datagrams, c.bytes, c.drops, c.records, c.streams} {
+	for _, d := range []*prometheus.Desc{c.datagrams, c.bytes, c.drops, c.records, c.streams, c.reads, c.sessions, c.syncRecords} {
 		ch <- d
 	}
 }
@@ -62,5 +70,13 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.records, s.Applied, "applied")
 		counter(c.records, s.Ignored, "ignored")
 		counter(c.records, s.Conflicts, "conflict")
+		counter(c.reads, s.Queries, "query")
+		counter(c.reads, s.ReadRepairs, "repair")
+		for outcome, v := range map[string]uint64{"opened": s.SyncOpened, "completed": s.SyncCompleted,
+			"failed": s.SyncFailed, "refused": s.SyncRefused, "served": s.SyncServed, "declined": s.SyncDeclined} {
+			counter(c.sessions, v, outcome)
+		}
+		counter(c.syncRecords, s.SyncRecordsIn, "in")
+		counter(c.syncRecords, s.SyncRecordsOut, "out")
 	}
 }

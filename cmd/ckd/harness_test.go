@@ -72,6 +72,7 @@ func TestScripts(t *testing.T) {
 			"members-alive": cmdMembersAlive,
 			"await-value":   cmdAwaitValue,
 			"rss-below":     cmdRSSBelow,
+			"await-healthy": cmdAwaitHealthy,
 		},
 		RequireExplicitExec: true,
 	})
@@ -335,27 +336,51 @@ func cmdAwaitValue(ts *testscript.TestScript, neg bool, args []string) {
 	}
 }
 
-// cmdRSSBelow: rss-below NAME BYTES checks the daemon's resident memory
-// (process_resident_memory_bytes in its metrics).
+// cmdRSSBelow: rss-below NAME BYTES checks the daemon's peak resident
+// memory since it started (VmHWM in /proc/PID/status), not just the
+// current one, so a spike that came and went still counts.
 func cmdRSSBelow(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) != 2 || neg {
 		ts.Fatalf("usage: rss-below NAME BYTES")
 	}
-	limit, err := strconv.ParseFloat(args[1], 64)
+	limit, err := strconv.ParseInt(args[1], 10, 64)
 	ts.Check(err)
+	p := daemonTable(ts)[args[0]]
+	if p == nil {
+		ts.Fatalf("no daemon %q", args[0])
+	}
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	ts.Check(err)
+	m := regexp.MustCompile(`(?m)^VmHWM:\s+(\d+) kB$`).FindSubmatch(status)
+	if m == nil {
+		ts.Fatalf("no VmHWM in /proc/%d/status", p.cmd.Process.Pid)
+	}
+	kb, err := strconv.ParseInt(string(m[1]), 10, 64)
+	ts.Check(err)
+	ts.Logf("%s: peak resident memory %d MiB", args[0], kb>>10)
+	if kb<<10 >= limit {
+		ts.Fatalf("%s: peak resident memory %d bytes, want below %d", args[0], kb<<10, limit)
+	}
+}
+
+// cmdAwaitHealthy: await-healthy NAME waits (at most 15 s) until the node's
+// /v1/health answers 200: it has finished bootstrapping.
+func cmdAwaitHealthy(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 1 || neg {
+		ts.Fatalf("usage: await-healthy NAME")
+	}
 	c := rpc.NewClient(ts.MkAbs(args[0] + ".sock"))
 	defer c.Close()
-	text, err := c.Metrics(context.Background())
-	ts.Check(err)
-	m := regexp.MustCompile(`(?m)^process_resident_memory_bytes (\S+)$`).FindStringSubmatch(text)
-	if m == nil {
-		ts.Fatalf("no process_resident_memory_bytes in the metrics")
-	}
-	rss, err := strconv.ParseFloat(m[1], 64)
-	ts.Check(err)
-	ts.Logf("%s: resident memory %.0f MiB", args[0], rss/(1<<20))
-	if rss >= limit {
-		ts.Fatalf("%s: resident memory %.0f bytes, want below %.0f", args[0], rss, limit)
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		err := c.Health(context.Background())
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("%s not healthy after 15s: %v", args[0], err)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -381,8 +406,10 @@ func scriptEnv(ts *testscript.TestScript) []string {
 	return env
 }
 
-// awaitHealthy polls the daemon's health until it answers 200, the process
-// exits, or the timeout passes.
+// awaitHealthy polls the daemon until its API answers, the process exits,
+// or the timeout passes. It asks for the status, not the health: a node
+// serves reads and writes while it bootstraps (health answers 503 syncing
+// for its first heartbeats), and the scripts check health themselves.
 func awaitHealthy(sock string, exited chan error, timeout time.Duration) error {
 	c := rpc.NewClient(sock)
 	deadline := time.Now().Add(timeout)
@@ -394,7 +421,7 @@ func awaitHealthy(sock string, exited chan error, timeout time.Duration) error {
 		default:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err := c.Health(ctx)
+		_, err := c.Status(ctx)
 		cancel()
 		if err == nil {
 			return nil

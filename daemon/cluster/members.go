@@ -55,8 +55,9 @@ func newMembers(heartbeat, deadAfter time.Duration) *members {
 	return &members{m: map[store.NodeID]*member{}, heartbeat: heartbeat, deadAfter: deadAfter}
 }
 
-// hello records a HELLO. It returns false for a HELLO older than what we
-// know of that node (a replay of an earlier boot).
+// hello records a HELLO. isNew is true for a member first heard, or heard
+// again after it left, went gone or restarted. It returns ok false for a
+// HELLO older than what we know of that node (a replay of an earlier boot).
 func (ms *members) hello(h *wire.Hello, addr netip.AddrPort, now time.Time) (m Member, isNew bool, ok bool) {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
@@ -69,15 +70,17 @@ func (ms *members) hello(h *wire.Hello, addr netip.AddrPort, now time.Time) (m M
 		ms.m[h.ID] = cur
 		isNew = true
 	}
-	wasAway := cur.left || ms.stateLocked(cur, now) == Gone
-	if isNew || wasAway || h.Epoch != cur.Epoch {
+	// A new boot counts as a return, even within dead_after: it is a
+	// starting node, which wants to hear its peers at once.
+	returned := cur.left || ms.stateLocked(cur, now) == Gone || !isNew && h.Epoch != cur.Epoch
+	if isNew || returned {
 		cur.firstHeard = now
 	}
 	cur.ID, cur.Name, cur.Addr, cur.Epoch = h.ID, h.Name, addr, h.Epoch
 	cur.Keys, cur.Lamport, cur.Root, cur.LastHeard = h.Keys, h.Lamport, h.Root, now
 	cur.Syncing = h.Syncing
 	cur.left = false
-	return cur.Member, isNew || wasAway, true
+	return cur.Member, isNew || returned, true
 }
 
 // bye marks a member as left, unless the BYE is from an older boot.

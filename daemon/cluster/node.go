@@ -321,7 +321,7 @@ func (n *Node) handleHello(ctx context.Context, from netip.AddrPort, hdr wire.He
 		// only when a member appears.
 		n.sendTo(addr, n.hello())
 	}
-	n.helloRoot(ctx, m, h)
+	n.helloRoot(ctx, m, hdr, h)
 	if hh := n.cfg.HookHash(); h.HookHash != hh {
 		n.once("hooks:"+h.ID.String()+h.HookHash, func() {
 			n.log.Warn("a peer runs other hooks: conflicts may resolve differently", "peer", h.Name, "theirs", h.HookHash, "ours", hh)

@@ -172,15 +172,15 @@ func (n *Node) FreshGet(ctx context.Context, key string, timeout time.Duration) 
 // again those that have not answered a few times on the way. alive counts
 // the other members alive at the end or answering.
 func (n *Node) awaitAnswers(ctx context.Context, q *pendingQuery, query *wire.Query, timeout time.Duration) (map[store.NodeID]answer, int, error) {
-	waitAll := !n.heardRound()
+	waitFull := !n.heardRound()
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
-	resend := time.NewTicker(timeout / (queryResends + 1))
+	resend := time.NewTicker(max(timeout/(queryResends+1), time.Millisecond))
 	defer resend.Stop()
 	for {
 		answers := n.queries.snapshot(q)
 		missing := n.missing(answers)
-		if len(missing) == 0 && !waitAll {
+		if len(missing) == 0 && !waitFull {
 			return answers, len(answers), nil
 		}
 		select {
@@ -218,27 +218,28 @@ func (n *Node) candidates(ctx context.Context, key string, local store.Record, f
 	if found {
 		cands = append(cands, local)
 	}
-	var toFetch []store.NodeID
+	var large []store.NodeID
+	complete = map[store.NodeID]bool{}
 	for id, a := range answers {
+		complete[id] = true
 		switch {
 		case !a.msg.Found:
 		case a.msg.Record != nil:
 			cands = append(cands, *a.msg.Record)
 		default:
-			toFetch = append(toFetch, id)
+			large = append(large, id)
 		}
 	}
-	complete = map[store.NodeID]bool{}
-	for id := range answers {
-		complete[id] = true
+	var toFetch []store.NodeID
+	for _, id := range large {
+		if !known(cands, answers[id].msg) {
+			toFetch = append(toFetch, id)
+		}
 	}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, id := range toFetch {
 		a := answers[id]
-		if known(cands, a.msg) {
-			continue
-		}
 		wg.Go(func() {
 			rec, ok := n.fetch(ctx, a.from, key)
 			mu.Lock()

@@ -177,8 +177,10 @@ func (n *Node) handleAnnounce(ctx context.Context, from netip.AddrPort, a *wire.
 func (n *Node) apply(ctx context.Context, rec store.Record) (store.Record, error) {
 	res, err := n.st.Apply(ctx, rec)
 	if err != nil {
-		n.stats.applyErrors.Add(1)
-		n.log.Warn("could not apply a received record", "key", rec.Key, "error", err)
+		if ctx.Err() == nil { // not merely stopping
+			n.stats.applyErrors.Add(1)
+			n.log.Warn("could not apply a received record", "key", rec.Key, "error", err)
+		}
 		return store.Record{}, err
 	}
 	n.stats.applied(res.Outcome)

@@ -14,6 +14,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/cloudknowledge/ck/daemon/transport"
 	"github.com/cloudknowledge/ck/daemon/transport/simnet"
 	"github.com/cloudknowledge/ck/store"
@@ -25,15 +27,17 @@ var (
 )
 
 // seeds returns the seeds a scenario runs: -sim.seed alone when given,
-// else -sim.seeds random ones (fewer under -race or -short).
-func seeds(t *testing.T) []uint64 {
+// else -sim.seeds random ones divided by div (a scenario that costs more
+// runs fewer), and a tenth of that under -race or -short.
+func seeds(div int) []uint64 {
 	if *simSeed != 0 {
 		return []uint64{*simSeed}
 	}
-	n := *simSeeds
+	n := *simSeeds / max(div, 1)
 	if raceEnabled || testing.Short() {
-		n = max(1, n/10)
+		n /= 10
 	}
+	n = max(n, 1)
 	base := rand.Uint64()
 	out := make([]uint64, n)
 	for i := range out {
@@ -45,12 +49,20 @@ func seeds(t *testing.T) []uint64 {
 // forSeeds runs scenario once per seed, each in its own synctest bubble,
 // naming the seed so that a failure replays with -sim.seed.
 func forSeeds(t *testing.T, scenario func(t *testing.T, seed uint64)) {
-	for _, seed := range seeds(t) {
+	forSeedsDiv(t, 1, scenario)
+}
+
+// forSeedsDiv is forSeeds with a div-th of the seeds.
+func forSeedsDiv(t *testing.T, div int, scenario func(t *testing.T, seed uint64)) {
+	for _, seed := range seeds(div) {
 		ok := t.Run(strconv.FormatUint(seed, 10), func(t *testing.T) {
-			synctest.Test(t, func(t *testing.T) { scenario(t, seed) })
+			synctest.Test(t, func(t *testing.T) {
+				t.Logf("seed %d", seed)
+				scenario(t, seed)
+			})
 		})
 		if !ok {
-			t.Fatalf("seed %d failed; replay with: go test ./daemon/cluster -run '%s' -sim.seed %d", seed, t.Name(), seed)
+			t.Fatalf("seed %d failed; replay with: go test ./daemon/cluster -run '^%s$' -sim.seed %d", seed, t.Name(), seed)
 		}
 	}
 }
@@ -133,7 +145,7 @@ func (sn *simNode) start(t *testing.T) {
 	}
 	sn.node = New(Config{
 		NodeName: sn.name, Cluster: "sim", Epoch: epoch, Heartbeat: simHeartbeat, DeadAfter: 30 * simHeartbeat,
-		MaxDatagram: 1200, TombstoneTTL: 168 * time.Hour,
+		MaxDatagram: 1200, TombstoneTTL: 168 * time.Hour, Logger: testLogger(sn.name),
 	}, tr, sn.st)
 	ctx, cancel := context.WithCancel(context.Background())
 	sn.cancel, sn.done = cancel, make(chan struct{})
@@ -242,7 +254,6 @@ func dump(t *testing.T, st *store.Store) map[string]store.Record {
 // and duplicates never register as conflicts.
 func TestSimReplicationUnderLoss(t *testing.T) {
 	forSeeds(t, func(t *testing.T, seed uint64) {
-		t.Logf("seed %d", seed)
 		rng := rand.New(rand.NewPCG(seed, 1))
 		nw := simnet.New(seed, simnet.Options{Loss: 0.2, Dup: 0.2, MinDelay: time.Millisecond, MaxDelay: 30 * time.Millisecond})
 		nodes := startSimCluster(t, nw, 3+rng.IntN(3))
@@ -281,7 +292,6 @@ func TestSimReplicationUnderLoss(t *testing.T) {
 // and every node ends on the same record, byte for byte.
 func TestSimConcurrentWrites(t *testing.T) {
 	forSeeds(t, func(t *testing.T, seed uint64) {
-		t.Logf("seed %d", seed)
 		rng := rand.New(rand.NewPCG(seed, 2))
 		nw := simnet.New(seed, simnet.Options{Dup: 0.2, MinDelay: time.Millisecond, MaxDelay: 20 * time.Millisecond})
 		nodes := startSimCluster(t, nw, 3+rng.IntN(3))
@@ -315,4 +325,13 @@ func TestSimConcurrentWrites(t *testing.T) {
 			t.Error("no node detected the conflict")
 		}
 	})
+}
+
+var simLog = flag.Bool("sim.log", false, "log what simulated nodes say")
+
+func testLogger(name string) hclog.Logger {
+	if !*simLog {
+		return nil
+	}
+	return hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Debug})
 }

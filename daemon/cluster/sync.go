@@ -45,6 +45,8 @@ type syncer struct {
 }
 
 type peerSync struct {
+	epoch      uint64    // boot epoch and frame counter of the last HELLO
+	counter    uint64    // counted, so a duplicate does not count twice
 	diffs      int       // consecutive HELLOs whose root differed from ours
 	next       time.Time // no session opened with this peer before then
 	lastInSync time.Time // equal roots in a HELLO, or a completed session
@@ -68,10 +70,15 @@ func (s *syncer) peer(id store.NodeID) *peerSync {
 // consecutive HELLOs (one may just have crossed a write in flight), it is
 // not bootstrapping (it pulls from one peer at a time), no other session
 // of ours runs, and none ran with it within the last interval.
-func (s *syncer) noteHello(id store.NodeID, equal, peerSyncing bool, now time.Time, interval time.Duration) bool {
+func (s *syncer) noteHello(id store.NodeID, hdr wire.Header, equal, peerSyncing bool, now time.Time, interval time.Duration) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p := s.peer(id)
+	// A duplicated or reordered datagram is not a second HELLO.
+	if hdr.Epoch < p.epoch || hdr.Epoch == p.epoch && hdr.Counter <= p.counter {
+		return false
+	}
+	p.epoch, p.counter = hdr.Epoch, hdr.Counter
 	if equal {
 		p.diffs, p.lastInSync = 0, now
 		return false
@@ -180,9 +187,9 @@ func (n *Node) LastInSync(peer store.NodeID) (t time.Time, ok bool) {
 
 // helloRoot compares a peer's HELLO root with ours and starts an
 // anti-entropy session with it when noteHello says so.
-func (n *Node) helloRoot(ctx context.Context, m Member, h *wire.Hello) {
+func (n *Node) helloRoot(ctx context.Context, m Member, hdr wire.Header, h *wire.Hello) {
 	equal := h.Root == n.st.Root()
-	if !n.sync.noteHello(m.ID, equal, h.Syncing, time.Now(), n.cfg.SyncInterval) {
+	if !n.sync.noteHello(m.ID, hdr, equal, h.Syncing, time.Now(), n.cfg.SyncInterval) {
 		return
 	}
 	n.wg.Add(1)

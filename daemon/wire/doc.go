@@ -36,10 +36,11 @@
 //
 // # Messages and who sends them
 //
-// HELLO: every node, to all, every heartbeat. The receiver notes the peer
-// (id, epoch, address), raises its Lamport clock to the peer's, starts a
-// sync if the peer's Root differed in two consecutive HELLOs, and logs a
-// differing HookHash or TombstoneTTL. A HELLO with the receiver's own id
+// HELLO: every node, to all, every heartbeat (and unicast, at once, to a
+// member just heard). The receiver notes the peer (id, epoch, address),
+// raises its Lamport clock to the peer's, starts a sync if the peer's Root
+// differed in two consecutive HELLOs and Syncing (still bootstrapping) is
+// not set, and logs a differing HookHash or TombstoneTTL. A HELLO with the receiver's own id
 // and a newer epoch means a copied data dir ("duplicate node id"); an
 // older one is a replay and is ignored. BYE: once, on a clean stop.
 //
@@ -61,12 +62,20 @@
 //
 // On streams. FETCH is answered by FETCH_REPLY with the holder's current
 // record, which may be newer than the version announced. A sync session
-// (anti-entropy, and bootstrap, which is a sync from an empty tree) is
-// symmetric: both ends send SYNC_TOP; for each differing top node both
-// send SYNC_LEAVES; for each differing leaf both send SYNC_KEYS; then each
-// sends, in SYNC_RECORDS batches, the records the other lacks or holds
-// under another hash — the receiver's apply sorts newer from older and
-// resolves concurrent pairs — and ends with SYNC_DONE.
+// (anti-entropy, and bootstrap, which is a sync into an empty tree) runs in
+// turns, each ended by SYNC_DONE, the opener driving: it sends SYNC_TOP
+// (its top digests); the other side answers SYNC_LEAVES for each differing
+// top node (and SYNC_RECORDS with everything under the top nodes where the
+// opener's digest is zero); then, one round per SYNC_LEAVES, the opener
+// sends SYNC_KEYS for each differing leaf (its (key hash, record hash)
+// entries; the records themselves where the other side's leaf is zero) and
+// the other side answers with SYNC_RECORDS the opener lacks or holds under
+// another hash and SYNC_KEYS naming the opener's entries it wants; the
+// opener's last turn carries those, and a final SYNC_DONE from the other
+// side closes the session. Records are applied like an UPDATE's, so each
+// side sorts newer from older and resolves concurrent pairs. A SYNC_DONE
+// with Refused, in answer to SYNC_TOP, declines the session. The cluster
+// package's doc draws the turns.
 //
 // # Invariants checked here
 //

@@ -127,9 +127,10 @@ func Encode(h Header, msg Message, s Sealer) ([]byte, error) {
 // Decode checks a received frame and returns its header and message. It
 // rejects, before allocating anything sized from the frame, what is short
 // (ErrShort), not ours (ErrMagic), of another version (ErrVersion), of
-// another cluster (ErrCluster) or unopenable (ErrKey); then an unknown type
-// (ErrType) or a body that does not decode or breaks its message's
-// invariants (ErrMalformed). With an error the Header is what was parsed,
+// another cluster (ErrCluster), unopenable (ErrKey) or, with a replay
+// filter, seen before (ErrReplay); then an unknown type (ErrType) or a
+// body that does not decode or breaks its message's invariants
+// (ErrMalformed). With an error the Header is what was parsed,
 // for logs and metrics only: nothing in it was authenticated.
 //
 // The message does not alias b, but s.Open may have scribbled on b.
@@ -140,7 +141,7 @@ func Decode(b []byte, s Sealer) (Header, Message, error) {
 	}
 	body, err := s.Open(h, b[HeaderSize:])
 	if err != nil {
-		if !errors.Is(err, ErrCluster) && !errors.Is(err, ErrKey) {
+		if !errors.Is(err, ErrCluster) && !errors.Is(err, ErrKey) && !errors.Is(err, ErrReplay) {
 			err = fmt.Errorf("%w: %w", ErrKey, err)
 		}
 		return h, nil, err

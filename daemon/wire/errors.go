@@ -35,11 +35,16 @@ var (
 	// ErrTooLarge: a stream frame declares a length over the reader's
 	// maximum, or a frame to write is longer than a length prefix can say.
 	ErrTooLarge = errors.New("frame too large")
+	// ErrReplay: the frame authenticated but was seen before: an older boot
+	// epoch of its sender, or a counter already seen or below the window.
+	// A keyed Sealer's Open returns it only after the tag verified, so it
+	// never counts forgeries.
+	ErrReplay = errors.New("replayed frame")
 )
 
 // Reason names the error's kind for a drop metric's label: "short",
-// "magic", "version", "cluster", "key", "type", "malformed", "too_large";
-// "" for nil and "other" for anything else (an I/O error, say).
+// "magic", "version", "cluster", "replay", "key", "type", "malformed",
+// "too_large"; "" for nil and "other" for anything else (an I/O error, say).
 func Reason(err error) string {
 	if err == nil {
 		return ""
@@ -60,6 +65,7 @@ var reasons = [...]struct {
 	{ErrMagic, "magic"},
 	{ErrVersion, "version"},
 	{ErrCluster, "cluster"},
+	{ErrReplay, "replay"},
 	{ErrKey, "key"},
 	{ErrType, "type"},
 	{ErrMalformed, "malformed"},

@@ -27,9 +27,10 @@ type Sealer interface {
 	Seal(hdr []byte, body []byte) ([]byte, error)
 
 	// Open checks hdr (cluster, key id) and returns the opened body, or an
-	// error wrapping ErrCluster or ErrKey. It may decrypt in place and
-	// return a slice of sealed; the caller does not use sealed afterwards.
-	// Open must reject before allocating anything sized from the frame.
+	// error wrapping ErrCluster, ErrKey or — only once the body has
+	// authenticated — ErrReplay. It may decrypt in place and return a slice
+	// of sealed; the caller does not use sealed afterwards. Open must
+	// reject before allocating anything sized from the frame.
 	Open(hdr Header, sealed []byte) ([]byte, error)
 }
 

@@ -9,9 +9,10 @@ key=$1
 tries=0
 while :; do
   tries=$((tries + 1))
-  # get -v prints the value on stdout and its version on stderr.
+  # get -v prints the value on stdout and its version on stderr (a line
+  # of digits; other stderr lines are warnings).
   if cur=$(ckctl get -v "$key" 2>ver); then
-    version=$(cat ver)
+    version=$(grep -E '^[0-9]+$' ver)
   else
     rc=$?
     [ "$rc" -eq 3 ] || exit "$rc"
