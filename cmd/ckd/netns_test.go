@@ -149,3 +149,70 @@ func TestHostsReplicate(t *testing.T) {
 		})
 	}
 }
+
+// TestHostsPartitionHeal cuts one host's link, writes on both sides (one
+// key on both, others on one side only), restores the link, and waits for
+// every host to converge: the key written on both sides holds the
+// set_union merge of examples/hooks everywhere.
+func TestHostsPartitionHeal(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real daemons in network namespaces; skipped with -short")
+	}
+	union, err := filepath.Abs("../../examples/hooks/set_union.lua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lab := netlab.New(t, "h1", "h2", "h3")
+	hcl := fmt.Sprintf(`cluster {
+  name          = "heal-%08x"
+  interface     = "ck0"
+  port          = %d
+  insecure      = true
+  heartbeat     = "200ms"
+  dead_after    = "2s"
+  sync_interval = "200ms"
+}
+hook "sets/*" {
+  script = %q
+}
+`, rand.Uint32(), 20000+rand.IntN(40000), union)
+	var nodes []*hostNode
+	for _, h := range []string{"h1", "h2", "h3"} {
+		nodes = append(nodes, startOnHost(t, lab, h, hcl))
+	}
+	awaitMembers(t, 3, nodes...)
+	ctx := context.Background()
+	put := func(n *hostNode, key, value string) {
+		t.Helper()
+		if _, err := n.client().Put(ctx, key, []byte(value), rpc.WriteOptions{}); err != nil {
+			t.Fatalf("%s: set %s: %v", n.name, key, err)
+		}
+	}
+	lab.Cut("h3")
+	time.Sleep(3 * time.Second) // h3 is gone for the others, and they for it
+	put(nodes[0], "sets/tags", `["from-h1"]`)
+	put(nodes[2], "sets/tags", `["from-h3"]`)
+	put(nodes[1], "one/h2", "only on the majority side")
+	put(nodes[2], "one/h3", "only on the cut host")
+	lab.Restore("h3")
+	want := map[string]string{
+		"sets/tags": `["from-h1","from-h3"]`,
+		"one/h2":    "only on the majority side",
+		"one/h3":    "only on the cut host",
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, n := range nodes {
+		for key, v := range want {
+			for {
+				got, _, _, err := n.client().GetRaw(ctx, key, false)
+				if err == nil && string(got) == v {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s: %s = %q (err %v), want %q after the heal", n.name, key, got, err, v)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+	}
+}
