@@ -1,8 +1,10 @@
 package scripting
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // The pool of Lua states. Each state has a goroutine of its own that runs
@@ -15,9 +17,11 @@ import (
 //
 // The pool's size bounds the live states, abandoned ones still running
 // included, and so bounds how much runaway Lua can exist at once. When
-// every state is busy a call fails at once ("hook pool exhausted") rather
-// than queue behind runaway scripts. States are created lazily, so an
-// abandoned one is replaced by the next call that needs it.
+// every state is busy a call waits briefly (poolWait) for one to come
+// back — under ordinary load more clients than states is normal, and a
+// state is busy for microseconds — and then fails ("hook pool exhausted")
+// rather than queue behind runaway scripts. States are created lazily, so
+// an abandoned one is replaced by the next call that needs it.
 
 const (
 	stateIdle int32 = iota
@@ -37,35 +41,72 @@ type pool struct {
 	size   int
 	mu     sync.Mutex
 	idle   []*state
-	live   int // states created and not yet closed, abandoned ones included
+	live   int           // states created and not yet closed, abandoned ones included
+	freed  chan struct{} // closed and replaced whenever a state comes back or goes
 	closed bool
 }
 
-func newPool(e *Engine, size int) *pool { return &pool{eng: e, size: size} }
+// poolWait bounds how long a call waits for a busy pool: far above the
+// microseconds an ordinary call holds a state, far below a hook timeout.
+const poolWait = 10 * time.Millisecond
 
-// get returns an idle state, creates one if the pool has room, or fails.
-func (p *pool) get() (*state, error) {
+func newPool(e *Engine, size int) *pool {
+	return &pool{eng: e, size: size, freed: make(chan struct{})}
+}
+
+// get returns an idle state, or creates one if the pool has room; when
+// every state is busy it waits up to poolWait (or until ctx ends) for one.
+func (p *pool) get(ctx context.Context) (*state, error) {
+	var timer *time.Timer
+	for {
+		s, freed, err := p.tryGet()
+		if s != nil || err != nil {
+			return s, err
+		}
+		if timer == nil {
+			timer = time.NewTimer(poolWait)
+			defer timer.Stop()
+		}
+		select {
+		case <-freed:
+		case <-timer.C:
+			return nil, ErrPoolExhausted
+		case <-ctx.Done():
+			return nil, ErrPoolExhausted
+		}
+	}
+}
+
+// tryGet returns a state, or the channel that says one came back.
+func (p *pool) tryGet() (*state, <-chan struct{}, error) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
-		return nil, ErrClosed
+		return nil, nil, ErrClosed
 	}
 	if n := len(p.idle); n > 0 {
 		s := p.idle[n-1]
 		p.idle = p.idle[:n-1]
 		p.mu.Unlock()
-		return s, nil
+		return s, nil, nil
 	}
 	if p.live >= p.size {
+		freed := p.freed
 		p.mu.Unlock()
-		return nil, ErrPoolExhausted
+		return nil, freed, nil
 	}
 	p.live++
 	p.mu.Unlock()
 
 	s := &state{sb: newSandbox(p.eng), in: make(chan *request), out: make(chan response, 1)}
 	go s.loop(p)
-	return s, nil
+	return s, nil, nil
+}
+
+// signal wakes the calls waiting for a state. p.mu must be held.
+func (p *pool) signal() {
+	close(p.freed)
+	p.freed = make(chan struct{})
 }
 
 // put returns a state whose call finished.
@@ -78,12 +119,14 @@ func (p *pool) put(s *state) {
 		return
 	}
 	p.idle = append(p.idle, s)
+	p.signal()
 }
 
 // gone records that an abandoned state's goroutine has ended.
 func (p *pool) gone() {
 	p.mu.Lock()
 	p.live--
+	p.signal()
 	p.mu.Unlock()
 	p.eng.stats.abandonedRunning.Add(-1)
 }

@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"runtime/metrics"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -303,5 +304,33 @@ end`, func(c *Config) { c.MemoryBudget = 1500 })
 	}
 	if _, err := e.OnSet(bg, "json", []byte("v"), Meta{Op: "set"}); !strings.Contains(err.Error(), "ck.json.encode: result exceeds the hook memory budget") {
 		t.Fatalf("json: %v", err)
+	}
+}
+
+// More callers than states, with ordinary hooks (16 clients on the default
+// pool of a 2-CPU machine): every call waits its turn briefly and
+// succeeds; none fails with "hook pool exhausted".
+func TestPoolBusyWaitsBriefly(t *testing.T) {
+	e := engine(t, `function on_set(k, v) return v .. "!" end`, func(c *Config) { c.PoolSize = 4 })
+	var wg sync.WaitGroup
+	errs := make(chan error, 16*50)
+	for range 16 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 50 {
+				if _, err := e.OnSet(bg, "k", []byte("v"), Meta{Op: "set"}); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatalf("a call failed under ordinary contention: %v", err)
+	}
+	if st := e.Stats(); st.PoolExhausted != 0 || st.PoolLive > 4 {
+		t.Errorf("stats = %+v", st)
 	}
 }
