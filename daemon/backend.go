@@ -243,11 +243,18 @@ func (b backend) Status(context.Context) (rpc.Status, error) {
 		Members:    memberCounts(d.node.Members()),
 		Sync:       syncState(d.node.Sync()),
 		StoreID:    d.store.StoreID().String(),
-		NATS:       "off",
+		NATS:       d.natsState(),
 		DataDir:    d.cfg.DataDir,
 		Socket:     d.cfg.Socket,
 		UptimeMS:   time.Since(d.started).Milliseconds(),
 	}, nil
+}
+
+func (d *Daemon) natsState() string {
+	if d.bridge == nil {
+		return "off"
+	}
+	return d.bridge.State()
 }
 
 func syncState(s cluster.SyncState) rpc.SyncState {

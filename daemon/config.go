@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/cloudknowledge/ck/daemon/natsbridge"
 	"github.com/cloudknowledge/ck/rpc"
 )
 
@@ -37,6 +38,8 @@ type Config struct {
 
 	Cluster *ClusterConfig `hcl:"cluster,block"`
 	Hooks   []HookConfig   `hcl:"hook,block"`
+	// NATS is the nats block; nil when the file has none (no bridge).
+	NATS *NATSConfig `hcl:"nats,block"`
 
 	// Dir is the directory of the config file, against which relative
 	// paths in it (hook scripts) are resolved. Not a config key.
@@ -68,6 +71,40 @@ type ClusterConfig struct {
 	TombstoneTTL string   `hcl:"tombstone_ttl,optional"`
 	PurgeLogTTL  string   `hcl:"purge_log_ttl,optional"`
 	MaxDatagram  int      `hcl:"max_datagram,optional"`
+}
+
+// NATSConfig is the nats block (DESIGN §8). The bridge runs only when the
+// block is present; keys absent from it take DefaultNATSConfig's values.
+type NATSConfig struct {
+	URL           string         `hcl:"url,optional"`  // several: comma-separated
+	Name          string         `hcl:"name,optional"` // "" → ckd-<node_name>
+	CredsFile     string         `hcl:"creds_file,optional"`
+	TLS           *NATSTLSConfig `hcl:"tls,block"`
+	Insecure      bool           `hcl:"insecure,optional"` // allow a non-loopback URL without TLS
+	SubjectPrefix string         `hcl:"subject_prefix,optional"`
+	Publish       string         `hcl:"publish,optional"` // off | local | all
+	Subscribe     bool           `hcl:"subscribe,optional"`
+	QueueGroup    string         `hcl:"queue_group,optional"` // "" → <prefix>.<cluster name>
+	BufferBytes   int            `hcl:"buffer_bytes,optional"`
+}
+
+// NATSTLSConfig is the nats block's tls block: files relative to the config
+// file.
+type NATSTLSConfig struct {
+	CAFile   string `hcl:"ca_file,optional"`
+	CertFile string `hcl:"cert_file,optional"`
+	KeyFile  string `hcl:"key_file,optional"`
+}
+
+// DefaultNATSConfig is what an empty nats block means.
+func DefaultNATSConfig() *NATSConfig {
+	return &NATSConfig{
+		URL:           natsbridge.DefaultURL,
+		TLS:           &NATSTLSConfig{},
+		SubjectPrefix: natsbridge.DefaultPrefix,
+		Publish:       natsbridge.PublishLocal,
+		BufferBytes:   natsbridge.DefaultBufferBytes,
+	}
 }
 
 // HookConfig is one hook block: the Lua script run for keys matching Pattern.
@@ -139,7 +176,7 @@ func (e *FieldError) Error() string {
 // Validate checks every field and returns the first problem as a
 // *FieldError naming it (and, for fields read from a file, where).
 func (c *Config) Validate() error {
-	for _, check := range []func() error{c.validateNode, c.validateLimits, c.validateCluster, c.validateHooks} {
+	for _, check := range []func() error{c.validateNode, c.validateLimits, c.validateCluster, c.validateHooks, c.validateNATS} {
 		if err := check(); err != nil {
 			var fe *FieldError
 			if errors.As(err, &fe) && fe.Pos == "" {
@@ -291,6 +328,116 @@ func (c *Config) validateHooks() error {
 		}
 	}
 	return nil
+}
+
+func (c *Config) validateNATS() error {
+	n := c.NATS
+	if n == nil {
+		return nil
+	}
+	urls, err := natsbridge.ParseURLs(n.URL)
+	if err != nil {
+		return fieldErr("nats.url", "%v", err)
+	}
+	tlsFiles := n.TLS != nil && (n.TLS.CAFile != "" || n.TLS.CertFile != "" || n.TLS.KeyFile != "")
+	for _, u := range urls {
+		if !n.Insecure && !tlsFiles && !natsbridge.TLSURL(u) && !natsbridge.LoopbackURL(u) {
+			return fieldErr("nats.url", "%s is not on loopback: use TLS (a tls:// URL or a tls block), or set insecure = true", u)
+		}
+	}
+	if err := natsbridge.CheckPrefix(n.SubjectPrefix); err != nil {
+		return fieldErr("nats.subject_prefix", "%v", err)
+	}
+	switch n.Publish {
+	case natsbridge.PublishOff, natsbridge.PublishLocal, natsbridge.PublishAll:
+	default:
+		return fieldErr("nats.publish", "must be off, local or all, not %q", n.Publish)
+	}
+	if strings.ContainsAny(n.QueueGroup, " \t\r\n") {
+		return fieldErr("nats.queue_group", "must not contain white space: %q", n.QueueGroup)
+	}
+	if n.BufferBytes <= 0 {
+		return fieldErr("nats.buffer_bytes", "must be more than 0, not %d", n.BufferBytes)
+	}
+	if n.CredsFile != "" {
+		if err := checkSecretFile(c.filePath(n.CredsFile)); err != nil {
+			return fieldErr("nats.creds_file", "%v", err)
+		}
+	}
+	return c.validateNATSTLS()
+}
+
+func (c *Config) validateNATSTLS() error {
+	t := c.NATS.TLS
+	if t == nil {
+		return nil
+	}
+	if (t.CertFile == "") != (t.KeyFile == "") {
+		return fieldErr("nats.tls.cert_file", "cert_file and key_file go together")
+	}
+	for field, path := range map[string]string{"nats.tls.ca_file": t.CAFile, "nats.tls.cert_file": t.CertFile} {
+		if path == "" {
+			continue
+		}
+		if _, err := os.Stat(c.filePath(path)); err != nil {
+			return fieldErr(field, "%v", err)
+		}
+	}
+	if t.KeyFile != "" {
+		if err := checkSecretFile(c.filePath(t.KeyFile)); err != nil {
+			return fieldErr("nats.tls.key_file", "%v", err)
+		}
+	}
+	return nil
+}
+
+// checkSecretFile refuses a missing file, and one other users may read.
+func checkSecretFile(path string) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return err
+	}
+	if fi.Mode().Perm()&0o004 != 0 {
+		return fmt.Errorf("%s is readable by other users (mode %04o): chmod o-r it", path, fi.Mode().Perm())
+	}
+	return nil
+}
+
+// filePath resolves a path from the config file against its directory.
+func (c *Config) filePath(p string) string {
+	if p == "" || filepath.IsAbs(p) || c.Dir == "" {
+		return p
+	}
+	return filepath.Join(c.Dir, p)
+}
+
+// NATSBridge is the NATS bridge's configuration, from the nats block with
+// paths resolved and the node's and cluster's names; ok is false when the
+// block is absent (no bridge). Call it on a validated Config.
+func (c *Config) NATSBridge() (cfg natsbridge.Config, ok bool) {
+	n := c.NATS
+	if n == nil {
+		return natsbridge.Config{}, false
+	}
+	urls, _ := natsbridge.ParseURLs(n.URL)
+	cfg = natsbridge.Config{
+		URLs:        urls,
+		Name:        n.Name,
+		NodeName:    c.NodeName,
+		CredsFile:   c.filePath(n.CredsFile),
+		Prefix:      n.SubjectPrefix,
+		Publish:     n.Publish,
+		Subscribe:   n.Subscribe,
+		QueueGroup:  n.QueueGroup,
+		BufferBytes: n.BufferBytes,
+	}
+	if c.Cluster != nil {
+		cfg.ClusterName = c.Cluster.Name
+	}
+	if t := n.TLS; t != nil {
+		cfg.CAFile, cfg.CertFile, cfg.KeyFile = c.filePath(t.CAFile), c.filePath(t.CertFile), c.filePath(t.KeyFile)
+	}
+	return cfg, true
 }
 
 func parseDuration(s string, min time.Duration) (time.Duration, error) {

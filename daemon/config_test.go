@@ -107,3 +107,134 @@ func TestConfigOverlay(t *testing.T) {
 		t.Errorf("script path %s, want %s (relative to the config file)", got, want)
 	}
 }
+
+// TestExampleNATSBlock: the nats block the example documents, uncommented,
+// is exactly the defaults of an empty block.
+func TestExampleNATSBlock(t *testing.T) {
+	src, err := os.ReadFile(filepath.Join("..", "config.hcl.example"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var block []string
+	in := false
+	for _, line := range strings.Split(string(src), "\n") {
+		if line == "# nats {" {
+			in = true
+		}
+		if in {
+			block = append(block, strings.TrimPrefix(strings.TrimPrefix(line, "#"), " "))
+		}
+		if in && line == "# }" {
+			break
+		}
+	}
+	if len(block) < 3 {
+		t.Fatal("config.hcl.example has no commented-out nats block")
+	}
+	cfg, err := ParseConfig("example.hcl", []byte(strings.Join(block, "\n")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(cfg.NATS, DefaultNATSConfig()) {
+		t.Errorf("example nats block %+v %+v, defaults %+v", *cfg.NATS, *cfg.NATS.TLS, *DefaultNATSConfig())
+	}
+}
+
+func TestNATSBlock(t *testing.T) {
+	cfg, err := ParseConfig("a.hcl", []byte("node_name = \"alpha\"\n"))
+	if err != nil || cfg.NATS != nil {
+		t.Fatalf("no nats block: %+v, %v; want no bridge", cfg.NATS, err)
+	}
+	if _, ok := cfg.NATSBridge(); ok {
+		t.Error("NATSBridge without a nats block")
+	}
+	cfg, err = ParseConfig("b.hcl", []byte("nats {}\n"))
+	if err != nil || cfg.Validate() != nil || !reflect.DeepEqual(cfg.NATS, DefaultNATSConfig()) {
+		t.Fatalf("empty nats block: %+v, %v", cfg.NATS, err)
+	}
+
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "ck.creds"), []byte("x"), 0o600)
+	os.WriteFile(filepath.Join(dir, "ca.pem"), []byte("x"), 0o644)
+	src := `node_name = "alpha"
+cluster {
+  name = "blue"
+}
+nats {
+  url            = "tls://nats1.example.com:4222, tls://nats2.example.com:4222"
+  creds_file     = "ck.creds"
+  tls {
+    ca_file = "ca.pem"
+  }
+  subject_prefix = "acme.ck"
+  publish        = "all"
+  subscribe      = true
+  buffer_bytes   = 1024
+}
+`
+	path := filepath.Join(dir, "ckd.hcl")
+	os.WriteFile(path, []byte(src), 0o644)
+	cfg, err = LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	bc, ok := cfg.NATSBridge()
+	if !ok {
+		t.Fatal("no bridge config")
+	}
+	if len(bc.URLs) != 2 || bc.URLs[1] != "tls://nats2.example.com:4222" || bc.NodeName != "alpha" ||
+		bc.ClusterName != "blue" || bc.CredsFile != filepath.Join(dir, "ck.creds") ||
+		bc.CAFile != filepath.Join(dir, "ca.pem") || bc.Prefix != "acme.ck" || bc.Publish != "all" ||
+		!bc.Subscribe || bc.BufferBytes != 1024 || bc.QueueGroup != "" || bc.Name != "" {
+		t.Errorf("bridge config %+v", bc)
+	}
+}
+
+func TestNATSConfigErrors(t *testing.T) {
+	dir := t.TempDir()
+	open := filepath.Join(dir, "open.creds")
+	os.WriteFile(open, []byte("x"), 0o644)
+	for _, tc := range []struct{ name, src, want string }{
+		{"bad url", "nats {\n  url = \"http://x:1\"\n}\n", "test.hcl:2,3: nats.url: URL \"http://x:1\": scheme must be"},
+		{"off loopback", "nats {\n  url = \"nats://10.1.2.3:4222\"\n}\n", "nats.url: nats://10.1.2.3:4222 is not on loopback: use TLS"},
+		{"one of several off loopback", "nats {\n  url = \"nats://127.0.0.1:4222,nats://h.example.com:4222\"\n}\n", "nats.url: nats://h.example.com:4222 is not on loopback"},
+		{"bad publish", "nats {\n  publish = \"everything\"\n}\n", "test.hcl:2,3: nats.publish: must be off, local or all"},
+		{"no buffer", "nats {\n  buffer_bytes = 0\n}\n", "nats.buffer_bytes: must be more than 0, not 0"},
+		{"bad prefix", "nats {\n  subject_prefix = \"ck.>\"\n}\n", "nats.subject_prefix"},
+		{"queue group", "nats {\n  queue_group = \"a b\"\n}\n", "nats.queue_group: must not contain white space"},
+		{"creds readable", "nats {\n  creds_file = \"" + open + "\"\n}\n", "nats.creds_file: " + open + " is readable by other users (mode 0644)"},
+		{"creds missing", "nats {\n  creds_file = \"" + filepath.Join(dir, "none") + "\"\n}\n", "nats.creds_file: stat"},
+		{"cert without key", "nats {\n  tls {\n    cert_file = \"c.pem\"\n  }\n}\n", "nats.tls.cert_file: cert_file and key_file go together"},
+		{"missing ca", "nats {\n  tls {\n    ca_file = \"" + filepath.Join(dir, "none.pem") + "\"\n  }\n}\n", "test.hcl:3,5: nats.tls.ca_file: stat"},
+		{"unknown key", "nats {\n  colour = \"blue\"\n}\n", "test.hcl:2,3: Unsupported argument"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg, err := ParseConfig("test.hcl", []byte(tc.src))
+			if err == nil {
+				err = cfg.Validate()
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("error %v, want %q", err, tc.want)
+			}
+		})
+	}
+	for _, ok := range []string{
+		"nats {\n  url = \"nats://10.1.2.3:4222\"\n  insecure = true\n}\n",
+		"nats {\n  url = \"tls://nats.example.com:4222\"\n}\n",
+		"nats {\n  url = \"localhost:4222\"\n  publish = \"off\"\n  subscribe = true\n}\n",
+	} {
+		cfg, err := ParseConfig("test.hcl", []byte(ok))
+		if err == nil {
+			err = cfg.Validate()
+		}
+		if err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+}

@@ -28,6 +28,8 @@ func LoadConfig(path string) (Config, error) {
 // and to resolve relative hook script paths.
 func ParseConfig(name string, src []byte) (Config, error) {
 	cfg := DefaultConfig()
+	// A nats block is decoded over the defaults; without one, no bridge.
+	cfg.NATS = DefaultNATSConfig()
 	parser := hclparse.NewParser()
 	file, diags := parser.ParseHCL(src, name)
 	if diags.HasErrors() {
@@ -38,6 +40,9 @@ func ParseConfig(name string, src []byte) (Config, error) {
 	}
 	if cfg.Cluster == nil { // an absent block decodes to nil: keep the defaults
 		cfg.Cluster = DefaultConfig().Cluster
+	}
+	if !hasBlock(file.Body, "nats") {
+		cfg.NATS = nil
 	}
 	if abs, err := filepath.Abs(name); err == nil {
 		cfg.Dir = filepath.Dir(abs)
@@ -65,9 +70,24 @@ func diagError(diags hcl.Diagnostics) error {
 	return errors.New(strings.Join(msgs, "\n"))
 }
 
+// hasBlock reports whether the file's body has a top-level block of type.
+func hasBlock(body hcl.Body, typ string) bool {
+	sb, ok := body.(*hclsyntax.Body)
+	if !ok {
+		return false
+	}
+	for _, b := range sb.Blocks {
+		if b.Type == typ {
+			return true
+		}
+	}
+	return false
+}
+
 // attributeRanges maps each attribute's dotted field name (as Validate
-// names it: "max_value_size", "cluster.port", `hook["a/*"].timeout`) to
-// "file:line,col", so a FieldError can say where the bad value was written.
+// names it: "max_value_size", "cluster.port", `hook["a/*"].timeout`,
+// "nats.tls.ca_file") to "file:line,col", so a FieldError can say where the
+// bad value was written.
 func attributeRanges(body hcl.Body) map[string]string {
 	out := map[string]string{}
 	sb, ok := body.(*hclsyntax.Body)
@@ -75,18 +95,20 @@ func attributeRanges(body hcl.Body) map[string]string {
 		return out
 	}
 	pos := func(r hcl.Range) string { return fmt.Sprintf("%s:%d,%d", r.Filename, r.Start.Line, r.Start.Column) }
-	for name, a := range sb.Attributes {
-		out[name] = pos(a.SrcRange)
-	}
-	for _, b := range sb.Blocks {
-		prefix := b.Type
-		if b.Type == "hook" && len(b.Labels) == 1 {
-			prefix = fmt.Sprintf("hook[%q]", b.Labels[0])
+	var walk func(prefix string, body *hclsyntax.Body)
+	walk = func(prefix string, body *hclsyntax.Body) {
+		for name, a := range body.Attributes {
+			out[prefix+name] = pos(a.SrcRange)
 		}
-		out[prefix] = pos(b.DefRange())
-		for name, a := range b.Body.Attributes {
-			out[prefix+"."+name] = pos(a.SrcRange)
+		for _, b := range body.Blocks {
+			name := b.Type
+			if prefix == "" && b.Type == "hook" && len(b.Labels) == 1 {
+				name = fmt.Sprintf("hook[%q]", b.Labels[0])
+			}
+			out[prefix+name] = pos(b.DefRange())
+			walk(prefix+name+".", b.Body)
 		}
 	}
+	walk("", sb)
 	return out
 }

@@ -14,6 +14,8 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/cloudknowledge/ck/daemon/cluster"
+	"github.com/cloudknowledge/ck/daemon/natsbridge"
+	"github.com/cloudknowledge/ck/daemon/seal"
 	"github.com/cloudknowledge/ck/daemon/transport"
 	"github.com/cloudknowledge/ck/rpc"
 	"github.com/cloudknowledge/ck/store"
@@ -35,10 +37,15 @@ type Daemon struct {
 	ln      net.Listener
 	started time.Time
 
-	transport *transport.UDP
-	node      *cluster.Node
-	stopNode  context.CancelFunc
-	nodeDone  chan struct{}
+	transport  *transport.UDP
+	bridge     *natsbridge.Bridge // nil without a nats block
+	stopBridge context.CancelFunc
+	bridgeDone chan struct{}
+	ring       *seal.Keyring // nil without a cluster key
+	replay     *seal.Replay  // the datagram replay filter; nil without a key
+	node       *cluster.Node
+	stopNode   context.CancelFunc
+	nodeDone   chan struct{}
 
 	// loadConfig re-reads the configuration for Reload; nil disables reload.
 	loadConfig func() (Config, error)
@@ -104,6 +111,16 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 		d.store.Close()
 		return nil, err
 	}
+	if bc, ok := cfg.NATSBridge(); ok {
+		// Created before anything is served: it records the change-log
+		// index from which every later change is published.
+		if d.bridge, err = natsbridge.New(bc, d.store, backend{d}, log.Named("nats")); err != nil {
+			d.stopCluster()
+			d.ln.Close()
+			d.store.Close()
+			return nil, fmt.Errorf("nats: %w", err)
+		}
+	}
 	d.metrics = newMetrics(d)
 	apiLog := log.Named("api")
 	d.api = rpc.NewServer(backend{d}, apiLog, rpc.ServerOptions{
@@ -144,6 +161,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 			errc <- err
 		}
 	}()
+	if d.bridge != nil {
+		bctx, cancel := context.WithCancel(context.Background())
+		d.stopBridge, d.bridgeDone = cancel, make(chan struct{})
+		go func() {
+			defer close(d.bridgeDone)
+			if err := d.bridge.Run(bctx); err != nil {
+				d.log.Error("nats bridge", "error", err)
+			}
+		}()
+	}
 	go func() { errc <- d.api.Serve(d.ln) }()
 	var metricsSrv *http.Server
 	if d.cfg.MetricsAddr != "" {
@@ -186,6 +213,10 @@ func (d *Daemon) Close() error {
 			d.log.Warn("api shutdown", "error", err)
 		}
 		d.writes.Wait()
+		if d.stopBridge != nil { // publishes what was committed, then stops
+			d.stopBridge()
+			<-d.bridgeDone
+		}
 		d.stopCluster()
 		d.closeErr = d.store.Close()
 		d.hooks.Close()
@@ -200,10 +231,13 @@ func (d *Daemon) stopCluster() {
 	if d.stopNode != nil {
 		d.stopNode()
 		<-d.nodeDone
-		return
-	}
-	if d.transport != nil {
+	} else if d.transport != nil {
 		d.transport.Close()
+	}
+	if d.replay != nil {
+		if err := d.replay.Close(); err != nil { // saves the exact marks
+			d.log.Warn("saving replay marks", "error", err)
+		}
 	}
 }
 
@@ -235,8 +269,16 @@ func (d *Daemon) Reload(ctx context.Context) error {
 		d.log.Error("reload failed; the running configuration stays", "error", err)
 		return fmt.Errorf("reload: %w", err)
 	}
+	if _, err := loadKeyring(cfg.Cluster); err != nil {
+		d.log.Error("reload failed; the old keys and hooks stay in force", "error", err)
+		return fmt.Errorf("reload: %w", err)
+	}
 	if err := d.hooks.reload(cfg); err != nil {
 		d.log.Error("reload failed; the old hooks stay in force", "error", err)
+		return fmt.Errorf("reload: %w", err)
+	}
+	if err := d.reloadKeys(cfg); err != nil {
+		d.log.Error("reload: keys not changed", "error", err)
 		return fmt.Errorf("reload: %w", err)
 	}
 	if lvl := cfg.Level(); lvl != d.level {

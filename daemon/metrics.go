@@ -40,9 +40,20 @@ func newMetrics(d *Daemon) *metrics {
 			func() float64 { return float64(d.store.Keys()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ck_lamport", Help: "This node's Lamport clock."},
 			func() float64 { return float64(d.store.Lamport()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ck_insecure",
+			Help: "1 when the cluster runs without a key by the operator's choice (insecure = true)."},
+			func() float64 {
+				if d.cfg.Cluster.Insecure && d.ring == nil {
+					return 1
+				}
+				return 0
+			}),
 		newClusterCollector(d),
 		newHookCollector(d.hooks),
 	)
+	if d.bridge != nil {
+		reg.MustRegister(d.bridge.Collector())
+	}
 	return m
 }
 

@@ -26,6 +26,9 @@ func restartNeeded(old, cur Config) []string {
 		}
 	}
 	diff("", reflect.ValueOf(old), reflect.ValueOf(cur))
+	if !reflect.DeepEqual(old.NATS, cur.NATS) {
+		out = append(out, "nats")
+	}
 	if old.Cluster != nil && cur.Cluster != nil {
 		diff("cluster.", reflect.ValueOf(*old.Cluster), reflect.ValueOf(*cur.Cluster))
 	}

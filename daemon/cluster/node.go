@@ -12,6 +12,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/cloudknowledge/ck/daemon/seal"
 	"github.com/cloudknowledge/ck/daemon/transport"
 	"github.com/cloudknowledge/ck/daemon/wire"
 	"github.com/cloudknowledge/ck/store"
@@ -49,8 +50,11 @@ type Config struct {
 	QueryTimeout time.Duration // a fresh read's wait for answers; 0: 500ms
 	SyncInterval time.Duration // at most one sync per peer this often (jittered); 0: 1s
 	HookHash     func() string // the hook configuration's hash, for HELLO
-	Sealer       wire.Sealer   // nil: plaintext frames tagged with the cluster name
-	Logger       hclog.Logger
+	Sealer       wire.Sealer   // datagrams; nil: plaintext frames tagged with the cluster name
+	// Keyring, when set, seals every stream (seal.Client / seal.Server);
+	// frames inside a sealed stream then travel as plaintext frames.
+	Keyring *seal.Keyring
+	Logger  hclog.Logger
 }
 
 // Defaults of Config's optional durations (DESIGN §4).
@@ -77,7 +81,9 @@ type Node struct {
 	dupID   chan uint64  // the newer epoch of a node using our id (buffered 1)
 	dupOnce sync.Once
 
-	counter  atomic.Uint64 // frame counter within this epoch
+	counter  atomic.Uint64 // datagram frame counter within this epoch
+	scounter atomic.Uint64 // stream frame counter: apart, so streams never move datagram replay windows
+	plain    wire.Sealer   // frames inside streams: sealed by the stream itself when there is a key
 	applying chan struct{} // bounds concurrent applies of received records
 	wg       sync.WaitGroup
 	loggedMu sync.Mutex
@@ -109,6 +115,7 @@ func New(cfg Config, tr transport.Transport, st Store) *Node {
 		id:       st.NodeID(),
 		log:      cfg.Logger,
 		sealer:   s,
+		plain:    wire.Plaintext(cfg.Cluster),
 		members:  newMembers(cfg.Heartbeat, cfg.DeadAfter),
 		acks:     newAckTable(),
 		queries:  newQueryTable(),
@@ -212,6 +219,12 @@ func (n *Node) header() wire.Header {
 
 func (n *Node) encode(msg wire.Message) ([]byte, error) {
 	return wire.Encode(n.header(), msg, n.sealer)
+}
+
+// encodeStream frames a message for a stream.
+func (n *Node) encodeStream(msg wire.Message) ([]byte, error) {
+	h := wire.Header{Sender: n.id, Epoch: n.cfg.Epoch, Counter: n.scounter.Add(1)}
+	return wire.Encode(h, msg, n.plain)
 }
 
 func (n *Node) broadcast(msg wire.Message) {

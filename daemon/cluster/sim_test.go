@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/cloudknowledge/ck/daemon/seal"
 	"github.com/cloudknowledge/ck/daemon/transport"
 	"github.com/cloudknowledge/ck/daemon/transport/simnet"
 	"github.com/cloudknowledge/ck/store"
@@ -83,6 +84,7 @@ type simNode struct {
 	done   chan struct{}
 	runErr error
 	wrap   func(transport.Transport) transport.Transport // optional, set before start
+	key    []byte                                        // cluster key; nil: no encryption
 }
 
 var simHeartbeat = time.Second
@@ -143,10 +145,19 @@ func (sn *simNode) start(t *testing.T) {
 	if sn.wrap != nil {
 		tr = sn.wrap(tr)
 	}
-	sn.node = New(Config{
+	cfg := Config{
 		NodeName: sn.name, Cluster: "sim", Epoch: epoch, Heartbeat: simHeartbeat, DeadAfter: 30 * simHeartbeat,
 		MaxDatagram: 1200, TombstoneTTL: 168 * time.Hour, Logger: testLogger(sn.name),
-	}, tr, sn.st)
+	}
+	if sn.key != nil {
+		ring, err := seal.NewKeyring(sn.key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Keyring = ring
+		cfg.Sealer = seal.NewDatagram(ring, cfg.Cluster, seal.NewReplay(&seal.MemoryEpochs{}))
+	}
+	sn.node = New(cfg, tr, sn.st)
 	ctx, cancel := context.WithCancel(context.Background())
 	sn.cancel, sn.done = cancel, make(chan struct{})
 	go func() { defer close(sn.done); sn.runErr = sn.node.Run(ctx) }()

@@ -2,10 +2,12 @@ package cluster
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"time"
 
+	"github.com/cloudknowledge/ck/daemon/seal"
 	"github.com/cloudknowledge/ck/daemon/wire"
 	"github.com/cloudknowledge/ck/store"
 )
@@ -20,29 +22,82 @@ const streamIdle = 30 * time.Second
 // acceptStreams serves streams peers open to this node until the
 // transport closes.
 func (n *Node) acceptStreams(ctx context.Context) {
-	for c := range n.tr.Streams() {
+	for raw := range n.tr.Streams() {
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
+			c, peer, err := n.acceptStream(raw)
+			if err != nil {
+				raw.Close()
+				n.drop(wire.Reason(err), err)
+				return
+			}
 			defer c.Close()
-			n.serveStream(ctx, c)
+			n.serveStream(ctx, c, peer)
 		}()
 	}
 }
 
+// acceptStream runs the server side of the stream handshake when the
+// cluster has a key, and returns the peer it authenticated (zero without a
+// key: frames then name their sender themselves).
+func (n *Node) acceptStream(raw net.Conn) (net.Conn, store.NodeID, error) {
+	if n.cfg.Keyring == nil {
+		return raw, store.NodeID{}, nil
+	}
+	c, peer, err := seal.Server(raw, n.cfg.Keyring, n.id, n.cfg.Cluster)
+	if err != nil {
+		return nil, store.NodeID{}, err
+	}
+	return c, peer, nil
+}
+
+// dialStream opens a stream to addr and, with a key, runs the client side
+// of the handshake (peer zero: any member of the cluster).
+func (n *Node) dialStream(ctx context.Context, addr netip.AddrPort, peer store.NodeID) (net.Conn, error) {
+	raw, err := n.tr.Dial(ctx, addr)
+	if err != nil || n.cfg.Keyring == nil {
+		return raw, err
+	}
+	if d, ok := ctx.Deadline(); ok {
+		raw.SetDeadline(d)
+	}
+	c, err := seal.Client(raw, n.cfg.Keyring, n.id, peer, n.cfg.Cluster)
+	if err != nil {
+		raw.Close()
+		n.drop(wire.Reason(err), err)
+		return nil, err
+	}
+	return c, nil
+}
+
+// readStreamFrame reads and decodes one frame of a stream. On a sealed
+// stream the frame must name the peer the handshake authenticated.
+func (n *Node) readStreamFrame(c net.Conn, peer store.NodeID) (wire.Header, wire.Message, error) {
+	c.SetReadDeadline(time.Now().Add(streamIdle))
+	b, err := wire.ReadFrame(c, maxFrame)
+	if err != nil {
+		return wire.Header{}, nil, err
+	}
+	hdr, msg, err := wire.Decode(b, n.plain)
+	if err != nil {
+		n.drop(wire.Reason(err), err)
+		return hdr, nil, err
+	}
+	if !peer.IsZero() && hdr.Sender != peer {
+		n.drop("unexpected", nil)
+		return hdr, nil, fmt.Errorf("%w: a frame naming %s on a stream from %s", errUnexpected, hdr.Sender, peer)
+	}
+	return hdr, msg, nil
+}
+
 // serveStream answers requests on one stream until the peer closes it.
-func (n *Node) serveStream(ctx context.Context, c net.Conn) {
+func (n *Node) serveStream(ctx context.Context, c net.Conn, peer store.NodeID) {
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
 	for {
-		c.SetReadDeadline(time.Now().Add(streamIdle))
-		b, err := wire.ReadFrame(c, maxFrame)
+		hdr, msg, err := n.readStreamFrame(c, peer)
 		if err != nil {
-			return
-		}
-		hdr, msg, err := wire.Decode(b, n.sealer)
-		if err != nil {
-			n.drop(wire.Reason(err), err)
 			return
 		}
 		n.members.heard(hdr.Sender, time.Now())
@@ -66,7 +121,7 @@ func (n *Node) serveStream(ctx context.Context, c net.Conn) {
 			n.drop("unexpected", nil)
 			return
 		}
-		out, err := n.encode(reply)
+		out, err := n.encodeStream(reply)
 		if err != nil {
 			return
 		}
@@ -81,7 +136,7 @@ func (n *Node) serveStream(ctx context.Context, c net.Conn) {
 func (n *Node) fetch(ctx context.Context, holder netip.AddrPort, key string) (store.Record, bool) {
 	ctx, cancel := context.WithTimeout(ctx, fetchTimeout)
 	defer cancel()
-	c, err := n.tr.Dial(ctx, holder)
+	c, err := n.dialStream(ctx, holder, store.NodeID{})
 	if err != nil {
 		n.stats.fetchErrors.Add(1)
 		n.log.Debug("fetch: dial", "holder", holder, "error", err)
@@ -90,7 +145,7 @@ func (n *Node) fetch(ctx context.Context, holder netip.AddrPort, key string) (st
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
-	req, err := n.encode(&wire.Fetch{Key: key})
+	req, err := n.encodeStream(&wire.Fetch{Key: key})
 	if err == nil {
 		err = wire.WriteFrame(c, req)
 	}
@@ -103,7 +158,7 @@ func (n *Node) fetch(ctx context.Context, holder netip.AddrPort, key string) (st
 		n.log.Debug("fetch", "holder", holder, "key", key, "error", err)
 		return store.Record{}, false
 	}
-	_, msg, err := wire.Decode(b, n.sealer)
+	_, msg, err := wire.Decode(b, n.plain)
 	reply, ok := msg.(*wire.FetchReply)
 	if err != nil || !ok || !reply.Found || reply.Record == nil || reply.Record.Key != key {
 		n.stats.fetchErrors.Add(1)

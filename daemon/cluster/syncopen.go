@@ -47,7 +47,7 @@ func (n *Node) runOpener(ctx context.Context, peer Member, onRecv func(int)) (*s
 	defer cancel()
 	s := &session{n: n, ctx: ctx, peer: peer.ID, onRecv: onRecv}
 	dctx, dcancel := context.WithTimeout(ctx, dialTimeout)
-	c, err := n.tr.Dial(dctx, peer.Addr)
+	c, err := n.dialStream(dctx, peer.Addr, peer.ID)
 	dcancel()
 	if err != nil {
 		return s, err

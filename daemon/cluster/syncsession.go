@@ -45,7 +45,7 @@ type session struct {
 }
 
 func (s *session) send(msg wire.Message) error {
-	b, err := s.n.encode(msg)
+	b, err := s.n.encodeStream(msg)
 	if err != nil {
 		return err
 	}
@@ -55,21 +55,8 @@ func (s *session) send(msg wire.Message) error {
 
 // read returns the next message, which must come from the session's peer.
 func (s *session) read() (wire.Message, error) {
-	s.c.SetReadDeadline(time.Now().Add(streamIdle))
-	b, err := wire.ReadFrame(s.c, maxFrame)
-	if err != nil {
-		return nil, err
-	}
-	hdr, msg, err := wire.Decode(b, s.n.sealer)
-	if err != nil {
-		s.n.drop(wire.Reason(err), err)
-		return nil, err
-	}
-	if hdr.Sender != s.peer {
-		s.n.drop("unexpected", nil)
-		return nil, fmt.Errorf("%w: a frame from %s in a session with %s", errUnexpected, hdr.Sender, s.peer)
-	}
-	return msg, nil
+	_, msg, err := s.n.readStreamFrame(s.c, s.peer)
+	return msg, err
 }
 
 // readTurn reads the peer's turn up to its SYNC_DONE, applying the records

@@ -1,0 +1,122 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/cloudknowledge/ck/rpc"
+)
+
+// TestNATSBridge runs a real ckd with a nats block against an embedded
+// nats-server: ckctl writes show up on NATS subjects with their headers,
+// writes sent to NATS land in the store (and answer with the record), and
+// ckctl status shows the bridge connected.
+func TestNATSBridge(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real daemon; skipped with -short")
+	}
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server did not start")
+	}
+	defer ns.Shutdown()
+
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "ckd.sock")
+	cfg := filepath.Join(dir, "ckd.hcl")
+	hcl := fmt.Sprintf(`cluster {
+  name = "nats-%08x"
+  port = %d
+}
+nats {
+  url       = %q
+  subscribe = true
+}
+`, rand.Uint32(), 20000+rand.IntN(40000), ns.ClientURL())
+	if err := os.WriteFile(cfg, []byte(hcl), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(filepath.Join(binDir, "ckd"), "-config", cfg, "-data-dir", filepath.Join(dir, "data"), "-socket", sock, "-node-name", "n1")
+	logf, _ := os.Create(filepath.Join(dir, "ckd.log"))
+	defer logf.Close()
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() { cmd.Process.Signal(os.Interrupt); <-exited }()
+	if err := awaitHealthy(sock, exited, 15*time.Second); err != nil {
+		b, _ := os.ReadFile(filepath.Join(dir, "ckd.log"))
+		t.Fatalf("ckd: %v\n%s", err, b)
+	}
+
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	msgs := make(chan *nats.Msg, 16)
+	if _, err := nc.ChanSubscribe("ck.kv.>", msgs); err != nil {
+		t.Fatal(err)
+	}
+	nc.Flush()
+	c := rpc.NewClient(sock)
+	ctx := context.Background()
+	waitState(t, c, "connected")
+
+	rec, err := c.Put(ctx, "app/with space", []byte("v1"), rpc.WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case m := <-msgs:
+		if m.Subject != "ck.kv.app.with~20space" || string(m.Data) != "v1" || m.Header.Get("Ck-Op") != "set" ||
+			m.Header.Get("Ck-Version") != fmt.Sprint(rec.Version) || m.Header.Get("Ck-Origin") != rec.Origin {
+			t.Errorf("published %s %q %v", m.Subject, m.Data, m.Header)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no message on ck.kv.> for a ckctl write")
+	}
+
+	reply, err := nc.Request("ck.set.from.nats", []byte("hello"), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got rpc.Record
+	if err := json.Unmarshal(reply.Data, &got); err != nil || got.Key != "from/nats" || string(got.Value) != "hello" {
+		t.Errorf("reply %s (%v)", reply.Data, err)
+	}
+	if v, _, _, err := c.GetRaw(ctx, "from/nats", false); err != nil || string(v) != "hello" {
+		t.Errorf("get from/nats = %q, %v", v, err)
+	}
+}
+
+func waitState(t *testing.T, c *rpc.Client, want string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		st, err := c.Status(context.Background())
+		if err == nil && st.NATS == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nats state %q (%v), want %q", st.NATS, err, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
