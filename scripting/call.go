@@ -69,7 +69,7 @@ func (e *Engine) dispatch(parent context.Context, req *request) response {
 	if err := parent.Err(); err != nil { // do not spend a state on it
 		return response{err: fmt.Errorf("%w: %s: %w", ErrHook, req.hook.Script, err)}
 	}
-	s, err := e.pool.get(parent)
+	s, err := e.pool.get(parent, req.hook.Timeout)
 	if err != nil {
 		return response{err: fmt.Errorf("%w: %s: %w", ErrHook, req.hook.Script, err)}
 	}

@@ -46,17 +46,20 @@ type pool struct {
 	closed bool
 }
 
-// poolWait bounds how long a call waits for a busy pool: far above the
-// microseconds an ordinary call holds a state, far below a hook timeout.
-const poolWait = 10 * time.Millisecond
+// poolWait bounds how long a call waits for a busy pool (the call's own
+// timeout bounds it too): far above what ordinary calls hold a state for,
+// even on a loaded machine, yet short enough that runaway scripts fail the
+// calls behind them quickly rather than queue them.
+const poolWait = 100 * time.Millisecond
 
 func newPool(e *Engine, size int) *pool {
 	return &pool{eng: e, size: size, freed: make(chan struct{})}
 }
 
 // get returns an idle state, or creates one if the pool has room; when
-// every state is busy it waits up to poolWait (or until ctx ends) for one.
-func (p *pool) get(ctx context.Context) (*state, error) {
+// every state is busy it waits for one up to poolWait or timeout, whichever
+// is shorter, or until ctx ends.
+func (p *pool) get(ctx context.Context, timeout time.Duration) (*state, error) {
 	var timer *time.Timer
 	for {
 		s, freed, err := p.tryGet()
@@ -64,7 +67,7 @@ func (p *pool) get(ctx context.Context) (*state, error) {
 			return s, err
 		}
 		if timer == nil {
-			timer = time.NewTimer(poolWait)
+			timer = time.NewTimer(min(poolWait, timeout))
 			defer timer.Stop()
 		}
 		select {
