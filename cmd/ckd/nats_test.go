@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -8,6 +9,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -104,6 +107,55 @@ nats {
 	if v, _, _, err := c.GetRaw(ctx, "from/nats", false); err != nil || string(v) != "hello" {
 		t.Errorf("get from/nats = %q, %v", v, err)
 	}
+	checkSubscriberExample(t, ns.ClientURL(), c)
+}
+
+// checkSubscriberExample runs examples/nats/subscriber and checks that it
+// prints a change made with the API.
+func checkSubscriberExample(t *testing.T, url string, c *rpc.Client) {
+	bin := filepath.Join(t.TempDir(), "subscriber")
+	if out, err := exec.Command("go", "build", "-o", bin, "../../examples/nats/subscriber").CombinedOutput(); err != nil {
+		t.Fatalf("building the subscriber example: %v\n%s", err, out)
+	}
+	var out syncBuffer
+	sub := exec.Command(bin, "-url", url)
+	sub.Stdout, sub.Stderr = &out, &out
+	if err := sub.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { sub.Process.Kill(); sub.Wait() }()
+	want := `set example/greeting version=`
+	for deadline := time.Now().Add(15 * time.Second); !strings.Contains(out.String(), want); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the subscriber example printed %q, want a line with %q", out.String(), want)
+		}
+		// Until the example has subscribed, changes pass it by: write again.
+		if _, err := c.Put(context.Background(), "example/greeting", []byte("hi"), rpc.WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.Contains(out.String(), `value="hi"`) {
+		t.Errorf("the subscriber example printed %q", out.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a process writing while a test reads.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func waitState(t *testing.T, c *rpc.Client, want string) {
