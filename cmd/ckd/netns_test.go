@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudknowledge/ck/daemon/seal"
 	"github.com/cloudknowledge/ck/daemon/transport/netlab"
 	"github.com/cloudknowledge/ck/rpc"
 )
@@ -157,10 +158,12 @@ func TestHostsReplicate(t *testing.T) {
 	}
 }
 
-// TestHostsPartitionHeal cuts one host's link, writes on both sides (one
-// key on both, others on one side only), restores the link, and waits for
-// every host to converge: the key written on both sides holds the
-// set_union merge of examples/hooks everywhere.
+// TestHostsPartitionHeal runs three hosts in multicast mode with a cluster
+// key, and a fourth host with another key; it cuts one host's link, writes
+// on both sides (one key on both, others on one side only), restores the
+// link, and waits for every host to converge: the key written on both
+// sides holds the set_union merge of examples/hooks everywhere. The host
+// with the wrong key learns nothing and changes nothing.
 func TestHostsPartitionHeal(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real daemons in network namespaces; skipped with -short")
@@ -169,12 +172,14 @@ func TestHostsPartitionHeal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	lab := netlab.New(t, "h1", "h2", "h3")
-	hcl := fmt.Sprintf(`cluster {
-  name          = "heal-%08x"
+	lab := netlab.New(t, "h1", "h2", "h3", "h4")
+	name, port := fmt.Sprintf("heal-%08x", rand.Uint32()), 20000+rand.IntN(40000)
+	hcl := func(key string) string {
+		return fmt.Sprintf(`cluster {
+  name          = %q
   interface     = "ck0"
   port          = %d
-  insecure      = true
+  encrypt       = %q
   heartbeat     = "200ms"
   dead_after    = "2s"
   sync_interval = "200ms"
@@ -182,11 +187,14 @@ func TestHostsPartitionHeal(t *testing.T) {
 hook "sets/*" {
   script = %q
 }
-`, rand.Uint32(), 20000+rand.IntN(40000), union)
+`, name, port, key, union)
+	}
+	key := seal.GenerateKey()
 	var nodes []*hostNode
 	for _, h := range []string{"h1", "h2", "h3"} {
-		nodes = append(nodes, startOnHost(t, lab, h, hcl))
+		nodes = append(nodes, startOnHost(t, lab, h, hcl(key)))
 	}
+	intruder := startOnHost(t, lab, "h4", hcl(seal.GenerateKey()))
 	awaitMembers(t, 3, nodes...)
 	ctx := context.Background()
 	put := func(n *hostNode, key, value string) {
@@ -201,26 +209,24 @@ hook "sets/*" {
 	put(nodes[2], "sets/tags", `["from-h3"]`)
 	put(nodes[1], "one/h2", "only on the majority side")
 	put(nodes[2], "one/h3", "only on the cut host")
+	put(intruder, "sets/tags", `["forged"]`)
+	put(intruder, "one/h2", "forged")
 	lab.Restore("h3")
 	want := map[string]string{
 		"sets/tags": `["from-h1","from-h3"]`,
 		"one/h2":    "only on the majority side",
 		"one/h3":    "only on the cut host",
 	}
-	deadline := time.Now().Add(30 * time.Second)
 	for _, n := range nodes {
 		for key, v := range want {
-			for {
-				got, _, _, err := n.client().GetRaw(ctx, key, false)
-				if err == nil && string(got) == v {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("%s: %s = %q (err %v), want %q after the heal", n.name, key, got, err, v)
-				}
-				time.Sleep(100 * time.Millisecond)
-			}
+			awaitValue(t, n, key, v)
 		}
+	}
+	if _, _, _, err := intruder.client().GetRaw(ctx, "one/h3", false); !errors.Is(err, rpc.ErrNotFound) {
+		t.Errorf("the host with another key learned a value: %v", err)
+	}
+	if ms, _ := nodes[0].client().Members(ctx); len(ms) != 3 {
+		t.Errorf("h1 lists %d members, want 3 (not the host with another key)", len(ms))
 	}
 }
 
