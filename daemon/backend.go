@@ -26,13 +26,17 @@ var _ rpc.Backend = backend{}
 const maxListLimit = 10000
 
 func (b backend) Get(ctx context.Context, key string, opts rpc.GetOptions) (rpc.Record, rpc.ReadInfo, error) {
+	release, err := b.d.enter()
+	if err != nil {
+		return rpc.Record{}, rpc.ReadInfo{}, err
+	}
+	defer release()
 	info := rpc.ReadInfo{Fresh: opts.Fresh, Syncing: b.d.node.Bootstrapping()}
 	if err := store.ValidateKey(key); err != nil {
 		return rpc.Record{}, info, apiError(err)
 	}
 	var rec store.Record
 	var found bool
-	var err error
 	if opts.Fresh {
 		var res cluster.FreshResult
 		res, err = b.d.node.FreshGet(ctx, key, 0)
@@ -56,15 +60,26 @@ func (b backend) Get(ctx context.Context, key string, opts rpc.GetOptions) (rpc.
 }
 
 func (b backend) Put(ctx context.Context, key string, value []byte, opts rpc.WriteOptions) (rpc.Record, error) {
+	release, err := b.d.enter()
+	if err != nil {
+		return rpc.Record{}, err
+	}
+	defer release()
 	return b.write(ctx, key, value, false, opts)
 }
 
 func (b backend) Delete(ctx context.Context, key string, opts rpc.WriteOptions) (rpc.Record, error) {
+	release, err := b.d.enter()
+	if err != nil {
+		return rpc.Record{}, err
+	}
+	defer release()
 	return b.write(ctx, key, nil, true, opts)
 }
 
 // write is the path of every local write (API, import --as-new): key and
-// size checks, on_set, the durable commit, then the wait for peers.
+// size checks, on_set, the durable commit, then the wait for peers. The
+// caller has entered (Daemon.enter).
 func (b backend) write(ctx context.Context, key string, value []byte, del bool, opts rpc.WriteOptions) (rpc.Record, error) {
 	if err := b.d.beginWrite(); err != nil {
 		return rpc.Record{}, err
@@ -134,6 +149,11 @@ func (b backend) awaitPeers(ctx context.Context, rec store.Record, opts rpc.Writ
 }
 
 func (b backend) List(ctx context.Context, opts rpc.ListOptions) (rpc.ListResponse, error) {
+	release, err := b.d.enter()
+	if err != nil {
+		return rpc.ListResponse{}, err
+	}
+	defer release()
 	limit := opts.Limit
 	if limit <= 0 || limit > maxListLimit {
 		limit = 1000
@@ -156,23 +176,46 @@ func (b backend) List(ctx context.Context, opts rpc.ListOptions) (rpc.ListRespon
 }
 
 func (b backend) Watch(ctx context.Context, prefix string, since uint64, fromNow bool, fn func(rpc.Event) error) error {
-	err := b.d.store.Watch(ctx, prefix, since, fromNow, func(e store.Event) error {
+	release, err := b.d.enter()
+	if err != nil {
+		return err
+	}
+	defer release()
+	err = b.d.store.Watch(ctx, prefix, since, fromNow, func(e store.Event) error {
 		return fn(rpc.Event{Index: e.Index, Op: string(e.Op), Key: e.Key, Version: e.Version, Origin: e.Origin.String()})
 	})
-	return apiError(err)
+	return b.d.ended(apiError(err))
 }
 
 func (b backend) Export(ctx context.Context, prefix string, fn func(rpc.Record) error) error {
-	return apiError(b.d.store.Scan(prefix, func(r store.Record) error {
+	release, err := b.d.enter()
+	if err != nil {
+		return err
+	}
+	defer release()
+	return b.d.ended(apiError(b.d.store.Scan(prefix, func(r store.Record) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		return fn(toRPC(r, true))
-	}))
+	})))
+}
+
+// ended says why a stream ended when a rejoin closed the store under it.
+func (d *Daemon) ended(err error) error {
+	if errors.Is(err, rpc.ErrShuttingDown) && d.rejoining.Load() && !d.stopping.Load() {
+		return errRejoining
+	}
+	return err
 }
 
 func (b backend) Import(ctx context.Context, asNew bool, next func() (rpc.Record, error)) (rpc.ImportResult, error) {
 	var res rpc.ImportResult
+	release, err := b.d.enter()
+	if err != nil {
+		return res, err
+	}
+	defer release()
 	for {
 		r, err := next()
 		if errors.Is(err, io.EOF) {
@@ -213,22 +256,70 @@ func (b backend) importOne(ctx context.Context, r rpc.Record, asNew bool) (bool,
 }
 
 func (b backend) Members(context.Context) ([]rpc.Member, error) {
+	release, err := b.d.enter()
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	now := time.Now()
 	var out []rpc.Member
 	for _, m := range b.d.node.Members() {
-		rm := rpc.Member{
-			ID: m.ID.String(), Name: m.Name, Addr: m.Addr.String(), State: string(m.State),
-			Keys: m.Keys, Lamport: m.Lamport, Self: m.Self,
-		}
-		if !m.Self {
-			rm.LastHeardMS = now.Sub(m.LastHeard).Milliseconds()
-		}
-		out = append(out, rm)
+		out = append(out, memberRow(m, now))
 	}
 	return out, nil
 }
 
+func memberRow(m cluster.Member, now time.Time) rpc.Member {
+	rm := rpc.Member{
+		ID: m.ID.String(), Name: m.Name, Addr: m.Addr.String(), State: string(m.State),
+		Keys: m.Keys, Lamport: m.Lamport, Self: m.Self,
+	}
+	if !m.Self {
+		rm.LastHeardMS = now.Sub(m.LastHeard).Milliseconds()
+	}
+	return rm
+}
+
+// Trust lifts a quarantined peer's quarantine (ckctl members trust ID):
+// an unknown id is not_found, a peer that is not quarantined bad_request.
+func (b backend) Trust(ctx context.Context, id string) (rpc.Member, error) {
+	release, err := b.d.enter()
+	if err != nil {
+		return rpc.Member{}, err
+	}
+	defer release()
+	nid, err := store.ParseNodeID(id)
+	if err != nil {
+		return rpc.Member{}, rpc.Errorf(rpc.ErrBadRequest, "%v", err)
+	}
+	if nid == b.d.store.NodeID() {
+		return rpc.Member{}, rpc.Errorf(rpc.ErrBadRequest, "%s is this node: trust it on the peer that quarantines it", id)
+	}
+	switch err := b.d.node.Trust(nid); {
+	case errors.Is(err, cluster.ErrUnknownPeer):
+		return rpc.Member{}, rpc.Errorf(rpc.ErrNotFound, "no peer %s: this node has never heard of it", id)
+	case errors.Is(err, cluster.ErrNotQuarantined):
+		return rpc.Member{}, rpc.Errorf(rpc.ErrBadRequest, "peer %s is not quarantined: nothing to trust", id)
+	case err != nil:
+		return rpc.Member{}, err
+	}
+	now := time.Now()
+	for _, m := range b.d.node.Members() {
+		if m.ID == nid {
+			return memberRow(m, now), nil
+		}
+	}
+	return rpc.Member{ID: id, State: string(cluster.Gone)}, nil // remembered, not heard since start
+}
+
+func (b backend) Rejoin(ctx context.Context) (rpc.RejoinResult, error) { return b.d.Rejoin(ctx) }
+
 func (b backend) Status(context.Context) (rpc.Status, error) {
+	release, err := b.d.enter()
+	if err != nil {
+		return rpc.Status{}, err
+	}
+	defer release()
 	d := b.d
 	root := d.store.Root()
 	return rpc.Status{
@@ -273,6 +364,11 @@ func (b backend) Health(context.Context) error {
 	if b.d.stopping.Load() {
 		return rpc.ErrShuttingDown
 	}
+	release, err := b.d.enter()
+	if err != nil {
+		return err
+	}
+	defer release()
 	if b.d.node.Bootstrapping() {
 		return rpc.ErrSyncing
 	}
@@ -280,6 +376,11 @@ func (b backend) Health(context.Context) error {
 }
 
 func (b backend) Reload(ctx context.Context) error {
+	release, err := b.d.enter()
+	if err != nil {
+		return err
+	}
+	defer release()
 	if err := b.d.Reload(ctx); err != nil {
 		return rpc.Errorf(rpc.ErrBadRequest, "%v", err)
 	}

@@ -38,6 +38,7 @@ func (d *Daemon) startCluster(epoch uint64) error {
 	hb, _ := time.ParseDuration(cl.Heartbeat)
 	dead, _ := time.ParseDuration(cl.DeadAfter)
 	ttl, _ := time.ParseDuration(cl.TombstoneTTL)
+	purge, _ := time.ParseDuration(cl.PurgeLogTTL)
 	query, _ := time.ParseDuration(cl.QueryTimeout)
 	syncEvery, _ := time.ParseDuration(cl.SyncInterval)
 	d.node = cluster.New(cluster.Config{
@@ -48,6 +49,8 @@ func (d *Daemon) startCluster(epoch uint64) error {
 		DeadAfter:    dead,
 		MaxDatagram:  cl.MaxDatagram,
 		TombstoneTTL: ttl,
+		PurgeLogTTL:  purge,
+		Peers:        d.peers,
 		QueryTimeout: query,
 		SyncInterval: syncEvery,
 		HookHash:     d.hooks.Hash,

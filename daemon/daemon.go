@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,6 +47,19 @@ type Daemon struct {
 	node       *cluster.Node
 	stopNode   context.CancelFunc
 	nodeDone   chan struct{}
+	peers      *peerFile // when this node was last in sync with each peer
+
+	// errc ends Run: a server's error, or a node that had to stop.
+	errc chan error
+
+	// A rejoin (rejoin.go) replaces the store, the node and the transport.
+	// API calls hold swapMu shared (enter) while they use them, and are
+	// refused while rejoining is set; the rejoin takes swapMu to swap.
+	swapMu    sync.RWMutex
+	rejoining atomic.Bool
+	rejoinMu  sync.Mutex         // one rejoin at a time; Close waits for it
+	life      context.Context    // ends when Close starts: interrupts a rejoin
+	endLife   context.CancelFunc // ends life
 
 	// loadConfig re-reads the configuration for Reload; nil disables reload.
 	loadConfig func() (Config, error)
@@ -76,7 +90,9 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 	if log == nil {
 		log = NewLogger(cfg, os.Stderr)
 	}
-	d := &Daemon{cfg: cfg, log: log, level: cfg.Level(), loadConfig: opts.LoadConfig, started: time.Now()}
+	d := &Daemon{cfg: cfg, log: log, level: cfg.Level(), loadConfig: opts.LoadConfig, started: time.Now(),
+		errc: make(chan error, 4)}
+	d.life, d.endLife = context.WithCancel(context.Background())
 	hooks, err := loadHooks(cfg, log.Named("hooks"), d.localGet)
 	if err != nil {
 		return nil, err
@@ -85,18 +101,16 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	d.store, err = store.Open(cfg.StorePath(), store.Options{
-		Logger:       log.Named("store"),
-		Resolver:     conflictResolver{d.hooks},
-		WatchHistory: cfg.WatchHistory,
-		MaxValueSize: cfg.MaxValueSize,
-		LockTimeout:  time.Second,
-	})
+	d.store, err = store.Open(cfg.StorePath(), d.storeOptions())
 	if errors.Is(err, store.ErrLocked) {
 		return nil, fmt.Errorf("%w: data dir %s is in use (its store is locked by another process)", ErrAlreadyRunning, cfg.DataDir)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("store %s: %w", cfg.StorePath(), err)
+	}
+	if err := d.openPeers(); err != nil {
+		d.store.Close()
+		return nil, err
 	}
 	if err := d.listen(); err != nil {
 		d.store.Close()
@@ -133,6 +147,16 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 	return d, nil
 }
 
+func (d *Daemon) storeOptions() store.Options {
+	return store.Options{
+		Logger:       d.log.Named("store"),
+		Resolver:     conflictResolver{d.hooks},
+		WatchHistory: d.cfg.WatchHistory,
+		MaxValueSize: d.cfg.MaxValueSize,
+		LockTimeout:  time.Second,
+	}
+}
+
 func (d *Daemon) listen() error {
 	mode, _ := d.cfg.SocketFileMode()
 	ln, err := rpc.Listen(d.cfg.Socket, mode, d.cfg.SocketGroup)
@@ -150,17 +174,8 @@ func (d *Daemon) listen() error {
 // then stops gracefully. It returns the first serving error, or nil after a
 // clean stop.
 func (d *Daemon) Run(ctx context.Context) error {
-	errc := make(chan error, 3)
-	nodeCtx, stopNode := context.WithCancel(context.Background())
-	d.stopNode, d.nodeDone = stopNode, make(chan struct{})
-	go func() {
-		defer close(d.nodeDone)
-		// The node stops by itself only when it must: another process
-		// runs with this node's id (a copied data dir).
-		if err := d.node.Run(nodeCtx); err != nil {
-			errc <- err
-		}
-	}()
+	errc := d.errc
+	d.runNode()
 	if d.bridge != nil {
 		bctx, cancel := context.WithCancel(context.Background())
 		d.stopBridge, d.bridgeDone = cancel, make(chan struct{})
@@ -204,6 +219,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 func (d *Daemon) Close() error {
 	d.closeOnce.Do(func() {
 		d.log.Info("stopping")
+		d.endLife() // interrupts a rejoin
 		d.writesMu.Lock()
 		d.stopping.Store(true)
 		d.writesMu.Unlock()
@@ -212,6 +228,8 @@ func (d *Daemon) Close() error {
 		if err := d.api.Shutdown(ctx); err != nil {
 			d.log.Warn("api shutdown", "error", err)
 		}
+		d.rejoinMu.Lock() // a rejoin has put its store and node in place
+		defer d.rejoinMu.Unlock()
 		d.writes.Wait()
 		if d.stopBridge != nil { // publishes what was committed, then stops
 			d.stopBridge()
@@ -225,12 +243,31 @@ func (d *Daemon) Close() error {
 	return d.closeErr
 }
 
+// runNode runs the protocol node until stopCluster.
+func (d *Daemon) runNode() {
+	ctx, stop := context.WithCancel(context.Background())
+	node, done := d.node, make(chan struct{})
+	d.stopNode, d.nodeDone = stop, done
+	go func() {
+		defer close(done)
+		// The node stops by itself only when it must: another process
+		// runs with this node's id (a copied data dir).
+		if err := node.Run(ctx); err != nil {
+			select {
+			case d.errc <- err:
+			default:
+			}
+		}
+	}()
+}
+
 // stopCluster says BYE and closes the transport; without Run, it only
 // closes the transport.
 func (d *Daemon) stopCluster() {
 	if d.stopNode != nil {
 		d.stopNode()
 		<-d.nodeDone
+		d.stopNode = nil
 	} else if d.transport != nil {
 		d.transport.Close()
 	}
@@ -241,14 +278,49 @@ func (d *Daemon) stopCluster() {
 	}
 }
 
-// beginWrite registers an in-flight write, or refuses it once stopping.
+// beginWrite registers an in-flight write, or refuses it once stopping
+// or rejoining.
 func (d *Daemon) beginWrite() error {
 	d.writesMu.Lock()
 	defer d.writesMu.Unlock()
 	if d.stopping.Load() {
 		return rpc.ErrShuttingDown
 	}
+	if d.rejoining.Load() {
+		return errRejoining
+	}
 	d.writes.Add(1)
+	return nil
+}
+
+// errRejoining answers API calls while a rejoin runs.
+var errRejoining = rpc.Errorf(rpc.ErrSyncing, "rejoining the cluster (ckctl rejoin): try again when it is done")
+
+// enter admits an API call that uses the store or the node: it returns
+// errRejoining while a rejoin runs, else a release the caller must call
+// when it is done with them.
+func (d *Daemon) enter() (release func(), err error) {
+	if d.rejoining.Load() {
+		return nil, errRejoining
+	}
+	d.swapMu.RLock()
+	if d.rejoining.Load() {
+		d.swapMu.RUnlock()
+		return nil, errRejoining
+	}
+	return d.swapMu.RUnlock, nil
+}
+
+// openPeers opens the peer book of the store's node.
+func (d *Daemon) openPeers() error {
+	pf, ignored, err := openPeerFile(filepath.Join(d.cfg.DataDir, peersFileName), d.store.NodeID())
+	if err != nil {
+		return fmt.Errorf("peer book: %w", err)
+	}
+	if !ignored.IsZero() {
+		d.log.Warn("ignoring a peer book written for another node id", "file", pf.path, "its_node", ignored)
+	}
+	d.peers = pf
 	return nil
 }
 
@@ -293,7 +365,11 @@ func (d *Daemon) Reload(ctx context.Context) error {
 }
 
 // NodeID is this node's id.
-func (d *Daemon) NodeID() store.NodeID { return d.store.NodeID() }
+func (d *Daemon) NodeID() store.NodeID {
+	d.swapMu.RLock()
+	defer d.swapMu.RUnlock()
+	return d.store.NodeID()
+}
 
 // NewLogger is the daemon's logger per the config: leveled, text or JSON.
 func NewLogger(cfg Config, w *os.File) hclog.Logger {

@@ -10,4 +10,8 @@
 // finish, the API closes, the store is flushed and closed. No write that was
 // acknowledged is lost, because every write is acknowledged only once it is
 // durable in the store.
+//
+// Rejoin (rejoin.go) is the one operation that replaces the store and the
+// node while the daemon runs; API calls hold a shared lock while they use
+// them and are refused with 503 syncing while it runs.
 package daemon

@@ -37,16 +37,18 @@ func newMetrics(d *Daemon) *metrics {
 	reg.MustRegister(m.reads, m.writes, m.writeErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ck_keys", Help: "Live keys in the store."},
-			func() float64 { return float64(d.store.Keys()) }),
+			func() float64 { return d.gauge(func() uint64 { return d.store.Keys() }) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ck_lamport", Help: "This node's Lamport clock."},
-			func() float64 { return float64(d.store.Lamport()) }),
+			func() float64 { return d.gauge(d.lamport) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ck_insecure",
 			Help: "1 when the cluster runs without a key by the operator's choice (insecure = true)."},
 			func() float64 {
-				if d.cfg.Cluster.Insecure && d.ring == nil {
-					return 1
-				}
-				return 0
+				return d.gauge(func() uint64 {
+					if d.cfg.Cluster.Insecure && d.ring == nil {
+						return 1
+					}
+					return 0
+				})
 			}),
 		newClusterCollector(d),
 		newHookCollector(d.hooks),
@@ -56,6 +58,16 @@ func newMetrics(d *Daemon) *metrics {
 	}
 	return m
 }
+
+// gauge reads a value of the store or the node, which a rejoin may be
+// swapping (swapMu).
+func (d *Daemon) gauge(f func() uint64) float64 {
+	d.swapMu.RLock()
+	defer d.swapMu.RUnlock()
+	return float64(f())
+}
+
+func (d *Daemon) lamport() uint64 { return d.store.Lamport() }
 
 // writeFailed counts a refused write by its API code and returns err.
 func (m *metrics) writeFailed(op string, err error) error {

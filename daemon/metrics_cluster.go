@@ -48,6 +48,8 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v uint64, label string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), label)
 	}
+	c.d.swapMu.RLock() // a rejoin swaps the transport and the node
+	defer c.d.swapMu.RUnlock()
 	if c.d.transport != nil {
 		t := c.d.transport.Stats()
 		counter(c.datagrams, t.DatagramsSent, "sent")

@@ -42,6 +42,15 @@ type Backend interface {
 	Health(ctx context.Context) error
 	// Reload re-reads the reloadable configuration (hooks, keyring, log level).
 	Reload(ctx context.Context) error
+	// Trust lifts the quarantine of the peer with node id id (DESIGN §3,
+	// Long separations) and returns its member row: ErrNotFound for an id
+	// the node has never heard of, ErrBadRequest for a peer that is not
+	// quarantined.
+	Trust(ctx context.Context, id string) (Member, error)
+	// Rejoin moves this node's data aside, bootstraps from its peers and
+	// re-applies its own writes made since it was last in sync. It may take
+	// as long as a bootstrap; other calls answer ErrSyncing meanwhile.
+	Rejoin(ctx context.Context) (RejoinResult, error)
 	// Metrics serves the Prometheus text format.
 	Metrics() http.Handler
 }

@@ -59,7 +59,10 @@ func NewClient(socket string) *Client {
 			}
 			return c, nil
 		},
-		MaxIdleConnsPerHost: 8,
+		// Every goroutine sharing the client keeps its connection: with
+		// fewer idle slots than concurrent callers, each answer would
+		// close a connection and the next call dial a new one.
+		MaxIdleConnsPerHost: 64,
 		DisableCompression:  true, // same machine: compression only costs
 	}
 	// No overall timeout: watches last until their context ends.
@@ -89,6 +92,9 @@ func (c *Client) Close() error {
 // url.PathEscape, so the server decodes exactly the key's bytes ("%", "?",
 // "#", spaces, "..") while the slashes stay readable in logs.
 func keyPath(key string) string {
+	if !strings.ContainsFunc(key, needsEscape) {
+		return "/v1/kv/" + key
+	}
 	segs := strings.Split(key, "/")
 	for i, s := range segs {
 		segs[i] = url.PathEscape(s)
@@ -99,6 +105,12 @@ func keyPath(key string) string {
 		}
 	}
 	return "/v1/kv/" + strings.Join(segs, "/")
+}
+
+// needsEscape reports a character keyPath must look at: anything but
+// letters, digits, "/", "-" and "_" (a "." may be a "." segment).
+func needsEscape(r rune) bool {
+	return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '/' || r == '-' || r == '_')
 }
 
 // do sends a request and returns the answer if it is a 2xx; otherwise the

@@ -13,6 +13,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -86,6 +87,7 @@ func NewServer(b Backend, log Logger, opts ServerOptions) *Server {
 		"/v1/health":  {get, s.handleHealth},
 		"/v1/metrics": {get, s.handleMetrics},
 		"/v1/reload":  {post, s.handleReload},
+		"/v1/rejoin":  {post, s.handleRejoin},
 	}
 	s.srv = &http.Server{
 		Handler:           s,
@@ -125,8 +127,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // elsewhere. Streams started through it end at Shutdown too.
 func (s *Server) Handler() http.Handler { return s }
 
+// debugLogger is a Logger that says whether it logs at debug level (an
+// hclog.Logger does). The request log costs a few allocations a request;
+// with such a logger they are spent only when it would show.
+type debugLogger interface{ IsDebug() bool }
+
 // ServeHTTP routes a request and logs it at debug level.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if d, ok := s.log.(debugLogger); ok && !d.IsDebug() {
+		s.route(w, r)
+		return
+	}
 	start := time.Now()
 	rec := &recorder{ResponseWriter: w}
 	s.route(rec, r)
@@ -154,6 +165,10 @@ func (s *Server) route(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.handleKey(w, r, key)
+		return
+	}
+	if rest, ok := strings.CutPrefix(path, "/v1/members/"); ok {
+		s.handleMember(w, r, rest)
 		return
 	}
 	rt, ok := s.routes[path]
@@ -225,6 +240,10 @@ func (s *Server) handleGet(w http.ResponseWriter, r *http.Request, key string, q
 		w.Write(rec.Value)
 		return
 	}
+	if info.Answered == 0 && info.Alive == 0 {
+		s.answer(w, rec, nil) // the same JSON as GetResponse's, built directly
+		return
+	}
 	s.writeJSON(w, http.StatusOK, GetResponse{Record: rec, Answered: info.Answered, Alive: info.Alive})
 }
 
@@ -238,22 +257,35 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request, key string, q
 		s.writeError(w, Errorf(ErrTooLarge, "value too large: %d bytes, over the limit of %d", r.ContentLength, s.maxValue))
 		return
 	}
-	var buf bytes.Buffer
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
+	value, err := s.readValue(r)
+	if err != nil {
+		s.writeError(w, err)
+		return
 	}
+	rec, err := s.b.Put(r.Context(), key, value, opts)
+	s.answer(w, rec, err)
+}
+
+// readValue reads a PUT's body, at most maxValue bytes: with a
+// Content-Length into one buffer of that size, else growing.
+func (s *Server) readValue(r *http.Request) ([]byte, error) {
+	if n := r.ContentLength; n >= 0 && n <= int64(s.maxValue) {
+		value := make([]byte, n)
+		if _, err := io.ReadFull(r.Body, value); err != nil {
+			return nil, Errorf(ErrBadRequest, "reading the value: %v", err)
+		}
+		return value, nil // the server reads no further than Content-Length
+	}
+	var buf bytes.Buffer
 	// Read one byte past the limit to tell "at the limit" from "over it"
 	// without reading an unbounded body.
 	if _, err := buf.ReadFrom(io.LimitReader(r.Body, int64(s.maxValue)+1)); err != nil {
-		s.writeError(w, Errorf(ErrBadRequest, "reading the value: %v", err))
-		return
+		return nil, Errorf(ErrBadRequest, "reading the value: %v", err)
 	}
 	if buf.Len() > s.maxValue {
-		s.writeError(w, Errorf(ErrTooLarge, "value too large: over the limit of %d bytes", s.maxValue))
-		return
+		return nil, Errorf(ErrTooLarge, "value too large: over the limit of %d bytes", s.maxValue)
 	}
-	rec, err := s.b.Put(r.Context(), key, buf.Bytes(), opts)
-	s.answer(w, rec, err)
+	return buf.Bytes(), nil
 }
 
 func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
@@ -334,8 +366,18 @@ func (s *Server) answer(w http.ResponseWriter, rec Record, err error) {
 		s.writeError(w, err)
 		return
 	}
-	s.writeJSON(w, http.StatusOK, rec)
+	b := recordBufs.Get().(*[]byte)
+	*b = append(appendRecordJSON((*b)[:0], &rec), '\n')
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	w.Write(*b)
+	if cap(*b) <= 64<<10 {
+		recordBufs.Put(b)
+	}
 }
+
+// recordBufs holds buffers for answers that are one record.
+var recordBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
 func (s *Server) writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
@@ -386,7 +428,26 @@ func errorLine(e *Error) []byte {
 }
 
 func parseQuery(r *http.Request) (url.Values, error) {
-	q, err := url.ParseQuery(r.URL.RawQuery)
+	raw := r.URL.RawQuery
+	if raw == "" {
+		return nil, nil
+	}
+	if !strings.ContainsAny(raw, "%+;") {
+		// Nothing to unescape and nothing url.ParseQuery would refuse:
+		// split it here, as it would, without its allocations.
+		q := make(url.Values, 2)
+		for raw != "" {
+			var kv string
+			kv, raw, _ = strings.Cut(raw, "&")
+			if kv == "" {
+				continue
+			}
+			k, v, _ := strings.Cut(kv, "=")
+			q[k] = append(q[k], v)
+		}
+		return q, nil
+	}
+	q, err := url.ParseQuery(raw)
 	if err != nil {
 		return nil, Errorf(ErrBadRequest, "bad query string: %v", err)
 	}

@@ -296,3 +296,19 @@ func TestHandlerLogs(t *testing.T) {
 		}
 	}
 }
+
+// Above debug level the request log is skipped (it costs allocations on
+// every request), and the answer is the same.
+func TestHandlerQuietAboveDebug(t *testing.T) {
+	var logs bytes.Buffer
+	log := hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Info})
+	srv := rpc.NewServer(rpctest.NewBackend(), log, rpc.ServerOptions{})
+	rec := httptest.NewRecorder()
+	srv.Handler().ServeHTTP(rec, httptest.NewRequest("PUT", "/v1/kv/k", strings.NewReader("v")))
+	if rec.Code != 200 || !strings.HasPrefix(rec.Body.String(), `{"key":"k","value":"v",`) || rec.Header().Get("Content-Type") != "application/json" {
+		t.Errorf("status %d, %s, %v", rec.Code, rec.Body.String(), rec.Header())
+	}
+	if logs.Len() != 0 {
+		t.Errorf("logged at info level: %s", logs.String())
+	}
+}

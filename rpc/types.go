@@ -47,6 +47,12 @@ type recordJSON struct {
 
 // MarshalJSON writes Value as a string, or as base64 when it is not UTF-8.
 func (r Record) MarshalJSON() ([]byte, error) {
+	return appendRecordJSON(make([]byte, 0, 160+len(r.Key)+len(r.Value)*4/3), &r), nil
+}
+
+// marshalReflect is MarshalJSON by encoding/json: the definition
+// appendRecordJSON must match.
+func (r Record) marshalReflect() ([]byte, error) {
 	j := recordJSON{
 		Key: r.Key, Version: r.Version, Origin: r.Origin, VV: r.VV,
 		Deleted: r.Deleted, LWW: r.LWW, At: r.At, Fallback: r.Fallback,

@@ -278,7 +278,7 @@ type command struct {
 // commands lists the subcommands in the order help shows them.
 var commands = []*command{
 	setCmd, getCmd, delCmd, listCmd, watchCmd, membersCmd, statusCmd,
-	exportCmd, importCmd, reloadCmd, keygenCmd,
+	exportCmd, importCmd, reloadCmd, rejoinCmd, keygenCmd,
 }
 
 func lookup(name string) *command {

@@ -73,6 +73,8 @@ func TestScripts(t *testing.T) {
 			"await-value":   cmdAwaitValue,
 			"rss-below":     cmdRSSBelow,
 			"await-healthy": cmdAwaitHealthy,
+			"await-state":   cmdAwaitState,
+			"await-missing": cmdAwaitMissing,
 		},
 		RequireExplicitExec: true,
 	})
@@ -379,6 +381,50 @@ func cmdAwaitHealthy(ts *testscript.TestScript, neg bool, args []string) {
 		}
 		if time.Now().After(deadline) {
 			ts.Fatalf("%s not healthy after 15s: %v", args[0], err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// cmdAwaitState: await-state NAME PEER STATE waits (at most 15 s) until
+// node NAME shows the member named PEER in STATE (quarantined, say).
+func cmdAwaitState(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 3 || neg {
+		ts.Fatalf("usage: await-state NAME PEER STATE")
+	}
+	c := rpc.NewClient(ts.MkAbs(args[0] + ".sock"))
+	defer c.Close()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		ms, err := c.Members(context.Background())
+		for _, m := range ms {
+			if m.Name == args[1] && m.State == args[2] {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("%s does not show %s %s after 15s (err %v): %+v", args[0], args[1], args[2], err, ms)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// cmdAwaitMissing: await-missing NAME KEY polls node NAME (at most 15 s)
+// until KEY is not found there: for a delete that arrives by replication.
+func cmdAwaitMissing(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 2 || neg {
+		ts.Fatalf("usage: await-missing NAME KEY")
+	}
+	c := rpc.NewClient(ts.MkAbs(args[0] + ".sock"))
+	defer c.Close()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		_, _, _, err := c.GetRaw(context.Background(), args[1], false)
+		if errors.Is(err, rpc.ErrNotFound) {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("%s: %s is still there after 15s (err %v)", args[0], args[1], err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

@@ -37,6 +37,11 @@ func (n *Node) bootstrap(ctx context.Context) {
 				lonely = now
 			} else if now.Sub(lonely) >= bootstrapAlone*n.cfg.Heartbeat {
 				n.sync.synced()
+				if q := n.Quarantined(); len(q) > 0 {
+					n.log.Warn("no peer to pull from but quarantined ones (long separation): synced with what this node holds",
+						"keys", n.st.Keys(), "quarantined", len(q))
+					return
+				}
 				n.log.Info("no peer answered: starting alone, synced", "keys", n.st.Keys())
 				return
 			}

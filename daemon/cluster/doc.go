@@ -5,7 +5,7 @@
 // transport.Transport and the data only through the Store interface, so the
 // simulated network of the tests runs whole clusters in one process on
 // virtual time. The daemon creates a Node, runs it, and calls Replicate,
-// WaitAcks, FreshGet, Sync and Members.
+// WaitAcks, FreshGet, Sync, Members and, after a long separation, Trust.
 //
 // # Membership
 //
@@ -92,4 +92,17 @@
 // no peer for a few heartbeats is alone, and synced. Meanwhile it serves
 // reads from what has arrived; the daemon marks them Ck-Syncing and
 // answers /v1/health with 503.
+//
+// # Long separations
+//
+// Each node remembers, per peer and across restarts (a PeerBook), when it
+// was last in sync with it. A HELLO from a peer that has not been in sync
+// for longer than purge_log_ttl, and whose root differs, quarantines it:
+// no session is opened with it or served to it (a session's responder
+// applies the rule too, and its refusal says why, so the opener
+// quarantines it as well), no bootstrap pulls from it, and its datagrams
+// that carry data are dropped; the member table shows it as quarantined
+// and the log says so once, at Error level. A HELLO carrying our root
+// lifts it (nothing differs), and so does Trust, the operator's word.
+// separation.go explains why.
 package cluster

@@ -14,6 +14,21 @@ var (
 	// one id and corrupt every version vector they touch, so the node stops.
 	ErrDuplicateID = errors.New("duplicate node id")
 
+	// ErrUnknownPeer is returned by Trust for an id this node has neither
+	// heard nor remembers.
+	ErrUnknownPeer = errors.New("unknown peer")
+
+	// ErrNotQuarantined is returned by Trust for a peer that is not
+	// quarantined: there is nothing to trust.
+	ErrNotQuarantined = errors.New("peer is not quarantined")
+
+	// errQuarantined: a session was not opened with a quarantined peer.
+	errQuarantined = errors.New("peer is quarantined")
+
+	// errQuarantinedByPeer: the peer declined a sync session because it
+	// quarantines this node. It comes wrapped with errRefused.
+	errQuarantinedByPeer = errors.New("the peer quarantines this node")
+
 	// errRefused: the peer declined a sync session (it serves too many).
 	errRefused = errors.New("sync session refused")
 )

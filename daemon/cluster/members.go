@@ -49,6 +49,10 @@ type members struct {
 	m         map[store.NodeID]*member
 	heartbeat time.Duration
 	deadAfter time.Duration
+	// quarantined reports whether the node holds a member in quarantine:
+	// such a member shows as Quarantined rather than alive or suspect.
+	// Called under mu; it must not call back into members.
+	quarantined func(store.NodeID) bool
 }
 
 func newMembers(heartbeat, deadAfter time.Duration) *members {
@@ -111,6 +115,8 @@ func (ms *members) stateLocked(m *member, now time.Time) State {
 		return Left
 	case age >= ms.deadAfter:
 		return Gone
+	case ms.quarantined != nil && ms.quarantined(m.ID):
+		return Quarantined
 	case age >= 3*ms.heartbeat:
 		return Suspect
 	default:

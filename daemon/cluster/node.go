@@ -47,6 +47,9 @@ type Config struct {
 	DeadAfter    time.Duration
 	MaxDatagram  int
 	TombstoneTTL time.Duration
+	// PurgeLogTTL: a peer met again after longer than this without being
+	// in sync is quarantined (DESIGN §3, Long separations); 0: 720h.
+	PurgeLogTTL  time.Duration
 	QueryTimeout time.Duration // a fresh read's wait for answers; 0: 500ms
 	SyncInterval time.Duration // at most one sync per peer this often (jittered); 0: 1s
 	HookHash     func() string // the hook configuration's hash, for HELLO
@@ -54,7 +57,10 @@ type Config struct {
 	// Keyring, when set, seals every stream (seal.Client / seal.Server);
 	// frames inside a sealed stream then travel as plaintext frames.
 	Keyring *seal.Keyring
-	Logger  hclog.Logger
+	// Peers keeps when this node was last in sync with each peer across
+	// restarts; nil: in memory only, so a restart forgets it.
+	Peers  PeerBook
+	Logger hclog.Logger
 }
 
 // Defaults of Config's optional durations (DESIGN §4).
@@ -88,6 +94,7 @@ type Node struct {
 	wg       sync.WaitGroup
 	loggedMu sync.Mutex
 	logged   map[string]bool // once-only warnings (protocol version, hook hash)
+	saveMu   sync.Mutex      // one PeerBook save at a time, in order
 }
 
 // New returns a node; Run starts it.
@@ -104,11 +111,14 @@ func New(cfg Config, tr transport.Transport, st Store) *Node {
 	if cfg.SyncInterval <= 0 {
 		cfg.SyncInterval = DefaultSyncInterval
 	}
+	if cfg.PurgeLogTTL <= 0 {
+		cfg.PurgeLogTTL = DefaultPurgeLogTTL
+	}
 	s := cfg.Sealer
 	if s == nil {
 		s = wire.Plaintext(cfg.Cluster)
 	}
-	return &Node{
+	n := &Node{
 		cfg:      cfg,
 		tr:       tr,
 		st:       st,
@@ -119,11 +129,20 @@ func New(cfg Config, tr transport.Transport, st Store) *Node {
 		members:  newMembers(cfg.Heartbeat, cfg.DeadAfter),
 		acks:     newAckTable(),
 		queries:  newQueryTable(),
-		sync:     newSyncer(),
+		sync:     newSyncer(cfg.PurgeLogTTL),
 		dupID:    make(chan uint64, 1),
 		applying: make(chan struct{}, 64),
 		logged:   map[string]bool{},
 	}
+	n.members.quarantined = n.sync.isQuarantined
+	if cfg.Peers != nil {
+		recs, err := cfg.Peers.Load()
+		if err != nil {
+			n.log.Error("could not load when this node was last in sync with its peers: long separations go undetected", "error", err)
+		}
+		n.sync.load(recs)
+	}
+	return n
 }
 
 // Addr is this node's unicast address.
@@ -144,6 +163,8 @@ func (n *Node) Run(ctx context.Context) error {
 	n.sendHello()
 	t := time.NewTimer(n.jitter())
 	defer t.Stop()
+	save := time.NewTicker(peersSaveEvery)
+	defer save.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -162,6 +183,8 @@ func (n *Node) Run(ctx context.Context) error {
 		case <-t.C:
 			n.sendHello()
 			t.Reset(n.jitter())
+		case <-save.C:
+			n.savePeers(false)
 		}
 	}
 }
@@ -172,6 +195,7 @@ func (n *Node) shutdown(cancel context.CancelFunc) {
 	cancel()
 	n.tr.Close()
 	n.wg.Wait()
+	n.savePeers(true)
 }
 
 // heardRound reports whether a heartbeat has passed since Run started, so
@@ -267,6 +291,10 @@ func (n *Node) receive(ctx context.Context) {
 			continue
 		}
 		n.members.heard(hdr.Sender, time.Now())
+		if carriesData(msg) && n.sync.isQuarantined(hdr.Sender) {
+			n.drop("quarantined", fmt.Errorf("%v from a quarantined peer", msg.Type()))
+			continue
+		}
 		n.handle(ctx, p.From, hdr, msg)
 	}
 }
@@ -292,6 +320,16 @@ func (n *Node) handle(ctx context.Context, from netip.AddrPort, hdr wire.Header,
 	default:
 		n.drop("unexpected", fmt.Errorf("datagram of type %v", msg.Type()))
 	}
+}
+
+// carriesData reports whether a datagram moves records or versions between
+// nodes: what a quarantined peer's are dropped for (separation.go).
+func carriesData(msg wire.Message) bool {
+	switch msg.(type) {
+	case *wire.Hello, *wire.Bye:
+		return false
+	}
+	return true
 }
 
 // fromSelf handles a frame carrying our own node id: our own broadcast
@@ -321,8 +359,12 @@ func (n *Node) handleHello(ctx context.Context, from netip.AddrPort, hdr wire.He
 	if err != nil {
 		addr = from
 	}
+	v := n.helloRoot(h, hdr)
 	m, fresh, ok := n.members.hello(h, addr, time.Now())
 	if !ok {
+		if v.open {
+			n.sync.end()
+		}
 		return
 	}
 	n.st.Observe(h.Lamport)
@@ -334,7 +376,7 @@ func (n *Node) handleHello(ctx context.Context, from netip.AddrPort, hdr wire.He
 		// only when a member appears.
 		n.sendTo(addr, n.hello())
 	}
-	n.helloRoot(ctx, m, hdr, h)
+	n.helloDone(ctx, m, v)
 	if hh := n.cfg.HookHash(); h.HookHash != hh {
 		n.once("hooks:"+h.ID.String()+h.HookHash, func() {
 			n.log.Warn("a peer runs other hooks: conflicts may resolve differently", "peer", h.Name, "theirs", h.HookHash, "ours", hh)

@@ -85,6 +85,8 @@ type simNode struct {
 	runErr error
 	wrap   func(transport.Transport) transport.Transport // optional, set before start
 	key    []byte                                        // cluster key; nil: no encryption
+	ttl    time.Duration                                 // purge_log_ttl; 0: the default
+	book   PeerBook                                      // kept across restarts; nil: none
 }
 
 var simHeartbeat = time.Second
@@ -148,6 +150,7 @@ func (sn *simNode) start(t *testing.T) {
 	cfg := Config{
 		NodeName: sn.name, Cluster: "sim", Epoch: epoch, Heartbeat: simHeartbeat, DeadAfter: 30 * simHeartbeat,
 		MaxDatagram: 1200, TombstoneTTL: 168 * time.Hour, Logger: testLogger(sn.name),
+		PurgeLogTTL: sn.ttl, Peers: sn.book,
 	}
 	if sn.key != nil {
 		ring, err := seal.NewKeyring(sn.key)

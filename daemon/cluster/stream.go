@@ -101,6 +101,10 @@ func (n *Node) serveStream(ctx context.Context, c net.Conn, peer store.NodeID) {
 			return
 		}
 		n.members.heard(hdr.Sender, time.Now())
+		if _, ok := msg.(*wire.Fetch); ok && n.sync.isQuarantined(hdr.Sender) {
+			n.drop("quarantined", nil)
+			return
+		}
 		var reply wire.Message
 		switch m := msg.(type) {
 		case *wire.Fetch:

@@ -31,15 +31,20 @@ type SyncState struct {
 	Received uint64 // records received from peers in bootstrap sessions
 }
 
-// syncer is the node's anti-entropy state: per peer, the HELLO roots seen
-// and when they were last in sync; node-wide, the session this node runs
-// and those it serves.
+// syncer is the node's anti-entropy state: per peer, the HELLO roots seen,
+// when they were last in sync and whether it is quarantined
+// (separation.go); node-wide, the session this node runs and those it
+// serves.
 type syncer struct {
 	mu      sync.Mutex
 	peers   map[store.NodeID]*peerSync
 	running bool // a session this node opened is in progress
 	serving int  // sessions served now
 	state   SyncState
+
+	ttl       time.Duration // purge_log_ttl: longer apart is a long separation
+	saveGrain time.Duration // a last-in-sync time moving less is not saved before the stop
+	dirty     bool          // peer records changed enough to be saved
 
 	received atomic.Uint64 // SyncState.Received
 }
@@ -50,10 +55,18 @@ type peerSync struct {
 	diffs      int       // consecutive HELLOs whose root differed from ours
 	next       time.Time // no session opened with this peer before then
 	lastInSync time.Time // equal roots in a HELLO, or a completed session
+	name       string    // the peer's name, for the peer book
+
+	trusted     time.Time // the operator trusted it (Trust)
+	quarantined bool      // met again after a long separation (separation.go)
+	saved       time.Time // lastInSync as last saved
 }
 
-func newSyncer() *syncer {
-	return &syncer{peers: map[store.NodeID]*peerSync{}, state: SyncState{State: StateBootstrapping}}
+func newSyncer(ttl time.Duration) *syncer {
+	return &syncer{
+		peers: map[store.NodeID]*peerSync{}, state: SyncState{State: StateBootstrapping},
+		ttl: ttl, saveGrain: ttl / 100,
+	}
 }
 
 func (s *syncer) peer(id store.NodeID) *peerSync {
@@ -65,31 +78,47 @@ func (s *syncer) peer(id store.NodeID) *peerSync {
 	return p
 }
 
-// noteHello records whether a peer's HELLO carried our root, and reports
-// whether to open a session with it now: its root differed in two
-// consecutive HELLOs (one may just have crossed a write in flight), it is
-// not bootstrapping (it pulls from one peer at a time), no other session
-// of ours runs, and none ran with it within the last interval.
-func (s *syncer) noteHello(id store.NodeID, hdr wire.Header, equal, peerSyncing bool, now time.Time, interval time.Duration) bool {
+// helloVerdict is what noteHello decided about a HELLO.
+type helloVerdict struct {
+	open        bool // open a session with the peer now (the caller must end it)
+	quarantined bool // the peer was quarantined by this HELLO
+	lifted      bool // its quarantine was lifted: it carried our root
+}
+
+// noteHello records whether a peer's HELLO carried our root and applies
+// the quarantine rule (separation.go). It reports whether to open a
+// session with it now: its root differed in two consecutive HELLOs (one
+// may just have crossed a write in flight), it is not quarantined nor
+// bootstrapping (it pulls from one peer at a time), no other session of
+// ours runs, and none ran with it within the last interval.
+func (s *syncer) noteHello(id store.NodeID, name string, hdr wire.Header, equal, peerSyncing bool, now time.Time, interval time.Duration) (v helloVerdict) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p := s.peer(id)
 	// A duplicated or reordered datagram is not a second HELLO.
 	if hdr.Epoch < p.epoch || hdr.Epoch == p.epoch && hdr.Counter <= p.counter {
-		return false
+		return v
 	}
 	p.epoch, p.counter = hdr.Epoch, hdr.Counter
+	if p.name != name {
+		p.name, s.dirty = name, s.dirty || !p.lastInSync.IsZero()
+	}
 	if equal {
-		p.diffs, p.lastInSync = 0, now
-		return false
+		v.lifted = s.inSyncLocked(p, now)
+		return v
+	}
+	v.quarantined = s.quarantineLocked(p, now)
+	if p.quarantined {
+		return v
 	}
 	p.diffs++
 	if p.diffs < 2 || peerSyncing || s.state.State != StateSynced || s.running || now.Before(p.next) {
-		return false
+		return v
 	}
 	s.running = true
 	p.next = now.Add(jitterAround(interval))
-	return true
+	v.open = true
+	return v
 }
 
 // jitterAround spreads d by ±20%, so that nodes that saw a difference at
@@ -136,8 +165,7 @@ func (s *syncer) releaseServe() {
 func (s *syncer) completed(id store.NodeID, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p := s.peer(id)
-	p.diffs, p.lastInSync = 0, now
+	s.inSyncLocked(s.peer(id), now)
 }
 
 func (s *syncer) bootstrapping() bool {
@@ -174,7 +202,7 @@ func (n *Node) Bootstrapping() bool { return n.sync.bootstrapping() }
 
 // LastInSync returns when this node was last in sync with peer: a HELLO
 // from it carrying our digest root, or a completed sync session. ok is
-// false if never since this node started.
+// false if never, as far as this node remembers (its PeerBook).
 func (n *Node) LastInSync(peer store.NodeID) (t time.Time, ok bool) {
 	n.sync.mu.Lock()
 	defer n.sync.mu.Unlock()
@@ -185,11 +213,23 @@ func (n *Node) LastInSync(peer store.NodeID) (t time.Time, ok bool) {
 	return p.lastInSync, true
 }
 
-// helloRoot compares a peer's HELLO root with ours and starts an
-// anti-entropy session with it when noteHello says so.
-func (n *Node) helloRoot(ctx context.Context, m Member, hdr wire.Header, h *wire.Hello) {
-	equal := h.Root == n.st.Root()
-	if !n.sync.noteHello(m.ID, hdr, equal, h.Syncing, time.Now(), n.cfg.SyncInterval) {
+// helloRoot notes a peer's HELLO root (noteHello) before the member table
+// shows the peer as alive, so that a bootstrap never picks a peer this
+// HELLO quarantines. The caller passes the verdict to helloDone.
+func (n *Node) helloRoot(h *wire.Hello, hdr wire.Header) helloVerdict {
+	return n.sync.noteHello(h.ID, h.Name, hdr, h.Root == n.st.Root(), h.Syncing, time.Now(), n.cfg.SyncInterval)
+}
+
+// helloDone logs a change of quarantine and starts the anti-entropy
+// session noteHello asked for.
+func (n *Node) helloDone(ctx context.Context, m Member, v helloVerdict) {
+	switch {
+	case v.quarantined:
+		n.logQuarantine(m.ID, m.Name, "met again after longer than purge_log_ttl apart, with another digest root")
+	case v.lifted:
+		n.log.Info("quarantine lifted: the peer now holds the same data as this node", "peer", m.Name, "id", m.ID)
+	}
+	if !v.open {
 		return
 	}
 	n.wg.Add(1)

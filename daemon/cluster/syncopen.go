@@ -20,6 +20,11 @@ func (n *Node) openSession(ctx context.Context, peer Member, onRecv func(int)) e
 		n.stats.syncCompleted.Add(1)
 		n.log.Debug("sync session completed", "peer", peer.Name, "sent", s.sent, "received", s.recvd,
 			"took", time.Since(start))
+	case errors.Is(err, errQuarantined):
+		n.log.Debug("no sync session with a quarantined peer", "peer", peer.Name)
+	case errors.Is(err, errQuarantinedByPeer):
+		n.stats.syncRefused.Add(1)
+		n.quarantineSeen(peer)
 	case errors.Is(err, errRefused):
 		n.stats.syncRefused.Add(1)
 		n.log.Debug("sync session refused", "peer", peer.Name, "error", err)
@@ -46,6 +51,9 @@ func (n *Node) runOpener(ctx context.Context, peer Member, onRecv func(int)) (*s
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s := &session{n: n, ctx: ctx, peer: peer.ID, onRecv: onRecv}
+	if n.sync.isQuarantined(peer.ID) {
+		return s, errQuarantined
+	}
 	dctx, dcancel := context.WithTimeout(ctx, dialTimeout)
 	c, err := n.dialStream(dctx, peer.Addr, peer.ID)
 	dcancel()

@@ -12,6 +12,21 @@ import (
 // serveSync answers a sync session a peer opened with open on c.
 func (n *Node) serveSync(ctx context.Context, c net.Conn, peer store.NodeID, open *wire.SyncTop) {
 	s := &session{n: n, ctx: ctx, c: c, peer: peer}
+	// The rule is applied here too: the opener's HELLO may not have
+	// arrived yet (equal top digests are equal roots).
+	refuse, newly := n.sync.refuseSession(peer, open.Tops == n.st.TopDigests(), time.Now())
+	if newly {
+		name := peer.String()
+		if m, ok := n.members.get(peer); ok {
+			name = m.Name
+		}
+		n.logQuarantine(peer, name, "it opened a sync session after longer than purge_log_ttl apart, with other data")
+	}
+	if refuse {
+		n.stats.syncDeclined.Add(1)
+		s.send(&wire.SyncDone{Refused: refusedQuarantined + ": this node was not in sync with yours for longer than purge_log_ttl"})
+		return
+	}
 	if !n.sync.acquireServe() {
 		n.stats.syncDeclined.Add(1)
 		s.send(&wire.SyncDone{Refused: "busy: serving other sync sessions"})

@@ -73,6 +73,9 @@ func (s *session) readTurn(handle func(wire.Message) error) error {
 				return err
 			}
 		case *wire.SyncDone:
+			if isQuarantineRefusal(m.Refused) {
+				return fmt.Errorf("%w: %w: %s", errRefused, errQuarantinedByPeer, m.Refused)
+			}
 			if m.Refused != "" {
 				return fmt.Errorf("%w: %s", errRefused, m.Refused)
 			}

@@ -45,8 +45,14 @@ type Backend struct {
 	// CompactedBelow: watches asking for since < CompactedBelow fail
 	// with rpc.ErrCompacted.
 	CompactedBelow uint64
-	// MembersList is what Members returns (nil: this node alone).
+	// MembersList is what Members returns (nil: this node alone). Trust
+	// turns a quarantined member of it alive.
 	MembersList []rpc.Member
+	// RejoinResult is what Rejoin returns, or RejoinErr; Rejoins counts
+	// the calls.
+	RejoinResult rpc.RejoinResult
+	RejoinErr    error
+	Rejoins      int
 
 	lamport uint64
 	recs    map[string]rpc.Record
@@ -368,4 +374,30 @@ func (b *Backend) Metrics() http.Handler {
 		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
 		fmt.Fprintf(w, "# TYPE ck_keys gauge\nck_keys %d\n", b.Len())
 	})
+}
+
+// Trust implements rpc.Backend: a member of MembersList in state
+// "quarantined" becomes "alive".
+func (b *Backend) Trust(ctx context.Context, id string) (rpc.Member, error) {
+	b.Lock()
+	defer b.Unlock()
+	for i, m := range b.MembersList {
+		if m.ID != id {
+			continue
+		}
+		if m.State != "quarantined" {
+			return rpc.Member{}, rpc.Errorf(rpc.ErrBadRequest, "peer %s is not quarantined: nothing to trust", id)
+		}
+		b.MembersList[i].State = "alive"
+		return b.MembersList[i], nil
+	}
+	return rpc.Member{}, rpc.Errorf(rpc.ErrNotFound, "no peer %s", id)
+}
+
+// Rejoin implements rpc.Backend.
+func (b *Backend) Rejoin(ctx context.Context) (rpc.RejoinResult, error) {
+	b.Lock()
+	defer b.Unlock()
+	b.Rejoins++
+	return b.RejoinResult, b.RejoinErr
 }

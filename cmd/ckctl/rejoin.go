@@ -1,0 +1,42 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+)
+
+var rejoinCmd = &command{
+	name:    "rejoin",
+	args:    "",
+	summary: "start afresh from the cluster after a long separation",
+	detail: "On a node that quarantines its peers after a long separation (DESIGN §3): moves its data\n" +
+		"aside to DATA_DIR/stale-<UTC time>/, pulls a fresh copy from the peers as a new node (a new\n" +
+		"node id), then writes again this node's own writes made since it was last in sync. Waits\n" +
+		"until that is done; meanwhile the daemon answers other calls with 503 syncing. Prints a\n" +
+		"summary; -o json prints {\"stale_dir\",\"reapplied\",\"skipped\",\"old_id\",\"new_id\",\"peer\",\n" +
+		"\"received\",\"last_in_sync\"}. Interrupting ckctl does not stop the rejoin.",
+	maxArgs: 0,
+	setup: func(fs *flag.FlagSet) func(*env, []string) error {
+		return func(e *env, args []string) error {
+			if !e.json() {
+				e.warnf("rejoining: moving this node's data aside and pulling a fresh copy from the cluster; this takes as long as a bootstrap")
+			}
+			res, err := e.client.Rejoin(e.ctx)
+			if err != nil {
+				return err
+			}
+			if e.json() {
+				return e.printJSON(res)
+			}
+			peer := res.Peer
+			if peer == "" {
+				peer = "no peer (none answered)"
+			}
+			_, err = fmt.Fprintf(e.stdout, "rejoined as %s (was %s)\nold data kept in %s\npulled %d records from %s\n"+
+				"re-applied %d of this node's writes made since it was last in sync (%s), %d already held by the cluster\n",
+				res.NewID, res.OldID, res.StaleDir, res.Received, peer,
+				res.Reapplied, dash(res.LastInSync), res.Skipped)
+			return err
+		}
+	},
+}

@@ -1,0 +1,117 @@
+package daemon
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"maps"
+	"os"
+	"path/filepath"
+
+	"github.com/cloudknowledge/ck/daemon/cluster"
+	"github.com/cloudknowledge/ck/store"
+)
+
+// peersFileName is the peer book in data_dir: when this node was last in
+// sync with each peer (DESIGN §3, Long separations). It is kept outside the
+// store so that it costs the store nothing, and is small: one entry per
+// peer ever in sync with this node.
+const peersFileName = "peers.json"
+
+// peerFile is the node's cluster.PeerBook: a JSON file replaced atomically
+// (written aside, synced, renamed, the directory synced), so that a crash
+// leaves the old file or the new one, never half of one.
+type peerFile struct {
+	path string
+	node store.NodeID
+	recs map[store.NodeID]cluster.PeerRecord // as read at open
+}
+
+var _ cluster.PeerBook = (*peerFile)(nil)
+
+// peerFileJSON is the file's layout. Node names the node the records
+// belong to: a file left by another data file (one moved aside by a
+// rejoin, say) is not taken for this node's.
+type peerFileJSON struct {
+	Node  store.NodeID                        `json:"node"`
+	Peers map[store.NodeID]cluster.PeerRecord `json:"peers"`
+}
+
+// openPeerFile reads the peer book of node from path. A missing file is an
+// empty book; so is one written for another node id, which is reported in
+// ignored. A file that does not parse is an error: starting without it
+// would let a long separation go unnoticed.
+func openPeerFile(path string, node store.NodeID) (pf *peerFile, ignored store.NodeID, err error) {
+	pf = &peerFile{path: path, node: node, recs: map[store.NodeID]cluster.PeerRecord{}}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return pf, ignored, nil
+	}
+	if err != nil {
+		return nil, ignored, err
+	}
+	var j peerFileJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return nil, ignored, fmt.Errorf("%s: %w (remove it to start afresh; this node then forgets when it was last in sync with its peers, and a long separation goes unnoticed)", path, err)
+	}
+	if j.Node != node {
+		return pf, j.Node, nil
+	}
+	if j.Peers != nil {
+		pf.recs = j.Peers
+	}
+	return pf, ignored, nil
+}
+
+// Load returns the records read at open.
+func (pf *peerFile) Load() (map[store.NodeID]cluster.PeerRecord, error) {
+	return maps.Clone(pf.recs), nil
+}
+
+// Save replaces the file with recs.
+func (pf *peerFile) Save(recs map[store.NodeID]cluster.PeerRecord) error {
+	b, err := json.MarshalIndent(peerFileJSON{Node: pf.node, Peers: recs}, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileAtomic(pf.path, append(b, '\n'), 0o640)
+}
+
+// writeFileAtomic replaces path with data: a crash leaves the old file or
+// the new one.
+func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
+	dir := filepath.Dir(path)
+	f, err := os.CreateTemp(dir, filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	defer os.Remove(tmp) // after a successful rename there is nothing to remove
+	if _, err = f.Write(data); err == nil {
+		err = f.Chmod(mode)
+	}
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	return syncDir(dir)
+}
+
+// syncDir makes a rename in dir durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
