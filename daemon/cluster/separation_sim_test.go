@@ -282,7 +282,10 @@ func TestSimQuarantineIsMutual(t *testing.T) {
 		b.book = &memBook{}
 		b.start(t)
 		nw.Heal()
-		waitFor(t, 30*simHeartbeat, func() error { return mutual(a, b, Quarantined) })
+		// The forgetful node learns it only when a session it opens is
+		// refused: that takes two differing HELLOs and a sync interval,
+		// more under 20% loss.
+		waitFor(t, 120*simHeartbeat, func() error { return mutual(a, b, Quarantined) })
 		if _, ok := b.node.LastInSync(a.node.id); ok {
 			t.Error("the node that lost its peer book remembers the peer")
 		}
