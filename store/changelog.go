@@ -110,24 +110,48 @@ func (s *Store) Watch(ctx context.Context, prefix string, since uint64, fromNow 
 	}
 }
 
-// readLog returns the events after cursor, up to last, at most watchChunk.
+// readLog returns the events after cursor, up to last, at most
+// watchChunk: from the file, then from the pending sets.
 func (s *Store) readLog(cursor, last uint64) ([]Event, error) {
-	var evs []Event
-	err := s.view(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketChanges).Cursor()
-		k, v := c.Seek(u64(cursor + 1))
-		if k == nil || !bytes.Equal(k, u64(cursor+1)) {
+	var evs, pend []Event
+	var first uint64
+	err := s.read(func() bool {
+		pend, first = s.pendingEvents(cursor, last, watchChunk), s.firstIndex
+		return true
+	}, func(tx *bolt.Tx) error {
+		if cursor+1 < first { // trimmed, though perhaps not yet from the file
 			return fmt.Errorf("store: %w: the log was trimmed past index %d while watching", ErrCompacted, cursor)
 		}
-		for ; k != nil && len(evs) < watchChunk; k, v = c.Next() {
-			ev, err := decodeEvent(k, v)
-			if err != nil {
-				return err
+		c := tx.Bucket(bucketChanges).Cursor()
+		var fileLast uint64
+		if k, _ := c.Last(); len(k) == 8 {
+			fileLast = binary.BigEndian.Uint64(k)
+		}
+		if cursor < fileLast {
+			k, v := c.Seek(u64(cursor + 1))
+			if k == nil || !bytes.Equal(k, u64(cursor+1)) {
+				return fmt.Errorf("store: %w: the log was trimmed past index %d while watching", ErrCompacted, cursor)
 			}
-			if ev.Index > last {
-				break
+			for ; k != nil && len(evs) < watchChunk; k, v = c.Next() {
+				ev, err := decodeEvent(k, v)
+				if err != nil {
+					return err
+				}
+				if ev.Index > last {
+					break
+				}
+				evs = append(evs, ev)
 			}
-			evs = append(evs, ev)
+		}
+		next := max(cursor, fileLast) + 1
+		if len(evs) > 0 {
+			next = evs[len(evs)-1].Index + 1
+		}
+		for _, ev := range pend {
+			if ev.Index == next && len(evs) < watchChunk {
+				evs = append(evs, ev)
+				next++
+			}
 		}
 		return nil
 	})
@@ -135,12 +159,14 @@ func (s *Store) readLog(cursor, last uint64) ([]Event, error) {
 }
 
 func decodeEvent(k, v []byte) (Event, error) {
-	var w eventWire
 	if len(k) != 8 {
 		return Event{}, fmt.Errorf("store: %w: change-log key %x", ErrCorrupt, k)
 	}
-	if err := decMode.Unmarshal(v, &w); err != nil {
-		return Event{}, fmt.Errorf("store: %w: change %x: %v", ErrCorrupt, k, err)
+	w, ok := parseEvent(v)
+	if !ok {
+		if err := decMode.Unmarshal(v, &w); err != nil {
+			return Event{}, fmt.Errorf("store: %w: change %x: %v", ErrCorrupt, k, err)
+		}
 	}
 	return Event{Index: binary.BigEndian.Uint64(k), Op: w.Op, Key: w.Key, Version: w.Version, Origin: w.Origin}, nil
 }

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -20,23 +21,53 @@ import (
 func (s *Store) Check() error {
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
+	// Flush what is pending first, so the file is checked as it will be;
+	// if that fails (a full disk), the file and the pending sets are
+	// checked together.
+	_ = s.flushAll()
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
 	c := &checker{}
-	err := s.view(func(tx *bolt.Tx) error {
-		if err := s.checkFormat(tx); err != nil {
+	var pend pendingView
+	err := s.read(func() bool { pend = s.pendingAll(); return true }, func(tx *bolt.Tx) error {
+		if _, err := s.checkFormat(tx); err != nil {
 			c.add("%v", err)
 			return nil
 		}
 		s.mu.RLock()
 		defer s.mu.RUnlock()
-		s.checkRecords(tx, c)
+		s.checkRecords(tx, pend, c)
 		s.checkIndex(tx, c)
-		s.checkLog(tx, c)
+		s.checkLog(tx, pend, c)
 		return nil
 	})
 	if err != nil {
 		return err
 	}
 	return c.err()
+}
+
+// pendingView is everything pending, for Check.
+type pendingView struct {
+	recs     map[string]*pendingRec
+	events   []pendingEvent
+	reserved uint64
+	any      bool
+}
+
+// pendingAll collects the pending sets. The caller holds s.mu.
+func (s *Store) pendingAll() pendingView {
+	v := pendingView{recs: map[string]*pendingRec{}}
+	for _, p := range []*pending{s.frozen, s.active} {
+		if p.empty() {
+			continue
+		}
+		v.any = true
+		v.reserved = max(v.reserved, p.reserved)
+		maps.Copy(v.recs, p.recs)
+		v.events = append(v.events, p.events...)
+	}
+	return v
 }
 
 // checker collects problems.
@@ -57,14 +88,16 @@ func (c *checker) err() error {
 	return fmt.Errorf("store: %w: %w", ErrCorrupt, errors.Join(c.problems...))
 }
 
-func (s *Store) checkRecords(tx *bolt.Tx, c *checker) {
+// checkRecords checks every record, the file's with the pending ones
+// over them.
+func (s *Store) checkRecords(tx *bolt.Tx, pend pendingView, c *checker) {
 	var maxL, keys uint64
 	d := new(digest)
-	_ = tx.Bucket(bucketKV).ForEach(func(k, v []byte) error {
+	one := func(k, v []byte) {
 		var rec Record
 		if err := rec.UnmarshalCBOR(v); err != nil {
 			c.add("record %q: %v", k, err)
-			return nil
+			return
 		}
 		if rec.Key != string(k) {
 			c.add("record under %q has key %q", k, rec.Key)
@@ -86,8 +119,26 @@ func (s *Store) checkRecords(tx *bolt.Tx, c *checker) {
 		}
 		maxL = max(maxL, rec.Lamport)
 		d.update(KeyHash(rec.Key), Hash{}, hashBytes(v))
+	}
+	_ = tx.Bucket(bucketKV).ForEach(func(k, v []byte) error {
+		if p := pend.recs[string(k)]; p != nil {
+			v = p.raw
+		}
+		one(k, v)
 		return nil
 	})
+	kv := tx.Bucket(bucketKV)
+	for k, p := range pend.recs {
+		if p.key != k {
+			c.add("pending record under %q has key %q", k, p.key)
+		}
+		if p.hash != hashBytes(p.raw) {
+			c.add("pending record %q has the wrong hash", k)
+		}
+		if kv.Get([]byte(k)) == nil {
+			one([]byte(k), p.raw)
+		}
+	}
 	d.computeRoot()
 	if keys != s.keys {
 		c.add("key count %d in memory, %d stored", s.keys, keys)
@@ -100,8 +151,8 @@ func (s *Store) checkRecords(tx *bolt.Tx, c *checker) {
 	}
 }
 
-// checkIndex verifies the key-hash index has exactly one entry per record,
-// with the record's hash.
+// checkIndex verifies the key-hash index has exactly one entry per record
+// of the file, with the record's hash: flushes write both together.
 func (s *Store) checkIndex(tx *bolt.Tx, c *checker) {
 	kv := tx.Bucket(bucketKV)
 	n := 0
@@ -128,28 +179,47 @@ func (s *Store) checkIndex(tx *bolt.Tx, c *checker) {
 	}
 }
 
-func (s *Store) checkLog(tx *bolt.Tx, c *checker) {
+// checkLog checks the reservation and the change log: the file's part,
+// then the pending one, consecutive, ending at LastIndex.
+func (s *Store) checkLog(tx *bolt.Tx, pend pendingView, c *checker) {
 	meta := tx.Bucket(bucketMeta)
-	if v := meta.Get(metaReserved); len(v) != 8 || binary.BigEndian.Uint64(v) != s.reserved {
-		c.add("stored reservation %x differs from %d in memory", v, s.reserved)
+	stored := metaU64(meta, metaReserved)
+	if v := meta.Get(metaReserved); len(v) != 8 || max(stored, pend.reserved) != s.reserved {
+		c.add("stored reservation %x (pending %d) differs from %d in memory", v, pend.reserved, s.reserved)
 	}
-	if v := meta.Get(metaLast); len(v) != 8 || binary.BigEndian.Uint64(v) != s.lastIndex {
-		c.add("stored last index %x differs from %d in memory", v, s.lastIndex)
-	}
-	next := s.firstIndex
+	var fileFirst, fileLast uint64
+	next := uint64(0)
 	_ = tx.Bucket(bucketChanges).ForEach(func(k, v []byte) error {
 		ev, err := decodeEvent(k, v)
 		if err != nil {
 			c.add("%v", err)
 			return nil
 		}
+		if next == 0 {
+			fileFirst, next = ev.Index, ev.Index
+		}
 		if ev.Index != next {
 			c.add("change log: index %d where %d was expected", ev.Index, next)
 		}
-		next = ev.Index + 1
+		next, fileLast = ev.Index+1, ev.Index
 		return nil
 	})
+	if v := meta.Get(metaLast); fileLast > 0 && (len(v) != 8 || binary.BigEndian.Uint64(v) != fileLast) {
+		c.add("stored last index %x differs from the log's last entry %d", v, fileLast)
+	}
+	if fileLast == 0 {
+		next = metaU64(meta, metaLast) + 1
+	}
+	for _, e := range pend.events {
+		if e.ev.Index != next {
+			c.add("pending change log: index %d where %d was expected", e.ev.Index, next)
+		}
+		next = e.ev.Index + 1
+	}
 	if next != s.lastIndex+1 {
 		c.add("change log ends at %d, last index is %d", next-1, s.lastIndex)
+	}
+	if fileLast > 0 && (s.firstIndex < fileFirst || !pend.any && s.firstIndex != fileFirst) {
+		c.add("change log starts at %d, the first index is %d", fileFirst, s.firstIndex)
 	}
 }

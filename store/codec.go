@@ -87,6 +87,12 @@ type recordHead struct {
 // MarshalCBOR encodes r canonically: the bytes its Hash is taken over and
 // the bytes the store keeps. Messages that embed a Record get the same form.
 func (r Record) MarshalCBOR() ([]byte, error) {
+	return appendRecord(make([]byte, 0, 128+len(r.Key)+len(r.Value)+27*len(r.VV)), &r), nil
+}
+
+// marshalReflect is MarshalCBOR by the cbor package: the definition
+// appendRecord must match.
+func (r Record) marshalReflect() ([]byte, error) {
 	return encMode.Marshal(recordWire{
 		Key: r.Key, Value: r.Value, Deleted: r.Deleted, VV: r.VV.normalized(),
 		Lamport: r.Lamport, Origin: r.Origin,
@@ -98,6 +104,14 @@ func (r Record) MarshalCBOR() ([]byte, error) {
 // UnmarshalCBOR decodes a record strictly (see decMode). It does not
 // validate the key or the value's size: Apply does.
 func (r *Record) UnmarshalCBOR(b []byte) error {
+	if rec, ok := parseRecord(b, true); ok {
+		*r = rec
+		return nil
+	}
+	return r.unmarshalReflect(b)
+}
+
+func (r *Record) unmarshalReflect(b []byte) error {
 	var w recordWire
 	if err := decMode.Unmarshal(b, &w); err != nil {
 		return fmt.Errorf("record: %w", err)
@@ -156,8 +170,21 @@ type recordMeta struct {
 	Fallback bool      `cbor:"9,keyasint"`
 }
 
+// decodeHead decodes what Open needs of a stored record.
+func decodeHead(b []byte) (recordHead, error) {
+	if rec, ok := parseRecord(b, false); ok {
+		return recordHead{Deleted: rec.Deleted, Lamport: rec.Lamport}, nil
+	}
+	var h recordHead
+	err := headMode.Unmarshal(b, &h)
+	return h, err
+}
+
 // decodeMeta decodes a stored record without its value.
 func decodeMeta(b []byte) (Record, error) {
+	if rec, ok := parseRecord(b, false); ok {
+		return rec, nil
+	}
 	var w recordMeta
 	if err := headMode.Unmarshal(b, &w); err != nil {
 		return Record{}, fmt.Errorf("record: %w", err)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"slices"
 
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
@@ -13,14 +14,35 @@ import (
 // caller while one is open: a read transaction held open blocks a commit
 // that has to grow the file's memory map, so a slow consumer (an export
 // over the network, a watcher) would stall every writer.
+//
+// Records committed but not yet flushed into the file are in the pending
+// sets (pending.go); a read takes what it needs of them and opens its
+// read transaction under one s.mu.RLock, so it sees each committed record
+// in one or the other.
 
-// view runs fn in a read transaction.
-func (s *Store) view(fn func(tx *bolt.Tx) error) error {
-	err := s.db.View(fn)
-	if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+// read runs pick, which may look at the pending sets, under s.mu.RLock,
+// opens a read transaction under the same lock, and runs fn in it; unless
+// pick returns false: then nothing is read from the file.
+func (s *Store) read(pick func() bool, fn func(tx *bolt.Tx) error) error {
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
 		return ErrClosed
 	}
-	return err
+	if pick != nil && !pick() {
+		s.mu.RUnlock()
+		return nil
+	}
+	tx, err := s.db.Begin(false)
+	s.mu.RUnlock()
+	if err != nil {
+		if errors.Is(err, berrors.ErrDatabaseNotOpen) {
+			return ErrClosed
+		}
+		return err
+	}
+	defer tx.Rollback()
+	return fn(tx)
 }
 
 // Get returns the key's record. A tombstone is returned with found=true and
@@ -29,14 +51,25 @@ func (s *Store) Get(key string) (rec Record, found bool, err error) {
 	if err := ValidateKey(key); err != nil {
 		return Record{}, false, err
 	}
-	err = s.view(func(tx *bolt.Tx) error {
-		v := tx.Bucket(bucketKV).Get([]byte(key))
-		if v == nil {
+	var raw []byte
+	err = s.read(func() bool {
+		if p := s.pendingRec(key); p != nil {
+			raw = p.raw
+			return false // no need for the file
+		}
+		return true
+	}, func(tx *bolt.Tx) error {
+		raw = tx.Bucket(bucketKV).Get([]byte(key))
+		if raw == nil {
 			return nil
 		}
 		found = true
-		return decodeStored(key, v, &rec)
+		return decodeStored(key, raw, &rec)
 	})
+	if err == nil && raw != nil && !found {
+		found = true
+		err = decodeStored(key, raw, &rec)
+	}
 	return rec, found, err
 }
 
@@ -56,22 +89,24 @@ func (s *Store) List(prefix, after string, limit int, values bool) (recs []Recor
 	if limit <= 0 {
 		limit = DefaultListLimit
 	}
-	err = s.view(func(tx *bolt.Tx) error {
-		c := tx.Bucket(bucketKV).Cursor()
-		for k, v := seekAfter(c, prefix, after); k != nil && bytes.HasPrefix(k, []byte(prefix)); k, v = c.Next() {
+	var pend []*pendingRec
+	err = s.read(func() bool { pend = s.pendingRange(prefix, after); return true }, func(tx *bolt.Tx) error {
+		m := merger{c: tx.Bucket(bucketKV).Cursor(), prefix: []byte(prefix), pend: pend}
+		m.k, m.v = seekAfter(m.c, prefix, after)
+		for key, v, ok := m.next(); ok; key, v, ok = m.next() {
 			if len(recs) == limit {
 				next = recs[len(recs)-1].Key
 				return nil
 			}
 			var rec Record
 			if values {
-				if err := decodeStored(string(k), v, &rec); err != nil {
+				if err := decodeStored(key, v, &rec); err != nil {
 					return err
 				}
 			} else {
 				var err error
 				if rec, err = decodeMeta(v); err != nil {
-					return fmt.Errorf("store: %w: %q: %v", ErrCorrupt, k, err)
+					return fmt.Errorf("store: %w: %q: %v", ErrCorrupt, key, err)
 				}
 			}
 			if !rec.Deleted {
@@ -81,6 +116,34 @@ func (s *Store) List(prefix, after string, limit int, values bool) (recs []Recor
 		return nil
 	})
 	return recs, next, err
+}
+
+// merger walks the file's records with a prefix and the pending ones
+// (sorted, with the same prefix) in key order; a pending record hides the
+// file's of the same key.
+type merger struct {
+	c      *bolt.Cursor
+	k, v   []byte // the cursor's position
+	prefix []byte
+	pend   []*pendingRec
+}
+
+func (m *merger) next() (key string, v []byte, ok bool) {
+	inFile := m.k != nil && bytes.HasPrefix(m.k, m.prefix)
+	switch {
+	case len(m.pend) > 0 && (!inFile || m.pend[0].key <= string(m.k)):
+		p := m.pend[0]
+		m.pend = m.pend[1:]
+		if inFile && p.key == string(m.k) {
+			m.k, m.v = m.c.Next()
+		}
+		return p.key, p.raw, true
+	case inFile:
+		key, v = string(m.k), m.v
+		m.k, m.v = m.c.Next()
+		return key, v, true
+	}
+	return "", nil, false
 }
 
 // seekAfter positions c on the first key >= prefix and > after.
@@ -104,20 +167,22 @@ func (s *Store) Scan(prefix string, fn func(Record) error) error {
 	after := ""
 	for started := false; ; started = true {
 		var chunk []Record
+		var pend []*pendingRec
 		more := false
-		err := s.view(func(tx *bolt.Tx) error {
-			c := tx.Bucket(bucketKV).Cursor()
-			k, v := c.Seek([]byte(prefix))
+		err := s.read(func() bool { pend = s.pendingRange(prefix, after); return true }, func(tx *bolt.Tx) error {
+			m := merger{c: tx.Bucket(bucketKV).Cursor(), prefix: []byte(prefix), pend: pend}
+			m.k, m.v = m.c.Seek([]byte(prefix))
 			if started {
-				k, v = seekAfter(c, prefix, after)
+				m.k, m.v = seekAfter(m.c, prefix, after)
 			}
-			for size := 0; k != nil && bytes.HasPrefix(k, []byte(prefix)); k, v = c.Next() {
+			size := 0
+			for key, v, ok := m.next(); ok; key, v, ok = m.next() {
 				if len(chunk) == chunkRecords || size >= chunkBytes {
 					more = true
 					return nil
 				}
 				var rec Record
-				if err := decodeStored(string(k), v, &rec); err != nil {
+				if err := decodeStored(key, v, &rec); err != nil {
 					return err
 				}
 				chunk = append(chunk, rec)
@@ -152,8 +217,9 @@ type LeafEntry struct {
 // included), in key-hash order. It reads an index, not the records.
 func (s *Store) LeafEntries(leaf uint16) ([]LeafEntry, error) {
 	var out []LeafEntry
+	var pend map[string]*pendingRec
 	prefix := []byte{byte(leaf >> 8), byte(leaf)}
-	err := s.view(func(tx *bolt.Tx) error {
+	err := s.read(func() bool { pend = s.pendingLeaf(leaf); return true }, func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketKeyHash).Cursor()
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 			if len(k) <= len(Hash{}) || len(v) != len(Hash{}) {
@@ -163,10 +229,20 @@ func (s *Store) LeafEntries(leaf uint16) ([]LeafEntry, error) {
 			copy(e.KeyHash[:], k)
 			e.Key = string(k[len(e.KeyHash):])
 			copy(e.Hash[:], v)
+			if p := pend[e.Key]; p != nil {
+				e.Hash = p.hash
+				delete(pend, e.Key)
+			}
 			out = append(out, e)
 		}
 		return nil
 	})
+	if len(pend) > 0 {
+		for _, p := range pend {
+			out = append(out, LeafEntry{KeyHash: p.keyHash, Key: p.key, Hash: p.hash})
+		}
+		slices.SortFunc(out, byKeyHashKey)
+	}
 	return out, err
 }
 

@@ -4,9 +4,11 @@
 // it local writes (Set, Delete) and records received from peers (Apply).
 //
 // Every write goes through one committer goroutine that group-commits
-// whatever is queued in one fsynced bbolt transaction, so concurrent
-// writers share an fsync (DESIGN §10) and a write returns only once it is
-// durable. In-memory state (clock, digest tree, key count, change index)
+// whatever is queued as one batch in a write-ahead log with one fsync, so
+// concurrent writers share an fsync (DESIGN §10) and a write returns only
+// once it is durable. A flusher writes the logged batches into the bbolt
+// file in large transactions; reads see both (wal.go, pending.go,
+// flush.go). In-memory state (clock, digest tree, key count, change index)
 // changes only after a commit succeeds.
 package store
 
@@ -27,8 +29,10 @@ import (
 
 // FormatVersion is the version of the file layout this code writes. A file
 // with a larger (or unknown) version is refused with ErrFormat rather than
-// misread.
-const FormatVersion = 1
+// misread. Version 2 added the write-ahead log (wal.go): such a file may
+// need its log to be complete, which version 1 code would not read.
+// Version 1 files are upgraded when opened.
+const FormatVersion = 2
 
 // The file's buckets and meta keys.
 var (
@@ -42,6 +46,7 @@ var (
 	metaStoreID  = []byte("store_id")
 	metaReserved = []byte("lamport_reserved")
 	metaLast     = []byte("last_index")
+	metaWALLSN   = []byte("wal_lsn") // the last log batch the file holds
 )
 
 // Options configure Open. The zero value is a usable default.
@@ -53,6 +58,8 @@ type Options struct {
 	NoSync       bool             // tests/benchmarks only: skip fsync
 	LockTimeout  time.Duration    // how long Open waits for the file lock; 0: 1s; then ErrLocked
 	Now          func() time.Time // nil: time.Now
+
+	walSize int64 // the log's ring size; 0: walSize (tests make it small)
 }
 
 // Limits of Options.
@@ -85,6 +92,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
+	if o.walSize == 0 {
+		o.walSize = walSize
+	}
 	return o, nil
 }
 
@@ -107,11 +117,21 @@ type Store struct {
 	closeOnce sync.Once
 	closeErr  error
 	commitMu  sync.Mutex // held over a batch, from transaction to publish; Check takes it
+	wal       *wal       // written by the committer only
 
-	commits, requests atomic.Uint64
-	diskFull          atomic.Bool // the last commit failed for lack of space (logged once)
+	flushMu   sync.Mutex    // held over a flush; Check takes it
+	flushKick chan struct{} // asks the flusher for a flush
+	flushStop chan struct{} // closed by Close: the flusher exits
+	flushDone chan struct{} // closed when the flusher has exited
 
-	mu         sync.RWMutex // guards what follows
+	commits, requests, flushes atomic.Uint64
+	diskFull                   atomic.Bool // the last commit failed for lack of space (logged once)
+
+	mu         sync.RWMutex  // guards what follows
+	active     *pending      // committed batches not yet flushed (pending.go)
+	frozen     *pending      // the batches a flush is writing, or nil
+	flushErr   error         // the last flush's error
+	flushSig   chan struct{} // closed and replaced after every flush
 	closed     bool
 	reserved   uint64
 	lastIndex  uint64
@@ -145,28 +165,60 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, openError(path, err)
 	}
 	s := &Store{
-		path:    path,
-		opts:    opts,
-		log:     opts.Logger.Named("store"),
-		db:      db,
-		reqs:    make(chan *request, 1024),
-		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
-		closing: make(chan struct{}),
-		notify:  make(chan struct{}),
-		dig:     new(digest),
+		path:      path,
+		opts:      opts,
+		log:       opts.Logger.Named("store"),
+		db:        db,
+		reqs:      make(chan *request, 1024),
+		stop:      make(chan struct{}),
+		done:      make(chan struct{}),
+		closing:   make(chan struct{}),
+		notify:    make(chan struct{}),
+		dig:       new(digest),
+		active:    newPending(),
+		flushSig:  make(chan struct{}),
+		flushKick: make(chan struct{}, 1),
+		flushStop: make(chan struct{}),
+		flushDone: make(chan struct{}),
 	}
-	if err := s.init(); err != nil {
-		db.Close()
-		return nil, err
-	}
-	if err := s.load(); err != nil {
+	if err := s.start(); err != nil {
+		if s.wal != nil {
+			s.wal.close()
+		}
 		db.Close()
 		return nil, err
 	}
 	go s.run()
+	go s.runFlusher()
 	s.log.Debug("opened", "path", path, "node", s.nodeID, "keys", s.keys, "lamport", s.Lamport(), "last_index", s.lastIndex)
 	return s, nil
+}
+
+// start lays out or checks the file, replays the log into it, and loads
+// what is kept in memory.
+func (s *Store) start() error {
+	if err := s.init(); err != nil {
+		return err
+	}
+	var err error
+	if s.storeID, err = s.readStoreID(); err != nil {
+		return err
+	}
+	if s.wal, err = openWAL(walPath(s.path), s.opts.walSize, s.storeID, s.opts.NoSync); err != nil {
+		return err
+	}
+	if err := s.replay(); err != nil {
+		return err
+	}
+	return s.load()
+}
+
+func (s *Store) readStoreID() (id NodeID, err error) {
+	err = s.db.View(func(tx *bolt.Tx) error {
+		id, err = metaID(tx.Bucket(bucketMeta), metaStoreID)
+		return err
+	})
+	return id, err
 }
 
 func openError(path string, err error) error {
@@ -184,6 +236,7 @@ func openError(path string, err error) error {
 // init checks the format of an existing file, or lays out a new one.
 func (s *Store) init() error {
 	var fresh bool
+	var version uint64
 	err := s.db.View(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if meta == nil {
@@ -194,10 +247,20 @@ func (s *Store) init() error {
 			}
 			return nil
 		}
-		return s.checkFormat(tx)
-	})
-	if err != nil || !fresh {
+		var err error
+		version, err = s.checkFormat(tx)
 		return err
+	})
+	if err != nil {
+		return err
+	}
+	if !fresh {
+		if version == FormatVersion {
+			return nil
+		}
+		return s.db.Update(func(tx *bolt.Tx) error {
+			return tx.Bucket(bucketMeta).Put(metaFormat, u64(FormatVersion))
+		})
 	}
 	return s.db.Update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketMeta, bucketKV, bucketKeyHash, bucketChanges} {
@@ -217,20 +280,23 @@ func (s *Store) init() error {
 	})
 }
 
-func (s *Store) checkFormat(tx *bolt.Tx) error {
+// checkFormat returns the file's format version: FormatVersion, or 1
+// (upgraded by init).
+func (s *Store) checkFormat(tx *bolt.Tx) (uint64, error) {
 	v := tx.Bucket(bucketMeta).Get(metaFormat)
 	if len(v) != 8 {
-		return fmt.Errorf("store: %s: %w: no format version", s.path, ErrFormat)
+		return 0, fmt.Errorf("store: %s: %w: no format version", s.path, ErrFormat)
 	}
-	if f := binary.BigEndian.Uint64(v); f != FormatVersion {
-		return fmt.Errorf("store: %s: %w: format %d, this build reads %d", s.path, ErrFormat, f, FormatVersion)
+	f := binary.BigEndian.Uint64(v)
+	if f != FormatVersion && f != 1 {
+		return 0, fmt.Errorf("store: %s: %w: format %d, this build reads up to %d", s.path, ErrFormat, f, FormatVersion)
 	}
 	for _, name := range [][]byte{bucketKV, bucketKeyHash, bucketChanges} {
 		if tx.Bucket(name) == nil {
-			return fmt.Errorf("store: %s: %w: bucket %s missing", s.path, ErrCorrupt, name)
+			return 0, fmt.Errorf("store: %s: %w: bucket %s missing", s.path, ErrCorrupt, name)
 		}
 	}
-	return nil
+	return f, nil
 }
 
 // load reads the meta values and rebuilds what is kept in memory.
@@ -263,8 +329,8 @@ func (s *Store) load() error {
 // and returns the largest lamport stored. Check uses it too.
 func (s *Store) rebuild(tx *bolt.Tx, d *digest, keys *uint64) (maxL uint64, err error) {
 	err = tx.Bucket(bucketKV).ForEach(func(k, v []byte) error {
-		var h recordHead
-		if err := headMode.Unmarshal(v, &h); err != nil {
+		h, err := decodeHead(v)
+		if err != nil {
 			return fmt.Errorf("store: %w: record %q: %v", ErrCorrupt, k, err)
 		}
 		d.update(KeyHash(string(k)), Hash{}, hashBytes(v))
@@ -279,8 +345,9 @@ func (s *Store) rebuild(tx *bolt.Tx, d *digest, keys *uint64) (maxL uint64, err 
 }
 
 // Close stops the store: new calls get ErrClosed, watchers return
-// ErrClosed, writes already submitted are committed, then the file is
-// closed. It is safe to call more than once.
+// ErrClosed, writes already submitted are committed, everything is
+// written into the data file, and the file is closed. It is safe to call
+// more than once.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.mu.Lock()
@@ -290,7 +357,17 @@ func (s *Store) Close() error {
 		s.inflight.Wait()
 		close(s.stop)
 		<-s.done
-		s.closeErr = s.db.Close()
+		close(s.flushStop)
+		<-s.flushDone
+		// Everything into the file; then the log is not needed any more
+		// and goes, so that the closed store is its data file alone.
+		err := s.flushAll()
+		if werr := s.wal.close(); err == nil && werr == nil {
+			if rerr := os.Remove(s.wal.path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+				s.log.Warn("removing the write-ahead log", "error", rerr)
+			}
+		}
+		s.closeErr = errors.Join(err, s.db.Close())
 	})
 	return s.closeErr
 }
@@ -314,13 +391,14 @@ func (s *Store) Keys() uint64 {
 
 // Stats are counters for metrics.
 type Stats struct {
-	Commits  uint64 // transactions committed (or failed)
+	Commits  uint64 // batches committed (or failed)
 	Requests uint64 // writes, applies and reservations they carried
+	Flushes  uint64 // flushes of logged batches into the data file (or failed ones)
 }
 
 // Stats returns the counters since Open.
 func (s *Store) Stats() Stats {
-	return Stats{Commits: s.commits.Load(), Requests: s.requests.Load()}
+	return Stats{Commits: s.commits.Load(), Requests: s.requests.Load(), Flushes: s.flushes.Load()}
 }
 
 func metaID(b *bolt.Bucket, name []byte) (NodeID, error) {

@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"os"
@@ -226,7 +227,8 @@ func TestLamportReopen(t *testing.T) {
 	}
 }
 
-// A copy of the file taken while the store runs is what a crash leaves.
+// A copy of the store's files (the data file and its write-ahead log)
+// taken while the store runs is what a crash leaves.
 // The copy must not hand out again any lamport the original handed out:
 // neither stored ones nor ones sent under a reservation before their commit.
 func TestLamportCrash(t *testing.T) {
@@ -240,6 +242,7 @@ func TestLamportCrash(t *testing.T) {
 	}
 	crashed := filepath.Join(t.TempDir(), "crashed.db")
 	copyFile(t, s.Path(), crashed)
+	copyFile(t, s.Path()+"-wal", crashed+"-wal")
 
 	c := openAt(t, crashed)
 	if c.Lamport() < 3000 {
@@ -343,7 +346,7 @@ func TestFormat(t *testing.T) {
 			t.Fatal(err)
 		}
 		err = db.Update(func(tx *bolt.Tx) error {
-			return tx.Bucket(store.BucketMeta).Put(store.MetaFormat, []byte{0, 0, 0, 0, 0, 0, 0, 2})
+			return tx.Bucket(store.BucketMeta).Put(store.MetaFormat, binary.BigEndian.AppendUint64(nil, store.FormatVersion+1))
 		})
 		if err := errors.Join(err, db.Close()); err != nil {
 			t.Fatal(err)

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/binary"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -117,18 +116,41 @@ func (s *Store) preResolve(rec *Record) *preResolved {
 	return &preResolved{cur: cur.Hash(), rec: Resolve(rec.Key, &cur, rec, s.opts.Resolver)}
 }
 
-// txState is a batch in progress: the values that change in memory only
-// if the transaction commits.
+// txState is a batch in progress: the records it stores and the values
+// that change in memory only if its commit succeeds. It reads the current
+// records through the batch's own earlier writes, then the pending sets,
+// then a bbolt read transaction, which it closes (done) before the batch
+// is written: a read transaction held while the committer waits for a
+// flush could block that flush's growing of bbolt's memory map.
 type txState struct {
 	s             *Store
-	kv, kh, log   *bolt.Bucket
-	meta          *bolt.Bucket
-	l             uint64 // L as the batch advances it
+	tx            *bolt.Tx
+	kv            *bolt.Bucket
+	active        *pending
+	frozen        *pending
+	staged        map[string]int // the batch's writes by key: index in puts
+	l             uint64         // L as the batch advances it
 	reserved      uint64
 	reservedDirty bool
 	last, first   uint64 // change-log indexes
 	now           int64
 	changes       []change
+	puts          []stagedPut
+
+	lsn       uint64 // the batch's number, its place and size in the log
+	pos, size int64  // (size 0: not in the log)
+}
+
+// stagedPut is one record the batch stores.
+type stagedPut struct {
+	index   uint64 // its change-log index
+	key     string
+	raw     []byte
+	hash    Hash
+	keyHash Hash
+	meta    Record // raw decoded, without the value
+	event   Event
+	ev      []byte // event as the log stores it
 }
 
 // change is a stored record's effect on the digest tree and key count.
@@ -138,46 +160,65 @@ type change struct {
 	live     int  // -1, 0 or +1 live keys
 }
 
-func (s *Store) begin() *txState {
+// begin starts a batch: it takes the in-memory values, the pending sets
+// and a bbolt read transaction, consistently (see pending.go).
+func (s *Store) begin() (*txState, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	tx, err := s.db.Begin(false)
+	if err != nil {
+		return nil, err
+	}
 	return &txState{
-		s: s, l: s.Lamport(), reserved: s.reserved,
+		s: s, tx: tx, kv: tx.Bucket(bucketKV), active: s.active, frozen: s.frozen,
+		staged: map[string]int{},
+		l:      s.Lamport(), reserved: s.reserved,
 		last: s.lastIndex, first: s.firstIndex,
 		now: s.opts.Now().UnixMilli(),
-	}
+	}, nil
 }
 
-func (st *txState) open(tx *bolt.Tx) {
-	st.kv = tx.Bucket(bucketKV)
-	st.kh = tx.Bucket(bucketKeyHash)
-	st.log = tx.Bucket(bucketChanges)
-	st.meta = tx.Bucket(bucketMeta)
+// done closes the batch's read transaction.
+func (st *txState) done() {
+	if st.tx != nil {
+		st.tx.Rollback()
+		st.tx = nil
+	}
 }
 
 // stored is the record a write replaces.
 type stored struct {
 	meta Record // without Value
-	raw  []byte // valid during the transaction only
+	raw  []byte // valid until done
 	hash Hash
 }
 
-// current reads the key's record in the transaction, which sees the
-// batch's earlier writes. nil: none.
+// current reads the key's record as the batch sees it. nil: none.
 func (st *txState) current(key string) (*stored, error) {
-	v := st.kv.Get([]byte(key))
-	if v == nil {
+	if i, ok := st.staged[key]; ok {
+		p := &st.puts[i]
+		return &stored{meta: p.meta, raw: p.raw, hash: p.hash}, nil
+	}
+	var v []byte
+	var h Hash
+	if r := st.active.recs[key]; r != nil {
+		v, h = r.raw, r.hash
+	} else if r := st.frozen.recsOf(key); r != nil {
+		v, h = r.raw, r.hash
+	} else if v = st.kv.Get([]byte(key)); v == nil {
 		return nil, nil
+	} else {
+		h = hashBytes(v)
 	}
 	m, err := decodeMeta(v)
 	if err != nil {
 		return nil, fmt.Errorf("store: %w: %q: %v", ErrCorrupt, key, err)
 	}
-	return &stored{meta: m, raw: v, hash: hashBytes(v)}, nil
+	return &stored{meta: m, raw: v, hash: h}, nil
 }
 
 // do runs one request. Its own failures go to r.err; the error returned
-// (a failing bucket operation) aborts the whole transaction.
+// (a failure that is not the request's) aborts the whole batch.
 func (st *txState) do(r *request) error {
 	switch r.kind {
 	case reqReserve:
@@ -259,7 +300,7 @@ func (st *txState) apply(r *request) error {
 	return st.put(&res, encodeRecord(&res), cur)
 }
 
-// put stores rec (encoded as raw) over cur, and logs the change.
+// put stages rec (encoded as raw) over cur, and logs the change.
 func (st *txState) put(rec *Record, raw []byte, cur *stored) error {
 	kh, h := KeyHash(rec.Key), hashBytes(raw)
 	c := change{keyHash: kh, now: h}
@@ -275,40 +316,32 @@ func (st *txState) put(rec *Record, raw []byte, cur *stored) error {
 	st.cover(rec.Lamport)
 	st.l = max(st.l, rec.Lamport)
 	st.last++
-	ev, err := encMode.Marshal(eventWire{Op: opOf(rec), Key: rec.Key, Version: rec.Lamport, Origin: rec.Origin})
-	if err != nil {
-		return err
-	}
-	if err := st.kv.Put([]byte(rec.Key), raw); err != nil {
-		return err
-	}
-	if err := st.kh.Put(keyHashKey(kh, rec.Key), h[:]); err != nil {
-		return err
-	}
-	if err := st.log.Put(u64(st.last), ev); err != nil {
-		return err
-	}
+	event := Event{Index: st.last, Op: opOf(rec), Key: rec.Key, Version: rec.Lamport, Origin: rec.Origin}
+	ev := appendEvent(nil, event.Op, event.Key, event.Version, event.Origin)
+	meta := *rec
+	meta.Value = nil
+	st.puts = append(st.puts, stagedPut{
+		index: st.last, key: rec.Key, raw: raw, hash: h, keyHash: kh,
+		meta: meta, event: event, ev: ev,
+	})
+	st.staged[rec.Key] = len(st.puts) - 1
 	st.changes = append(st.changes, c)
 	return nil
 }
 
-// finish persists the batch's meta values and trims the change log.
-func (st *txState) finish() error {
-	if st.reservedDirty {
-		if err := st.meta.Put(metaReserved, u64(st.reserved)); err != nil {
-			return err
-		}
+// finish advances the start of the change log past what it no longer
+// keeps; the flush deletes those entries.
+func (st *txState) finish() {
+	if hist := uint64(st.s.opts.WatchHistory); st.last >= hist && st.first+hist <= st.last {
+		st.first = st.last - hist + 1
 	}
-	if len(st.changes) == 0 {
-		return nil
+}
+
+// walChanges returns the batch's changes as the log stores them.
+func (st *txState) walChanges() []walChange {
+	out := make([]walChange, len(st.puts))
+	for i, p := range st.puts {
+		out[i] = walChange{index: p.index, key: p.key, raw: p.raw, ev: p.ev}
 	}
-	if err := st.meta.Put(metaLast, u64(st.last)); err != nil {
-		return err
-	}
-	for hist := uint64(st.s.opts.WatchHistory); st.first+hist <= st.last; st.first++ {
-		if err := st.log.Delete(binary.BigEndian.AppendUint64(nil, st.first)); err != nil {
-			return err
-		}
-	}
-	return nil
+	return out
 }

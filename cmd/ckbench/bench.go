@@ -17,6 +17,7 @@ type config struct {
 	socket                  string
 	client                  string // raw or rpc: see newClient
 	wait                    int    // sets wait for this many peer acknowledgements
+	jsonValues              bool   // values are JSON documents
 	clients, requests, size int
 	keys, readPct           int
 	prefix                  string
@@ -80,10 +81,7 @@ func (r result) print(w io.Writer) {
 // runTest runs one workload. For get and mixed the keyspace is filled
 // first, so that every get finds its key.
 func runTest(ctx context.Context, cfg config, k kind) (result, error) {
-	value := make([]byte, cfg.size)
-	for i := range value {
-		value[i] = 'a' + byte(i%26)
-	}
+	value := makeValue(cfg.size, cfg.jsonValues)
 	if k != kindSet {
 		if err := fill(ctx, cfg, value); err != nil {
 			return result{}, fmt.Errorf("filling the keyspace: %w", err)
@@ -153,6 +151,19 @@ func op(ctx context.Context, cl benchClient, k kind, key string, value []byte, r
 		return cl.get(ctx, key)
 	}
 	return cl.set(ctx, key, value, wait)
+}
+
+// makeValue is the value every write sends: letters, or with asJSON a JSON
+// string of that many bytes (quotes included), for hooks that validate JSON.
+func makeValue(size int, asJSON bool) []byte {
+	value := make([]byte, size)
+	for i := range value {
+		value[i] = 'a' + byte(i%26)
+	}
+	if asJSON && size >= 2 {
+		value[0], value[size-1] = '"', '"'
+	}
+	return value
 }
 
 // fill writes every key of the keyspace once, with all clients.

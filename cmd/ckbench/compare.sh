@@ -4,10 +4,22 @@
 # redis-benchmark against Redis with appendfsync always on its Unix socket,
 # both with their data on the same file system; the fdatasync latency there;
 # and `ckctl get` as a whole process against a Go hello-world (hyperfine).
+# It ends with the ratios the targets are stated in (docs/BENCHMARKS.md).
 #
-#   cmd/ckbench/compare.sh [REQUESTS]      (needs redis-server, hyperfine)
+#   cmd/ckbench/compare.sh [REQUESTS [ROUNDS]]   (needs redis-server, hyperfine)
+#
+# Throughput runs ROUNDS times (default 3), Redis and ckd taking turns; the
+# one-client latency five times, each time right next to an fdatasync probe
+# (disk latency drifts by half within a minute on a shared machine). The
+# ratios are the medians of the rounds' ratios.
+#
+# ckbench uses its raw client (a lean HTTP/1.1 connection per client, as
+# redis-benchmark uses a lean RESP one); figures with the Go client
+# (rpc.Client) follow for reference. ckctl is timed as `go build` makes it
+# (cgo on: dynamically linked) and built with CGO_ENABLED=0 (static).
 set -euo pipefail
 n=${1:-100000}
+rounds=${2:-3}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d /var/tmp/ck-compare-XXXXXX)
 pids=()
@@ -17,6 +29,7 @@ trap cleanup EXIT
 command -v redis-server >/dev/null || { echo "needs redis-server (apt-get install redis-server)" >&2; exit 2; }
 command -v hyperfine >/dev/null || { echo "needs hyperfine (apt-get install hyperfine)" >&2; exit 2; }
 (cd "$root" && go build -o "$work/bin/" ./cmd/ckd ./cmd/ckctl ./cmd/ckbench)
+(cd "$root" && CGO_ENABLED=0 go build -o "$work/bin/ckctl-static" ./cmd/ckctl)
 mkdir -p "$work/hello" && cat > "$work/hello/main.go" <<'GO'
 package main
 
@@ -26,24 +39,60 @@ func main() { fmt.Println("hello") }
 GO
 (cd "$work/hello" && GO111MODULE=off go build -o "$work/bin/hello" main.go)
 
-echo "== Redis $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p'), appendfsync always, Unix socket"
+# num WORD: per line of ckbench's text, the number after WORD ("ops/s": the
+# one before).
+num() { awk -v w="$1" '{for (i = 1; i <= NF; i++) { if (w == "ops/s" && $i == "ops/s") { print $(i-1); next } if ($i == w) { v = $(i+1); gsub(/[^0-9.]/, "", v); print v; next } } }'; }
+# median of the numbers on stdin
+median() { sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
+
 mkdir -p "$work/redis"
 redis-server --port 0 --unixsocket "$work/redis.sock" --dir "$work/redis" \
   --appendonly yes --appendfsync always --save '' --daemonize no >"$work/redis.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 100); do [ -S "$work/redis.sock" ] && break; sleep 0.05; done
-redis-benchmark -s "$work/redis.sock" -c 16 -n "$n" -d 256 -t set,get -r 10000 -q
-redis-benchmark -s "$work/redis.sock" -c 1 -n 2000 -d 256 -t set -r 10000 --precision 3 | grep -E 'throughput|^ +[0-9.]+ +[0-9.]+' | head -4 || true
-
-echo "== ckd"
 "$work/bin/ckd" -data-dir "$work/ckd" -socket "$work/ckd.sock" -node-name bench >"$work/ckd.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 100); do [ -S "$work/ckd.sock" ] && break; sleep 0.05; done
+for _ in $(seq 100); do [ -S "$work/redis.sock" ] && [ -S "$work/ckd.sock" ] && break; sleep 0.05; done
 export CK_SOCKET="$work/ckd.sock"
-"$work/bin/ckbench" -c 16 -n "$n" -d 256 -t set,get
-"$work/bin/ckbench" -c 1 -n 2000 -d 256 -t set
-"$work/bin/ckbench" -t fsync -dir "$work"
+echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)"
+echo "Redis $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p') with appendfsync always on a Unix socket; ckd $("$work/bin/ckd" -version | awk '{print $2}'); $n requests, 16 clients, 256-byte values"
+
+for r in $(seq "$rounds"); do
+  echo "== round $r"
+  redis-benchmark -s "$work/redis.sock" -c 16 -n "$n" -d 256 -t set,get -r 10000 -q | tr '\r' '\n' | grep -v 'rps=' | grep . | tr '\r' '\n' |
+    grep 'requests per second' | sed 's/^/redis /' | tee -a "$work/redis.txt"
+  "$work/bin/ckbench" -c 16 -n "$n" -d 256 -t set,get | sed 's/^/ckd   /' | tee -a "$work/ck16.txt"
+done
+paste <(grep 'redis SET' "$work/redis.txt" | awk '{print $3}') <(grep 'ckd   set' "$work/ck16.txt" | num ops/s) |
+  awk '{print $2 / $1}' | median >"$work/set.ratio"
+paste <(grep 'redis GET' "$work/redis.txt" | awk '{print $3}') <(grep 'ckd   get' "$work/ck16.txt" | num ops/s) |
+  awk '{print $2 / $1}' | median >"$work/get.ratio"
+
+echo "== one client: set, next to fdatasync (4 KiB write + fdatasync in the data dir's file system)"
+redis-benchmark -s "$work/redis.sock" -c 1 -n 2000 -d 256 -t set -r 10000 --precision 3 | tr '\r' '\n' |
+  grep -A2 -E 'latency summary' | sed 's/^/redis /' || true
+for r in 1 2 3 4 5; do
+  "$work/bin/ckbench" -c 1 -n 1000 -d 256 -t set | tee -a "$work/ck1.txt"
+  "$work/bin/ckbench" -t fsync -n 1000 -dir "$work" | tee -a "$work/fsync.txt"
+done
+paste <(grep '^set' "$work/ck1.txt" | num p50) <(grep '^fsync' "$work/fsync.txt" | num p50) |
+  awk '{print $1 / $2}' | median >"$work/p50.ratio"
+
+echo "== the Go client (rpc.Client) instead of ckbench's raw one, for reference"
+"$work/bin/ckbench" -client rpc -c 16 -n "$n" -d 256 -t set,get
 
 echo "== ckctl get as a whole process"
 "$work/bin/ckctl" set bla blub
-hyperfine -N --warmup 20 --runs 300 "$work/bin/ckctl get bla" "$work/bin/hello" 2>&1 | grep -E 'Time|±|faster|Benchmark'
+hyperfine -N --warmup 20 --runs 300 --export-json "$work/hf.json" \
+  "$work/bin/ckctl get bla" "$work/bin/ckctl-static get bla" "$work/bin/hello" 2>&1 | grep -E 'Time|Benchmark'
+means=($(grep '"mean"' "$work/hf.json" | awk -F: '{gsub(/[ ,]/, "", $2); print $2}'))
+
+echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null) (other work on the machine skews the ratios against ckd, which needs more CPU than Redis)"
+echo "== ratios (medians of the rounds)"
+awk -v s="$(cat "$work/set.ratio")" -v g="$(cat "$work/get.ratio")" -v p="$(cat "$work/p50.ratio")" \
+  -v c="${means[0]}" -v t="${means[1]}" -v h="${means[2]}" 'BEGIN {
+  printf "durable set, 16 clients:   ckd/Redis        %.2fx  (target >= 0.6)\n", s
+  printf "get, 16 clients:           ckd/Redis        %.2fx  (target >= 0.4)\n", g
+  printf "set p50, 1 client:         ckd/fdatasync    %.2fx  (target <= 3)\n", p
+  printf "ckctl get, go build:       ckctl/hello      %.2fx  (target <= 2.5)  %.2f ms / %.2f ms\n", c / h, c * 1000, h * 1000
+  printf "ckctl get, CGO_ENABLED=0:  ckctl/hello      %.2fx                  %.2f ms / %.2f ms\n", t / h, t * 1000, h * 1000
+}'

@@ -13,12 +13,19 @@ import (
 )
 
 // TestWorkloads runs every workload against the real API server (with an
-// in-memory backend) and checks the JSON results add up.
+// in-memory backend), with either kind of client, and checks the JSON
+// results add up.
 func TestWorkloads(t *testing.T) {
+	for _, client := range []string{"raw", "rpc"} {
+		t.Run(client, func(t *testing.T) { testWorkloads(t, client) })
+	}
+}
+
+func testWorkloads(t *testing.T, client string) {
 	b := rpctest.NewBackend()
 	sock := rpctest.Start(t, b, rpc.ServerOptions{}).Socket
 	var out, errb bytes.Buffer
-	code := run(context.Background(), []string{"-socket", sock, "-c", "4", "-n", "200", "-d", "32", "-keys", "50",
+	code := run(context.Background(), []string{"-socket", sock, "-client", client, "-c", "4", "-n", "200", "-d", "32", "-keys", "50",
 		"-t", "set,get,mixed,fsync", "-dir", t.TempDir(), "-json"}, &out, &errb)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
@@ -49,7 +56,7 @@ func TestWorkloads(t *testing.T) {
 }
 
 func TestUsageErrors(t *testing.T) {
-	for _, args := range [][]string{{"-c", "0"}, {"-t", "nope"}, {"-read-pct", "101"}, {"-bogus"}} {
+	for _, args := range [][]string{{"-c", "0"}, {"-t", "nope"}, {"-read-pct", "101"}, {"-bogus"}, {"-client", "curl"}} {
 		var out, errb bytes.Buffer
 		if code := run(context.Background(), append([]string{"-socket", "/nonexistent"}, args...), &out, &errb); code != 2 {
 			t.Errorf("%v: exit %d, want 2 (%s)", args, code, errb.String())

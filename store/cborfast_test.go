@@ -1,0 +1,192 @@
+package store
+
+import (
+	"bytes"
+	"math"
+	"math/rand/v2"
+	"os"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// randomRecord covers the encoding's edges: every head width, empty and
+// nil values and vectors, zero vector entries, negative and extreme times.
+func randomRecord(rng *rand.Rand) Record {
+	widths := []uint64{0, 1, 23, 24, 255, 256, 65535, 65536, math.MaxUint32, math.MaxUint32 + 1, math.MaxUint64}
+	num := func() uint64 {
+		if rng.IntN(2) == 0 {
+			return widths[rng.IntN(len(widths))]
+		}
+		return rng.Uint64() >> rng.IntN(64)
+	}
+	id := func() (n NodeID) {
+		for i := range n {
+			n[i] = byte(rng.IntN(4)) // few distinct ids: collisions and order
+		}
+		return n
+	}
+	keys := []string{"k", "a/b", "café/日本", strings.Repeat("x", 24), strings.Repeat("y", 300), strings.Repeat("z", 1024)}
+	r := Record{Key: keys[rng.IntN(len(keys))], Deleted: rng.IntN(3) == 0, Lamport: num(),
+		Origin: id(), LWW: Stamp{Lamport: num(), Origin: id()}, Fallback: rng.IntN(4) == 0}
+	switch rng.IntN(4) {
+	case 0: // nil
+	case 1:
+		r.Value = []byte{}
+	default:
+		r.Value = make([]byte, []int{1, 23, 24, 256, 70000}[rng.IntN(5)])
+		for i := range r.Value {
+			r.Value[i] = byte(rng.IntN(256))
+		}
+	}
+	switch rng.IntN(3) {
+	case 0: // nil
+	case 1:
+		r.VV = VV{}
+	default:
+		r.VV = VV{}
+		for range rng.IntN(40) + 1 {
+			r.VV[id()] = num() * uint64(rng.IntN(5)) // some zeros
+		}
+	}
+	r.At = int64(num())
+	if rng.IntN(2) == 0 {
+		r.At = -r.At - int64(rng.IntN(2))
+	}
+	return r
+}
+
+// fastSeed returns the test's random source; CK_SEED replays a seed.
+func fastSeed(t testing.TB) *rand.Rand {
+	seed := uint64(time.Now().UnixNano())
+	if env := os.Getenv("CK_SEED"); env != "" {
+		var err error
+		if seed, err = strconv.ParseUint(env, 10, 64); err != nil {
+			t.Fatalf("CK_SEED: %v", err)
+		}
+	}
+	t.Logf("seed %d (replay with CK_SEED=%d)", seed, seed)
+	return rand.New(rand.NewPCG(seed, 1))
+}
+
+// The direct encoder writes exactly what the cbor package writes, and the
+// direct decoder reads it back as the cbor package does.
+func TestFastCodec(t *testing.T) {
+	rng := fastSeed(t)
+	for range 3000 {
+		r := randomRecord(rng)
+		want, err := r.marshalReflect()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, _ := r.MarshalCBOR()
+		if !bytes.Equal(got, want) {
+			t.Fatalf("encoding of %+v:\n got %x\nwant %x", r, got, want)
+		}
+		fast, ok := parseRecord(got, true)
+		if !ok {
+			t.Fatalf("canonical encoding not parsed: %x", got)
+		}
+		var slow Record
+		if err := slow.unmarshalReflect(got); err != nil {
+			t.Fatal(err)
+		}
+		sameRecord(t, fast, slow)
+		meta, ok := parseRecord(got, false)
+		slow.Value = nil
+		if !ok {
+			t.Fatal("meta not parsed")
+		}
+		sameRecord(t, meta, slow)
+
+		ev := appendEvent(nil, opOf(&r), r.Key, r.Lamport, r.Origin)
+		wantEv, err := encMode.Marshal(eventWire{Op: opOf(&r), Key: r.Key, Version: r.Lamport, Origin: r.Origin})
+		if err != nil || !bytes.Equal(ev, wantEv) {
+			t.Fatalf("event: %x, want %x (%v)", ev, wantEv, err)
+		}
+		if w, ok := parseEvent(ev); !ok || w.Op != opOf(&r) || w.Key != r.Key || w.Version != r.Lamport || w.Origin != r.Origin {
+			t.Fatalf("event parsed as %+v, %v", w, ok)
+		}
+	}
+}
+
+// Whatever the direct decoder accepts, the cbor package accepts too, with
+// the same result: damaged and foreign encodings included.
+func TestFastDecodeNeverLaxer(t *testing.T) {
+	rng := fastSeed(t)
+	for range 20000 {
+		r := randomRecord(rng)
+		b, _ := r.MarshalCBOR()
+		b = bytes.Clone(b)
+		switch rng.IntN(4) {
+		case 0:
+			b[rng.IntN(len(b))] ^= byte(1 << rng.IntN(8))
+		case 1:
+			b = b[:rng.IntN(len(b))]
+		case 2:
+			b = append(b, byte(rng.IntN(256)))
+		default:
+			i := rng.IntN(len(b))
+			b[i] = byte(rng.IntN(256))
+		}
+		fast, ok := parseRecord(b, true)
+		var slow Record
+		err := slow.unmarshalReflect(b)
+		if ok && err != nil {
+			t.Fatalf("direct decoder accepted %x, the cbor package refuses it: %v", b, err)
+		}
+		if ok {
+			sameRecord(t, fast, slow)
+		}
+		var fromMethod Record
+		if merr := fromMethod.UnmarshalCBOR(b); (merr == nil) != (err == nil) {
+			t.Fatalf("UnmarshalCBOR: %v, the cbor package: %v", merr, err)
+		}
+	}
+}
+
+func sameRecord(t *testing.T, got, want Record) {
+	t.Helper()
+	norm := func(r Record) Record {
+		if len(r.VV) == 0 {
+			r.VV = nil
+		}
+		if len(r.Value) == 0 {
+			r.Value = nil
+		}
+		return r
+	}
+	if g, w := norm(got), norm(want); !reflect.DeepEqual(g, w) {
+		t.Fatalf("decoded\n%+v\nwant\n%+v", g, w)
+	}
+}
+
+func BenchmarkRecordCodec(b *testing.B) {
+	r := Record{Key: "bench/1234", Value: make([]byte, 256), VV: VV{NewNodeID(): 77}, Lamport: 77,
+		Origin: NewNodeID(), LWW: Stamp{Lamport: 77}, At: time.Now().UnixMilli()}
+	raw, _ := r.MarshalCBOR()
+	b.Run("encode/direct", func(b *testing.B) {
+		for range b.N {
+			_, _ = r.MarshalCBOR()
+		}
+	})
+	b.Run("encode/reflect", func(b *testing.B) {
+		for range b.N {
+			_, _ = r.marshalReflect()
+		}
+	})
+	b.Run("decode/direct", func(b *testing.B) {
+		for range b.N {
+			var x Record
+			_ = x.UnmarshalCBOR(raw)
+		}
+	})
+	b.Run("decode/reflect", func(b *testing.B) {
+		for range b.N {
+			var x Record
+			_ = x.unmarshalReflect(raw)
+		}
+	})
+}

@@ -1,0 +1,206 @@
+package store
+
+import (
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+)
+
+// Flushing writes the pending batches into the bbolt file, in one
+// transaction with bbolt's own two fsyncs, and records the last batch's
+// number (wal_lsn) in the same transaction; only then may the log's space
+// be reused (pending.go, wal.go). It runs on its own goroutine, every
+// flushEvery or sooner when the pending batches take 1/flushShare of the
+// log or the committer needs their space, so commits go on while it
+// writes. Many writes of the same key or of neighbouring keys then cost
+// one page write, where a commit per write rewrote a dozen pages.
+const (
+	flushEvery = time.Second
+	flushShare = 4
+)
+
+// kickFlush asks the flusher for a flush now.
+func (s *Store) kickFlush() {
+	select {
+	case s.flushKick <- struct{}{}:
+	default:
+	}
+}
+
+// runFlusher is the flusher goroutine. It returns when flushStop closes;
+// Close then flushes what is left itself.
+func (s *Store) runFlusher() {
+	defer close(s.flushDone)
+	t := time.NewTicker(flushEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.flushKick:
+		case <-t.C:
+		case <-s.flushStop:
+			return
+		}
+		_ = s.flushOnce() // flushOnce keeps the error for the committer
+	}
+}
+
+// flushAll flushes until nothing is pending, or a flush fails.
+func (s *Store) flushAll() error {
+	for {
+		s.mu.RLock()
+		idle := s.active.empty() && s.frozen.empty()
+		s.mu.RUnlock()
+		if idle {
+			return nil
+		}
+		if err := s.flushOnce(); err != nil {
+			return err
+		}
+	}
+}
+
+// flushOnce writes the frozen set, freezing the active one first if
+// nothing is frozen. A failed flush keeps the frozen set for the next try.
+func (s *Store) flushOnce() error {
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	s.mu.Lock()
+	if s.frozen == nil {
+		if s.active.empty() {
+			s.mu.Unlock()
+			return nil
+		}
+		s.frozen, s.active = s.active, newPending()
+	}
+	fr := s.frozen
+	s.mu.Unlock()
+
+	err := s.db.Update(func(tx *bolt.Tx) error { return writePending(tx, fr) })
+	if err != nil {
+		err = s.flushError(err)
+	}
+	s.mu.Lock()
+	if err == nil {
+		s.frozen = nil
+	}
+	s.flushErr = err
+	close(s.flushSig) // wakes a committer waiting for space
+	s.flushSig = make(chan struct{})
+	s.mu.Unlock()
+	s.flushes.Add(1)
+	return err
+}
+
+// flushError classifies a failed flush, logging the first of a run.
+func (s *Store) flushError(err error) error {
+	s.mu.RLock()
+	again := s.flushErr != nil
+	s.mu.RUnlock()
+	if again {
+		return s.classify(err)
+	}
+	return s.commitError(err, 0)
+}
+
+// writePending writes a set of batches into the file: records, key-hash
+// index entries, change-log entries, the reservation (never lowered), the
+// last index, the trimmed start of the log, and the last batch's number.
+func writePending(tx *bolt.Tx, p *pending) error {
+	kv, kh := tx.Bucket(bucketKV), tx.Bucket(bucketKeyHash)
+	log, meta := tx.Bucket(bucketChanges), tx.Bucket(bucketMeta)
+	for _, k := range p.sortedKeys() {
+		r := p.recs[k]
+		if err := kv.Put([]byte(k), r.raw); err != nil {
+			return err
+		}
+		if err := kh.Put(keyHashKey(r.keyHash, k), r.hash[:]); err != nil {
+			return err
+		}
+	}
+	for _, e := range p.events {
+		if err := log.Put(u64(e.ev.Index), e.raw); err != nil {
+			return err
+		}
+	}
+	if len(p.events) > 0 {
+		if err := meta.Put(metaLast, u64(p.last)); err != nil {
+			return err
+		}
+	}
+	if p.reserved > metaU64(meta, metaReserved) {
+		if err := meta.Put(metaReserved, u64(p.reserved)); err != nil {
+			return err
+		}
+	}
+	if k, _ := log.Cursor().First(); k != nil {
+		for i := binary.BigEndian.Uint64(k); i < p.first; i++ {
+			if err := log.Delete(u64(i)); err != nil {
+				return err
+			}
+		}
+	}
+	return meta.Put(metaWALLSN, u64(p.lsn))
+}
+
+// replay writes the batches the log holds beyond the file's wal_lsn into
+// the file (Open, before anything else reads it).
+func (s *Store) replay() error {
+	var lsn, last, first uint64
+	err := s.db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		lsn, last = metaU64(meta, metaWALLSN), metaU64(meta, metaLast)
+		first = last + 1
+		if k, _ := tx.Bucket(bucketChanges).Cursor().First(); k != nil {
+			first = binary.BigEndian.Uint64(k)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	batches, err := s.wal.recover(lsn)
+	if err != nil || len(batches) == 0 {
+		return err
+	}
+	p := newPending()
+	p.last, p.first = last, first
+	for _, b := range batches {
+		p.batches++
+		p.lsn, p.reserved = b.lsn, max(p.reserved, b.reserved)
+		for _, c := range b.changes {
+			// Indexes run on from the file's. One below is possible only
+			// after a double fault: a batch written directly (commitDirect)
+			// that reported an error yet reached the disk, which the logged
+			// batches after it do not know; they win.
+			if c.index > p.last+1 || c.index == 0 {
+				return fmt.Errorf("store: %w: write-ahead log batch %d has change %d after %d", ErrCorrupt, b.lsn, c.index, p.last)
+			}
+			p.last = c.index
+			kh := KeyHash(c.key)
+			p.put(&stagedPut{key: c.key, raw: c.raw, hash: hashBytes(c.raw), keyHash: kh, event: Event{Index: c.index}, ev: c.ev})
+		}
+	}
+	if hist := uint64(s.opts.WatchHistory); p.last >= hist && p.first+hist <= p.last {
+		p.first = p.last - hist + 1
+	}
+	s.log.Info("replaying the write-ahead log", "batches", len(batches), "from", batches[0].lsn, "to", p.lsn)
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		if err := writePending(tx, p); err != nil {
+			return err
+		}
+		// Events above the log's last index (the double fault above) go.
+		c := tx.Bucket(bucketChanges).Cursor()
+		for k, _ := c.Last(); k != nil && binary.BigEndian.Uint64(k) > p.last; k, _ = c.Last() {
+			if err := c.Delete(); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("store: replaying the write-ahead log: %w", err)
+	}
+	return nil
+}
