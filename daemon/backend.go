@@ -96,19 +96,21 @@ func (b backend) write(ctx context.Context, key string, value []byte, del bool, 
 		return rpc.Record{}, b.d.metrics.writeFailed(op, rpc.Errorf(rpc.ErrTooLarge,
 			"value of %d bytes is over max_value_size (%d)", len(value), b.d.cfg.MaxValueSize))
 	}
-	cur, _, err := b.d.store.Get(key)
-	if err != nil {
-		return rpc.Record{}, b.d.metrics.writeFailed(op, apiError(err))
-	}
-	value, err = b.d.hooks.onSet(ctx, key, value, b.meta(op, cur.Lamport))
-	if err != nil {
-		return rpc.Record{}, b.d.metrics.writeFailed(op, err)
+	if b.d.hooks.hasOnSet(key) { // the current version is only the hook's to see
+		cur, _, err := b.d.store.Get(key)
+		if err != nil {
+			return rpc.Record{}, b.d.metrics.writeFailed(op, apiError(err))
+		}
+		if value, err = b.d.hooks.onSet(ctx, key, value, b.meta(op, cur.Lamport)); err != nil {
+			return rpc.Record{}, b.d.metrics.writeFailed(op, err)
+		}
 	}
 	if len(value) > b.d.cfg.MaxValueSize { // a hook may grow the value
 		return rpc.Record{}, b.d.metrics.writeFailed(op, rpc.Errorf(rpc.ErrTooLarge,
 			"value of %d bytes from on_set is over max_value_size (%d)", len(value), b.d.cfg.MaxValueSize))
 	}
 	var rec store.Record
+	var err error
 	if del {
 		rec, err = b.d.store.Delete(ctx, key, opts.IfVersion)
 	} else {

@@ -94,6 +94,12 @@ func (h *hookSet) Hash() string {
 	return ""
 }
 
+// hasOnSet reports whether an on_set hook applies to key.
+func (h *hookSet) hasOnSet(key string) bool {
+	e := h.cur.Load()
+	return e != nil && e.Match(key).Has(scripting.KindSet)
+}
+
 func (h *hookSet) onSet(ctx context.Context, key string, value []byte, meta scripting.Meta) ([]byte, error) {
 	e := h.cur.Load()
 	if e == nil {

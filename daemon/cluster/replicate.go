@@ -79,7 +79,14 @@ func (t *ackTable) count(w *ackWait) (int, <-chan struct{}) {
 
 // Replicate sends a local write to every node: whole when it fits a
 // datagram, else announced so that receivers fetch it over a stream.
+//
+// With no peer alive it sends nothing: a peer that is suspect, starting or
+// away catches up through anti-entropy, and a lone node saves the datagram
+// on every write.
 func (n *Node) Replicate(rec store.Record) {
+	if n.AlivePeers() == 0 {
+		return
+	}
 	n.broadcast(n.updateFor(rec))
 }
 
