@@ -298,7 +298,14 @@ func cmdMembersAlive(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(err)
 	c := rpc.NewClient(ts.MkAbs(args[0] + ".sock"))
 	defer c.Close()
-	deadline := time.Now().Add(15 * time.Second)
+	if err := waitAlive(c, want, 15*time.Second); err != nil {
+		ts.Fatalf("%s: %v", args[0], err)
+	}
+}
+
+// waitAlive polls a node until it sees want members alive, itself included.
+func waitAlive(c *rpc.Client, want int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
 	for {
 		ms, err := c.Members(context.Background())
 		alive := 0
@@ -308,12 +315,22 @@ func cmdMembersAlive(ts *testscript.TestScript, neg bool, args []string) {
 			}
 		}
 		if err == nil && alive == want {
-			return
+			return nil
 		}
 		if time.Now().After(deadline) {
-			ts.Fatalf("%s sees %d members alive, want %d (err %v): %+v", args[0], alive, want, err, ms)
+			return fmt.Errorf("%d members alive after %s, want %d (err %v): %+v", alive, timeout, want, err, ms)
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// awaitAlive waits until every client's node sees want members alive.
+func awaitAlive(t *testing.T, clients []*rpc.Client, want int) {
+	t.Helper()
+	for _, c := range clients {
+		if err := waitAlive(c, want, 20*time.Second); err != nil {
+			t.Fatalf("%s: %v", c.Socket(), err)
+		}
 	}
 }
 

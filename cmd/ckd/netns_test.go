@@ -87,25 +87,11 @@ func (n *hostNode) client() *rpc.Client { return rpc.NewClient(n.sock) }
 // awaitMembers waits until every node sees want members alive.
 func awaitMembers(t *testing.T, want int, nodes ...*hostNode) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for _, n := range nodes {
-		for {
-			ms, err := n.client().Members(context.Background())
-			alive := 0
-			for _, m := range ms {
-				if m.State == "alive" {
-					alive++
-				}
-			}
-			if err == nil && alive == want {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s sees %d members alive, want %d: %+v (err %v)", n.name, alive, want, ms, err)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
+	clients := make([]*rpc.Client, len(nodes))
+	for i, n := range nodes {
+		clients[i] = n.client()
 	}
+	awaitAlive(t, clients, want)
 }
 
 // TestHostsReplicate runs ckd on separate network hosts (namespaces on a

@@ -124,26 +124,3 @@ func writeRing(t *testing.T, path string, keys ...string) {
 		t.Fatal(err)
 	}
 }
-
-func awaitAlive(t *testing.T, clients []*rpc.Client, want int) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for _, c := range clients {
-		for {
-			ms, err := c.Members(context.Background())
-			alive := 0
-			for _, m := range ms {
-				if m.State == "alive" {
-					alive++
-				}
-			}
-			if err == nil && alive == want {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%d members alive, want %d", alive, want)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-}
