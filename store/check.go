@@ -177,6 +177,45 @@ func (s *Store) checkIndex(tx *bolt.Tx, c *checker) {
 	if recs := kv.Stats().KeyN; n != recs {
 		c.add("key-hash index has %d entries for %d records", n, recs)
 	}
+	s.checkTombs(tx, c)
+}
+
+// checkTombs checks the tombstone index (one entry per tombstone, at its
+// At) and the purge log (decodable entries, counted right).
+func (s *Store) checkTombs(tx *bolt.Tx, c *checker) {
+	kv, tombs := tx.Bucket(bucketKV), tx.Bucket(bucketTombs)
+	want := 0
+	_ = kv.ForEach(func(k, v []byte) error {
+		h, err := decodeHeadAt(v)
+		if err != nil || !h.Deleted {
+			return nil // checkRecords reports undecodable records
+		}
+		want++
+		if tombs.Get(tombKey(h.At, string(k))) == nil {
+			c.add("tombstone %q is not in the tombstone index", k)
+		}
+		return nil
+	})
+	if n := tombs.Stats().KeyN; n != want {
+		c.add("tombstone index has %d entries for %d tombstones", n, want)
+	}
+	n := 0
+	_ = tx.Bucket(bucketPurged).ForEach(func(k, v []byte) error {
+		n++
+		rec, err := decodeMeta(v)
+		switch {
+		case err != nil:
+			c.add("purge log entry %x: %v", k, err)
+		case len(k) <= len(Hash{}) || string(k[len(Hash{}):]) != rec.Key:
+			c.add("purge log entry %x is not under its key %q", k, rec.Key)
+		case !rec.Deleted:
+			c.add("purge log entry %q is not a tombstone", rec.Key)
+		}
+		return nil
+	})
+	if int64(n) != s.purgeLogN {
+		c.add("purge log has %d entries, %d in memory", n, s.purgeLogN)
+	}
 }
 
 // checkLog checks the reservation and the change log: the file's part,

@@ -195,3 +195,15 @@ func decodeMeta(b []byte) (Record, error) {
 		At:  w.At, Fallback: w.Fallback,
 	}, nil
 }
+
+// tombHead is what the tombstone index needs of a record.
+type tombHead struct {
+	Deleted bool
+	At      int64
+}
+
+// decodeHeadAt decodes whether a stored record is a tombstone, and its At.
+func decodeHeadAt(b []byte) (tombHead, error) {
+	m, err := decodeMeta(b)
+	return tombHead{Deleted: m.Deleted, At: m.At}, err
+}

@@ -105,13 +105,20 @@ func (s *Store) flushError(err error) error {
 }
 
 // writePending writes a set of batches into the file: records, key-hash
-// index entries, change-log entries, the reservation (never lowered), the
+// and tombstone index entries, change-log entries, the reservation (never lowered), the
 // last index, the trimmed start of the log, and the last batch's number.
 func writePending(tx *bolt.Tx, p *pending) error {
 	kv, kh := tx.Bucket(bucketKV), tx.Bucket(bucketKeyHash)
 	log, meta := tx.Bucket(bucketChanges), tx.Bucket(bucketMeta)
+	tombs := tx.Bucket(bucketTombs)
 	for _, k := range p.sortedKeys() {
 		r := p.recs[k]
+		if err := reindexTomb(tombs, k, kv.Get([]byte(k)), false); err != nil {
+			return err
+		}
+		if err := reindexTomb(tombs, k, r.raw, true); err != nil {
+			return err
+		}
 		if err := kv.Put([]byte(k), r.raw); err != nil {
 			return err
 		}
@@ -142,6 +149,25 @@ func writePending(tx *bolt.Tx, p *pending) error {
 		}
 	}
 	return meta.Put(metaWALLSN, u64(p.lsn))
+}
+
+// reindexTomb adds (put) or removes the tombstone index entry of key's
+// record raw, if it is a tombstone; raw may be nil.
+func reindexTomb(tombs *bolt.Bucket, key string, raw []byte, put bool) error {
+	if raw == nil {
+		return nil
+	}
+	h, err := decodeHeadAt(raw)
+	if err != nil {
+		return fmt.Errorf("store: %w: %q: %v", ErrCorrupt, key, err)
+	}
+	if !h.Deleted {
+		return nil
+	}
+	if put {
+		return tombs.Put(tombKey(h.At, key), nil)
+	}
+	return tombs.Delete(tombKey(h.At, key))
 }
 
 // replay writes the batches the log holds beyond the file's wal_lsn into

@@ -46,7 +46,8 @@ func (s *Store) read(pick func() bool, fn func(tx *bolt.Tx) error) error {
 }
 
 // Get returns the key's record. A tombstone is returned with found=true and
-// Deleted=true; a missing key with found=false.
+// Deleted=true; a missing key, or a tombstone past its TTL (purge.go),
+// with found=false.
 func (s *Store) Get(key string) (rec Record, found bool, err error) {
 	if err := ValidateKey(key); err != nil {
 		return Record{}, false, err
@@ -69,6 +70,9 @@ func (s *Store) Get(key string) (rec Record, found bool, err error) {
 	if err == nil && raw != nil && !found {
 		found = true
 		err = decodeStored(key, raw, &rec)
+	}
+	if found && err == nil && s.hide(&rec) {
+		return Record{}, false, nil
 	}
 	return rec, found, err
 }
@@ -159,7 +163,7 @@ func seekAfter(c *bolt.Cursor, prefix, after string) (k, v []byte) {
 }
 
 // Scan calls fn with every record whose key has prefix, tombstones
-// included, in key order (export). It reads in chunks, so it is not a
+// included (but not expired ones), in key order (export). It reads in chunks, so it is not a
 // snapshot: a record written during the scan may or may not be seen. An
 // error from fn stops the scan and is returned.
 func (s *Store) Scan(prefix string, fn func(Record) error) error {
@@ -168,6 +172,7 @@ func (s *Store) Scan(prefix string, fn func(Record) error) error {
 	for started := false; ; started = true {
 		var chunk []Record
 		var pend []*pendingRec
+		var last string
 		more := false
 		err := s.read(func() bool { pend = s.pendingRange(prefix, after); return true }, func(tx *bolt.Tx) error {
 			m := merger{c: tx.Bucket(bucketKV).Cursor(), prefix: []byte(prefix), pend: pend}
@@ -185,7 +190,10 @@ func (s *Store) Scan(prefix string, fn func(Record) error) error {
 				if err := decodeStored(key, v, &rec); err != nil {
 					return err
 				}
-				chunk = append(chunk, rec)
+				if !s.hide(&rec) {
+					chunk = append(chunk, rec)
+				}
+				last = key
 				size += len(v)
 			}
 			return nil
@@ -201,7 +209,7 @@ func (s *Store) Scan(prefix string, fn func(Record) error) error {
 		if !more {
 			return nil
 		}
-		after = chunk[len(chunk)-1].Key
+		after = last
 	}
 }
 

@@ -31,8 +31,9 @@ import (
 // with a larger (or unknown) version is refused with ErrFormat rather than
 // misread. Version 2 added the write-ahead log (wal.go): such a file may
 // need its log to be complete, which version 1 code would not read.
-// Version 1 files are upgraded when opened.
-const FormatVersion = 2
+// Version 3 added the tombstone index and the purge log (purge.go). Files
+// of versions 1 and 2 are upgraded when opened.
+const FormatVersion = 3
 
 // The file's buckets and meta keys.
 var (
@@ -58,6 +59,12 @@ type Options struct {
 	NoSync       bool             // tests/benchmarks only: skip fsync
 	LockTimeout  time.Duration    // how long Open waits for the file lock; 0: 1s; then ErrLocked
 	Now          func() time.Time // nil: time.Now
+	// TombstoneTTL: a tombstone is purged at its At + TombstoneTTL; 0:
+	// never (purge.go).
+	TombstoneTTL time.Duration
+	// PurgeLogTTL: a purged tombstone stays in the purge log for this long
+	// after it expired; 0 with a TombstoneTTL: DefaultPurgeLogTTL.
+	PurgeLogTTL time.Duration
 
 	walSize int64 // the log's ring size; 0: walSize (tests make it small)
 }
@@ -95,6 +102,12 @@ func (o Options) withDefaults() (Options, error) {
 	if o.walSize == 0 {
 		o.walSize = walSize
 	}
+	if o.TombstoneTTL < 0 || o.PurgeLogTTL < 0 {
+		return o, fmt.Errorf("store: TombstoneTTL %s or PurgeLogTTL %s is negative", o.TombstoneTTL, o.PurgeLogTTL)
+	}
+	if o.TombstoneTTL > 0 && o.PurgeLogTTL == 0 {
+		o.PurgeLogTTL = DefaultPurgeLogTTL
+	}
 	return o, nil
 }
 
@@ -125,7 +138,15 @@ type Store struct {
 	flushDone chan struct{} // closed when the flusher has exited
 
 	commits, requests, flushes atomic.Uint64
-	diskFull                   atomic.Bool // the last commit failed for lack of space (logged once)
+	purged, dropped            atomic.Uint64 // tombstones purged; records Apply dropped (purge.go)
+
+	passMu    sync.Mutex  // held over a purge pass
+	purgeMu   sync.Mutex  // guards purgeQ
+	purgeQ    []*purgeReq // expired tombstones Apply hands to the purger
+	purgeKick chan struct{}
+	purgeStop chan struct{} // closed by Close: the purger exits
+	purgeDone chan struct{} // closed when the purger has exited
+	diskFull  atomic.Bool   // the last commit failed for lack of space (logged once)
 
 	mu         sync.RWMutex  // guards what follows
 	active     *pending      // committed batches not yet flushed (pending.go)
@@ -139,6 +160,8 @@ type Store struct {
 	notify     chan struct{} // closed and replaced by every commit that logs events
 	keys       uint64        // live (non-tombstone) records
 	dig        *digest
+	purgeLogN  int64     // entries in the purge log
+	lastPrune  time.Time // when the purge log was last pruned
 }
 
 // Open opens the store file at path, creating it (0600, and its directory,
@@ -180,6 +203,9 @@ func Open(path string, opts Options) (*Store, error) {
 		flushKick: make(chan struct{}, 1),
 		flushStop: make(chan struct{}),
 		flushDone: make(chan struct{}),
+		purgeKick: make(chan struct{}, 1),
+		purgeStop: make(chan struct{}),
+		purgeDone: make(chan struct{}),
 	}
 	if err := s.start(); err != nil {
 		if s.wal != nil {
@@ -190,6 +216,7 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	go s.run()
 	go s.runFlusher()
+	go s.runPurger()
 	s.log.Debug("opened", "path", path, "node", s.nodeID, "keys", s.keys, "lamport", s.Lamport(), "last_index", s.lastIndex)
 	return s, nil
 }
@@ -259,11 +286,14 @@ func (s *Store) init() error {
 			return nil
 		}
 		return s.db.Update(func(tx *bolt.Tx) error {
+			if err := s.upgrade(tx); err != nil {
+				return err
+			}
 			return tx.Bucket(bucketMeta).Put(metaFormat, u64(FormatVersion))
 		})
 	}
 	return s.db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketMeta, bucketKV, bucketKeyHash, bucketChanges} {
+		for _, name := range [][]byte{bucketMeta, bucketKV, bucketKeyHash, bucketChanges, bucketTombs, bucketPurged} {
 			if _, err := tx.CreateBucket(name); err != nil {
 				return fmt.Errorf("store: create bucket %s: %w", name, err)
 			}
@@ -280,7 +310,24 @@ func (s *Store) init() error {
 	})
 }
 
-// checkFormat returns the file's format version: FormatVersion, or 1
+// upgrade adds what versions 1 and 2 lacked: the tombstone index and the
+// purge log.
+func (s *Store) upgrade(tx *bolt.Tx) error {
+	if tx.Bucket(bucketPurged) == nil {
+		if _, err := tx.CreateBucket(bucketPurged); err != nil {
+			return err
+		}
+	}
+	if tx.Bucket(bucketTombs) != nil {
+		return nil
+	}
+	if _, err := tx.CreateBucket(bucketTombs); err != nil {
+		return err
+	}
+	return indexTombstones(tx)
+}
+
+// checkFormat returns the file's format version: FormatVersion, or 1 or 2
 // (upgraded by init).
 func (s *Store) checkFormat(tx *bolt.Tx) (uint64, error) {
 	v := tx.Bucket(bucketMeta).Get(metaFormat)
@@ -288,10 +335,14 @@ func (s *Store) checkFormat(tx *bolt.Tx) (uint64, error) {
 		return 0, fmt.Errorf("store: %s: %w: no format version", s.path, ErrFormat)
 	}
 	f := binary.BigEndian.Uint64(v)
-	if f != FormatVersion && f != 1 {
+	if f != FormatVersion && f != 1 && f != 2 {
 		return 0, fmt.Errorf("store: %s: %w: format %d, this build reads up to %d", s.path, ErrFormat, f, FormatVersion)
 	}
-	for _, name := range [][]byte{bucketKV, bucketKeyHash, bucketChanges} {
+	need := [][]byte{bucketKV, bucketKeyHash, bucketChanges}
+	if f == FormatVersion {
+		need = append(need, bucketTombs, bucketPurged)
+	}
+	for _, name := range need {
 		if tx.Bucket(name) == nil {
 			return 0, fmt.Errorf("store: %s: %w: bucket %s missing", s.path, ErrCorrupt, name)
 		}
@@ -316,6 +367,7 @@ func (s *Store) load() error {
 		if k, _ := tx.Bucket(bucketChanges).Cursor().First(); k != nil {
 			s.firstIndex = binary.BigEndian.Uint64(k)
 		}
+		s.purgeLogN = countPurgeLog(tx)
 		maxL, err := s.rebuild(tx, s.dig, &s.keys)
 		if err != nil {
 			return err
@@ -355,6 +407,8 @@ func (s *Store) Close() error {
 		close(s.closing)
 		s.mu.Unlock()
 		s.inflight.Wait()
+		close(s.purgeStop)
+		<-s.purgeDone
 		close(s.stop)
 		<-s.done
 		close(s.flushStop)
@@ -394,11 +448,16 @@ type Stats struct {
 	Commits  uint64 // batches committed (or failed)
 	Requests uint64 // writes, applies and reservations they carried
 	Flushes  uint64 // flushes of logged batches into the data file (or failed ones)
+	Purged   uint64 // expired tombstones purged
+	Dropped  uint64 // received records not stored: expired tombstones, deleted values coming back
 }
 
 // Stats returns the counters since Open.
 func (s *Store) Stats() Stats {
-	return Stats{Commits: s.commits.Load(), Requests: s.requests.Load(), Flushes: s.flushes.Load()}
+	return Stats{
+		Commits: s.commits.Load(), Requests: s.requests.Load(), Flushes: s.flushes.Load(),
+		Purged: s.purged.Load(), Dropped: s.dropped.Load(),
+	}
 }
 
 func metaID(b *bolt.Bucket, name []byte) (NodeID, error) {

@@ -15,6 +15,7 @@ const (
 	Applied  Outcome = iota + 1 // the record was newer and is stored as it is
 	Ignored                     // it was older than or the same as the stored one
 	Resolved                    // it was concurrent: a resolution of the two is stored
+	Dropped                     // not stored: an expired tombstone, or a deleted value coming back (purge.go)
 )
 
 func (o Outcome) String() string {
@@ -25,6 +26,8 @@ func (o Outcome) String() string {
 		return "ignored"
 	case Resolved:
 		return "resolved"
+	case Dropped:
+		return "dropped"
 	}
 	return "Outcome(?)"
 }
@@ -74,11 +77,18 @@ func (s *Store) Delete(ctx context.Context, key string, ifVersion *uint64) (Reco
 // if newer, stores a resolution (Options.Resolver) if concurrent, and
 // ignores it if older or the same. It returns once that is durable. The
 // store keeps rec's Value and VV: do not modify them.
+//
+// A record the purge log covers is dropped; an expired tombstone is not
+// stored either, but removes the record it covers (purge.go). Both give
+// Dropped and an empty Record.
 func (s *Store) Apply(ctx context.Context, rec Record) (ApplyResult, error) {
 	if err := s.validate(&rec); err != nil {
 		return ApplyResult{}, err
 	}
 	s.Observe(rec.Lamport)
+	if s.Expired(&rec) {
+		return s.applyExpired(ctx, rec)
+	}
 	r := &request{kind: reqApply, key: rec.Key, rec: rec, raw: encodeRecord(&rec)}
 	if s.opts.Resolver != nil {
 		// A hook may take milliseconds; resolve here, against the record
@@ -136,6 +146,7 @@ type txState struct {
 	now           int64
 	changes       []change
 	puts          []stagedPut
+	purgeLog      bool // the purge log has entries: applies check it
 
 	lsn       uint64 // the batch's number, its place and size in the log
 	pos, size int64  // (size 0: not in the log)
@@ -174,7 +185,8 @@ func (s *Store) begin() (*txState, error) {
 		staged: map[string]int{},
 		l:      s.Lamport(), reserved: s.reserved,
 		last: s.lastIndex, first: s.firstIndex,
-		now: s.opts.Now().UnixMilli(),
+		now:      s.opts.Now().UnixMilli(),
+		purgeLog: s.purgeLogN > 0,
 	}, nil
 }
 
@@ -264,6 +276,18 @@ func (st *txState) write(r *request) error {
 }
 
 func (st *txState) apply(r *request) error {
+	if st.purgeLog {
+		covered, err := st.coveredByPurge(&r.rec)
+		if err != nil {
+			r.err = err
+			return nil
+		}
+		if covered {
+			r.res = ApplyResult{Outcome: Dropped}
+			st.s.dropped.Add(1)
+			return nil
+		}
+	}
 	cur, err := st.current(r.key)
 	if err != nil {
 		r.err = err
