@@ -16,6 +16,7 @@ import (
 	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -75,6 +76,8 @@ func TestScripts(t *testing.T) {
 			"await-healthy": cmdAwaitHealthy,
 			"await-state":   cmdAwaitState,
 			"await-missing": cmdAwaitMissing,
+			"await-same":    cmdAwaitSame,
+			"records":       cmdRecords,
 		},
 		RequireExplicitExec: true,
 	})
@@ -445,6 +448,55 @@ func cmdAwaitMissing(ts *testscript.TestScript, neg bool, args []string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// cmdAwaitSame: await-same NAME NAME... polls the nodes (at most 15 s)
+// until they all show the same key count and digest root: converged.
+func cmdAwaitSame(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 2 || neg {
+		ts.Fatalf("usage: await-same NAME NAME...")
+	}
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var seen []string
+		first, same := "", true
+		for _, name := range args {
+			c := rpc.NewClient(ts.MkAbs(name + ".sock"))
+			st, err := c.Status(context.Background())
+			c.Close()
+			if err != nil {
+				ts.Fatalf("%s: %v", name, err)
+			}
+			state := fmt.Sprintf("%d keys, root %s", st.Keys, st.DigestRoot)
+			if first == "" {
+				first = state
+			}
+			same = same && state == first
+			seen = append(seen, name+": "+state)
+		}
+		if same {
+			return
+		}
+		if time.Now().After(deadline) {
+			ts.Fatalf("await-same: not converged after 15s:\n%s", strings.Join(seen, "\n"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// cmdRecords: records FILE PREFIX N writes N records PREFIX0001... with
+// values v1... as JSON lines, for ckctl import (--as-new: as writes).
+func cmdRecords(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) != 3 || neg {
+		ts.Fatalf("usage: records FILE PREFIX N")
+	}
+	n, err := strconv.Atoi(args[2])
+	ts.Check(err)
+	var b strings.Builder
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(&b, "{\"key\":%q,\"value\":\"v%d\"}\n", fmt.Sprintf("%s%04d", args[1], i), i)
+	}
+	ts.Check(os.WriteFile(ts.MkAbs(args[0]), []byte(b.String()), 0o644))
 }
 
 // cmdFill: fill FILE N writes N bytes of a repeating pattern, for large values.
