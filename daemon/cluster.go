@@ -9,8 +9,10 @@ import (
 	"time"
 
 	"github.com/cloudknowledge/ck/daemon/cluster"
+	"github.com/cloudknowledge/ck/daemon/natsbridge"
 	"github.com/cloudknowledge/ck/daemon/seal"
 	"github.com/cloudknowledge/ck/daemon/transport"
+	"github.com/cloudknowledge/ck/daemon/transport/natstransport"
 	"github.com/cloudknowledge/ck/daemon/wire"
 )
 
@@ -21,13 +23,9 @@ func (d *Daemon) startCluster(epoch uint64) error {
 	if err := d.checkSecurity(); err != nil {
 		return err
 	}
-	tcfg, err := d.transportConfig()
+	tr, err := d.openTransport()
 	if err != nil {
 		return err
-	}
-	tr, err := transport.New(tcfg)
-	if err != nil {
-		return fmt.Errorf("cluster transport: %w", err)
 	}
 	d.transport = tr
 	ring, sealer, err := d.openKeys()
@@ -117,12 +115,80 @@ func (d *Daemon) reloadKeys(cfg Config) error {
 	return nil
 }
 
-// transportConfig translates the cluster block for the transport.
+// clusterTransport is what the daemon keeps of its transport: the
+// protocol's interface, and the counters for metrics.
+type clusterTransport interface {
+	transport.Transport
+	Stats() transport.Stats
+}
+
+var (
+	_ clusterTransport = (*transport.UDP)(nil)
+	_ clusterTransport = (*natstransport.Transport)(nil)
+)
+
+// openTransport opens the transport cluster.transport names: UDP
+// (multicast, broadcast, peers) or NATS.
+func (d *Daemon) openTransport() (clusterTransport, error) {
+	if d.cfg.Cluster.Transport == "nats" {
+		ncfg, err := d.natsTransportConfig()
+		if err != nil {
+			return nil, err
+		}
+		tr, err := natstransport.New(ncfg)
+		if err != nil {
+			return nil, fmt.Errorf("cluster transport: %w", err)
+		}
+		return tr, nil
+	}
+	tcfg, err := d.transportConfig()
+	if err != nil {
+		return nil, err
+	}
+	tr, err := transport.New(tcfg)
+	if err != nil {
+		return nil, fmt.Errorf("cluster transport: %w", err)
+	}
+	return tr, nil
+}
+
+// natsTransportConfig connects the cluster transport with the nats block's
+// servers, credentials and TLS (Validate requires the block with transport
+// "nats"), on its own connection, named "<the bridge's name>-cluster". Its
+// subjects are "<subject_prefix>.cluster.<cluster name as a subject
+// token>.>"; bind, advertise, peers, interface, group and port do not
+// apply.
+func (d *Daemon) natsTransportConfig() (natstransport.Config, error) {
+	cl := d.cfg.Cluster
+	bc, ok := d.cfg.NATSBridge()
+	if !ok {
+		return natstransport.Config{}, errors.New(`nats: cluster.transport "nats" needs a nats block`)
+	}
+	auth, err := bc.AuthOptions()
+	if err != nil {
+		return natstransport.Config{}, fmt.Errorf("nats: %w", err)
+	}
+	name := bc.Name
+	if name == "" {
+		name = "ckd-" + d.cfg.NodeName
+	}
+	prefix := bc.Prefix
+	if prefix == "" {
+		prefix = natsbridge.DefaultPrefix
+	}
+	return natstransport.Config{
+		URLs:        bc.URLs,
+		Options:     auth,
+		Name:        name + "-cluster",
+		Subject:     prefix + ".cluster." + natsbridge.SubjectKey(cl.Name),
+		MaxDatagram: cl.MaxDatagram,
+		Logger:      d.log.Named("transport"),
+	}, nil
+}
+
+// transportConfig translates the cluster block for the UDP transport.
 func (d *Daemon) transportConfig() (transport.Config, error) {
 	cl := d.cfg.Cluster
-	if cl.Transport == "nats" {
-		return transport.Config{}, errors.New(`cluster.transport "nats" is not available yet: use multicast, broadcast or peers`)
-	}
 	tc := transport.Config{
 		Mode:        cl.Transport,
 		Interface:   cl.Interface,

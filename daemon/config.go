@@ -333,6 +333,9 @@ func (c *Config) validateHooks() error {
 func (c *Config) validateNATS() error {
 	n := c.NATS
 	if n == nil {
+		if c.Cluster != nil && c.Cluster.Transport == "nats" {
+			return fieldErr("nats", `cluster.transport "nats" needs a nats block to connect with (at least: nats { url = "nats://..." })`)
+		}
 		return nil
 	}
 	urls, err := natsbridge.ParseURLs(n.URL)

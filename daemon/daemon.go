@@ -17,7 +17,6 @@ import (
 	"github.com/cloudknowledge/ck/daemon/cluster"
 	"github.com/cloudknowledge/ck/daemon/natsbridge"
 	"github.com/cloudknowledge/ck/daemon/seal"
-	"github.com/cloudknowledge/ck/daemon/transport"
 	"github.com/cloudknowledge/ck/rpc"
 	"github.com/cloudknowledge/ck/store"
 )
@@ -38,7 +37,7 @@ type Daemon struct {
 	ln      net.Listener
 	started time.Time
 
-	transport  *transport.UDP
+	transport  clusterTransport
 	bridge     *natsbridge.Bridge // nil without a nats block
 	stopBridge context.CancelFunc
 	bridgeDone chan struct{}
@@ -148,12 +147,16 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 }
 
 func (d *Daemon) storeOptions() store.Options {
+	ttl, _ := time.ParseDuration(d.cfg.Cluster.TombstoneTTL) // validated
+	purge, _ := time.ParseDuration(d.cfg.Cluster.PurgeLogTTL)
 	return store.Options{
 		Logger:       d.log.Named("store"),
 		Resolver:     conflictResolver{d.hooks},
 		WatchHistory: d.cfg.WatchHistory,
 		MaxValueSize: d.cfg.MaxValueSize,
 		LockTimeout:  time.Second,
+		TombstoneTTL: ttl,
+		PurgeLogTTL:  purge,
 	}
 }
 

@@ -228,6 +228,19 @@ func (b *Bridge) options() ([]nats.Option, error) {
 		nats.ClosedHandler(func(*nats.Conn) { b.connEvent("closed", nil) }),
 		nats.ErrorHandler(b.asyncError),
 	}
+	auth, err := c.AuthOptions()
+	if err != nil {
+		return nil, err
+	}
+	return append(opts, auth...), nil
+}
+
+// AuthOptions are the nats.go options for the block's credentials and TLS
+// files, which every connection of a node shares (the bridge's, and the
+// cluster transport's with transport = "nats"). The files are read now, so
+// a bad one stops the start instead of failing every connection later.
+func (c Config) AuthOptions() ([]nats.Option, error) {
+	var opts []nats.Option
 	if c.CredsFile != "" {
 		if err := checkCreds(c.CredsFile); err != nil {
 			return nil, err

@@ -1,0 +1,264 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/cloudknowledge/ck/daemon/natsbridge"
+	"github.com/cloudknowledge/ck/rpc"
+)
+
+// TestNATSCluster runs three real ckd on the nats transport with a cluster
+// key, configured from examples/config/nats-cluster.hcl, against an
+// embedded nats-server: writes replicate (one larger than max_datagram,
+// which goes by announce and a fetch over a stream) with --wait 2; a node
+// stopped while writes are made catches up when it comes back (bootstrap
+// over streams); a fresh read is answered by all three; and
+// examples/scripts/nats-write.sh writes through NATS.
+func TestNATSCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real daemons; skipped with -short")
+	}
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, seed))
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server did not start")
+	}
+	defer ns.Shutdown()
+
+	dir := t.TempDir()
+	cluster := fmt.Sprintf("natsc-%08x", r.Uint32())
+	cfg := natsClusterConfig(t, dir, cluster, ns.ClientURL())
+	nodes := make([]*natsNode, 3)
+	for i := range nodes {
+		nodes[i] = &natsNode{name: fmt.Sprintf("n%d", i), dir: dir, cfg: cfg}
+		nodes[i].start(t)
+	}
+	clients := make([]*rpc.Client, 3)
+	for i, n := range nodes {
+		clients[i] = rpc.NewClient(n.sock())
+	}
+	awaitAlive(t, clients, 3)
+	st, err := clients[0].Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ap, err := netip.ParseAddrPort(st.Address); st.Transport != "nats" || err != nil || ap.Addr().As16()[0] != 0xfd {
+		t.Errorf("status: transport %q, address %q; want nats and a synthetic fd00::/8 address", st.Transport, st.Address)
+	}
+
+	big := strings.Repeat("0123456789abcdef", 500) // 8,000 bytes > max_datagram
+	nodes[0].ckctl(t, "", "set", "--wait", "2", "small", "v1")
+	nodes[1].ckctl(t, big, "set", "--wait", "2", "big", "-")
+	for _, c := range clients {
+		natsAwaitValue(t, c, "small", "v1")
+		natsAwaitValue(t, c, "big", big)
+	}
+
+	// n2 stops; writes go on without it; back, it bootstraps over streams.
+	nodes[2].stop(t)
+	awaitAlive(t, clients[:2], 2)
+	for i := range 20 {
+		nodes[i%2].ckctl(t, "", "set", "--wait", "1", fmt.Sprintf("while-away/%d", i), fmt.Sprint(i))
+	}
+	nodes[0].ckctl(t, big+"2", "set", "big", "-")
+	nodes[2].start(t)
+	awaitAlive(t, clients, 3)
+	for i := range 20 {
+		natsAwaitValue(t, clients[2], fmt.Sprintf("while-away/%d", i), fmt.Sprint(i))
+	}
+	natsAwaitValue(t, clients[2], "big", big+"2")
+
+	var got struct {
+		Value    string `json:"value"`
+		Answered int    `json:"answered"`
+		Alive    int    `json:"alive"`
+	}
+	out := nodes[2].ckctl(t, "", "-o", "json", "get", "--fresh", "small")
+	if err := json.Unmarshal([]byte(out), &got); err != nil || got.Value != "v1" || got.Answered != 3 || got.Alive != 3 {
+		t.Errorf("get --fresh: %s (%v); want v1, answered 3 of 3 alive", out, err)
+	}
+	checkNATSWriteScript(t, ns.ClientURL(), nodes[1], clients[2])
+}
+
+// natsClusterConfig writes the example config with this test's server,
+// cluster name and a key from ckctl keygen, faster timers, and checks that
+// ckd accepts the example itself.
+func natsClusterConfig(t *testing.T, dir, cluster, url string) string {
+	example := "../../examples/config/nats-cluster.hcl"
+	if out, err := exec.Command(filepath.Join(binDir, "ckd"), "-config", example, "-check").CombinedOutput(); err != nil {
+		t.Fatalf("ckd -check %s: %v\n%s", example, err, out)
+	}
+	bad := filepath.Join(dir, "no-nats-block.hcl")
+	if err := os.WriteFile(bad, []byte("cluster {\n  transport = \"nats\"\n  insecure = true\n}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(filepath.Join(binDir, "ckd"), "-config", bad, "-check").CombinedOutput()
+	if err == nil || !strings.Contains(string(out), `nats: cluster.transport "nats" needs a nats block`) {
+		t.Errorf("ckd -check with transport nats and no nats block: %v\n%s", err, out)
+	}
+	key, err := exec.Command(filepath.Join(binDir, "ckctl"), "keygen").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyFile := filepath.Join(dir, "cluster.key")
+	if err := os.WriteFile(keyFile, key, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile(example)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hcl := string(src)
+	for _, sub := range []struct{ re, with string }{
+		{`(?m)^(\s*name\s*=\s*)"example"`, fmt.Sprintf("${1}%q", cluster)},
+		{`(?m)^(\s*keyring_file\s*=\s*)"[^"]*"`, fmt.Sprintf("${1}%q\n  heartbeat = \"200ms\"\n  dead_after = \"3s\"\n  sync_interval = \"200ms\"", keyFile)},
+		{`(?m)^(\s*url\s*=\s*)"[^"]*"`, fmt.Sprintf("${1}%q", url)},
+	} {
+		re := regexp.MustCompile(sub.re)
+		if !re.MatchString(hcl) {
+			t.Fatalf("%s: no match for %s", example, sub.re)
+		}
+		hcl = re.ReplaceAllString(hcl, sub.with)
+	}
+	path := filepath.Join(dir, "nats-cluster.hcl")
+	if err := os.WriteFile(path, []byte(hcl), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// natsNode is one ckd of the test, restartable on its data dir.
+type natsNode struct {
+	name, dir, cfg string
+	cmd            *exec.Cmd
+	exited         chan error
+}
+
+func (n *natsNode) sock() string { return filepath.Join(n.dir, n.name+".sock") }
+
+func (n *natsNode) start(t *testing.T) {
+	t.Helper()
+	n.cmd = exec.Command(filepath.Join(binDir, "ckd"), "-config", n.cfg, "-node-name", n.name,
+		"-data-dir", filepath.Join(n.dir, n.name), "-socket", n.sock())
+	logf, err := os.OpenFile(filepath.Join(n.dir, n.name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.cmd.Stdout, n.cmd.Stderr = logf, logf
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	n.exited = exited
+	cmd := n.cmd
+	go func() { exited <- cmd.Wait(); logf.Close() }()
+	t.Cleanup(func() { cmd.Process.Kill(); err := <-exited; exited <- err })
+	if err := awaitHealthy(n.sock(), exited, 15*time.Second); err != nil {
+		b, _ := os.ReadFile(filepath.Join(n.dir, n.name+".log"))
+		t.Fatalf("ckd %s: %v\n%s", n.name, err, b)
+	}
+}
+
+func (n *natsNode) stop(t *testing.T) {
+	t.Helper()
+	n.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-n.exited:
+		n.exited <- err
+		if err != nil {
+			t.Fatalf("ckd %s exited with %v", n.name, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("ckd %s did not stop within 10s", n.name)
+	}
+}
+
+// ckctl runs ckctl against the node with stdin and returns its stdout.
+func (n *natsNode) ckctl(t *testing.T, stdin string, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(binDir, "ckctl"), append([]string{"--socket", n.sock()}, args...)...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("ckctl %s on %s: %v\n%s", strings.Join(args, " "), n.name, err, stderr.String())
+	}
+	return string(out)
+}
+
+// checkNATSWriteScript runs examples/scripts/nats-write.sh with a stand-in
+// for the nats CLI that prints its arguments, checks them (the subject key
+// among them), sends the request they describe, and finds the write on
+// another node.
+func checkNATSWriteScript(t *testing.T, url string, via *natsNode, other *rpc.Client) {
+	bin := t.TempDir()
+	fake := "#!/bin/sh\nprintf '%s\\n' \"$@\"\n"
+	if err := os.WriteFile(filepath.Join(bin, "nats"), []byte(fake), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	key := "from nats/caf\u00e9.~x"
+	cmd := exec.Command("sh", "../../examples/scripts/nats-write.sh", key, "via nats")
+	cmd.Env = append(os.Environ(), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"), "NATS_URL="+url)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("nats-write.sh: %v", err)
+	}
+	args := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
+	want := []string{"--server", url, "req", "ck.set." + natsbridge.SubjectKey(key), "via nats"}
+	if strings.Join(args, "|") != strings.Join(want, "|") {
+		t.Fatalf("nats-write.sh ran nats %q, want %q", args, want)
+	}
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	reply, err := nc.Request(args[3], []byte(args[4]), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec rpc.Record
+	if err := json.Unmarshal(reply.Data, &rec); err != nil || rec.Key != key {
+		t.Fatalf("reply %s (%v)", reply.Data, err)
+	}
+	natsAwaitValue(t, other, key, "via nats")
+}
+
+// natsAwaitValue polls a node (at most 20 s) until key holds want there.
+func natsAwaitValue(t *testing.T, c *rpc.Client, key, want string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		v, _, _, err := c.GetRaw(context.Background(), key, false)
+		if err == nil && string(v) == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %s = %.40q (%v), want %.40q", c.Socket(), key, v, err, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
