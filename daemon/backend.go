@@ -254,7 +254,7 @@ func (b backend) importOne(ctx context.Context, r rpc.Record, asNew bool) (bool,
 	if err != nil {
 		return false, apiError(err)
 	}
-	return res.Outcome != store.Ignored, nil
+	return res.Outcome == store.Applied || res.Outcome == store.Resolved, nil
 }
 
 func (b backend) Members(context.Context) ([]rpc.Member, error) {

@@ -25,7 +25,7 @@ func newClusterCollector(d *Daemon) *clusterCollector {
 			"Datagrams dropped, by reason: transport (self, too_big, queue_full, send_buffer) and protocol (short, magic, version, cluster, key, malformed, hash, ...).",
 			[]string{"reason"}, nil),
 		records: prometheus.NewDesc("ck_replicated_records_total",
-			"Records received from peers, by outcome (applied, ignored, conflict).", []string{"outcome"}, nil),
+			"Records received from peers, by outcome (applied, ignored, conflict, dropped: expired tombstones and deleted values coming back).", []string{"outcome"}, nil),
 		streams: prometheus.NewDesc("ck_streams_total",
 			"Cluster streams, by event (accepted, refused, dialed).", []string{"event"}, nil),
 		reads: prometheus.NewDesc("ck_fresh_reads_total",
@@ -72,6 +72,7 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.records, s.Applied, "applied")
 		counter(c.records, s.Ignored, "ignored")
 		counter(c.records, s.Conflicts, "conflict")
+		counter(c.records, s.DroppedRecords, "dropped")
 		counter(c.reads, s.Queries, "query")
 		counter(c.reads, s.ReadRepairs, "repair")
 		for outcome, v := range map[string]uint64{"opened": s.SyncOpened, "completed": s.SyncCompleted,

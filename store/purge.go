@@ -121,7 +121,8 @@ func (s *Store) applyExpired(ctx context.Context, rec Record) (ApplyResult, erro
 		return ApplyResult{}, r.err
 	}
 	s.dropped.Add(1)
-	return ApplyResult{Outcome: Dropped}, nil
+	cur, _, err := s.Get(rec.Key)
+	return ApplyResult{Outcome: Dropped, Record: cur}, err
 }
 
 // runPurger is the purger goroutine; it returns when purgeStop closes.

@@ -80,7 +80,7 @@ func (s *Store) Delete(ctx context.Context, key string, ifVersion *uint64) (Reco
 //
 // A record the purge log covers is dropped; an expired tombstone is not
 // stored either, but removes the record it covers (purge.go). Both give
-// Dropped and an empty Record.
+// Dropped, with the record the store holds afterwards (zero if none).
 func (s *Store) Apply(ctx context.Context, rec Record) (ApplyResult, error) {
 	if err := s.validate(&rec); err != nil {
 		return ApplyResult{}, err
@@ -285,6 +285,11 @@ func (st *txState) apply(r *request) error {
 		if covered {
 			r.res = ApplyResult{Outcome: Dropped}
 			st.s.dropped.Add(1)
+			if cur, err := st.current(r.key); err != nil {
+				r.err = err
+			} else if cur != nil {
+				r.err = decodeStored(r.key, cur.raw, &r.res.Record)
+			}
 			return nil
 		}
 	}

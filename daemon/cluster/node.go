@@ -34,6 +34,11 @@ type Store interface {
 	TopDigests() [256]store.Hash
 	LeafDigests(top uint8) [256]store.Hash
 	LeafEntries(leaf uint16) ([]store.LeafEntry, error)
+
+	// Tombstones (DESIGN §3): Get never returns an expired one; Apply
+	// drops records the purge log covers, whose entries answer them.
+	Expired(rec *store.Record) bool
+	PurgedRecords(kh store.Hash) ([]store.Record, error)
 }
 
 var _ Store = (*store.Store)(nil)

@@ -161,6 +161,9 @@ func (n *Node) FreshGet(ctx context.Context, key string, timeout time.Duration) 
 		return res, nil
 	}
 	rec, pushable := n.settle(ctx, key, local, found, cands)
+	if rec.Key == "" {
+		return res, nil // every newer answer was a deleted value coming back
+	}
 	res.Record, res.Found = rec, true
 	if pushable {
 		res.Repaired = n.readRepair(rec, answers, complete)
@@ -283,15 +286,18 @@ func (n *Node) settle(ctx context.Context, key string, local store.Record, found
 		if found && top[i].Hash() == lh {
 			continue // the local copy is one of the newest: nothing to store
 		}
-		r, err := n.apply(ctx, top[i])
+		r, err := n.applyResult(ctx, top[i])
 		if err != nil {
 			failed = true
 			continue
 		}
-		held, stored = r, true
+		held, stored = r.Record, true
 	}
 	switch {
 	case !failed:
+		// held.Key is empty when the newest answers were deleted values
+		// coming back, which the store dropped (store.Dropped): then
+		// nothing is held.
 		return held, true
 	case len(top) == 1:
 		return top[0], true // a peer's record, as it holds it

@@ -182,14 +182,22 @@ func (n *Node) handleAnnounce(ctx context.Context, from netip.AddrPort, a *wire.
 
 // apply stores a received record and returns what the store then holds.
 func (n *Node) apply(ctx context.Context, rec store.Record) (store.Record, error) {
+	res, err := n.applyResult(ctx, rec)
+	return res.Record, err
+}
+
+// applyResult is apply with the store's outcome. A Dropped record (an
+// expired tombstone, or a deleted value coming back) leaves Record as the
+// store holds the key afterwards: zero when it holds nothing.
+func (n *Node) applyResult(ctx context.Context, rec store.Record) (store.ApplyResult, error) {
 	res, err := n.st.Apply(ctx, rec)
 	if err != nil {
 		if ctx.Err() == nil { // not merely stopping
 			n.stats.applyErrors.Add(1)
 			n.log.Warn("could not apply a received record", "key", rec.Key, "error", err)
 		}
-		return store.Record{}, err
+		return store.ApplyResult{}, err
 	}
 	n.stats.applied(res.Outcome)
-	return res.Record, nil
+	return res, nil
 }

@@ -86,6 +86,7 @@ type simNode struct {
 	wrap   func(transport.Transport) transport.Transport // optional, set before start
 	key    []byte                                        // cluster key; nil: no encryption
 	ttl    time.Duration                                 // purge_log_ttl; 0: the default
+	tomb   time.Duration                                 // tombstone_ttl; 0: the default
 	book   PeerBook                                      // kept across restarts; nil: none
 }
 
@@ -122,7 +123,9 @@ func (sn *simNode) open(t *testing.T) {
 	if sn.st != nil {
 		return
 	}
-	st, err := store.Open(sn.path, store.Options{NoSync: true, Resolver: sn.res})
+	st, err := store.Open(sn.path, store.Options{
+		NoSync: true, Resolver: sn.res, TombstoneTTL: sn.tombTTL(), PurgeLogTTL: sn.purgeLogTTL(),
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +152,7 @@ func (sn *simNode) start(t *testing.T) {
 	}
 	cfg := Config{
 		NodeName: sn.name, Cluster: "sim", Epoch: epoch, Heartbeat: simHeartbeat, DeadAfter: 30 * simHeartbeat,
-		MaxDatagram: 1200, TombstoneTTL: 168 * time.Hour, Logger: testLogger(sn.name),
+		MaxDatagram: 1200, TombstoneTTL: sn.tombTTL(), Logger: testLogger(sn.name),
 		PurgeLogTTL: sn.ttl, Peers: sn.book,
 	}
 	if sn.key != nil {
@@ -164,6 +167,20 @@ func (sn *simNode) start(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	sn.cancel, sn.done = cancel, make(chan struct{})
 	go func() { defer close(sn.done); sn.runErr = sn.node.Run(ctx) }()
+}
+
+func (sn *simNode) tombTTL() time.Duration {
+	if sn.tomb == 0 {
+		return 168 * time.Hour
+	}
+	return sn.tomb
+}
+
+func (sn *simNode) purgeLogTTL() time.Duration {
+	if sn.ttl == 0 {
+		return DefaultPurgeLogTTL
+	}
+	return sn.ttl
 }
 
 // running reports whether the node was started and not stopped.

@@ -9,15 +9,15 @@ import (
 
 // Stats counts the protocol's traffic and outcomes, for metrics.
 type Stats struct {
-	sent, received, sendErrors     atomic.Uint64
-	applyErrors, fetchErrors       atomic.Uint64
-	appliedNew, ignored, conflicts atomic.Uint64
-	queries, readRepairs           atomic.Uint64
-	syncOpened, syncCompleted      atomic.Uint64
-	syncFailed, syncRefused        atomic.Uint64
-	syncServed, syncDeclined       atomic.Uint64
-	syncRecordsIn, syncRecordsOut  atomic.Uint64
-	duplicateID                    atomic.Bool
+	sent, received, sendErrors                  atomic.Uint64
+	applyErrors, fetchErrors                    atomic.Uint64
+	appliedNew, ignored, conflicts, droppedRecs atomic.Uint64
+	queries, readRepairs                        atomic.Uint64
+	syncOpened, syncCompleted                   atomic.Uint64
+	syncFailed, syncRefused                     atomic.Uint64
+	syncServed, syncDeclined                    atomic.Uint64
+	syncRecordsIn, syncRecordsOut               atomic.Uint64
+	duplicateID                                 atomic.Bool
 
 	mu    sync.Mutex
 	drops map[string]uint64
@@ -28,6 +28,7 @@ type StatsSnapshot struct {
 	Sent, Received, SendErrors  uint64
 	ApplyErrors, FetchErrors    uint64
 	Applied, Ignored, Conflicts uint64
+	DroppedRecords              uint64 // expired tombstones and deleted values coming back (store.Dropped)
 	Queries, ReadRepairs        uint64 // fresh reads asked; answerers repaired
 	// Sync sessions this node opened, by outcome (Refused: by the peer);
 	// those it served, and those it declined (serving too many).
@@ -52,6 +53,8 @@ func (s *Stats) applied(o store.Outcome) {
 		s.appliedNew.Add(1)
 	case store.Resolved:
 		s.conflicts.Add(1)
+	case store.Dropped:
+		s.droppedRecs.Add(1)
 	default:
 		s.ignored.Add(1)
 	}
@@ -69,7 +72,7 @@ func (n *Node) Stats() StatsSnapshot {
 	return StatsSnapshot{
 		Sent: s.sent.Load(), Received: s.received.Load(), SendErrors: s.sendErrors.Load(),
 		ApplyErrors: s.applyErrors.Load(), FetchErrors: s.fetchErrors.Load(),
-		Applied: s.appliedNew.Load(), Ignored: s.ignored.Load(), Conflicts: s.conflicts.Load(),
+		Applied: s.appliedNew.Load(), Ignored: s.ignored.Load(), Conflicts: s.conflicts.Load(), DroppedRecords: s.droppedRecs.Load(),
 		Queries: s.queries.Load(), ReadRepairs: s.readRepairs.Load(),
 		SyncOpened: s.syncOpened.Load(), SyncCompleted: s.syncCompleted.Load(), SyncFailed: s.syncFailed.Load(),
 		SyncRefused: s.syncRefused.Load(), SyncServed: s.syncServed.Load(), SyncDeclined: s.syncDeclined.Load(),

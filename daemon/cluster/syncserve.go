@@ -80,8 +80,9 @@ func (s *session) respond(open *wire.SyncTop) error {
 	if err := s.readTurn(nil); err != nil {
 		return err
 	}
-	// Everything the opener sent is applied: tell it the session is over.
-	return s.send(&wire.SyncDone{})
+	// Everything the opener sent is applied: tell it the session is over
+	// (with the purge log's answers to deleted values it sent).
+	return s.endTurn()
 }
 
 // answerTops is the first turn: the leaves of every top node whose digest

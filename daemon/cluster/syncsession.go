@@ -42,6 +42,9 @@ type session struct {
 	sent   int       // records sent
 	recvd  int       // records received
 	onRecv func(int) // told of each applied batch (bootstrap progress); may be nil
+
+	mu     sync.Mutex
+	purged []string // keys whose received record the purge log dropped: answered at the end of our turn
 }
 
 func (s *session) send(msg wire.Message) error {
@@ -100,7 +103,12 @@ func (s *session) applyRecords(recs []store.Record) error {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			s.n.apply(s.ctx, r)
+			res, err := s.n.applyResult(s.ctx, r)
+			if err == nil && res.Outcome == store.Dropped && !s.n.st.Expired(&r) {
+				s.mu.Lock()
+				s.purged = append(s.purged, r.Key)
+				s.mu.Unlock()
+			}
 		})
 	}
 	wg.Wait()
@@ -138,10 +146,40 @@ func (s *session) flush() error {
 
 // endTurn sends what is queued and gives the peer the turn.
 func (s *session) endTurn() error {
+	if err := s.sendPurged(); err != nil {
+		return err
+	}
 	if err := s.flush(); err != nil {
 		return err
 	}
 	return s.send(&wire.SyncDone{})
+}
+
+// sendPurged answers the records the purge log dropped — deleted values
+// the peer still holds from before a purge — with the purge log's
+// tombstone, expired: the peer does not store it, but it removes the value
+// it covers (store.Apply), so the two converge instead of offering the
+// value again on every session.
+func (s *session) sendPurged() error {
+	s.mu.Lock()
+	keys := s.purged
+	s.purged = nil
+	s.mu.Unlock()
+	for _, key := range keys {
+		recs, err := s.n.st.PurgedRecords(store.KeyHash(key))
+		if err != nil {
+			return err
+		}
+		for _, rec := range recs {
+			if rec.Key != key {
+				continue
+			}
+			if err := s.sendRecord(rec); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // sendKey queues this node's current record of key, if it still has one.
