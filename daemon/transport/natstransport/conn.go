@@ -327,7 +327,9 @@ func (c *conn) onAck(h header) {
 	kick(c.writable)
 }
 
-// accepted records the acceptor's id and window (the dialer's side).
+// accepted records the peer's id and window: the acceptor's, from its
+// accept, on the dialer's side; the dialer's, from its open, on the
+// acceptor's.
 func (c *conn) accepted(peer, window uint64) {
 	c.mu.Lock()
 	c.peerID, c.peerWindow = peer, window

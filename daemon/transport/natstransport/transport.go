@@ -442,7 +442,7 @@ func (t *Transport) accept(m *nats.Msg, h header) {
 		return
 	}
 	c := t.register(h.from)
-	c.peerID, c.peerWindow = h.src, h.value
+	c.accepted(h.src, h.value)
 	select {
 	case t.streams <- c:
 		t.stats.streamsAccepted.Add(1)
