@@ -273,9 +273,8 @@ func putBack(dir, stale string, moved []string) error {
 	return errors.Join(errs...)
 }
 
-// saveOwnWrites writes to path, as export lines, the records of st whose
-// origin is st's node and whose write is later than cutoff (all of them
-// when cutoff is zero). It returns how many.
+// saveOwnWrites writes to path, as export lines, st's own writes made
+// after cutoff (cluster.OwnWrites). It returns how many.
 func saveOwnWrites(st *store.Store, path string, cutoff time.Time) (int, error) {
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
 	if err != nil {
@@ -283,11 +282,8 @@ func saveOwnWrites(st *store.Store, path string, cutoff time.Time) (int, error) 
 	}
 	defer f.Close()
 	w := bufio.NewWriter(f)
-	self, after, n := st.NodeID(), cutoff.UnixMilli(), 0
-	err = st.Scan("", func(r store.Record) error {
-		if r.Origin != self || !cutoff.IsZero() && r.At <= after {
-			return nil
-		}
+	n := 0
+	err = cluster.OwnWrites(st, cutoff, func(r store.Record) error {
 		b, err := json.Marshal(toRPC(r, true))
 		if err != nil {
 			return err
@@ -305,10 +301,9 @@ func saveOwnWrites(st *store.Store, path string, cutoff time.Time) (int, error) 
 	return n, err
 }
 
-// reapply writes the records of an own-writes file as new local writes,
-// unless the store already holds the key in a version that descends from
-// the record (the write reached the cluster before the separation, or by
-// replication). Each is replicated like any local write.
+// reapply writes the records of an own-writes file as new local writes
+// (cluster.Node.Reapply: skipped where the store already holds a version
+// that descends from the record), each replicated like any local write.
 func (d *Daemon) reapply(ctx context.Context, path, oldID string) (reapplied, skipped uint64, err error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -329,7 +324,7 @@ func (d *Daemon) reapply(ctx context.Context, path, oldID string) (reapplied, sk
 		if err != nil {
 			return reapplied, skipped, fmt.Errorf("%s: key %q: %w", path, r.Key, err)
 		}
-		did, err := d.reapplyOne(ctx, rec)
+		did, err := d.node.Reapply(ctx, d.store, rec)
 		if err != nil {
 			return reapplied, skipped, fmt.Errorf("re-applying %q: %w", rec.Key, err)
 		}
@@ -340,25 +335,4 @@ func (d *Daemon) reapply(ctx context.Context, path, oldID string) (reapplied, sk
 		}
 	}
 	return reapplied, skipped, sc.Err()
-}
-
-func (d *Daemon) reapplyOne(ctx context.Context, old store.Record) (bool, error) {
-	cur, found, err := d.store.Get(old.Key)
-	if err != nil {
-		return false, err
-	}
-	if found && cur.VV.Dominates(old.VV) {
-		return false, nil
-	}
-	var rec store.Record
-	if old.Deleted {
-		rec, err = d.store.Delete(ctx, old.Key, nil)
-	} else {
-		rec, err = d.store.Set(ctx, old.Key, old.Value, nil)
-	}
-	if err != nil {
-		return false, err
-	}
-	d.node.Replicate(rec)
-	return true, nil
 }

@@ -1,0 +1,70 @@
+package cluster
+
+import (
+	"context"
+	"time"
+
+	"github.com/cloudknowledge/ck/store"
+)
+
+// The two halves of a rejoin (DESIGN §3, `ckctl rejoin`) that decide what
+// a stale node keeps: which of its records count as its own writes since
+// the separation, and how each is written again on the fresh store. The
+// daemon moves files and restarts the node around them; they live here so
+// that the simulated scenarios run the very code the daemon runs.
+
+// OwnWriteSource is what OwnWrites reads. *store.Store implements it.
+type OwnWriteSource interface {
+	NodeID() store.NodeID
+	Scan(prefix string, fn func(store.Record) error) error
+}
+
+// OwnWrites calls fn with every record of st whose origin is st's node
+// and whose write is later than cutoff (every one of them when cutoff is
+// zero), in key order: the stale node's own writes since it was last in
+// sync, which a rejoin re-applies. cutoff is the node's LatestInSync, and
+// a record's At is its origin's wall clock, so both are the stale node's
+// clock. An error from fn stops the scan and is returned.
+func OwnWrites(st OwnWriteSource, cutoff time.Time, fn func(store.Record) error) error {
+	self, after := st.NodeID(), cutoff.UnixMilli()
+	return st.Scan("", func(r store.Record) error {
+		if r.Origin != self || !cutoff.IsZero() && r.At <= after {
+			return nil
+		}
+		return fn(r)
+	})
+}
+
+// LocalWriter is the local store as Reapply writes it. *store.Store
+// implements it.
+type LocalWriter interface {
+	Get(key string) (store.Record, bool, error)
+	Set(ctx context.Context, key string, value []byte, ifVersion *uint64) (store.Record, error)
+	Delete(ctx context.Context, key string, ifVersion *uint64) (store.Record, error)
+}
+
+// Reapply writes old — one of OwnWrites of a stale store — to st as a new
+// local write (a delete for a tombstone) and replicates it, unless st
+// already holds the key in a version that descends from old: the write
+// reached the cluster before the separation, or by replication. It
+// reports whether it wrote.
+func (n *Node) Reapply(ctx context.Context, st LocalWriter, old store.Record) (bool, error) {
+	cur, found, err := st.Get(old.Key)
+	if err != nil {
+		return false, err
+	}
+	if found && cur.VV.Dominates(old.VV) {
+		return false, nil
+	}
+	var rec store.Record
+	if old.Deleted {
+		rec, err = st.Delete(ctx, old.Key, nil)
+	} else {
+		rec, err = st.Set(ctx, old.Key, old.Value, nil)
+	}
+	if err != nil {
+		return false, err
+	}
+	n.Replicate(rec)
+	return true, nil
+}
