@@ -224,7 +224,7 @@ func TestNATSStreamServerRestart(t *testing.T) {
 	a, b := open(t, s.ClientURL(), subj), open(t, s.ClientURL(), subj)
 	connected(t, a, b)
 	d, c := pair(t, a, b)
-	data := randomBytes(seed, 64<<20)
+	data := randomBytes(seed, 16<<20) // more than goes through before the restart
 	werr := make(chan error, 1)
 	go func() {
 		d.SetWriteDeadline(time.Now().Add(20 * time.Second))
