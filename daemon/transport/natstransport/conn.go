@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -33,6 +34,9 @@ type conn struct {
 	rdl, wdl           deadline
 	readable, writable chan struct{}
 
+	heard   atomic.Int64 // unix ns of the last message from the peer (or of a probe answered)
+	probing atomic.Bool  // a keepalive probe is in flight
+
 	mu       sync.Mutex
 	peerID   uint64 // 0 until the dialer reads the accept
 	chunks   [][]byte
@@ -54,11 +58,13 @@ type conn struct {
 var _ net.Conn = (*conn)(nil)
 
 func newConn(t *Transport, id uint64, remote netip.AddrPort) *conn {
-	return &conn{
+	c := &conn{
 		t: t, id: id, remote: remote, subject: t.inboxOf(remote), window: uint64(t.cfg.Window),
 		rdl: makeDeadline(), wdl: makeDeadline(),
 		readable: make(chan struct{}, 1), writable: make(chan struct{}, 1),
 	}
+	c.heard.Store(time.Now().UnixNano())
+	return c
 }
 
 func kick(c chan struct{}) {
@@ -269,6 +275,7 @@ func (c *conn) fail(err error, tell bool) {
 
 // onData takes a data message from the dispatcher.
 func (c *conn) onData(h header, p []byte) {
+	c.heard.Store(time.Now().UnixNano())
 	c.mu.Lock()
 	if c.closed || c.rerr != nil || c.finRecv {
 		c.mu.Unlock()
@@ -296,6 +303,7 @@ func (c *conn) onData(h header, p []byte) {
 
 // onFin takes the peer's fin.
 func (c *conn) onFin(h header) {
+	c.heard.Store(time.Now().UnixNano())
 	c.mu.Lock()
 	if c.closed || c.rerr != nil || c.finRecv {
 		c.mu.Unlock()
@@ -314,6 +322,7 @@ func (c *conn) onFin(h header) {
 
 // onAck takes the peer's acknowledgement.
 func (c *conn) onAck(h header) {
+	c.heard.Store(time.Now().UnixNano())
 	c.mu.Lock()
 	if h.value > c.sent {
 		c.mu.Unlock()
@@ -342,6 +351,13 @@ func (c *conn) adopt(src uint64) {
 	if c.peerID == 0 {
 		c.peerID = src
 	}
+}
+
+// failed reports whether the stream is closed or broken both ways.
+func (c *conn) failed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed || c.werr != nil
 }
 
 func (c *conn) LocalAddr() net.Addr  { return Addr(c.t.addr) }

@@ -33,6 +33,7 @@
 //	ack     value: bytes the receiver has consumed (cumulative)
 //	fin     value: the final offset: no byte after it
 //	reset   the stream is aborted (also: open refused, unknown stream)
+//	ping    a liveness probe, sent as a request; answered by ping or reset
 //
 // Opening by request lets an open to an inbox nobody subscribes fail at
 // once (NATS answers "no responders"), as a TCP connect is refused.
@@ -50,7 +51,10 @@
 // consumer. Close sends fin (reset if a Write is in progress): the peer
 // reads what was sent, then io.EOF. A lost connection to NATS breaks every
 // open stream on this node (a reset is queued for each peer, sent once
-// reconnected); nats.go reconnects by itself.
+// reconnected); nats.go reconnects by itself. A stream that has heard
+// nothing from its peer for 2 s pings it: a peer whose process died has no
+// subscriber on its inbox left, NATS answers "no responders" at once, and
+// the stream is reset, as TCP learns of a dead process from its kernel.
 //
 // Datagrams never block: Broadcast and SendTo queue the message for one
 // sender goroutine, and drop it (Stats.SendDropped) when the queue is full

@@ -18,6 +18,7 @@ const (
 	kindAck
 	kindFin
 	kindReset
+	kindPing // a liveness probe, sent as a request; answered by ping, or reset
 )
 
 const (
@@ -63,7 +64,7 @@ func parseHeader(b []byte) (header, []byte, error) {
 	switch {
 	case h.kind == kindDatagram:
 		return h, b[headerLen:], nil
-	case h.kind < kindDatagram || h.kind > kindReset:
+	case h.kind < kindDatagram || h.kind > kindPing:
 		return h, nil, fmt.Errorf("%w: kind %d", errFormat, h.kind)
 	case len(b) < streamHeaderLen:
 		return h, nil, fmt.Errorf("%w: stream message of %d bytes", errShort, len(b))

@@ -326,3 +326,29 @@ func TestNATSStreamGapBreaks(t *testing.T) {
 		return nil
 	})
 }
+
+// A peer whose process dies (its connection just drops: no fin, no reset)
+// is noticed by the keepalive: the Read blocked on it ends with ErrReset
+// within a few keepalive periods, not at its deadline.
+func TestNATSStreamPeerGone(t *testing.T) {
+	s := startServer(t, 0)
+	subj := subject(t)
+	fast := func(c *natstransport.Config) { c.KeepAlive = 100 * time.Millisecond }
+	a, b := open(t, s.ClientURL(), subj, fast), open(t, s.ClientURL(), subj, fast)
+	connected(t, a, b)
+	d, c := pair(t, a, b)
+	// Quiet but alive: probes are answered, nothing breaks.
+	c.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
+	if _, err := c.Read(make([]byte, 1)); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read on a quiet, live stream: %v", err)
+	}
+	d.SetReadDeadline(time.Now().Add(30 * time.Second))
+	start := time.Now()
+	natstransport.Crash(b)
+	if _, err := d.Read(make([]byte, 1)); !errors.Is(err, natstransport.ErrReset) {
+		t.Errorf("read from a peer that died: %v, want ErrReset", err)
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Errorf("the dead peer was noticed after %s", el)
+	}
+}

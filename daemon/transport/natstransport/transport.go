@@ -25,6 +25,7 @@ const (
 	DefaultWindow        = 1 << 20
 	DefaultSendQueue     = 1024
 	DefaultReconnectWait = time.Second
+	DefaultKeepAlive     = 2 * time.Second
 	// maxChunk bounds a data message's payload; smaller when the server's
 	// max_payload is.
 	maxChunk = 64 << 10
@@ -51,6 +52,10 @@ type Config struct {
 	StreamQueue int // capacity of Streams(); default transport.DefaultStreamQueue
 	SendQueue   int // datagrams waiting for the sender; default DefaultSendQueue
 	Window      int // a stream's receive window in bytes; default DefaultWindow
+	// KeepAlive is how long a stream may hear nothing from its peer before
+	// it checks that the peer still listens (keepalive.go); default
+	// DefaultKeepAlive.
+	KeepAlive time.Duration
 	// ReconnectWait is the pause between reconnect attempts (nats.go
 	// jitters it); default DefaultReconnectWait.
 	ReconnectWait time.Duration
@@ -84,6 +89,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.ReconnectWait <= 0 {
 		c.ReconnectWait = DefaultReconnectWait
+	}
+	if c.KeepAlive <= 0 {
+		c.KeepAlive = DefaultKeepAlive
 	}
 	if len(c.URLs) == 0 {
 		return c, errors.New("url: no NATS server")
@@ -133,6 +141,7 @@ type Transport struct {
 	closed   bool
 	closing  atomic.Bool
 	sendDone chan struct{}
+	stop     chan struct{} // closed by Close: ends keepAlive
 
 	closeOnce sync.Once
 	closeErr  error
@@ -162,6 +171,7 @@ func New(cfg Config) (*Transport, error) {
 		out:      make(chan outMsg, cfg.SendQueue),
 		conns:    map[uint64]*conn{},
 		sendDone: make(chan struct{}),
+		stop:     make(chan struct{}),
 	}
 	t.inbox = t.inboxOf(t.addr)
 	t.nc, err = nats.Connect(strings.Join(cfg.URLs, ","), t.options()...)
@@ -180,6 +190,7 @@ func New(cfg Config) (*Transport, error) {
 		t.nc.FlushTimeout(closeFlush)
 	}
 	go t.sendLoop()
+	go t.keepAlive()
 	t.log.Info("transport up", "mode", "nats", "addr", t.addr, "inbox", t.inbox, "broadcast", t.all)
 	return t, nil
 }
@@ -213,13 +224,7 @@ func (t *Transport) disconnected(_ *nats.Conn, err error) {
 		return
 	}
 	t.log.Warn("disconnected from NATS: open streams are broken", "error", err)
-	t.mu.Lock()
-	conns := make([]*conn, 0, len(t.conns))
-	for _, c := range t.conns {
-		conns = append(conns, c)
-	}
-	t.mu.Unlock()
-	for _, c := range conns {
+	for _, c := range t.openConns() {
 		c.fail(fmt.Errorf("%w: the connection to NATS was lost", ErrBroken), true)
 	}
 }
@@ -411,6 +416,8 @@ func (t *Transport) dispatch(m *nats.Msg) {
 		t.accept(m, h)
 	case kindData, kindFin, kindAck, kindReset:
 		t.streamMessage(h, p)
+	case kindPing:
+		t.answerPing(m, h)
 	default: // accept comes only as a reply
 		t.stats.malformed.Add(1)
 	}
@@ -482,13 +489,8 @@ func (t *Transport) streamMessage(h header, p []byte) {
 func (t *Transport) Close() error {
 	t.closeOnce.Do(func() {
 		t.closing.Store(true)
-		t.mu.Lock()
-		conns := make([]*conn, 0, len(t.conns))
-		for _, c := range t.conns {
-			conns = append(conns, c)
-		}
-		t.mu.Unlock()
-		for _, c := range conns {
+		close(t.stop)
+		for _, c := range t.openConns() {
 			c.fail(net.ErrClosed, true) // the resets go out with the rest below
 		}
 		t.outMu.Lock()
