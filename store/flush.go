@@ -122,9 +122,9 @@ func writePending(tx *bolt.Tx, p *pending) error {
 		if err := kv.Put([]byte(k), r.raw); err != nil {
 			return err
 		}
-		if err := kh.Put(keyHashKey(r.keyHash, k), r.hash[:]); err != nil {
-			return err
-		}
+	}
+	if err := putKeyHashes(kh, p); err != nil {
+		return err
 	}
 	for _, e := range p.events {
 		if err := log.Put(u64(e.ev.Index), e.raw); err != nil {

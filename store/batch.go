@@ -1,0 +1,70 @@
+package store
+
+import "context"
+
+// ApplyBatch applies received records as Apply does, each with its own
+// result, but commits them together: one batch in the log per up to
+// maxBatch records (or maxBatchBytes), computed on the caller's goroutine.
+// A sync session applies a frame of several hundred records this way; one
+// Apply per record on its own goroutine cost a goroutine, a hand-over to
+// the committer and back, and a growing stack per record, more CPU than
+// storing the record (docs/BENCHMARKS.md, "Cluster").
+//
+// res[i] and errs[i] are recs[i]'s outcome; a record that is not valid
+// gets its error and is not stored, and does not fail the others (a
+// failed write fails the records of its batch). The error returned is one
+// that stopped the call before every record was committed (a closed
+// store, ctx): the records left have it in errs too. The store keeps the records'
+// Values and VVs: do not modify them.
+func (s *Store) ApplyBatch(ctx context.Context, recs []Record) (res []ApplyResult, errs []error, err error) {
+	res, errs = make([]ApplyResult, len(recs)), make([]error, len(recs))
+	reqs := make([]*request, 0, len(recs))
+	idx := make([]int, 0, len(recs)) // reqs[j] is recs[idx[j]]
+	for i := range recs {
+		rec := recs[i]
+		if errs[i] = s.validate(&rec); errs[i] != nil {
+			continue
+		}
+		s.Observe(rec.Lamport)
+		r := &request{kind: reqApply, key: rec.Key, rec: rec, raw: encodeRecord(&rec)}
+		if s.opts.Resolver != nil {
+			r.pre = s.preResolve(&rec) // as Apply: a hook does not stall the commit
+		}
+		reqs = append(reqs, r)
+		idx = append(idx, i)
+	}
+	s.mu.RLock()
+	if s.closed {
+		s.mu.RUnlock()
+		err = ErrClosed
+	} else {
+		s.inflight.Add(1) // as submit: before Close's Wait
+		s.mu.RUnlock()
+		defer s.inflight.Done()
+	}
+	for start := 0; start < len(reqs); {
+		if err == nil {
+			err = ctx.Err()
+		}
+		if err != nil {
+			for j := start; j < len(reqs); j++ {
+				errs[idx[j]] = err
+			}
+			return res, errs, err
+		}
+		end, size := start, 0
+		for end < len(reqs) && end-start < maxBatch && (end == start || size+reqs[end].size() <= maxBatchBytes) {
+			reqs[end].done = make(chan struct{}) // commitLocked closes it
+			size += reqs[end].size()
+			end++
+		}
+		s.commitMu.Lock()
+		s.commitLocked(reqs[start:end])
+		s.commitMu.Unlock()
+		for j := start; j < end; j++ {
+			res[idx[j]], errs[idx[j]] = reqs[j].res, reqs[j].err
+		}
+		start = end
+	}
+	return res, errs, err
+}
