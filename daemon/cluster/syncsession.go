@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"sync"
 	"time"
 
 	"github.com/cloudknowledge/ck/daemon/wire"
@@ -22,9 +21,6 @@ const (
 	// syncBatchBytes bounds the records of one SYNC_RECORDS frame (one
 	// record larger than this travels alone).
 	syncBatchBytes = 256 << 10
-	// applyParallel is how many received records are applied at once: the
-	// store group-commits them, so a batch costs about one fsync.
-	applyParallel = 64
 	// dialTimeout bounds opening a session's stream.
 	dialTimeout = 5 * time.Second
 )
@@ -43,7 +39,6 @@ type session struct {
 	recvd  int       // records received
 	onRecv func(int) // told of each applied batch (bootstrap progress); may be nil
 
-	mu     sync.Mutex
 	purged []string // keys whose received record the purge log dropped: answered at the end of our turn
 }
 
@@ -94,30 +89,59 @@ func (s *session) readTurn(handle func(wire.Message) error) error {
 	}
 }
 
-// applyRecords applies a batch durably, several records at once so that
-// the store commits them together.
+// applyRecords applies a frame's records durably, committed together
+// (store.ApplyBatch: a few log writes for the frame, no goroutine per
+// record). A record the store refuses is counted and logged; the session
+// goes on without it, and the next session tries it again.
 func (s *session) applyRecords(recs []store.Record) error {
-	sem := make(chan struct{}, applyParallel)
-	var wg sync.WaitGroup
-	for _, r := range recs {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			res, err := s.n.applyResult(s.ctx, r)
-			if err == nil && res.Outcome == store.Dropped && !s.n.st.Expired(&r) {
-				s.mu.Lock()
-				s.purged = append(s.purged, r.Key)
-				s.mu.Unlock()
+	res, errs, err := applyBatch(s.ctx, s.n.st, recs)
+	failed, first := 0, -1
+	for i := range recs {
+		if errs[i] != nil {
+			if failed++; first < 0 {
+				first = i
 			}
-		})
+			continue
+		}
+		s.n.stats.applied(res[i].Outcome)
+		if res[i].Outcome == store.Dropped && !s.n.st.Expired(&recs[i]) {
+			s.purged = append(s.purged, recs[i].Key)
+		}
 	}
-	wg.Wait()
+	if failed > 0 && s.ctx.Err() == nil && err == nil {
+		s.n.stats.applyErrors.Add(uint64(failed))
+		s.n.log.Warn("could not apply received records", "count", failed, "key", recs[first].Key, "error", errs[first])
+	}
 	s.recvd += len(recs)
 	s.n.stats.syncRecordsIn.Add(uint64(len(recs)))
 	if s.onRecv != nil {
 		s.onRecv(len(recs))
 	}
+	if err != nil {
+		return err
+	}
 	return s.ctx.Err()
+}
+
+// batchStore is a Store that commits many received records together;
+// *store.Store is one.
+type batchStore interface {
+	ApplyBatch(ctx context.Context, recs []store.Record) ([]store.ApplyResult, []error, error)
+}
+
+var _ batchStore = (*store.Store)(nil)
+
+// applyBatch applies recs with st's ApplyBatch, or one by one when st has
+// none.
+func applyBatch(ctx context.Context, st Store, recs []store.Record) ([]store.ApplyResult, []error, error) {
+	if b, ok := st.(batchStore); ok {
+		return b.ApplyBatch(ctx, recs)
+	}
+	res, errs := make([]store.ApplyResult, len(recs)), make([]error, len(recs))
+	for i := range recs {
+		res[i], errs[i] = st.Apply(ctx, recs[i])
+	}
+	return res, errs, ctx.Err()
 }
 
 // sendRecord queues a record for the peer, sending a batch when full.
@@ -161,10 +185,8 @@ func (s *session) endTurn() error {
 // it covers (store.Apply), so the two converge instead of offering the
 // value again on every session.
 func (s *session) sendPurged() error {
-	s.mu.Lock()
 	keys := s.purged
 	s.purged = nil
-	s.mu.Unlock()
 	for _, key := range keys {
 		recs, err := s.n.st.PurgedRecords(store.KeyHash(key))
 		if err != nil {
