@@ -47,11 +47,12 @@ const (
 	kindSet kind = iota
 	kindGet
 	kindMixed
+	kindFresh // gets with ?fresh: every node of the cluster asked
 )
 
-var kinds = map[string]kind{"set": kindSet, "get": kindGet, "mixed": kindMixed}
+var kinds = map[string]kind{"set": kindSet, "get": kindGet, "mixed": kindMixed, "fresh": kindFresh}
 
-func (k kind) String() string { return [...]string{"set", "get", "mixed"}[k] }
+func (k kind) String() string { return [...]string{"set", "get", "mixed", "fresh"}[k] }
 
 // result is one test's figures. Latencies are in microseconds.
 type result struct {
@@ -70,8 +71,15 @@ type result struct {
 }
 
 func (r result) print(w io.Writer) {
-	if r.Test == "idle" {
+	switch r.Test {
+	case "idle":
 		fmt.Fprintf(w, "idle  %d datagrams sent in %.0fs (%.2f/s) holding %d keys\n", r.Requests, r.Seconds, r.OpsPerSec, r.Keys)
+		return
+	case "fill":
+		fmt.Fprintf(w, "fill  %d keys, %d-byte values, %d clients: %.2fs, %.0f sets/s\n", r.Requests, r.Size, r.Clients, r.Seconds, r.OpsPerSec)
+		return
+	case "converge":
+		fmt.Fprintf(w, "converge  same digest root and %d keys after %.3fs\n", r.Keys, r.Seconds)
 		return
 	}
 	fmt.Fprintf(w, "%-5s %d clients, %d requests, %d-byte values: %.0f ops/s  p50 %.0fµs  p99 %.0fµs  p99.9 %.0fµs  max %.0fµs  errors %d\n",
@@ -147,6 +155,9 @@ func summarize(test string, clients, size int, errs int64, elapsed time.Duration
 }
 
 func op(ctx context.Context, cl benchClient, k kind, key string, value []byte, read bool, wait int) error {
+	if k == kindFresh {
+		return cl.fresh(ctx, key)
+	}
 	if k == kindGet || (k == kindMixed && read) {
 		return cl.get(ctx, key)
 	}
@@ -164,6 +175,19 @@ func makeValue(size int, asJSON bool) []byte {
 		value[0], value[size-1] = '"', '"'
 	}
 	return value
+}
+
+// fillTest writes every key of the keyspace once, with all clients, and
+// reports the rate: a bulk load of distinct keys (for the cluster's
+// convergence and bootstrap figures).
+func fillTest(ctx context.Context, cfg config) (result, error) {
+	start := time.Now()
+	if err := fill(ctx, cfg, makeValue(cfg.size, cfg.jsonValues)); err != nil {
+		return result{}, err
+	}
+	elapsed := time.Since(start)
+	return result{Test: "fill", Clients: cfg.clients, Requests: cfg.keys, Size: cfg.size,
+		Seconds: elapsed.Seconds(), OpsPerSec: float64(cfg.keys) / elapsed.Seconds()}, nil
 }
 
 // fill writes every key of the keyspace once, with all clients.

@@ -130,3 +130,41 @@ func sentDatagrams(ctx context.Context, c *rpc.Client) (uint64, error) {
 	}
 	return 0, errors.New("no ck_datagrams_total in the metrics")
 }
+
+// convergeTest measures how long this node takes to hold what peer holds:
+// from the start of the test until both report the same digest root and
+// key count. It waits for this node's socket to answer first, so a script
+// starts it right after starting (or resuming) the node; the time then
+// includes the node's start-up. It polls every 5 ms.
+func convergeTest(ctx context.Context, cfg config, peer string, timeout time.Duration) (result, error) {
+	if peer == "" {
+		return result{}, errors.New("the converge test needs -peer SOCKET (the node to catch up with)")
+	}
+	start := time.Now()
+	a, b := rpc.NewClient(cfg.socket), rpc.NewClient(peer)
+	defer a.Close()
+	defer b.Close()
+	deadline := start.Add(timeout)
+	for {
+		sa, errA := status(ctx, a)
+		sb, errB := status(ctx, b)
+		if errA == nil && errB == nil && sa.DigestRoot == sb.DigestRoot && sa.Keys == sb.Keys {
+			return result{Test: "converge", Seconds: time.Since(start).Seconds(), Keys: sa.Keys}, nil
+		}
+		if time.Now().After(deadline) {
+			return result{}, fmt.Errorf("not converged after %s: %d keys against %d (errors: %v, %v)",
+				timeout, sa.Keys, sb.Keys, errA, errB)
+		}
+		select {
+		case <-time.After(5 * time.Millisecond):
+		case <-ctx.Done():
+			return result{}, ctx.Err()
+		}
+	}
+}
+
+func status(ctx context.Context, c *rpc.Client) (rpc.Status, error) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	return c.Status(ctx)
+}

@@ -25,6 +25,7 @@ import (
 // the figures measure ckd. Both answer the same requests.
 type benchClient interface {
 	get(ctx context.Context, key string) error
+	fresh(ctx context.Context, key string) error // a fresh read: every node asked
 	set(ctx context.Context, key string, value []byte, wait int) error
 	close()
 }
@@ -44,6 +45,11 @@ type rpcClient struct{ c *rpc.Client }
 
 func (r rpcClient) get(ctx context.Context, key string) error {
 	_, _, _, err := r.c.GetRaw(ctx, key, false)
+	return err
+}
+
+func (r rpcClient) fresh(ctx context.Context, key string) error {
+	_, _, _, err := r.c.GetRaw(ctx, key, true)
 	return err
 }
 
@@ -75,6 +81,10 @@ func (c *rawConn) close() {
 
 func (c *rawConn) get(ctx context.Context, key string) error {
 	return c.do(ctx, "GET", key, "?raw", nil, false)
+}
+
+func (c *rawConn) fresh(ctx context.Context, key string) error {
+	return c.do(ctx, "GET", key, "?raw&fresh", nil, false)
 }
 
 func (c *rawConn) set(ctx context.Context, key string, value []byte, wait int) error {

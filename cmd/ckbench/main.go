@@ -40,9 +40,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.client, "client", "raw", "raw: a lean HTTP/1.1 connection per client, like redis-benchmark's; rpc: the Go client (rpc.Client), which costs as much CPU as the daemon")
 	fs.BoolVar(&cfg.jsonValues, "json-values", false, "send values that are JSON documents (a quoted string)")
 	fs.IntVar(&cfg.wait, "wait", 0, "sets wait for this many peers to acknowledge (replication throughput)")
-	peer := fs.String("peer", "", "socket of another node, for the repl test")
+	peer := fs.String("peer", "", "socket of another node, for the repl and converge tests")
 	idleFor := fs.Duration("idle", 10*time.Second, "how long the idle test watches")
-	tests := fs.String("t", "set,get,mixed", "tests to run: set, get, mixed, fsync, repl, idle (comma-separated)")
+	tests := fs.String("t", "set,get,mixed", "tests to run: set, get, mixed, fresh, fill, fsync, repl, idle, converge (comma-separated)")
+	convergeFor := fs.Duration("timeout", 5*time.Minute, "how long the converge test waits")
 	dir := fs.String("dir", defaultFsyncDir(), "directory for the fsync test: use the file system of ckd's data dir")
 	asJSON := fs.Bool("json", false, "print results as JSON lines")
 	if err := fs.Parse(args); err != nil {
@@ -73,8 +74,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			res, err = replTest(ctx, cfg, *peer, min(cfg.requests, 2000))
 		case name == "idle":
 			res, err = idleTest(ctx, cfg, *idleFor)
+		case name == "fill":
+			res, err = fillTest(ctx, cfg)
+		case name == "converge":
+			res, err = convergeTest(ctx, cfg, *peer, *convergeFor)
 		default:
-			fmt.Fprintf(stderr, "ckbench: unknown test %q (want set, get, mixed, fsync, repl or idle)\n", name)
+			fmt.Fprintf(stderr, "ckbench: unknown test %q (want set, get, mixed, fresh, fill, fsync, repl, idle or converge)\n", name)
 			return 2
 		}
 		if err != nil {
