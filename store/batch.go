@@ -1,6 +1,11 @@
 package store
 
-import "context"
+import (
+	"bytes"
+	"context"
+
+	bolt "go.etcd.io/bbolt"
+)
 
 // ApplyBatch applies received records as Apply does, each with its own
 // result, but commits them together: one batch in the log per up to
@@ -26,12 +31,11 @@ func (s *Store) ApplyBatch(ctx context.Context, recs []Record) (res []ApplyResul
 			continue
 		}
 		s.Observe(rec.Lamport)
-		r := &request{kind: reqApply, key: rec.Key, rec: rec, raw: encodeRecord(&rec)}
-		if s.opts.Resolver != nil {
-			r.pre = s.preResolve(&rec) // as Apply: a hook does not stall the commit
-		}
-		reqs = append(reqs, r)
+		reqs = append(reqs, &request{kind: reqApply, key: rec.Key, rec: rec, raw: encodeRecord(&rec)})
 		idx = append(idx, i)
+	}
+	if s.opts.Resolver != nil {
+		s.preResolveAll(reqs) // as Apply: a hook does not stall the commit
 	}
 	s.mu.RLock()
 	if s.closed {
@@ -67,4 +71,47 @@ func (s *Store) ApplyBatch(ctx context.Context, recs []Record) (res []ApplyResul
 		start = end
 	}
 	return res, errs, err
+}
+
+// preResolveAll is Apply's preResolve for a batch: the current records are
+// read in one read transaction, and only those whose version vector is
+// concurrent with the received one are decoded whole and resolved. The
+// result is advisory (the commit uses it only if the record it was
+// resolved against is still current), so a flush moving records from the
+// pending set into the file meanwhile costs only a resolution in the
+// commit.
+func (s *Store) preResolveAll(reqs []*request) {
+	raws := make([][]byte, len(reqs))
+	curs := map[int]*Record{} // the concurrent ones: resolved after the read, which a hook must not hold open
+	_ = s.read(func() bool {
+		for i, r := range reqs {
+			if p := s.pendingRec(r.key); p != nil {
+				raws[i] = p.raw
+			}
+		}
+		return true
+	}, func(tx *bolt.Tx) error {
+		kv := tx.Bucket(bucketKV)
+		for i, r := range reqs {
+			raw := raws[i]
+			if raw == nil {
+				raw = kv.Get([]byte(r.key)) // valid until the transaction ends
+			}
+			if raw == nil {
+				continue
+			}
+			if m, err := decodeMeta(raw); err != nil || r.rec.VV.Compare(m.VV) != Concurrent {
+				continue
+			}
+			var cur Record
+			if decodeStored(r.key, bytes.Clone(raw), &cur) == nil && !s.hide(&cur) {
+				curs[i] = &cur
+			}
+		}
+		return nil
+	})
+	for i, cur := range curs {
+		r := reqs[i]
+		r.pre = &preResolved{cur: cur.Hash(), rec: Resolve(r.key, cur, &r.rec, s.opts.Resolver)}
+	}
 }
