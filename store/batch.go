@@ -17,7 +17,8 @@ import (
 //
 // res[i] and errs[i] are recs[i]'s outcome; a record that is not valid
 // gets its error and is not stored, and does not fail the others (a
-// failed write fails the records of its batch). The error returned is one
+// failed write fails the records of its batch). Expired tombstones and
+// records the purge log covers are Dropped, as by Apply. The error returned is one
 // that stopped the call before every record was committed (a closed
 // store, ctx): the records left have it in errs too. The store keeps the records'
 // Values and VVs: do not modify them.
@@ -25,12 +26,17 @@ func (s *Store) ApplyBatch(ctx context.Context, recs []Record) (res []ApplyResul
 	res, errs = make([]ApplyResult, len(recs)), make([]error, len(recs))
 	reqs := make([]*request, 0, len(recs))
 	idx := make([]int, 0, len(recs)) // reqs[j] is recs[idx[j]]
+	var expired []int                // expired tombstones (purge.go), by index
 	for i := range recs {
 		rec := recs[i]
 		if errs[i] = s.validate(&rec); errs[i] != nil {
 			continue
 		}
 		s.Observe(rec.Lamport)
+		if s.Expired(&rec) {
+			expired = append(expired, i) // never stored: the purger takes it, after the batch
+			continue
+		}
 		reqs = append(reqs, &request{kind: reqApply, key: rec.Key, rec: rec, raw: encodeRecord(&rec)})
 		idx = append(idx, i)
 	}
@@ -69,6 +75,16 @@ func (s *Store) ApplyBatch(ctx context.Context, recs []Record) (res []ApplyResul
 			res[idx[j]], errs[idx[j]] = reqs[j].res, reqs[j].err
 		}
 		start = end
+	}
+	for _, i := range expired {
+		if err == nil {
+			res[i], errs[i] = s.applyExpired(ctx, recs[i])
+			if errs[i] != nil && (errs[i] == ErrClosed || ctx.Err() != nil) {
+				err = errs[i]
+			}
+		} else {
+			errs[i] = err
+		}
 	}
 	return res, errs, err
 }

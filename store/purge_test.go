@@ -340,3 +340,45 @@ func TestUpgradeIndexesTombstones(t *testing.T) {
 	c.advance(testTTL)
 	mustPurge(t, s, 5)
 }
+
+// TestApplyBatchPurges: ApplyBatch treats expired tombstones and records
+// the purge log covers as Apply does: neither is stored.
+func TestApplyBatchPurges(t *testing.T) {
+	c := newClock()
+	s := openTest(t, purging(c))
+	a := write("a", "va", 1, 10, nil)
+	mustApply(t, s, a, store.Applied)
+	at := c.ms.Load() - testTTL.Milliseconds()
+	// Expired tombstones are handled after the batch's records are
+	// stored, so the old c below, stored by the batch, is removed by the
+	// expired tombstone of c that covers it.
+	batch := []store.Record{
+		remoteDel("a", 2, 20, a.VV, at), // expired: removes a
+		write("b", "vb", 1, 11, nil),    // plain
+		remoteDel("c", 2, 21, nil, at),  // expired
+		write("c", "old c", 2, 5, nil),  // covered by the tombstone above
+	}
+	res, errs, err := s.ApplyBatch(t.Context(), batch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []store.Outcome{store.Dropped, store.Applied, store.Dropped, store.Applied}
+	for i := range batch {
+		if errs[i] != nil || res[i].Outcome != want[i] {
+			t.Errorf("record %d (%s): %v, %v; want %v", i, batch[i].Key, res[i].Outcome, errs[i], want[i])
+		}
+	}
+	for _, key := range []string{"a", "c"} {
+		if rec, found := mustGet(t, s, key); found {
+			t.Errorf("%s survived the expired tombstone that covers it: %+v", key, rec)
+		}
+	}
+	// Now the purge log covers both old values.
+	res, errs, err = s.ApplyBatch(t.Context(), []store.Record{a, write("c", "old c", 2, 5, nil)})
+	if err != nil || errs[0] != nil || errs[1] != nil || res[0].Outcome != store.Dropped || res[1].Outcome != store.Dropped {
+		t.Fatalf("covered records in a batch: %+v %v %v", res, errs, err)
+	}
+	if s.Keys() != 1 {
+		t.Fatalf("%d keys, want 1 (b)", s.Keys())
+	}
+}
