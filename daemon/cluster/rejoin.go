@@ -20,15 +20,20 @@ type OwnWriteSource interface {
 }
 
 // OwnWrites calls fn with every record of st whose origin is st's node
-// and whose write is later than cutoff (every one of them when cutoff is
+// and whose write was not before cutoff (every one of them when cutoff is
 // zero), in key order: the stale node's own writes since it was last in
 // sync, which a rejoin re-applies. cutoff is the node's LatestInSync, and
 // a record's At is its origin's wall clock, so both are the stale node's
 // clock. An error from fn stops the scan and is returned.
+//
+// At counts whole milliseconds, so a write in cutoff's millisecond may
+// come before or after it. It is taken: one made after the last sync —
+// split from the peers before its UPDATE went out — would be lost
+// otherwise, while one the peers already hold is skipped by Reapply.
 func OwnWrites(st OwnWriteSource, cutoff time.Time, fn func(store.Record) error) error {
-	self, after := st.NodeID(), cutoff.UnixMilli()
+	self, from := st.NodeID(), cutoff.UnixMilli()
 	return st.Scan("", func(r store.Record) error {
-		if r.Origin != self || !cutoff.IsZero() && r.At <= after {
+		if r.Origin != self || !cutoff.IsZero() && r.At < from {
 			return nil
 		}
 		return fn(r)

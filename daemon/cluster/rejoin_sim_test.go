@@ -66,6 +66,21 @@ func rejoin(t *testing.T, sn *simNode) (own, reapplied []store.Record) {
 	return own, reapplied
 }
 
+// sameMilli waits, a millisecond at a time and for up to a few
+// heartbeats, until sn has been in sync with a peer within the current
+// millisecond (it may not happen: 20% of HELLOs are lost).
+func sameMilli(sn *simNode) {
+	// Virtual time stands on whole milliseconds here: look at the end of
+	// each one, not at its start.
+	time.Sleep(time.Millisecond - time.Microsecond)
+	for range 5 * simHeartbeat / time.Millisecond {
+		if sn.node.LatestInSync().UnixMilli() == time.Now().UnixMilli() {
+			return
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // noneQuarantined returns nil when no running node shows a member as
 // quarantined (a peer that left or is gone does not count).
 func noneQuarantined(nodes []*simNode) error {
@@ -108,6 +123,12 @@ func TestSimRejoinAfterLongSeparation(t *testing.T) {
 		waitFor(t, 10*simHeartbeat, func() error { return converged(nodes) })
 		settled := time.Now()
 		waitFor(t, 10*simHeartbeat, func() error { return inSyncSince(nodes, settled) })
+		if rng.IntN(2) == 0 {
+			// Split, and write, within the millisecond of the stale node's
+			// last in-sync moment: its writes then carry that millisecond
+			// (At), and are still its own writes since the separation.
+			sameMilli(stale)
+		}
 
 		nw.Partition(addrs(nodes[:1]), addrs(others))
 		apart := len(h.writes)
