@@ -104,6 +104,7 @@ if on boot "bootstrap of an empty node from one holding $bootkeys keys of 256 by
   stop b; stop c # the load goes to a alone
   bench -socket "$work/a.sock" -c 16 -keys "$bootkeys" -prefix boot/ -d 256 -t fill
   CK_SOCKET="$work/a.sock" "$work/bin/ckctl" status | grep -E '^keys:'
+  sleep 3 # a at rest (its log flushed into its file), as a peer usually is
   rm -f "$work/d.sock"; launch d "$cl" "$port"
   bench -socket "$work/d.sock" -peer "$work/a.sock" -t converge
   grep -E 'bootstrap (complete|progress)' "$work/d.log" | sed 's/.*bootstrap/d: bootstrap/'
