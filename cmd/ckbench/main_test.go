@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cloudknowledge/ck/rpc"
 	"github.com/cloudknowledge/ck/rpc/rpctest"
@@ -69,5 +70,34 @@ func TestUsageErrors(t *testing.T) {
 	if code := run(context.Background(), []string{"-socket", "/nonexistent/ckd.sock", "-n", "1", "-t", "set"}, &out, &errb); code != 1 ||
 		!strings.Contains(errb.String(), "cannot reach ckd") {
 		t.Errorf("unreachable daemon: exit %d, %q", code, errb.String())
+	}
+}
+
+// The converge test waits until both nodes hold as many keys under the
+// same root, and gives up after -timeout.
+func TestConverge(t *testing.T) {
+	a, b := rpctest.NewBackend(), rpctest.NewBackend()
+	sa := rpctest.Start(t, a, rpc.ServerOptions{}).Socket
+	sb := rpctest.Start(t, b, rpc.ServerOptions{}).Socket
+	if _, err := b.Put(context.Background(), "k", []byte("v"), rpc.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"-socket", sa, "-peer", sb, "-t", "converge", "-timeout", "200ms"}, &out, &errb); code != 1 ||
+		!strings.Contains(errb.String(), "not converged after 200ms: 0 keys against 1") {
+		t.Errorf("diverged nodes: exit %d, %q", code, errb.String())
+	}
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		a.Put(context.Background(), "k", []byte("v"), rpc.WriteOptions{})
+	}()
+	out.Reset()
+	errb.Reset()
+	if code := run(context.Background(), []string{"-socket", sa, "-peer", sb, "-t", "converge", "-json"}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	var r result
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil || r.Test != "converge" || r.Keys != 1 || r.Seconds < 0.05 {
+		t.Errorf("converge result %+v (%v)", r, err)
 	}
 }
