@@ -486,6 +486,35 @@ func (s *Store) PurgedRecords(kh Hash) ([]Record, error) {
 	return out, err
 }
 
+// ScanPurged calls fn with every entry of the purge log (a purged
+// tombstone), in key-hash order. It reads the log in one read transaction
+// and calls fn after it ends.
+func (s *Store) ScanPurged(fn func(Record) error) error {
+	var recs []Record
+	err := s.read(nil, func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketPurged).ForEach(func(k, v []byte) error {
+			var rec Record
+			if len(k) <= len(Hash{}) {
+				return fmt.Errorf("store: %w: purge log entry %x", ErrCorrupt, k)
+			}
+			if err := decodeStored(string(k[len(Hash{}):]), v, &rec); err != nil {
+				return err
+			}
+			recs = append(recs, rec)
+			return nil
+		})
+	})
+	if err != nil {
+		return err
+	}
+	for _, rec := range recs {
+		if err := fn(rec); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // PurgeLogLen returns the number of entries in the purge log.
 func (s *Store) PurgeLogLen() int {
 	s.mu.RLock()

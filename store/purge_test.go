@@ -382,3 +382,39 @@ func TestApplyBatchPurges(t *testing.T) {
 		t.Fatalf("%d keys, want 1 (b)", s.Keys())
 	}
 }
+
+// TestScanAllAndPurged: ScanAll returns expired tombstones that Scan
+// hides; once purged they are in ScanPurged.
+func TestScanAllAndPurged(t *testing.T) {
+	c := newClock()
+	s := openTest(t, purging(c))
+	if _, err := s.Delete(t.Context(), "d", nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Set(t.Context(), "v", []byte("x"), nil); err != nil {
+		t.Fatal(err)
+	}
+	c.advance(testTTL)
+	keys := func(scan func(func(store.Record) error) error) string {
+		var out []string
+		if err := scan(func(r store.Record) error { out = append(out, r.Key); return nil }); err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprint(out)
+	}
+	scan := func(fn func(store.Record) error) error { return s.Scan("", fn) }
+	all := func(fn func(store.Record) error) error { return s.ScanAll("", fn) }
+	if got := keys(scan); got != "[v]" {
+		t.Errorf("Scan: %s", got)
+	}
+	if got := keys(all); got != "[d v]" {
+		t.Errorf("ScanAll before the purge: %s", got)
+	}
+	mustPurge(t, s, 1)
+	if got := keys(all); got != "[v]" {
+		t.Errorf("ScanAll after the purge: %s", got)
+	}
+	if got := keys(s.ScanPurged); got != "[d]" {
+		t.Errorf("ScanPurged: %s", got)
+	}
+}

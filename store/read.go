@@ -167,6 +167,17 @@ func seekAfter(c *bolt.Cursor, prefix, after string) (k, v []byte) {
 // snapshot: a record written during the scan may or may not be seen. An
 // error from fn stops the scan and is returned.
 func (s *Store) Scan(prefix string, fn func(Record) error) error {
+	return s.scan(prefix, true, fn)
+}
+
+// ScanAll is Scan with expired tombstones too (not yet purged ones; the
+// purged are in the purge log, ScanPurged): what a rejoin saves of the
+// node's own writes, deletes included.
+func (s *Store) ScanAll(prefix string, fn func(Record) error) error {
+	return s.scan(prefix, false, fn)
+}
+
+func (s *Store) scan(prefix string, hideExpired bool, fn func(Record) error) error {
 	const chunkRecords, chunkBytes = 256, 8 << 20
 	after := ""
 	for started := false; ; started = true {
@@ -190,7 +201,7 @@ func (s *Store) Scan(prefix string, fn func(Record) error) error {
 				if err := decodeStored(key, v, &rec); err != nil {
 					return err
 				}
-				if !s.hide(&rec) {
+				if !hideExpired || !s.hide(&rec) {
 					chunk = append(chunk, rec)
 				}
 				last = key

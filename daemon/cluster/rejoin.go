@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/cloudknowledge/ck/store"
@@ -16,13 +18,15 @@ import (
 // OwnWriteSource is what OwnWrites reads. *store.Store implements it.
 type OwnWriteSource interface {
 	NodeID() store.NodeID
-	Scan(prefix string, fn func(store.Record) error) error
+	ScanAll(prefix string, fn func(store.Record) error) error
+	ScanPurged(fn func(store.Record) error) error
 }
 
 // OwnWrites calls fn with every record of st whose origin is st's node
 // and whose write was not before cutoff (every one of them when cutoff is
-// zero), in key order: the stale node's own writes since it was last in
-// sync, which a rejoin re-applies. cutoff is the node's LatestInSync, and
+// zero) — records in key order, then deletes whose tombstones were purged
+// since — : the stale node's own writes since it was last in sync, which a
+// rejoin re-applies. cutoff is the node's LatestInSync, and
 // a record's At is its origin's wall clock, so both are the stale node's
 // clock. An error from fn stops the scan and is returned.
 //
@@ -32,12 +36,38 @@ type OwnWriteSource interface {
 // otherwise, while one the peers already hold is skipped by Reapply.
 func OwnWrites(st OwnWriteSource, cutoff time.Time, fn func(store.Record) error) error {
 	self, from := st.NodeID(), cutoff.UnixMilli()
-	return st.Scan("", func(r store.Record) error {
+	own := func(r store.Record) error {
 		if r.Origin != self || !cutoff.IsZero() && r.At < from {
 			return nil
 		}
 		return fn(r)
+	}
+	// Deletes too, however old: an expired tombstone is a delete the
+	// stale node made, and a purged one is in its purge log — unless the
+	// key holds a record again, which is then the key's latest state.
+	purged := map[string]store.Record{}
+	err := st.ScanPurged(func(r store.Record) error {
+		if r.Origin == self && (cutoff.IsZero() || r.At >= from) {
+			purged[r.Key] = r
+		}
+		return nil
 	})
+	if err != nil {
+		return err
+	}
+	err = st.ScanAll("", func(r store.Record) error {
+		delete(purged, r.Key)
+		return own(r)
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range slices.Sorted(maps.Keys(purged)) {
+		if err := fn(purged[k]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // LocalWriter is the local store as Reapply writes it. *store.Store
