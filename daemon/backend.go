@@ -120,24 +120,25 @@ func (b backend) write(ctx context.Context, key string, value []byte, del bool, 
 		return rpc.Record{}, b.d.metrics.writeFailed(op, apiError(err))
 	}
 	b.d.metrics.writes.WithLabelValues(op).Inc()
-	b.d.node.Replicate(rec)
-	return toRPC(rec, true), b.awaitPeers(ctx, rec, opts)
+	return toRPC(rec, true), b.replicate(ctx, rec, opts)
 }
 
 // defaultWaitTimeout bounds --wait when no --timeout is given.
 const defaultWaitTimeout = 5 * time.Second
 
-// awaitPeers waits for opts.Wait peers to hold the write durably. With
-// fewer alive peers than asked it reports the shortfall at once (DESIGN §4).
-func (b backend) awaitPeers(ctx context.Context, rec store.Record, opts rpc.WriteOptions) error {
+// replicate sends the write to the peers and, with --wait, waits for
+// opts.Wait of them to hold it durably. With fewer alive peers than asked
+// it reports the shortfall at once (DESIGN §4).
+func (b backend) replicate(ctx context.Context, rec store.Record, opts rpc.WriteOptions) error {
 	if opts.Wait <= 0 {
+		b.d.node.Replicate(rec)
 		return nil
 	}
 	timeout := time.Duration(opts.Timeout)
 	if timeout <= 0 {
 		timeout = defaultWaitTimeout
 	}
-	acked, err := b.d.node.WaitAcks(ctx, rec, opts.Wait, timeout)
+	acked, err := b.d.node.ReplicateWait(ctx, rec, opts.Wait, timeout)
 	if err == nil {
 		return nil
 	}

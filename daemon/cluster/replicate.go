@@ -103,11 +103,32 @@ func (n *Node) updateFor(rec store.Record) wire.Message {
 // WaitAcks waits until want distinct peers acknowledge holding rec (or a
 // descendant) durably, resending it every 200 ms, until timeout or ctx
 // ends. It returns how many acknowledged. With fewer alive peers than
-// want it returns at once with ErrTooFewPeers.
+// want it returns at once with ErrTooFewPeers. rec was replicated before:
+// it sends it again at once, since an ACK may have come back before the
+// wait was registered. ReplicateWait does both without that second send.
 func (n *Node) WaitAcks(ctx context.Context, rec store.Record, want int, timeout time.Duration) (int, error) {
 	if want <= 0 {
 		return 0, nil
 	}
+	return n.waitAcks(ctx, rec, want, timeout)
+}
+
+// ReplicateWait is Replicate and WaitAcks: it registers for the ACKs
+// before the first send, so each peer receives (and applies) the write
+// once unless a datagram is lost. With want <= 0 it is Replicate; with
+// fewer alive peers than want it replicates and returns ErrTooFewPeers.
+func (n *Node) ReplicateWait(ctx context.Context, rec store.Record, want int, timeout time.Duration) (int, error) {
+	if want <= 0 || n.AlivePeers() < want {
+		n.Replicate(rec)
+	}
+	if want <= 0 {
+		return 0, nil
+	}
+	return n.waitAcks(ctx, rec, want, timeout)
+}
+
+// waitAcks registers for rec's ACKs, sends rec, and waits (WaitAcks).
+func (n *Node) waitAcks(ctx context.Context, rec store.Record, want int, timeout time.Duration) (int, error) {
 	if alive := n.AlivePeers(); alive < want {
 		return 0, fmt.Errorf("%w: %d alive, %d asked", ErrTooFewPeers, alive, want)
 	}
@@ -119,7 +140,7 @@ func (n *Node) WaitAcks(ctx context.Context, rec store.Record, want int, timeout
 	resend := time.NewTicker(resendEvery)
 	defer resend.Stop()
 	msg := n.updateFor(rec)
-	n.broadcast(msg) // the first send may have raced the registration
+	n.broadcast(msg)
 	for {
 		got, changed := n.acks.count(w)
 		if got >= want {
