@@ -203,7 +203,20 @@ type tombHead struct {
 }
 
 // decodeHeadAt decodes whether a stored record is a tombstone, and its At.
+// A flush asks this of every record it writes and replaces, so a live
+// record in the canonical layout is recognised from its first fields
+// without decoding the rest.
 func decodeHeadAt(b []byte) (tombHead, error) {
+	p := parser{b: b, ok: true}
+	p.expect(cborMap | 9)
+	p.expect(1)
+	p.bytes(p.head(cborText))
+	p.expect(2)
+	p.bytes(p.head(cborBytes))
+	p.expect(3)
+	if deleted := p.bool(); p.ok && !deleted {
+		return tombHead{}, nil
+	}
 	m, err := decodeMeta(b)
 	return tombHead{Deleted: m.Deleted, At: m.At}, err
 }
