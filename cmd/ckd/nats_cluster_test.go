@@ -99,7 +99,78 @@ func TestNATSCluster(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &got); err != nil || got.Value != "v1" || got.Answered != 3 || got.Alive != 3 {
 		t.Errorf("get --fresh: %s (%v); want v1, answered 3 of 3 alive", out, err)
 	}
+	checkNATSInbound(t, ns.ClientURL(), clients)
 	checkNATSWriteScript(t, ns.ClientURL(), nodes[1], clients[2])
+}
+
+// checkNATSInbound sends writes to the cluster's set subjects: each is
+// taken by one node of the queue group, through on_set (the example
+// json_validate hook on in/*), so each is stored once, has one version on
+// every node, and is published once on the kv subjects; a value the hook
+// refuses gets the API's error as the reply and is stored nowhere.
+func checkNATSInbound(t *testing.T, url string, clients []*rpc.Client) {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	published, err := nc.SubscribeSync("ck.kv.in.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	const n = 30
+	for i := range n {
+		reply, err := nc.Request(fmt.Sprintf("ck.set.in.%d", i), fmt.Appendf(nil, `{"n":%d}`, i), 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rec rpc.Record
+		if err := json.Unmarshal(reply.Data, &rec); err != nil || rec.Key != fmt.Sprintf("in/%d", i) || rec.Version == 0 {
+			t.Fatalf("reply to in/%d: %s (%v)", i, reply.Data, err)
+		}
+	}
+	reply, err := nc.Request("ck.set.in.bad", []byte("not json"), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(reply.Data, []byte("hook_rejected")) || !bytes.Contains(reply.Data, []byte("not valid JSON")) {
+		t.Errorf("reply to a value the hook refuses: %s", reply.Data)
+	}
+	for i := range n {
+		key := fmt.Sprintf("in/%d", i)
+		var versions []uint64
+		for _, c := range clients {
+			natsAwaitValue(t, c, key, fmt.Sprintf(`{"n":%d}`, i))
+			_, ver, _, err := c.GetRaw(context.Background(), key, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			versions = append(versions, ver)
+		}
+		if versions[0] != versions[1] || versions[1] != versions[2] {
+			t.Errorf("%s has versions %v on the three nodes: applied more than once", key, versions)
+		}
+	}
+	for _, c := range clients {
+		if _, _, _, err := c.GetRaw(context.Background(), "in/bad", false); err == nil {
+			t.Errorf("%s stored the value the hook refused", c.Socket())
+		}
+	}
+	got := 0
+	for {
+		_, err := published.NextMsg(time.Second)
+		if err != nil {
+			break
+		}
+		got++
+	}
+	if got != n {
+		t.Errorf("%d changes published on ck.kv.in.>, want %d: each once, by the node that took it", got, n)
+	}
 }
 
 // natsClusterConfig writes the example config with this test's server,
@@ -142,6 +213,11 @@ func natsClusterConfig(t *testing.T, dir, cluster, url string) string {
 		}
 		hcl = re.ReplaceAllString(hcl, sub.with)
 	}
+	hook, err := filepath.Abs("../../examples/hooks/json_validate.lua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hcl += fmt.Sprintf("\nhook \"in/*\" {\n  script = %q\n}\n", hook)
 	path := filepath.Join(dir, "nats-cluster.hcl")
 	if err := os.WriteFile(path, []byte(hcl), 0o644); err != nil {
 		t.Fatal(err)
