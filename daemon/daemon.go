@@ -180,14 +180,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	errc := d.errc
 	d.runNode()
 	if d.bridge != nil {
-		bctx, cancel := context.WithCancel(context.Background())
-		d.stopBridge, d.bridgeDone = cancel, make(chan struct{})
-		go func() {
-			defer close(d.bridgeDone)
-			if err := d.bridge.Run(bctx); err != nil {
-				d.log.Error("nats bridge", "error", err)
-			}
-		}()
+		d.runBridge()
 	}
 	go func() { errc <- d.api.Serve(d.ln) }()
 	var metricsSrv *http.Server
@@ -234,10 +227,7 @@ func (d *Daemon) Close() error {
 		d.rejoinMu.Lock() // a rejoin has put its store and node in place
 		defer d.rejoinMu.Unlock()
 		d.writes.Wait()
-		if d.stopBridge != nil { // publishes what was committed, then stops
-			d.stopBridge()
-			<-d.bridgeDone
-		}
+		d.haltBridge() // publishes what was committed, then stops
 		d.stopCluster()
 		d.closeErr = d.store.Close()
 		d.hooks.Close()
@@ -262,6 +252,31 @@ func (d *Daemon) runNode() {
 			}
 		}
 	}()
+}
+
+// runBridge runs d.bridge until stopBridge.
+func (d *Daemon) runBridge() {
+	bctx, cancel := context.WithCancel(context.Background())
+	b, done := d.bridge, make(chan struct{})
+	d.stopBridge, d.bridgeDone = cancel, done
+	go func() {
+		defer close(done)
+		if err := b.Run(bctx); err != nil {
+			d.log.Error("nats bridge", "error", err)
+		}
+	}()
+}
+
+// haltBridge stops a running bridge (it publishes what was committed
+// first) and reports whether one ran.
+func (d *Daemon) haltBridge() bool {
+	if d.stopBridge == nil {
+		return false
+	}
+	d.stopBridge()
+	<-d.bridgeDone
+	d.stopBridge = nil
+	return true
 }
 
 // stopCluster says BYE and closes the transport; without Run, it only

@@ -60,7 +60,7 @@ func newMetrics(d *Daemon) *metrics {
 		newHookCollector(d.hooks),
 	)
 	if d.bridge != nil {
-		reg.MustRegister(d.bridge.Collector())
+		reg.MustRegister(bridgeCollector{d: d, descs: d.bridge.Collector()})
 	}
 	return m
 }
@@ -88,4 +88,22 @@ func (m *metrics) writeFailed(op string, err error) error {
 
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// bridgeCollector collects the NATS bridge in place: a rejoin replaces it
+// (its counters start again from zero then, as after a restart).
+type bridgeCollector struct {
+	d     *Daemon
+	descs prometheus.Collector // the first bridge's: every bridge has the same
+}
+
+func (c bridgeCollector) Describe(ch chan<- *prometheus.Desc) { c.descs.Describe(ch) }
+
+func (c bridgeCollector) Collect(ch chan<- prometheus.Metric) {
+	c.d.swapMu.RLock()
+	b := c.d.bridge
+	c.d.swapMu.RUnlock()
+	if b != nil {
+		b.Collector().Collect(ch)
+	}
 }

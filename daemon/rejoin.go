@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/cloudknowledge/ck/daemon/cluster"
+	"github.com/cloudknowledge/ck/daemon/natsbridge"
 	"github.com/cloudknowledge/ck/rpc"
 	"github.com/cloudknowledge/ck/store"
 )
@@ -89,9 +90,6 @@ func (d *Daemon) canRejoin() error {
 	switch {
 	case d.stopping.Load():
 		return rpc.ErrShuttingDown
-	case d.bridge != nil:
-		return rpc.Errorf(rpc.ErrBadRequest, "rejoin is not supported with a nats block: stop ckd, move %s aside, "+
-			"start it, and import this node's writes with ckctl import --as-new", d.cfg.StorePath())
 	case !d.seesQuarantined():
 		return rpc.Errorf(rpc.ErrBadRequest, "no peer is quarantined: there is no long separation to settle")
 	}
@@ -131,9 +129,15 @@ func (d *Daemon) startAfresh(cutoff time.Time) (stale string, own int, err error
 		err = fmt.Errorf("rejoin: saving this node's own writes: %w", err)
 		return stale, 0, errors.Join(err, d.restartCluster())
 	}
+	// The bridge follows the old store's change log: it publishes what
+	// that holds, stops, and starts again on the store in place after.
+	bridged := d.haltBridge()
 	d.store.Close() // ends watches and exports: API calls leave swapMu
 	d.swapMu.Lock()
 	defer d.swapMu.Unlock()
+	if bridged {
+		defer d.restartBridgeLocked()
+	}
 	moved, err := moveAside(d.cfg.DataDir, stale, d.storeFiles())
 	if err == nil {
 		err = d.openStore()
@@ -150,6 +154,25 @@ func (d *Daemon) startAfresh(cutoff time.Time) (stale string, own int, err error
 		}
 	}
 	return stale, own, errors.Join(err, d.restartClusterLocked())
+}
+
+// restartBridgeLocked starts a new NATS bridge on the current store
+// (after a rejoin swapped it). The caller holds swapMu. If the bridge
+// cannot be made again (its credentials file is gone), the daemon goes on
+// without it, saying so.
+func (d *Daemon) restartBridgeLocked() {
+	bc, ok := d.cfg.NATSBridge()
+	if !ok {
+		return
+	}
+	b, err := natsbridge.New(bc, d.store, backend{d}, d.log.Named("nats"))
+	if err != nil {
+		d.log.Error("rejoin: the nats bridge could not start again; running without it", "error", err)
+		d.bridge = nil
+		return
+	}
+	d.bridge = b
+	d.runBridge()
 }
 
 // fatal ends Run with err: the daemon cannot go on.

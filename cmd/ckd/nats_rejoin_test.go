@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/cloudknowledge/ck/rpc"
+)
+
+// TestNATSRejoin: ckctl rejoin on a node of a cluster on the nats
+// transport (whose nats block also runs the bridge): after a separation
+// longer than purge_log_ttl both sides quarantine each other; a rejoin on
+// the stale side moves its data aside, pulls the cluster's, re-applies its
+// own writes, and its bridge runs again on the fresh store — connected,
+// publishing the node's new writes under its new id.
+func TestNATSRejoin(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real daemons; skipped with -short")
+	}
+	seed := rand.Uint64()
+	t.Logf("seed %d", seed)
+	r := rand.New(rand.NewPCG(seed, seed))
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server did not start")
+	}
+	defer ns.Shutdown()
+
+	dir := t.TempDir()
+	cfg := natsClusterConfig(t, dir, fmt.Sprintf("natsr-%08x", r.Uint32()), ns.ClientURL())
+	src, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short := strings.Replace(string(src), `sync_interval = "200ms"`,
+		`sync_interval = "200ms"`+"\n  tombstone_ttl = \"2s\"\n  purge_log_ttl = \"3s\"", 1)
+	if short == string(src) {
+		t.Fatal("could not shorten the TTLs in the test config")
+	}
+	if err := os.WriteFile(cfg, []byte(short), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a := &natsNode{name: "a", dir: dir, cfg: cfg}
+	b := &natsNode{name: "b", dir: dir, cfg: cfg}
+	a.start(t)
+	b.start(t)
+	ca, cb := rpc.NewClient(a.sock()), rpc.NewClient(b.sock())
+	awaitAlive(t, []*rpc.Client{ca, cb}, 2)
+	a.ckctl(t, "", "set", "--wait", "1", "before", "v0")
+	time.Sleep(time.Second) // HELLOs carrying the same root: in sync
+
+	b.stop(t)
+	a.ckctl(t, "", "set", "during/a", "x")
+	time.Sleep(4 * time.Second) // longer than purge_log_ttl
+	b.start(t)
+	awaitState(t, ca, "b", "quarantined")
+	awaitState(t, cb, "a", "quarantined")
+	b.ckctl(t, "", "set", "mine/b", "y")
+
+	out := b.ckctl(t, "", "rejoin")
+	if !strings.Contains(out, "rejoined as") || !strings.Contains(out, "re-applied 1 of this node's writes") {
+		t.Fatalf("ckctl rejoin: %s", out)
+	}
+	natsAwaitValue(t, cb, "during/a", "x")
+	natsAwaitValue(t, ca, "mine/b", "y")
+	awaitAlive(t, []*rpc.Client{ca, cb}, 2)
+
+	st, err := cb.Status(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for st.NATS != "connected" && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+		st, _ = cb.Status(context.Background())
+	}
+	if st.NATS != "connected" {
+		t.Fatalf("the bridge after the rejoin: %q, want connected", st.NATS)
+	}
+	nc, err := nats.Connect(ns.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	sub, err := nc.SubscribeSync("ck.kv.after")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	b.ckctl(t, "", "set", "after", "z")
+	msg, err := sub.NextMsg(10 * time.Second)
+	if err != nil {
+		t.Fatalf("a write after the rejoin was not published: %v", err)
+	}
+	if string(msg.Data) != "z" || msg.Header.Get("Ck-Origin") != st.ID {
+		t.Errorf("published %q with origin %q; want z from the new id %s", msg.Data, msg.Header.Get("Ck-Origin"), st.ID)
+	}
+}
+
+// awaitState polls c's member table (at most 20 s) until the member named
+// name shows state.
+func awaitState(t *testing.T, c *rpc.Client, name, state string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ms, err := c.Members(context.Background())
+		for _, m := range ms {
+			if m.Name == name && m.State == state {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: member %s is not %s: %+v (%v)", c.Socket(), name, state, ms, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
