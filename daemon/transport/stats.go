@@ -23,27 +23,31 @@ type Stats struct {
 	StreamsDialed   uint64
 }
 
-type counters struct {
-	sent, bytesSent, sendDropped, sendErrors                          atomic.Uint64
-	received, bytesReceived, droppedSelf, droppedTooBig, droppedQueue atomic.Uint64
-	streamsAccepted, streamsRefused, streamsDialed                    atomic.Uint64
+// Counters are a transport's live counters; every transport of this
+// package and natstransport keeps them the same way.
+type Counters struct {
+	Sent, BytesSent, SendDropped, SendErrors                          atomic.Uint64
+	Received, BytesReceived, DroppedSelf, DroppedTooBig, DroppedQueue atomic.Uint64
+	StreamsAccepted, StreamsRefused, StreamsDialed                    atomic.Uint64
+}
+
+// Snapshot returns the counters' values.
+func (c *Counters) Snapshot() Stats {
+	return Stats{
+		DatagramsSent:     c.Sent.Load(),
+		BytesSent:         c.BytesSent.Load(),
+		SendDropped:       c.SendDropped.Load(),
+		SendErrors:        c.SendErrors.Load(),
+		DatagramsReceived: c.Received.Load(),
+		BytesReceived:     c.BytesReceived.Load(),
+		DroppedSelf:       c.DroppedSelf.Load(),
+		DroppedTooBig:     c.DroppedTooBig.Load(),
+		DroppedQueueFull:  c.DroppedQueue.Load(),
+		StreamsAccepted:   c.StreamsAccepted.Load(),
+		StreamsRefused:    c.StreamsRefused.Load(),
+		StreamsDialed:     c.StreamsDialed.Load(),
+	}
 }
 
 // Stats returns the transport's counters.
-func (u *UDP) Stats() Stats {
-	c := &u.stats
-	return Stats{
-		DatagramsSent:     c.sent.Load(),
-		BytesSent:         c.bytesSent.Load(),
-		SendDropped:       c.sendDropped.Load(),
-		SendErrors:        c.sendErrors.Load(),
-		DatagramsReceived: c.received.Load(),
-		BytesReceived:     c.bytesReceived.Load(),
-		DroppedSelf:       c.droppedSelf.Load(),
-		DroppedTooBig:     c.droppedTooBig.Load(),
-		DroppedQueueFull:  c.droppedQueue.Load(),
-		StreamsAccepted:   c.streamsAccepted.Load(),
-		StreamsRefused:    c.streamsRefused.Load(),
-		StreamsDialed:     c.streamsDialed.Load(),
-	}
-}
+func (u *UDP) Stats() Stats { return u.stats.Snapshot() }

@@ -24,7 +24,7 @@ func (u *UDP) Dial(ctx context.Context, to netip.AddrPort) (net.Conn, error) {
 		return nil, fmt.Errorf("dial %s: %w", to, err)
 	}
 	c.(*net.TCPConn).SetNoDelay(true) // the default; frames are written whole
-	u.stats.streamsDialed.Add(1)
+	u.stats.StreamsDialed.Add(1)
 	return c, nil
 }
 
@@ -47,10 +47,10 @@ func (u *UDP) acceptLoop() {
 		c.SetNoDelay(true)
 		select {
 		case u.streams <- c:
-			u.stats.streamsAccepted.Add(1)
+			u.stats.StreamsAccepted.Add(1)
 		default:
 			c.Close()
-			u.stats.streamsRefused.Add(1)
+			u.stats.StreamsRefused.Add(1)
 		}
 	}
 }

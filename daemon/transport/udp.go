@@ -74,7 +74,7 @@ type UDP struct {
 
 	packets chan Packet
 	streams chan net.Conn
-	stats   counters
+	stats   Counters
 
 	wg        sync.WaitGroup
 	closing   atomic.Bool
@@ -247,13 +247,13 @@ func (u *UDP) send(to netip.AddrPort, b []byte) error {
 	sent, err := sendNoWait(u.uc, u.urc, to, b)
 	switch {
 	case err != nil:
-		u.stats.sendErrors.Add(1)
+		u.stats.SendErrors.Add(1)
 		return fmt.Errorf("send to %s: %w", to, err)
 	case !sent:
-		u.stats.sendDropped.Add(1)
+		u.stats.SendDropped.Add(1)
 	default:
-		u.stats.sent.Add(1)
-		u.stats.bytesSent.Add(uint64(len(b)))
+		u.stats.Sent.Add(1)
+		u.stats.BytesSent.Add(uint64(len(b)))
 	}
 	return nil
 }
@@ -279,20 +279,20 @@ func (u *UDP) readLoop(c *net.UDPConn) {
 
 func (u *UDP) receive(b []byte, from netip.AddrPort) {
 	from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-	u.stats.received.Add(1)
-	u.stats.bytesReceived.Add(uint64(len(b)))
+	u.stats.Received.Add(1)
+	u.stats.BytesReceived.Add(uint64(len(b)))
 	switch {
 	case u.isSelf(from):
-		u.stats.droppedSelf.Add(1)
+		u.stats.DroppedSelf.Add(1)
 		return
 	case len(b) > u.cfg.MaxDatagram:
-		u.stats.droppedTooBig.Add(1)
+		u.stats.DroppedTooBig.Add(1)
 		return
 	}
 	select {
 	case u.packets <- Packet{From: from, Buf: append([]byte(nil), b...)}:
 	default:
-		u.stats.droppedQueue.Add(1)
+		u.stats.DroppedQueue.Add(1)
 	}
 }
 

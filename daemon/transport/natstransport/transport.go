@@ -277,13 +277,13 @@ func (t *Transport) sendDatagram(subject string, b []byte) error {
 		return net.ErrClosed
 	}
 	if !t.nc.IsConnected() {
-		t.stats.sendDropped.Add(1)
+		t.stats.SendDropped.Add(1)
 		return nil
 	}
 	msg := appendHeader(make([]byte, 0, headerLen+len(b)), header{kind: kindDatagram, from: t.addr})
 	if t.enqueue(subject, append(msg, b...)) {
-		t.stats.sent.Add(1)
-		t.stats.bytesSent.Add(uint64(len(b)))
+		t.stats.Sent.Add(1)
+		t.stats.BytesSent.Add(uint64(len(b)))
 	}
 	return nil
 }
@@ -299,7 +299,7 @@ func (t *Transport) enqueue(subject string, data []byte) bool {
 	case t.out <- outMsg{subject, data}:
 		return true
 	default:
-		t.stats.sendDropped.Add(1)
+		t.stats.SendDropped.Add(1)
 		return false
 	}
 }
@@ -317,7 +317,7 @@ func (t *Transport) sendLoop() {
 // protocol notices what is missing).
 func (t *Transport) publish(subject string, data []byte) {
 	if err := t.nc.Publish(subject, data); err != nil {
-		t.stats.sendErrors.Add(1)
+		t.stats.SendErrors.Add(1)
 		t.log.Debug("publish", "subject", subject, "error", err)
 	}
 }
@@ -383,7 +383,7 @@ func (t *Transport) Dial(ctx context.Context, to netip.AddrPort) (net.Conn, erro
 	switch {
 	case err == nil && h.kind == kindAccept && h.dst == c.id && h.src != 0 && h.value > 0 && h.from == to:
 		c.accepted(h.src, h.value)
-		t.stats.streamsDialed.Add(1)
+		t.stats.StreamsDialed.Add(1)
 		return c, nil
 	case err == nil && h.kind == kindReset:
 		err = ErrRefused
@@ -424,20 +424,20 @@ func (t *Transport) dispatch(m *nats.Msg) {
 }
 
 func (t *Transport) receive(from netip.AddrPort, b []byte) {
-	t.stats.received.Add(1)
-	t.stats.bytesReceived.Add(uint64(len(b)))
+	t.stats.Received.Add(1)
+	t.stats.BytesReceived.Add(uint64(len(b)))
 	switch {
 	case from == t.addr:
-		t.stats.droppedSelf.Add(1)
+		t.stats.DroppedSelf.Add(1)
 		return
 	case len(b) > t.cfg.MaxDatagram:
-		t.stats.droppedTooBig.Add(1)
+		t.stats.DroppedTooBig.Add(1)
 		return
 	}
 	select {
 	case t.packets <- transport.Packet{From: from, Buf: b}: // nats.go gave m.Data to us alone
 	default:
-		t.stats.droppedQueue.Add(1)
+		t.stats.DroppedQueue.Add(1)
 	}
 }
 
@@ -452,11 +452,11 @@ func (t *Transport) accept(m *nats.Msg, h header) {
 	c.accepted(h.src, h.value)
 	select {
 	case t.streams <- c:
-		t.stats.streamsAccepted.Add(1)
+		t.stats.StreamsAccepted.Add(1)
 		t.enqueue(m.Reply, t.streamMsg(kindAccept, h.src, c.id, c.window, nil))
 	default:
 		t.forget(c.id)
-		t.stats.streamsRefused.Add(1)
+		t.stats.StreamsRefused.Add(1)
 		t.enqueue(m.Reply, t.streamMsg(kindReset, h.src, 0, 0, nil))
 	}
 }
