@@ -28,15 +28,7 @@ func TestNATSBridge(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a real daemon; skipped with -short")
 	}
-	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(10 * time.Second) {
-		t.Fatal("nats-server did not start")
-	}
-	defer ns.Shutdown()
+	ns := startNATSServer(t)
 
 	dir := t.TempDir()
 	sock := filepath.Join(dir, "ckd.sock")
@@ -171,4 +163,20 @@ func waitState(t *testing.T, c *rpc.Client, want string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// startNATSServer starts an embedded nats-server on a random loopback port,
+// shut down when the test ends.
+func startNATSServer(t *testing.T) *server.Server {
+	t.Helper()
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats-server did not start")
+	}
+	t.Cleanup(ns.Shutdown)
+	return ns
 }
