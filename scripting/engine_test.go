@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -403,9 +404,13 @@ func TestClose(t *testing.T) {
 	before := runtime.NumGoroutine()
 	e := engine(t, `function on_set(k, v) if k == "slow" then while true do end end return v end`,
 		timeout(200*time.Millisecond), func(c *Config) { c.PoolSize = 4 })
+	var wg sync.WaitGroup
 	for i := 0; i < 3; i++ { // create a few states
-		go e.OnSet(bg, "k", []byte("v"), Meta{Op: "set"})
+		wg.Go(func() { e.OnSet(bg, "k", []byte("v"), Meta{Op: "set"}) })
 	}
+	// Done before the slow call starts, so that a busy state below is
+	// the slow call's, not one of these.
+	wg.Wait()
 	slow := make(chan error, 1)
 	go func() {
 		_, err := e.OnSet(bg, "slow", []byte("v"), Meta{Op: "set"})
