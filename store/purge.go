@@ -129,16 +129,8 @@ func (s *Store) applyExpired(ctx context.Context, rec Record) (ApplyResult, erro
 func (s *Store) runPurger() {
 	defer close(s.purgeDone)
 	if s.opts.TombstoneTTL <= 0 {
-		// Nothing expires; only expired tombstones can be queued, and
-		// without a TTL there are none. Still serve the queue.
-		for {
-			select {
-			case <-s.purgeKick:
-				_ = s.purgePass()
-			case <-s.purgeStop:
-				return
-			}
-		}
+		<-s.purgeStop // nothing expires, so nothing is ever queued
+		return
 	}
 	t := time.NewTicker(s.opts.purgeEvery())
 	defer t.Stop()

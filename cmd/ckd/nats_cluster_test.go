@@ -165,9 +165,10 @@ func checkNATSInbound(t *testing.T, url string, clients []*rpc.Client) {
 }
 
 // natsClusterConfig writes the example config with this test's server,
-// cluster name and a key from ckctl keygen, faster timers, and checks that
-// ckd accepts the example itself.
-func natsClusterConfig(t *testing.T, dir, cluster, url string) string {
+// cluster name and a key from ckctl keygen, faster timers and
+// clusterLines in its cluster block, and checks that ckd accepts the
+// example itself.
+func natsClusterConfig(t *testing.T, dir, cluster, url string, clusterLines ...string) string {
 	example := "../../examples/config/nats-cluster.hcl"
 	if out, err := exec.Command(filepath.Join(binDir, "ckd"), "-config", example, "-check").CombinedOutput(); err != nil {
 		t.Fatalf("ckd -check %s: %v\n%s", example, err, out)
@@ -195,7 +196,8 @@ func natsClusterConfig(t *testing.T, dir, cluster, url string) string {
 	hcl := string(src)
 	for _, sub := range []struct{ re, with string }{
 		{`(?m)^(\s*name\s*=\s*)"example"`, fmt.Sprintf("${1}%q", cluster)},
-		{`(?m)^(\s*keyring_file\s*=\s*)"[^"]*"`, fmt.Sprintf("${1}%q\n  heartbeat = \"200ms\"\n  dead_after = \"3s\"\n  sync_interval = \"200ms\"", keyFile)},
+		{`(?m)^(\s*keyring_file\s*=\s*)"[^"]*"`, fmt.Sprintf("${1}%q\n  heartbeat = \"200ms\"\n  dead_after = \"3s\"\n  sync_interval = \"200ms\"", keyFile) +
+			strings.Join(append([]string{""}, clusterLines...), "\n  ")},
 		{`(?m)^(\s*url\s*=\s*)"[^"]*"`, fmt.Sprintf("${1}%q", url)},
 	} {
 		re := regexp.MustCompile(sub.re)

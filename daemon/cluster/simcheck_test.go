@@ -102,12 +102,12 @@ func checkWrites(t *testing.T, nodes []*simNode, h *history) {
 		held := dump(t, sn.st)
 		bad := 0
 		for _, w := range h.writes {
-			if r, ok := held[w.Key]; !ok && purgedOver(sn, w) || ok && r.VV.Dominates(w.VV) {
+			r, ok := held[w.Key]
+			if ok && r.VV.Dominates(w.VV) || !ok && purgedOver(sn, w) {
 				continue
-			} else if !ok || !r.VV.Dominates(w.VV) {
-				if bad++; bad <= 5 {
-					t.Errorf("%s lost write %s@%d by %s: holds vv %v, the write has %v", sn.name, w.Key, w.Lamport, w.Origin, r.VV, w.VV)
-				}
+			}
+			if bad++; bad <= 5 {
+				t.Errorf("%s lost write %s@%d by %s: holds vv %v, the write has %v", sn.name, w.Key, w.Lamport, w.Origin, r.VV, w.VV)
 			}
 		}
 		if bad > 5 {
