@@ -139,6 +139,7 @@ type Store struct {
 
 	commits, requests, flushes atomic.Uint64
 	purged, dropped            atomic.Uint64 // tombstones purged; records Apply dropped (purge.go)
+	refusedClock, refusedVV    atomic.Uint64 // records validate refused: lamport too far ahead; bad version vector
 
 	passMu    sync.Mutex  // held over a purge pass
 	purgeMu   sync.Mutex  // guards purgeQ
@@ -450,6 +451,10 @@ type Stats struct {
 	Flushes  uint64 // flushes of logged batches into the data file (or failed ones)
 	Purged   uint64 // expired tombstones purged
 	Dropped  uint64 // received records not stored: expired tombstones, deleted values coming back
+	// Records refused as hostile (validate): a lamport more than
+	// MaxClockJump ahead of the clock; a version vector too large or with
+	// an entry above the record's lamport.
+	RefusedClockJump, RefusedVV uint64
 }
 
 // Stats returns the counters since Open.
@@ -457,6 +462,7 @@ func (s *Store) Stats() Stats {
 	return Stats{
 		Commits: s.commits.Load(), Requests: s.requests.Load(), Flushes: s.flushes.Load(),
 		Purged: s.purged.Load(), Dropped: s.dropped.Load(),
+		RefusedClockJump: s.refusedClock.Load(), RefusedVV: s.refusedVV.Load(),
 	}
 }
 
