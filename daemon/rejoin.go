@@ -38,7 +38,7 @@ const ownWritesFile = "own-writes.jsonl"
 //
 // The work goes on if the caller goes away; it ends early only when the
 // daemon stops, and then the own writes are still in the stale dir.
-func (d *Daemon) Rejoin(ctx context.Context) (rpc.RejoinResult, error) {
+func (d *Daemon) Rejoin(_ context.Context) (rpc.RejoinResult, error) {
 	var res rpc.RejoinResult
 	if !d.rejoinMu.TryLock() {
 		return res, rpc.Errorf(rpc.ErrSyncing, "a rejoin is already running")
@@ -47,7 +47,7 @@ func (d *Daemon) Rejoin(ctx context.Context) (rpc.RejoinResult, error) {
 	if err := d.canRejoin(); err != nil {
 		return res, err
 	}
-	ctx = d.life
+	ctx := d.life // not the caller's: the work goes on if it goes away
 	cutoff := d.node.LatestInSync()
 	res.OldID = d.store.NodeID().String()
 	if !cutoff.IsZero() {
