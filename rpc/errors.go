@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 )
 
 // Error is an API error: {"error": "...", "code": "..."} with an HTTP status.
@@ -18,6 +19,9 @@ type Error struct {
 	Acked int `json:"acked,omitempty"`
 	// Wanted is set on wait_timeout: how many acknowledgements were asked.
 	Wanted int `json:"wanted,omitempty"`
+
+	// retryAfter is the answer's Retry-After, for a client that resends.
+	retryAfter time.Duration
 }
 
 func (e *Error) Error() string { return e.Message }
