@@ -21,14 +21,14 @@ const DefaultBodyTimeout = 10 * time.Second
 // it would also end the watch streams, which read nothing for hours.
 //
 // stop ends a read in progress at once (a rejoin or shutdown); done
-// lifts the deadline once the body has been read, so that the connection
-// can idle in a --wait or between requests.
+// lifts the deadline once the body has been read.
 type bodyReader struct {
 	r       io.Reader
 	rc      *http.ResponseController
 	idle    time.Duration
 	until   time.Time
 	stopped atomic.Bool
+	eof     bool // the body was read to its end
 }
 
 func newBodyReader(w http.ResponseWriter, r io.Reader, idle time.Duration, until time.Time) *bodyReader {
@@ -53,9 +53,12 @@ func (b *bodyReader) Read(p []byte) (int, error) {
 		return 0, errBodyStopped
 	}
 	n, err := b.r.Read(p)
+	if err == io.EOF {
+		b.eof = true
+	}
 	if errors.Is(err, os.ErrDeadlineExceeded) {
-		if b.stopped.Load() {
-			return n, errBodyStopped
+		if time.Now().Before(d) {
+			return n, errBodyStopped // cut short by stop, not our deadline
 		}
 		if !b.until.IsZero() && !time.Now().Before(b.until) {
 			return n, Errorf(ErrBadRequest, "the request body did not arrive within %s", b.idle)
@@ -71,5 +74,12 @@ func (b *bodyReader) stop() {
 	b.rc.SetReadDeadline(time.Now())
 }
 
-// done lifts the read deadline.
-func (b *bodyReader) done() { b.rc.SetReadDeadline(time.Time{}) }
+// done lifts the read deadline once the body has been read to its end,
+// so that the connection can wait (a --wait, the next request). Else it
+// stays: the server reads what is left of the body to drop it after the
+// handler, and that too must end within the deadline.
+func (b *bodyReader) done() {
+	if b.eof {
+		b.rc.SetReadDeadline(time.Time{})
+	}
+}
