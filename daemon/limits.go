@@ -64,3 +64,22 @@ func (d *Daemon) renewWaits() {
 	}
 	d.waits, d.endWaits = context.WithCancelCause(context.Background())
 }
+
+// memoryHeadroom is the heap ckd needs besides request bodies: the
+// store's copies of the values it is committing, the runtime, caches.
+const memoryHeadroom = 64 << 20
+
+// MemoryLimit is the soft memory limit for the Go runtime
+// (debug.SetMemoryLimit) that keeps ckd's heap near what it holds: the
+// request body budget plus headroom, or the hooks' heap limit when hooks
+// are configured and that is larger. Without it the collector lets
+// garbage grow to the size of the live heap again, so that bodies
+// released by the budget could still double the resident memory.
+// GOMEMLIMIT, when set, is left in force instead.
+func (c Config) MemoryLimit() int64 {
+	limit := c.MaxRequestBytes + memoryHeadroom
+	if len(c.Hooks) > 0 {
+		limit = max(limit, c.HookHeapLimit)
+	}
+	return limit
+}

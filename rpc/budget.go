@@ -7,8 +7,8 @@ import (
 )
 
 // DefaultMaxRequestBytes is the budget for request bodies in flight when
-// ServerOptions.MaxRequestBytes is 0: sixteen 4 MiB values at once.
-const DefaultMaxRequestBytes = 64 << 20
+// ServerOptions.MaxRequestBytes is 0: eight 4 MiB values at once.
+const DefaultMaxRequestBytes = 32 << 20
 
 // budget counts the bytes of request bodies the server holds in memory,
 // across all connections (docs/ARCHITECTURE.md, Bounded resources). A body
