@@ -91,10 +91,11 @@ func TestConcurrentLargePuts(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a real daemon; skipped with -short")
 	}
-	const clients, size = 400, 4 << 20
-	limit := int64(256 << 20)
+	clients, size, limit := 400, 4<<20, int64(256<<20)
 	if raceEnabled {
-		limit = 1 << 30 // the race detector's shadow memory
+		// The race detector's shadow memory and pace: the target is
+		// checked without it (docs/BENCHMARKS.md); this checks the bound.
+		clients, limit = 100, 1<<30
 	}
 	sock, pid := startLimited(t, t.TempDir())
 	before := peakRSS(t, pid)
