@@ -57,6 +57,14 @@ func (d *Daemon) Rejoin(_ context.Context) (rpc.RejoinResult, error) {
 	d.rejoining.Store(true)
 	d.writesMu.Unlock()
 	defer d.rejoining.Store(false)
+	// Nothing a client does may hold the rejoin up: waits for ACKs and
+	// streams (a watcher that reads nothing) are cut short; they hold
+	// swapMu, which the swap takes. Only commits are waited for.
+	d.interruptWaits(errRejoining)
+	defer d.renewWaits()
+	if d.api != nil {
+		d.api.EndStreams(errRejoining)
+	}
 	d.writes.Wait()
 	d.log.Warn("rejoin: moving this node's data aside and starting afresh from the cluster",
 		"id", res.OldID, "last_in_sync", res.LastInSync)
