@@ -240,15 +240,17 @@ func (s *Store) persist(st *txState, shrinks bool) error {
 // may take the last 1/ringSpare of the ring: when flushes fail for lack of
 // space, deletes still find room there (space.go).
 func (s *Store) walSpace(n int64, shrinks bool) (int64, error) {
+	need := n
+	if !shrinks {
+		need += s.wal.size / ringSpare // the spare stays clear after it
+	}
 	for waited := false; ; waited = true {
-		pos := s.wal.place(n)
+		pos := s.wal.place(need)
 		s.mu.RLock()
 		tail, busy := s.ringTail()
 		ferr, sig := s.flushErr, s.flushSig
-		unflushed := s.active.size + s.frozen.sizeOf()
 		s.mu.RUnlock()
-		spare := shrinks || unflushed+n <= s.wal.size-s.wal.size/ringSpare
-		if !busy || fits(pos, n, s.wal.head, tail) && spare {
+		if !busy || fits(pos, need, s.wal.head, tail) {
 			return pos, nil
 		}
 		if waited && ferr != nil || isNoSpace(ferr) {
@@ -290,9 +292,8 @@ func (s *Store) commitError(err error, n int) error {
 	e := s.classify(err)
 	switch {
 	case errors.Is(e, ErrDiskFull):
-		// A log that could not be allocated, or a batch written into the
-		// file directly: the reserve makes room for the next try.
-		s.space.release()
+		// The reserve is for flushes (space.go): a write that fails here
+		// fails alone.
 		if !s.diskFull.Swap(true) {
 			s.log.Error("disk full: a commit failed", "path", s.path, "error", err)
 		}

@@ -18,7 +18,8 @@ import (
 // need space; a flush into the bbolt file does, even one of deletes
 // (copy-on-write pages). For that flush a reserve file as large as the
 // ring, allocated next to the data file, is given back to the file system
-// the first time a flush or commit fails with ENOSPC: what waits in the
+// (all but an eighth, see release) the first time a flush fails with
+// ENOSPC: what waits in the
 // ring can then be flushed, as long as bbolt needs no more than the log
 // did (large values, or small ones batched). Only deletes may fill the
 // ring's last eighth (ringSpare). From then on the store is limited:
@@ -57,7 +58,8 @@ type space struct {
 	limited atomic.Bool // not DiskOK: commits check what they add
 
 	mu    sync.Mutex
-	held  bool // the reserve file is allocated
+	held  bool // the whole reserve file is allocated
+	kept  bool // an eighth of it is still allocated, kept for deletes
 	stuck bool // the last flush failed for lack of space
 }
 
@@ -90,33 +92,48 @@ func (sp *space) hold() bool {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
 	if !sp.held {
-		if err := allocateFile(sp.path, sp.size); err != nil {
+		had, err := allocateFile(sp.path, sp.size)
+		if err != nil {
 			sp.log.Warn("no space reserve: a full disk will limit writes", "file", sp.path, "size", sp.size, "error", err)
-		} else {
-			sp.held = true
 		}
+		sp.held, sp.kept = err == nil, err == nil || had > 0
 	}
 	sp.setLocked()
 	return sp.held
 }
 
 // release gives the reserve back to the file system, and reports whether
-// there was one to give.
+// there was any to give: the first time all but an eighth, which the next
+// time goes too. The eighth is for a flush of deletes on a disk the
+// writes admitted while low filled again (their direct commits fail alone
+// and release nothing): once it succeeds, the pages the deletes free take
+// the next flushes.
 func (sp *space) release() bool {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
-	if !sp.held {
+	var err error
+	switch {
+	case sp.held:
+		sp.held = false
+		err = os.Truncate(sp.path, sp.size/reserveKept)
+		sp.log.Warn("disk full: space reserve released for flushing; writes that grow the store are limited until space is freed", "file", sp.path, "size", sp.size)
+	case sp.kept:
+		sp.kept = false
+		err = os.Remove(sp.path)
+		sp.log.Warn("disk full: the last of the space reserve released for flushing", "file", sp.path)
+	default:
 		return false
 	}
-	sp.held = false
 	sp.setLocked()
-	if err := os.Remove(sp.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		sp.log.Error("releasing the space reserve", "file", sp.path, "error", err)
 		return false
 	}
-	sp.log.Warn("disk full: space reserve released for flushing; writes that grow the store are limited until space is freed", "file", sp.path, "size", sp.size)
 	return true
 }
+
+// reserveKept: the first release keeps 1/reserveKept of the reserve.
+const reserveKept = 8
 
 // flushed records a flush's outcome: stuck while flushes fail for lack of
 // space.
@@ -149,8 +166,8 @@ func (sp *space) refresh(w *wal) {
 		return
 	}
 	if free >= 2*sp.size && w.reallocate() {
-		if err := allocateFile(sp.path, sp.size); err == nil {
-			sp.held = true
+		if _, err := allocateFile(sp.path, sp.size); err == nil {
+			sp.held, sp.kept = true, true
 			sp.log.Info("space reserve allocated again: writes are no longer limited", "file", sp.path)
 		}
 	}
@@ -172,24 +189,31 @@ func (sp *space) admit() (direct bool, err error) {
 	return true, nil
 }
 
-// allocateFile creates (or completes) a file of size allocated bytes; a
-// failed allocation removes it again.
-func allocateFile(path string, size int64) error {
+// allocateFile creates (or completes) a file of size allocated bytes and
+// returns the size it had. A failed allocation leaves it as it was (none:
+// removed).
+func allocateFile(path string, size int64) (had int64, err error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return err
+		return 0, err
+	}
+	if fi, err := f.Stat(); err == nil {
+		had = fi.Size()
 	}
 	err = syscall.Fallocate(int(f.Fd()), 0, 0, size)
 	if errors.Is(err, syscall.EOPNOTSUPP) {
 		err = writeZeros(f, size)
 	}
+	if err != nil && had > 0 {
+		_ = f.Truncate(had)
+	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
+	if err != nil && had == 0 {
 		os.Remove(path)
 	}
-	return err
+	return had, err
 }
 
 // writeZeros allocates a file by writing it, where fallocate is not

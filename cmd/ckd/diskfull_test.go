@@ -51,8 +51,8 @@ func TestDiskFullEndToEnd(t *testing.T) {
 		return err
 	}
 	value := func(key string, n int) []byte { return []byte(key + strings.Repeat(".", n-len(key))) }
-	const size = 256 << 10
-	for i := range 24 {
+	const size = 512 << 10
+	for i := range 8 {
 		k := fmt.Sprintf("old/%d", i)
 		if err := put(k, value(k, size)); err != nil {
 			t.Fatal(err)
@@ -64,13 +64,15 @@ func TestDiskFullEndToEnd(t *testing.T) {
 	// Writes that grow the store: accepted while the reserve lasts, then
 	// refused with disk_full.
 	var refused error
-	for i := 0; i < 500 && refused == nil; i++ {
+	start := time.Now()
+	for i := 0; i < 100 && refused == nil; i++ {
 		k := fmt.Sprintf("new/%d", i)
 		refused = put(k, value(k, size))
 	}
 	if !errors.Is(refused, rpc.ErrDiskFull) {
 		t.Fatalf("write on a full disk: %v, want disk_full", refused)
 	}
+	t.Logf("refused after %s", time.Since(start))
 	awaitDiskHealth(t, c, true)
 	if code, body := healthStatus(t, sock); code != http.StatusServiceUnavailable || !strings.Contains(body, `"disk_full"`) {
 		t.Fatalf("GET /v1/health on a full disk: %d %s", code, body)
@@ -81,35 +83,38 @@ func TestDiskFullEndToEnd(t *testing.T) {
 	}
 
 	// Deletes and smaller overwrites succeed, and free space for writes.
-	for i := range 12 {
+	for i := range 4 {
 		k := fmt.Sprintf("old/%d", i)
 		if _, err := c.Delete(ctx, k, rpc.WriteOptions{}); err != nil {
 			t.Fatalf("delete on a full disk: %v", err)
 		}
 		delete(acked, k)
 	}
-	if err := put("old/12", []byte("small")); err != nil {
+	if err := put("old/4", []byte("small")); err != nil {
 		t.Fatalf("smaller overwrite on a full disk: %v", err)
 	}
 	awaitNoError(t, "a write after deletes", func() error { return put("after/deletes", value("after/deletes", size)) })
+	t.Logf("write after deletes at %s", time.Since(start))
 
 	// kill -9 on the full disk; the restart replays the log without space.
 	_ = cmd.Process.Signal(syscall.SIGKILL)
 	<-exited
 	cmd, exited = startCkd(t, dir, sock)
 	checkAcked(t, c, acked)
-	for i := range 12 {
+	for i := range 4 {
 		if _, _, err := c.Get(ctx, fmt.Sprintf("old/%d", i), rpc.GetOptions{}); !errors.Is(err, rpc.ErrNotFound) {
 			t.Fatalf("deleted old/%d after the restart: %v", i, err)
 		}
 	}
 	awaitDiskHealth(t, c, true)
+	t.Logf("restarted at %s", time.Since(start))
 
 	// Space returns: health recovers and writes are accepted again.
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
 	awaitDiskHealth(t, c, false)
+	t.Logf("healthy at %s", time.Since(start))
 	if err := put("after/filler", value("after/filler", size)); err != nil {
 		t.Fatal(err)
 	}
