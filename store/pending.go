@@ -53,14 +53,6 @@ func newPending() *pending {
 
 func (p *pending) empty() bool { return p == nil || p.batches == 0 }
 
-// sizeOf returns the log bytes p's batches take; p may be nil.
-func (p *pending) sizeOf() int64 {
-	if p == nil {
-		return 0
-	}
-	return p.size
-}
-
 // recsOf returns p's record of key; p may be nil.
 func (p *pending) recsOf(key string) *pendingRec {
 	if p == nil {
