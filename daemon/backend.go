@@ -355,6 +355,7 @@ func (b backend) Status(context.Context) (rpc.Status, error) {
 		Sync:       syncState(d.node.Sync()),
 		StoreID:    d.store.StoreID().String(),
 		NATS:       d.natsState(),
+		Disk:       d.store.DiskState(),
 		DataDir:    d.cfg.DataDir,
 		Socket:     d.cfg.Socket,
 		UptimeMS:   time.Since(d.started).Milliseconds(),
@@ -389,10 +390,32 @@ func (b backend) Health(context.Context) error {
 		return err
 	}
 	defer release()
+	if err := diskHealth(b.d.store.DiskState()); err != nil {
+		return err
+	}
 	if b.d.node.Bootstrapping() {
 		return rpc.ErrSyncing
 	}
 	return nil
+}
+
+// diskHealth is health's answer for a store a full disk limits: 503 with
+// the code disk_full (not the 507 of a refused write: /v1/health answers
+// 200 or 503), while writes that grow the store are refused or limited
+// (docs/ARCHITECTURE.md, "A full disk").
+func diskHealth(state string) error {
+	var msg string
+	switch state {
+	case store.DiskFull:
+		msg = "disk full: flushes fail; writes that grow the store are refused, deletes and smaller overwrites accepted"
+	case store.DiskLow:
+		msg = "disk full: no space reserve; writes that grow the store are limited, deletes and smaller overwrites accepted"
+	default:
+		return nil
+	}
+	e := rpc.Errorf(rpc.ErrDiskFull, "%s", msg)
+	e.Status = http.StatusServiceUnavailable
+	return e
 }
 
 func (b backend) Reload(ctx context.Context) error {

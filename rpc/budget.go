@@ -82,9 +82,3 @@ func (b *budget) release(n int64) {
 	b.freed = make(chan struct{})
 }
 
-// inUse is how many bytes are reserved now.
-func (b *budget) inUse() int64 {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.used
-}

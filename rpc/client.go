@@ -396,7 +396,7 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 }
 
 // Health is nil when the node serves and has bootstrapped; else an *Error
-// matching ErrSyncing or ErrShuttingDown.
+// matching ErrSyncing, ErrShuttingDown or ErrDiskFull.
 func (c *Client) Health(ctx context.Context) error {
 	var h Health
 	return c.getJSON(ctx, "/v1/health", &h)

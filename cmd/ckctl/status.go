@@ -45,6 +45,7 @@ func statusFields(st rpc.Status) [][2]string {
 		{"sync", syncState(st.Sync)},
 		{"store id", st.StoreID},
 		{"nats", st.NATS},
+		{"disk", st.Disk},
 		{"data dir", st.DataDir},
 		{"socket", st.Socket},
 		{"uptime", (time.Duration(st.UptimeMS) * time.Millisecond).Round(time.Second).String()},
