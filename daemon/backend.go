@@ -340,6 +340,7 @@ func (b backend) Status(context.Context) (rpc.Status, error) {
 		NATS:       d.natsState(),
 		DataDir:    d.cfg.DataDir,
 		Socket:     d.cfg.Socket,
+		KeySource:  d.KeySource(),
 		UptimeMS:   time.Since(d.started).Milliseconds(),
 	}, nil
 }

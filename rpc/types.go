@@ -213,7 +213,10 @@ type Status struct {
 	NATS       string         `json:"nats"` // bridge state: "off", "connected", "disconnected", ...
 	DataDir    string         `json:"data_dir"`
 	Socket     string         `json:"socket"`
-	UptimeMS   int64          `json:"uptime_ms"`
+	// KeySource is where the cluster key came from: "config encrypt",
+	// "keyring_file PATH", "default key file PATH" or "none (insecure)".
+	KeySource string `json:"key_source"`
+	UptimeMS  int64  `json:"uptime_ms"`
 }
 
 // SyncState tells whether the node has finished its bootstrap.
