@@ -63,9 +63,9 @@ func (e env) socket(dataDir string) string {
 	return filepath.Join(dataDir, "ckd.sock")
 }
 
-// ClientSocket is the socket a client names none uses: ckd's default for
-// this user, unless this user is not root and nothing is there, in which
-// case the system daemon's (SystemSocket). A user without a daemon of
+// ClientSocket is the socket a client naming none uses: ckd's default for
+// this user, unless this user is not root, nothing is there and the
+// system daemon's socket (SystemSocket) is, in which case that one. A user without a daemon of
 // their own thus reaches the host's, which the client still checks is
 // root's or the socket owner's (see NewClient).
 func ClientSocket() string { return sysEnv.clientSocket() }
@@ -76,8 +76,11 @@ func (e env) clientSocket() string {
 		return own
 	}
 	if _, err := e.lstat(own); err != nil && errors.Is(err, fs.ErrNotExist) {
-		return SystemSocket
+		if _, err := e.lstat(SystemSocket); err == nil {
+			return SystemSocket
+		}
 	}
+	// Neither there: an error about the user's own socket helps more.
 	return own
 }
 

@@ -53,13 +53,21 @@ func TestClientSocket(t *testing.T) {
 	exists := func(string) (fs.FileInfo, error) { return nil, nil }
 	missing := func(string) (fs.FileInfo, error) { return nil, fs.ErrNotExist }
 	denied := func(string) (fs.FileInfo, error) { return nil, fs.ErrPermission }
+	onlySystem := func(p string) (fs.FileInfo, error) {
+		if p == SystemSocket {
+			return nil, nil
+		}
+		return nil, fs.ErrNotExist
+	}
 	tests := []struct {
 		name string
 		e    env
 		want string
 	}{
 		{"user's socket exists", env{euid: 1000, getenv: vars, home: home, lstat: exists}, "/run/user/1000/ckd.sock"},
-		{"user's socket missing", env{euid: 1000, getenv: vars, home: home, lstat: missing}, SystemSocket},
+		{"user's socket missing, system's there", env{euid: 1000, getenv: vars, home: home, lstat: onlySystem}, SystemSocket},
+		// Neither there: the error names the user's own.
+		{"both missing", env{euid: 1000, getenv: vars, home: home, lstat: missing}, "/run/user/1000/ckd.sock"},
 		// Not a missing socket: the error is the user's to see.
 		{"user's socket unreadable", env{euid: 1000, getenv: vars, home: home, lstat: denied}, "/run/user/1000/ckd.sock"},
 		{"root", env{euid: 0, getenv: vars, home: home, lstat: missing}, SystemSocket},
