@@ -358,6 +358,7 @@ func (b backend) Status(context.Context) (rpc.Status, error) {
 		Disk:       d.store.DiskState(),
 		DataDir:    d.cfg.DataDir,
 		Socket:     d.cfg.Socket,
+		KeySource:  d.KeySource(),
 		UptimeMS:   time.Since(d.started).Milliseconds(),
 	}, nil
 }

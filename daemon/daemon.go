@@ -41,8 +41,9 @@ type Daemon struct {
 	bridge     *natsbridge.Bridge // nil without a nats block
 	stopBridge context.CancelFunc
 	bridgeDone chan struct{}
-	ring       *seal.Keyring // nil without a cluster key
-	replay     *seal.Replay  // the datagram replay filter; nil without a key
+	ring       *seal.Keyring          // nil without a cluster key
+	replay     *seal.Replay           // the datagram replay filter; nil without a key
+	keySource  atomic.Pointer[string] // where ring came from (status); a reload may change it
 	node       *cluster.Node
 	stopNode   context.CancelFunc
 	nodeDone   chan struct{}
@@ -370,7 +371,7 @@ func (d *Daemon) Reload(ctx context.Context) error {
 		d.log.Error("reload failed; the running configuration stays", "error", err)
 		return fmt.Errorf("reload: %w", err)
 	}
-	if _, err := loadKeyring(cfg.Cluster); err != nil {
+	if _, _, err := loadKeyring(cfg.Cluster, false, d.log); err != nil {
 		d.log.Error("reload failed; the old keys and hooks stay in force", "error", err)
 		return fmt.Errorf("reload: %w", err)
 	}

@@ -49,7 +49,10 @@ func (e *UnreachableError) Is(target error) bool { return target == ErrUnreachab
 
 func (e *UnreachableError) Unwrap() error { return e.Err }
 
-// NewClient returns a client of the daemon listening on socket.
+// NewClient returns a client of the daemon listening on socket. Each
+// connection is checked with CheckServer before a byte is written on it:
+// a call to a socket served by another user's process fails with an
+// *UntrustedServerError.
 func NewClient(socket string) *Client {
 	var d net.Dialer
 	tr := &http.Transport{
@@ -57,6 +60,10 @@ func NewClient(socket string) *Client {
 			c, err := d.DialContext(ctx, "unix", socket)
 			if err != nil {
 				return nil, &UnreachableError{Socket: socket, Err: unwrapOpError(err)}
+			}
+			if err := CheckServer(c, socket); err != nil {
+				c.Close()
+				return nil, err
 			}
 			return c, nil
 		},
@@ -134,9 +141,15 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		var ue *UnreachableError
+		var (
+			ue *UnreachableError
+			te *UntrustedServerError
+		)
 		if errors.As(err, &ue) {
 			return nil, ue
+		}
+		if errors.As(err, &te) {
+			return nil, te
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()

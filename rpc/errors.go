@@ -98,4 +98,13 @@ var (
 	// ErrUnreachable is returned by the Client when it cannot connect to
 	// the daemon's socket (missing, refused); the error names the socket.
 	ErrUnreachable = errors.New("cannot reach ckd")
+	// ErrUntrustedServer is returned by the Client when the process serving
+	// the socket is neither root, nor the client's user, nor the owner of
+	// the socket and its private directory (CheckServer); nothing was
+	// sent. The error is an *UntrustedServerError naming the uid.
+	ErrUntrustedServer = errors.New("untrusted server on the socket")
+	// ErrSocketDir is returned by Listen for a socket directory other users
+	// may write that is not sticky, or a path in a shared (sticky)
+	// directory that another user's file holds.
+	ErrSocketDir = errors.New("unsafe socket directory")
 )

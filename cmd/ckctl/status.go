@@ -48,6 +48,7 @@ func statusFields(st rpc.Status) [][2]string {
 		{"disk", st.Disk},
 		{"data dir", st.DataDir},
 		{"socket", st.Socket},
+		{"key source", st.KeySource},
 		{"uptime", (time.Duration(st.UptimeMS) * time.Millisecond).Round(time.Second).String()},
 	}
 }
