@@ -143,7 +143,7 @@ const defaultWaitTimeout = 5 * time.Second
 
 // replicateWait sends the write to node's peers and waits for opts.Wait
 // of them to hold it durably. With fewer alive peers than asked it
-// reports the shortfall at once (DESIGN §4); a rejoin or shutdown cuts
+// reports the shortfall at once (docs/PROTOCOL.md, Replication); a rejoin or shutdown cuts
 // the wait short, reported as a shortfall too.
 func (b backend) replicateWait(ctx context.Context, node *cluster.Node, rec store.Record, opts rpc.WriteOptions) error {
 	timeout := time.Duration(opts.Timeout)

@@ -250,7 +250,7 @@ func (d *Daemon) transportConfig() (transport.Config, error) {
 		Logger:      d.log.Named("transport"),
 	}
 	tc.Group, _ = netip.ParseAddr(cl.Group)
-	// Off lo, an unset bind means the interface's own address (DESIGN §4).
+	// Off lo, an unset bind means the interface's own address (docs/PROTOCOL.md, Transports).
 	if _, set := d.cfg.ranges["cluster.bind"]; set || cl.Interface == "lo" {
 		ap, err := resolveAddrPort(cl.Bind)
 		if err != nil {
@@ -281,7 +281,7 @@ func (d *Daemon) transportConfig() (transport.Config, error) {
 	return tc, nil
 }
 
-// checkSecurity enforces DESIGN §4's policy: a cluster key is required
+// checkSecurity enforces the key policy of docs/PROTOCOL.md: a cluster key is required
 // unless every address is loopback, unless the operator says insecure. On
 // loopback a node with no key uses its user's default key file
 // (loadKeyring), so that other users of the host cannot join: see

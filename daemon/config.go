@@ -17,7 +17,7 @@ import (
 	"github.com/cloudknowledge/ck/rpc"
 )
 
-// Config is ckd's whole configuration: the keys of DESIGN §4, one struct
+// Config is ckd's whole configuration: the keys of config.hcl.example, one struct
 // with HCL tags. DefaultConfig gives the embedded default that needs no
 // file; LoadConfig overlays a file on it; Validate checks it and names the
 // field at fault.
@@ -54,7 +54,7 @@ type Config struct {
 }
 
 // ClusterConfig is the cluster block: how this node finds and talks to its
-// peers (DESIGN §4).
+// peers (docs/PROTOCOL.md, Transports).
 type ClusterConfig struct {
 	Name         string   `hcl:"name,optional"`
 	Transport    string   `hcl:"transport,optional"`
@@ -77,7 +77,7 @@ type ClusterConfig struct {
 	MaxDatagram  int      `hcl:"max_datagram,optional"`
 }
 
-// NATSConfig is the nats block (DESIGN §8). The bridge runs only when the
+// NATSConfig is the nats block (docs/PROTOCOL.md, NATS bridge). The bridge runs only when the
 // block is present; keys absent from it take DefaultNATSConfig's values.
 type NATSConfig struct {
 	URL           string         `hcl:"url,optional"`  // several: comma-separated
@@ -118,7 +118,7 @@ type HookConfig struct {
 	Timeout string `hcl:"timeout,optional"`
 }
 
-// Limits on values (DESIGN §3).
+// Limits on values (docs/PROTOCOL.md, Data model).
 const (
 	DefaultMaxValueSize = 4 << 20
 	MaxMaxValueSize     = 64 << 20

@@ -14,7 +14,7 @@ import (
 )
 
 // peersFileName is the peer book in data_dir: when this node was last in
-// sync with each peer (DESIGN §3, Long separations). It is kept outside the
+// sync with each peer (docs/PROTOCOL.md, Long separations). It is kept outside the
 // store so that it costs the store nothing, and is small: one entry per
 // peer ever in sync with this node.
 const peersFileName = "peers.json"

@@ -23,12 +23,12 @@ import (
 // (ckctl import --as-new).
 const ownWritesFile = "own-writes.jsonl"
 
-// Rejoin settles a long separation on the stale side (DESIGN §3, `ckctl
-// rejoin`): it stops the node, moves the store (and its peer book) aside to
-// data_dir/stale-<UTC time>/, opens a fresh store, bootstraps it from the
-// peers, and re-applies this node's own writes made since it was last in
-// sync with any peer as new local writes. Meanwhile every other API call
-// answers 503 syncing.
+// Rejoin settles a long separation on the stale side (`ckctl rejoin`;
+// docs/PROTOCOL.md, Long separations): it stops the node, moves the store
+// (and its peer book) aside to data_dir/stale-<UTC time>/, opens a fresh
+// store, bootstraps it from the peers, and re-applies this node's own
+// writes made since it was last in sync with any peer as new local writes.
+// Meanwhile every other API call answers 503 syncing.
 //
 // The fresh store has a fresh node id: the peers remember the old id as
 // long separated and would quarantine it again, and the old id's writes

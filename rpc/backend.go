@@ -42,7 +42,7 @@ type Backend interface {
 	Health(ctx context.Context) error
 	// Reload re-reads the reloadable configuration (hooks, keyring, log level).
 	Reload(ctx context.Context) error
-	// Trust lifts the quarantine of the peer with node id id (DESIGN §3,
+	// Trust lifts the quarantine of the peer with node id id (docs/PROTOCOL.md,
 	// Long separations) and returns its member row: ErrNotFound for an id
 	// the node has never heard of, ErrBadRequest for a peer that is not
 	// quarantined.

@@ -32,7 +32,7 @@ func (e *Error) Is(target error) bool {
 	return ok && t.Code == e.Code
 }
 
-// The API's error codes (DESIGN §5).
+// The API's error codes (README.md, The HTTP API).
 var (
 	ErrBadRequest      = &Error{Status: http.StatusBadRequest, Code: "bad_request", Message: "bad request"}
 	ErrNotFound        = &Error{Status: http.StatusNotFound, Code: "not_found", Message: "key not found"}

@@ -15,7 +15,7 @@ import (
 )
 
 // probeTimeout bounds the dial that tells a live socket from a stale one.
-// DESIGN §5 wants a second daemon on the same path to give up within 2 s.
+// A second daemon on the same path must give up within 2 s (docs/PROTOCOL.md, Local API).
 const probeTimeout = time.Second
 
 // Listen opens the local API's Unix socket at path.

@@ -49,7 +49,7 @@ func (e env) dataDir() string {
 const SystemSocket = "/run/ckd/ckd.sock"
 
 // DefaultSocket is the local API's socket when neither the config nor the
-// command line names one (DESIGN §5): /run/ckd/ckd.sock as root; else
+// command line names one (docs/PROTOCOL.md, Local API): /run/ckd/ckd.sock as root; else
 // $XDG_RUNTIME_DIR/ckd.sock; else <dataDir>/ckd.sock.
 func DefaultSocket(dataDir string) string { return sysEnv.socket(dataDir) }
 

@@ -7,7 +7,7 @@ import (
 	"strings"
 )
 
-// The API of long separations (DESIGN §3): POST /v1/members/{id}/trust and
+// The API of long separations (docs/PROTOCOL.md, Long separations): POST /v1/members/{id}/trust and
 // POST /v1/rejoin, which settle a quarantined peer.
 
 // RejoinResult is the answer of POST /v1/rejoin.

@@ -17,7 +17,7 @@ import (
 )
 
 // DefaultMaxValueSize is the largest value a PUT accepts when
-// ServerOptions.MaxValueSize is 0 (DESIGN §3: max_value_size).
+// ServerOptions.MaxValueSize is 0 (max_value_size's default).
 const DefaultMaxValueSize = 4 << 20
 
 // ServerOptions configure NewServer.
@@ -67,7 +67,7 @@ func (o ServerOptions) withDefaults() ServerOptions {
 	return o
 }
 
-// Server answers the local API (DESIGN §5) by calling a Backend.
+// Server answers the local API (README.md, The HTTP API) by calling a Backend.
 //
 // Create it with NewServer, start it with Serve, stop it with Shutdown.
 type Server struct {
@@ -546,7 +546,7 @@ func writeError(w http.ResponseWriter, e *Error) {
 // under any load the budget admits.
 const retryAfterSeconds = 1
 
-// errorBody is the JSON of an error, in the field order DESIGN §5 shows.
+// errorBody is the JSON of an error, in the field order README.md shows.
 type errorBody struct {
 	Error  string `json:"error"`
 	Code   string `json:"code"`

@@ -17,7 +17,7 @@ type Stamp struct {
 // raw bytes; in JSON it is a string when the bytes are valid UTF-8, else
 // base64 with "encoding":"base64".
 //
-// Key, Value, Version, Origin, VV and Deleted are the fields of DESIGN §5.
+// Key, Value, Version, Origin, VV and Deleted are the fields README.md documents.
 // LWW, At and Fallback complete the record so that export/import carry it
 // whole (versions kept).
 type Record struct {

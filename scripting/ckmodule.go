@@ -4,7 +4,7 @@ import (
 	lua "github.com/yuin/gopher-lua"
 )
 
-// The ck module (DESIGN §7): ck.json, ck.log, and outside conflict hooks
+// The ck module (docs/PROTOCOL.md, Lua hooks): ck.json, ck.log, and outside conflict hooks
 // ck.get and ck.node.
 
 const (

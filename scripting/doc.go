@@ -1,4 +1,4 @@
-// Package scripting is CloudKnowledge's Lua hook engine (DESIGN §7), on
+// Package scripting is CloudKnowledge's Lua hook engine (docs/PROTOCOL.md, Lua hooks), on
 // gopher-lua.
 //
 // A hook block names a key pattern and a script; the script defines any of

@@ -13,7 +13,7 @@ import (
 	lua "github.com/yuin/gopher-lua"
 )
 
-// Defaults (DESIGN §7 and the hook_* keys of config.hcl.example).
+// Defaults (the hook_* keys of config.hcl.example; a hook block's timeout).
 const (
 	DefaultTimeout      = 50 * time.Millisecond
 	DefaultMemoryBudget = 16 << 20

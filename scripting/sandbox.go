@@ -7,7 +7,7 @@ import (
 	lua "github.com/yuin/gopher-lua"
 )
 
-// The sandbox of one Lua state (DESIGN §7).
+// The sandbox of one Lua state (docs/PROTOCOL.md, Lua hooks).
 //
 // What a script can reach: the base functions on an allowlist (no load,
 // loadstring, dofile, loadfile, require, module, getfenv, setfenv,

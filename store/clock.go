@@ -6,7 +6,7 @@ import (
 	"math"
 )
 
-// The Lamport clock (DESIGN §3). L lives in memory; what makes it safe
+// The Lamport clock (docs/PROTOCOL.md, Versions). L lives in memory; what makes it safe
 // across crashes is the reservation, a meta value R persisted in the same
 // transaction as any record whose lamport exceeds it (then R = lamport +
 // lamportBlock). Every lamport stored is <= R, and Open starts L at
@@ -66,7 +66,7 @@ func (s *Store) Reserved() uint64 {
 // Reserve makes the persisted reservation at least upTo (+lamportBlock when
 // it has to move), through the committer, and returns once that is durable.
 // It exists for the cluster code: a node that sends lamports before the
-// commit that stores them (DESIGN §4 lets the origin send an UPDATE in
+// commit that stores them (the protocol lets the origin send an UPDATE in
 // parallel with its commit) calls Reserve(ctx, Lamport()+n) first, so a
 // crash between the send and the commit cannot make it reuse them.
 func (s *Store) Reserve(ctx context.Context, upTo uint64) error {

@@ -5,7 +5,7 @@ import (
 	"encoding/binary"
 )
 
-// The digest tree of DESIGN §4: 2^16 leaves by the first 16 bits of
+// The digest tree (docs/PROTOCOL.md, Anti-entropy): 2^16 leaves by the first 16 bits of
 // SHA-256(key), under 256 top nodes by the first 8. A leaf is the XOR of its
 // records' hashes (tombstones included: they must converge too), a top node
 // the XOR of its leaves, the root SHA-256 of the 256 top nodes. XOR makes an

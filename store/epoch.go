@@ -13,7 +13,7 @@ var metaEpoch = []byte("boot_epoch")
 // stored epoch + 1, nowMS), persisted (fsynced) before it returns, so it is
 // strictly greater than every epoch this data dir used before, even when
 // the wall clock went back. Peers use it to tell a restarted node from a
-// replayed message, and a copied data dir from its original (DESIGN §3-4).
+// replayed message, and a copied data dir from its original (docs/PROTOCOL.md, Data model).
 // Call it once per start, before the first frame is sent.
 //
 // On a full disk, where even the space reserve gives no room for the

@@ -10,7 +10,7 @@ import (
 // returned errors wrap them with what went wrong ("key: empty segment at byte
 // 4"), so the message is worth showing.
 var (
-	// ErrBadKey: the key breaks the rules of DESIGN §3 (length, UTF-8,
+	// ErrBadKey: the key breaks the key rules of docs/PROTOCOL.md (length, UTF-8,
 	// control characters, empty, "." or ".." segments).
 	ErrBadKey = errors.New("invalid key")
 	// ErrTooLarge: the value is larger than Options.MaxValueSize.

@@ -9,7 +9,7 @@ import (
 // MaxKeyLen is the longest key in bytes.
 const MaxKeyLen = 1024
 
-// ValidateKey checks a key against DESIGN §3: UTF-8, 1–1024 bytes, no NUL
+// ValidateKey checks a key (docs/PROTOCOL.md, Data model): UTF-8, 1–1024 bytes, no NUL
 // or control characters, no empty, "." or ".." segment between '/' (so no
 // leading, trailing or doubled '/'). The error wraps ErrBadKey and says what
 // is wrong and at which byte, e.g. "key: empty segment at byte 4".

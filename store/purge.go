@@ -9,7 +9,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 )
 
-// Tombstones and the purge log (DESIGN §3). A tombstone is purged at
+// Tombstones and the purge log (docs/PROTOCOL.md). A tombstone is purged at
 // At + TombstoneTTL; At is the deleting node's clock at the delete, so
 // every node purges the same tombstone at about the same time. Until the
 // purger gets to it an expired tombstone stays in the file and the digest

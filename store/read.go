@@ -225,7 +225,7 @@ func (s *Store) scan(prefix string, hideExpired bool, fn func(Record) error) err
 }
 
 // LeafEntry names a record in a digest leaf: what an anti-entropy session
-// exchanges for a leaf whose digests differ (DESIGN §4).
+// exchanges for a leaf whose digests differ (docs/PROTOCOL.md, Anti-entropy).
 type LeafEntry struct {
 	KeyHash Hash
 	Key     string

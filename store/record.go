@@ -27,7 +27,7 @@ func (s Stamp) Less(o Stamp) bool { return s.Compare(o) < 0 }
 func (s Stamp) String() string { return fmt.Sprintf("%d@%s", s.Lamport, s.Origin) }
 
 // Record is one version of a key: a value or a tombstone, with the version
-// information replicas compare (DESIGN §3). A Record's VV and Value are not
+// information replicas compare (docs/PROTOCOL.md, Versions). A Record's VV and Value are not
 // modified once it is handed out; copy before changing them.
 type Record struct {
 	Key      string
@@ -45,7 +45,7 @@ type Record struct {
 // to 128 bits: equal on every node for equal records.
 func (r *Record) Hash() Hash { return hashBytes(encodeRecord(r)) }
 
-// Compare says how a relates to b (DESIGN §3): by version vector; when the
+// Compare says how a relates to b (docs/PROTOCOL.md, Compare): by version vector; when the
 // vectors are equal but the contents differ (nodes that resolved the same
 // conflict differently), a record without Fallback beats one with it, then
 // the larger hash wins, so every replica converges on the same one.
@@ -84,7 +84,7 @@ type Resolver interface {
 	Resolve(key string, winner, loser *Record) (value []byte, deleted bool, err error)
 }
 
-// Resolve merges two concurrent versions of key (DESIGN §3). It is pure:
+// Resolve merges two concurrent versions of key (docs/PROTOCOL.md, Resolve). It is pure:
 // the result depends only on a, b (in either order) and r, so every node
 // resolving the pair stores the same bytes. vv = max, lamport = max + 1,
 // origin, lww = the winner's, at = max; the content is r's decision, or the

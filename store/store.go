@@ -5,7 +5,7 @@
 //
 // Every write goes through one committer goroutine that group-commits
 // whatever is queued as one batch in a write-ahead log with one fsync, so
-// concurrent writers share an fsync (DESIGN §10) and a write returns only
+// concurrent writers share an fsync (docs/PROTOCOL.md, Costs) and a write returns only
 // once it is durable. A flusher writes the logged batches into the bbolt
 // file in large transactions; reads see both (wal.go, pending.go,
 // flush.go). In-memory state (clock, digest tree, key count, change index)

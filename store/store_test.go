@@ -236,7 +236,7 @@ func TestLamportCrash(t *testing.T) {
 	for range 5 {
 		mustSet(t, s, "k", "v")
 	}
-	// Lamports up to 3000 sent ahead of their commit (DESIGN §4).
+	// Lamports up to 3000 sent ahead of their commit (what Reserve is for).
 	if err := s.Reserve(t.Context(), 3000); err != nil {
 		t.Fatal(err)
 	}

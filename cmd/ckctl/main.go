@@ -32,7 +32,7 @@ func main() {
 	os.Exit(code)
 }
 
-// Exit statuses (DESIGN §6).
+// Exit statuses: a contract, documented in README.md (ckctl).
 const (
 	exitOK              = 0
 	exitFailure         = 1

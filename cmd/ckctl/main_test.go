@@ -494,7 +494,7 @@ func TestHelpAndVersion(t *testing.T) {
 }
 
 // The CLI must not link the store, the Lua engine, NATS, HCL, Prometheus
-// or CBOR (CONVENTIONS 13): it links the standard library and rpc, nothing
+// or CBOR, which only the daemon needs: it links the standard library and rpc, nothing
 // else, which also keeps its start fast.
 func TestDeps(t *testing.T) {
 	gobin := goBinary(t)

@@ -17,7 +17,7 @@ var membersCmd = &command{
 	detail: "Prints the member table, this node too, marked with \"*\" after its ID:\n" +
 		"ID NAME ADDR STATE KEYS LAMPORT LAST-HEARD. -o json prints the API's array.\n\n" +
 		"members trust ID lifts the quarantine of a peer met again after a long separation\n" +
-		"(DESIGN §3), so that this node syncs with it; run it on the peer too for this node.\n" +
+		"(over purge_log_ttl), so that this node syncs with it; run it on the peer too for this node.\n" +
 		"Prints the peer's row; -o json prints it as the API's object.",
 	maxArgs: 2,
 	setup: func(fs *flag.FlagSet) func(*env, []string) error {

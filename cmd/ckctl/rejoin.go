@@ -9,7 +9,7 @@ var rejoinCmd = &command{
 	name:    "rejoin",
 	args:    "",
 	summary: "start afresh from the cluster after a long separation",
-	detail: "On a node that quarantines its peers after a long separation (DESIGN §3): moves its data\n" +
+	detail: "On a node that quarantines its peers after a long separation (over purge_log_ttl): moves its data\n" +
 		"aside to DATA_DIR/stale-<UTC time>/, pulls a fresh copy from the peers as a new node (a new\n" +
 		"node id), then writes again this node's own writes made since it was last in sync. Waits\n" +
 		"until that is done; meanwhile the daemon answers other calls with 503 syncing. Prints a\n" +

@@ -166,7 +166,7 @@ func cmdStart(ts *testscript.TestScript, neg bool, args []string) {
 		select {
 		case err := <-p.exited:
 			p.exited <- err // for the deferred stop, which would wait 10 s for it
-		case <-time.After(3 * time.Second): // DESIGN: a refused start exits within 2 s
+		case <-time.After(3 * time.Second): // a refused start exits within 2 s (docs/PROTOCOL.md, Local API)
 			ts.Fatalf("ckd %s kept running, but it should have refused to start", name)
 		}
 		return

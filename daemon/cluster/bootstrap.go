@@ -18,7 +18,7 @@ const (
 )
 
 // bootstrap pulls everything this node lacks from one peer at a time
-// (DESIGN §4, Bootstrap): a sync session, which against an empty store
+// (docs/PROTOCOL.md, Bootstrap): a sync session, which against an empty store
 // streams every record of the peer's. It prefers the first peer heard
 // that is not bootstrapping itself, tries the others in turn when a
 // session fails or is refused, and ends — Sync().State "synced" — at the

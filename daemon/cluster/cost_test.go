@@ -16,7 +16,7 @@ import (
 )
 
 // TestIdleCost: a cluster at rest sends one HELLO per node per heartbeat
-// and opens no stream, whether it holds no key or a thousand (DESIGN §10).
+// and opens no stream, whether it holds no key or a thousand (docs/PROTOCOL.md, Costs).
 func TestIdleCost(t *testing.T) {
 	const beats = 30
 	sent := map[int]uint64{}

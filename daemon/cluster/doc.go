@@ -1,4 +1,4 @@
-// Package cluster is the protocol between ckd nodes (DESIGN §4): a Node
+// Package cluster is the protocol between ckd nodes (docs/PROTOCOL.md): a Node
 // says HELLO, keeps the member table, replicates local writes, answers and
 // asks fresh reads, keeps its store in sync with its peers' and pulls a
 // copy of the data when it starts. It sees the network only through

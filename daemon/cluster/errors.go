@@ -10,7 +10,7 @@ var (
 
 	// ErrDuplicateID is returned by Run when a HELLO carries this node's id
 	// with a newer boot epoch: another process runs on a copy of this data
-	// dir (DESIGN §3, Node id). Running on would make two nodes write under
+	// dir (docs/PROTOCOL.md, Data model). Running on would make two nodes write under
 	// one id and corrupt every version vector they touch, so the node stops.
 	ErrDuplicateID = errors.New("duplicate node id")
 

@@ -13,13 +13,13 @@ import (
 // State is a member's state as this node sees it.
 type State string
 
-// Member states (DESIGN §4 Membership).
+// Member states (docs/PROTOCOL.md, Membership).
 const (
 	Alive       State = "alive"
 	Suspect     State = "suspect"     // unheard for 3 heartbeats
 	Gone        State = "gone"        // unheard for dead_after
 	Left        State = "left"        // said BYE
-	Quarantined State = "quarantined" // met again after too long apart (DESIGN §3)
+	Quarantined State = "quarantined" // met again after too long apart (docs/PROTOCOL.md, Long separations)
 )
 
 // Member is one row of the member table.

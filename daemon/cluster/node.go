@@ -35,7 +35,7 @@ type Store interface {
 	LeafDigests(top uint8) [256]store.Hash
 	LeafEntries(leaf uint16) ([]store.LeafEntry, error)
 
-	// Tombstones (DESIGN §3): Get never returns an expired one; Apply
+	// Tombstones (docs/PROTOCOL.md): Get never returns an expired one; Apply
 	// drops records the purge log covers, whose entries answer them.
 	Expired(rec *store.Record) bool
 	PurgedRecords(kh store.Hash) ([]store.Record, error)
@@ -53,7 +53,7 @@ type Config struct {
 	MaxDatagram  int
 	TombstoneTTL time.Duration
 	// PurgeLogTTL: a peer met again after longer than this without being
-	// in sync is quarantined (DESIGN §3, Long separations); 0: 720h.
+	// in sync is quarantined (docs/PROTOCOL.md, Long separations); 0: 720h.
 	PurgeLogTTL  time.Duration
 	QueryTimeout time.Duration // a fresh read's wait for answers; 0: 500ms
 	SyncInterval time.Duration // at most one sync per peer this often (jittered); 0: 1s
@@ -68,7 +68,7 @@ type Config struct {
 	Logger hclog.Logger
 }
 
-// Defaults of Config's optional durations (DESIGN §4).
+// Defaults of Config's optional durations (docs/PROTOCOL.md, Fresh reads, Anti-entropy).
 const (
 	DefaultQueryTimeout = 500 * time.Millisecond
 	DefaultSyncInterval = time.Second

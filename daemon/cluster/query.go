@@ -128,7 +128,7 @@ func (n *Node) handleQuery(from netip.AddrPort, q *wire.Query) {
 	n.sendTo(from, a)
 }
 
-// FreshGet reads key from every node (DESIGN §4, Fresh read): it asks all,
+// FreshGet reads key from every node (docs/PROTOCOL.md, Fresh reads): it asks all,
 // waits until every alive member answered or timeout (0: the configured
 // query_timeout) passed — the whole timeout if this node has not yet been
 // up one heartbeat, since it may not know every member — takes the newest

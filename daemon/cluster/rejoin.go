@@ -9,7 +9,7 @@ import (
 	"github.com/cloudknowledge/ck/store"
 )
 
-// The two halves of a rejoin (DESIGN §3, `ckctl rejoin`) that decide what
+// The two halves of a rejoin (docs/PROTOCOL.md, Long separations) that decide what
 // a stale node keeps: which of its records count as its own writes since
 // the separation, and how each is written again on the fresh store. The
 // daemon moves files and restarts the node around them; they live here so

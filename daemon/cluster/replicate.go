@@ -13,7 +13,7 @@ import (
 )
 
 // resendEvery is how often a write that waits for acknowledgements is sent
-// again (DESIGN §4 Replication).
+// again (docs/PROTOCOL.md, Replication).
 const resendEvery = 200 * time.Millisecond
 
 // fetchTimeout bounds one fetch of an announced record.

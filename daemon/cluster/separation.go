@@ -7,7 +7,7 @@ import (
 	"github.com/cloudknowledge/ck/store"
 )
 
-// Long separations (DESIGN §3). A tombstone is purged after tombstone_ttl
+// Long separations (docs/PROTOCOL.md). A tombstone is purged after tombstone_ttl
 // and its purge-log entry after purge_log_ttl; a peer that has not been in
 // sync with this node for longer than that may hold a value deleted here
 // whose purge-log entry is gone, and a sync would bring it back. So each
@@ -55,7 +55,7 @@ type PeerBook interface {
 }
 
 const (
-	// DefaultPurgeLogTTL is Config.PurgeLogTTL's default (DESIGN §4).
+	// DefaultPurgeLogTTL is Config.PurgeLogTTL's default (docs/PROTOCOL.md, Long separations).
 	DefaultPurgeLogTTL = 720 * time.Hour
 	// peersSaveEvery is how often changed peer records are saved.
 	peersSaveEvery = 5 * time.Second

@@ -23,7 +23,7 @@ func lossy(seed uint64) *simnet.Network {
 
 // unionResolver merges concurrent values as the sorted union of their
 // comma-separated tokens — commutative, associative and idempotent, as
-// DESIGN §3 asks of a hook for three or more writers — and records the keys
+// docs/PROTOCOL.md (Resolve) asks of a hook for three or more writers — and records the keys
 // it was asked to resolve: a key written on one side only must never be.
 type unionResolver struct {
 	mu   sync.Mutex

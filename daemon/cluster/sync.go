@@ -23,7 +23,7 @@ const (
 	StateSynced        = "synced"
 )
 
-// SyncState is where the node stands in its bootstrap (DESIGN §4).
+// SyncState is where the node stands in its bootstrap (docs/PROTOCOL.md, Bootstrap).
 type SyncState struct {
 	State    string       // StateBootstrapping or StateSynced
 	Peer     store.NodeID // the peer pulled from (zero while none is found, or when alone)

@@ -132,7 +132,7 @@ func permutations(n int) [][]int {
 // the UPDATEs are held on arrival and released one writer at a time (with
 // the network's duplicates), each applied before the next is released,
 // and no sync session runs meanwhile. After each order every node holds
-// the original write that DESIGN §3's Resolve ranks first — the largest
+// the original write that Resolve (docs/PROTOCOL.md) ranks first — the largest
 // (lww, hash) — with its value, its lww and origin, descending from all
 // three, and counts the conflict; once sessions run again every node holds
 // the same record, byte for byte. The seeds vary which writer wins (how

@@ -39,7 +39,7 @@ const (
 	flushTimeout = 5 * time.Second
 )
 
-// Config is what the bridge needs: the nats block of DESIGN §8 (the daemon
+// Config is what the bridge needs: the nats block of config.hcl.example (the daemon
 // turns its NATSConfig into one), the node's and cluster's names, and a few
 // tunings that are not config keys. Zero values take the defaults.
 type Config struct {

@@ -1,4 +1,4 @@
-// Package natsbridge connects a ckd node to NATS (DESIGN §8).
+// Package natsbridge connects a ckd node to NATS (docs/PROTOCOL.md, NATS bridge).
 //
 // Outbound, it publishes the node's changes: each change of key k goes to
 // <prefix>.kv.<SubjectKey(k)> with the headers Ck-Key, Ck-Op (set|del),

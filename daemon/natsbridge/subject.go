@@ -5,7 +5,7 @@ import (
 	"strings"
 )
 
-// The subject mapping (DESIGN §8). A key becomes the subject tokens after
+// The subject mapping (docs/PROTOCOL.md, NATS bridge). A key becomes the subject tokens after
 // "<prefix>.kv." (and after ".set." / ".del." for inbound writes):
 //
 //   - each '/'-separated segment of the key becomes one token;

@@ -13,7 +13,7 @@ import (
 	"github.com/cloudknowledge/ck/rpc"
 )
 
-// Inbound writes (DESIGN §8). With Subscribe, the bridge queue-subscribes to
+// Inbound writes (docs/PROTOCOL.md, NATS bridge). With Subscribe, the bridge queue-subscribes to
 // <prefix>.set.> and <prefix>.del.> — never to kv subjects, so its own
 // publications cannot come back as writes — in the queue group, so that one
 // node of the cluster applies each message. A message becomes a call of the

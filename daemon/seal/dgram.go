@@ -28,7 +28,7 @@ const maxSubkeys = 1024
 // datagram path, so tests can count them.
 var testHookOpen atomic.Pointer[func()]
 
-// Datagram is the keyed wire.Sealer (DESIGN §4): AES-256-GCM under a
+// Datagram is the keyed wire.Sealer (docs/PROTOCOL.md, Encryption and authentication): AES-256-GCM under a
 // subkey per (key, sender, boot epoch), the header's counter as nonce,
 // the header and the cluster name as authenticated data, and, if given a
 // Replay, a replay filter applied to what authenticates. Safe for

@@ -168,7 +168,7 @@ func TestOpenAllocatesNothing(t *testing.T) {
 	}
 }
 
-// TestRotation walks DESIGN §4's rotation: add the new key everywhere,
+// TestRotation walks the documented key rotation (README.md): add the new key everywhere,
 // make it primary, remove the old one.
 func TestRotation(t *testing.T) {
 	sRing, rRing := ring(t, key("old")), ring(t, key("old"))

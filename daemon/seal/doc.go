@@ -1,5 +1,5 @@
 // Package seal encrypts and authenticates what ckd nodes say to each
-// other (DESIGN §4, "Encryption and authentication"): a Keyring of
+// other (docs/PROTOCOL.md, "Encryption and authentication"): a Keyring of
 // cluster keys, Datagram — the keyed wire.Sealer — with its Replay filter,
 // and the stream handshake (Client, Server) that turns a connection into
 // a sealed Conn.

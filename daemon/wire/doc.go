@@ -1,5 +1,5 @@
 // Package wire is the format of everything ckd nodes say to each other
-// (DESIGN §4): the envelope, the messages, and the framing of streams. It
+// (docs/PROTOCOL.md, Wire format): the envelope, the messages, and the framing of streams. It
 // encodes, decodes and checks; it decides nothing. The protocol code owns
 // the timers, the peers and the store.
 //

@@ -5,7 +5,7 @@ import "errors"
 // Errors returned by Decode, the Sealer implementations and ReadFrame.
 // Callers test for them with errors.Is; Reason turns them into the label a
 // drop counter uses. A frame that fails to decode is dropped, counted and
-// never answered (DESIGN §4): none of these is worth a reply to the sender.
+// never answered (docs/PROTOCOL.md, Wire format): none of these is worth a reply to the sender.
 var (
 	// ErrShort: the frame is shorter than the envelope header (or the body
 	// is missing its type byte).

@@ -108,7 +108,7 @@ type Hello struct {
 	HookHash     string       `cbor:"9,keyasint"`  // hash of the hook scripts; a mismatch is logged
 	TombstoneTTL int64        `cbor:"10,keyasint"` // ms; a mismatch is logged
 	// Syncing says the sender is still bootstrapping: peers do not open
-	// sync sessions to it (it pulls from one peer at a time, DESIGN §4
+	// sync sessions to it (it pulls from one peer at a time, docs/PROTOCOL.md,
 	// Bootstrap), though it serves the sessions others open.
 	Syncing bool `cbor:"12,keyasint,omitempty"`
 }

@@ -3,7 +3,7 @@ package wire
 import "crypto/sha256"
 
 // Sealer protects frame bodies. Encode and Decode call it for every frame,
-// so the keyed implementation (AES-256-GCM, DESIGN §4) replaces Plaintext
+// so the keyed implementation (AES-256-GCM, seal.Datagram) replaces Plaintext
 // without changing a caller. Implementations must be safe for concurrent
 // use and must not block: they run on the receive path of every datagram.
 type Sealer interface {
@@ -54,7 +54,8 @@ func KeyIDOf(key []byte) [4]byte {
 
 // Plaintext returns the Sealer of a cluster without a key: bodies travel in
 // the clear, and frames are accepted only with the cluster's tag and no
-// key id. It authenticates nothing; DESIGN §4 says when that is allowed.
+// key id. It authenticates nothing; docs/PROTOCOL.md (Encryption and
+// authentication) says when that is allowed.
 func Plaintext(cluster string) Sealer { return plaintext{tag: ClusterTag(cluster)} }
 
 type plaintext struct{ tag [8]byte }

@@ -8,7 +8,7 @@
 -- deleted the key stays deleted.
 --
 -- Union is commutative, associative and idempotent, so the result is the
--- same however three or more concurrent writers meet (DESIGN §3). A value
+-- same however three or more concurrent writers meet (docs/PROTOCOL.md, Resolve). A value
 -- that is not such an array makes the hook fail, and the node falls back
 -- to last-writer-wins (logged and counted).
 --

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Write a key through NATS with the nats CLI (https://github.com/nats-io/natscli):
-# a request to <prefix>.set.<subject key> (DESIGN §8), answered by one node
+# a request to <prefix>.set.<subject key> (docs/PROTOCOL.md, NATS bridge), answered by one node
 # of the cluster with the API's JSON for the record. The node needs
 # nats { subscribe = true } (examples/config/nats-bridge.hcl or
 # nats-cluster.hcl).

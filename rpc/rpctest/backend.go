@@ -67,7 +67,7 @@ func NewBackend() *Backend {
 
 var _ rpc.Backend = (*Backend)(nil)
 
-// ValidKey applies DESIGN §3's key rules.
+// ValidKey applies the key rules (docs/PROTOCOL.md, Data model).
 func ValidKey(key string) error {
 	switch {
 	case key == "":
