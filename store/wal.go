@@ -79,6 +79,10 @@ type wal struct {
 	// allocated: the file's blocks up to size are allocated (preallocate),
 	// so a batch never needs a new block of the file system.
 	allocated bool
+	// empty: the file had no bytes when it was opened, so recover has
+	// nothing to read (and must not read the allocated ring: 32 MiB of
+	// zeros, held live until the next collection, set the heap's goal).
+	empty bool
 }
 
 // walChange is one stored change in a batch.
@@ -140,6 +144,7 @@ func (w *wal) preallocate() {
 		return
 	}
 	fresh := fi.Size() == 0
+	w.empty = fresh
 	for size := w.size; ; size /= 2 {
 		err := syscall.Fallocate(int(w.f.Fd()), 0, 0, size)
 		if err == nil {
@@ -307,6 +312,9 @@ func (w *wal) unwrite(pos int64) error {
 // yields none.
 func (w *wal) recover(lsn uint64) ([]walBatch, error) {
 	w.head, w.lsn = 0, lsn
+	if w.empty {
+		return nil, nil
+	}
 	fi, err := w.f.Stat()
 	if err != nil {
 		return nil, fmt.Errorf("store: write-ahead log: %w", err)
