@@ -20,7 +20,10 @@ import (
 // in one place.
 type backend struct{ d *Daemon }
 
-var _ rpc.Backend = backend{}
+var (
+	_ rpc.Backend      = backend{}
+	_ rpc.Bootstrapper = backend{}
+)
 
 // maxListLimit caps one page of a listing.
 const maxListLimit = 10000
@@ -37,12 +40,17 @@ func (b backend) Get(ctx context.Context, key string, opts rpc.GetOptions) (rpc.
 	}
 	var rec store.Record
 	var found bool
-	if opts.Fresh {
+	if !opts.Fresh {
+		rec, found, err = b.d.store.Get(key)
+	}
+	// A joining node does not hold everything yet: what it lacks, it asks
+	// its peers for rather than answer "not found" (docs/ARCHITECTURE.md,
+	// "A joining node").
+	if opts.Fresh || err == nil && !found && info.Syncing {
 		var res cluster.FreshResult
 		res, err = b.d.node.FreshGet(ctx, key, 0)
 		rec, found, info.Answered, info.Alive = res.Record, res.Found, res.Answered, res.Alive
-	} else {
-		rec, found, err = b.d.store.Get(key)
+		info.Fresh = true
 	}
 	if err != nil {
 		return rpc.Record{}, info, apiError(err)
@@ -176,6 +184,17 @@ func (b backend) List(ctx context.Context, opts rpc.ListOptions) (rpc.ListRespon
 		out.Items = append(out.Items, item)
 	}
 	return out, nil
+}
+
+// Bootstrapping tells the API server that lists and exports may be
+// incomplete (rpc.Bootstrapper).
+func (b backend) Bootstrapping() bool {
+	release, err := b.d.enter()
+	if err != nil {
+		return false
+	}
+	defer release()
+	return b.d.node.Bootstrapping()
 }
 
 func (b backend) Watch(ctx context.Context, prefix string, since uint64, fromNow bool, fn func(rpc.Event) error) error {

@@ -159,6 +159,9 @@ func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := s.streamContext(r)
 	defer cancel()
+	if s.bootstrapping() {
+		w.Header().Set("Ck-Syncing", "true") // sent with the 200
+	}
 	st := newStream(w, false)
 	err = s.b.Export(ctx, q.Get("prefix"), func(rec Record) error {
 		return st.line(rec)
