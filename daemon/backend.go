@@ -104,31 +104,72 @@ func (b backend) write(ctx context.Context, key string, value []byte, del bool, 
 		return rpc.Record{}, b.d.metrics.writeFailed(op, rpc.Errorf(rpc.ErrTooLarge,
 			"value of %d bytes is over max_value_size (%d)", len(value), b.d.cfg.MaxValueSize))
 	}
-	if b.d.hooks.hasOnSet(key) { // the current version is only the hook's to see
-		cur, _, err := b.d.store.Get(key)
-		if err != nil {
-			return rpc.Record{}, b.d.metrics.writeFailed(op, apiError(err))
-		}
-		if value, err = b.d.hooks.onSet(ctx, key, value, b.meta(op, cur.Lamport)); err != nil {
-			return rpc.Record{}, b.d.metrics.writeFailed(op, err)
-		}
-	}
-	if len(value) > b.d.cfg.MaxValueSize { // a hook may grow the value
-		return rpc.Record{}, b.d.metrics.writeFailed(op, rpc.Errorf(rpc.ErrTooLarge,
-			"value of %d bytes from on_set is over max_value_size (%d)", len(value), b.d.cfg.MaxValueSize))
-	}
 	var rec store.Record
 	var err error
-	if del {
-		rec, err = b.d.store.Delete(ctx, key, opts.IfVersion)
+	if b.d.hooks.hasOnSet(key) {
+		rec, err = b.hookedWrite(ctx, key, value, del, op, opts.IfVersion)
 	} else {
-		rec, err = b.d.store.Set(ctx, key, value, opts.IfVersion)
+		rec, err = b.commit(ctx, key, value, del, opts.IfVersion)
 	}
 	if err != nil {
-		return rpc.Record{}, b.d.metrics.writeFailed(op, apiError(err))
+		return rpc.Record{}, b.d.metrics.writeFailed(op, err)
 	}
 	b.d.metrics.writes.WithLabelValues(op).Inc()
 	return toRPC(rec, true), b.replicate(ctx, rec, opts)
+}
+
+// hookedWriteTries bounds how often a write runs its on_set hook again
+// because the key changed while the hook ran.
+const hookedWriteTries = 16
+
+// hookedWrite runs on_set and commits its result only if the key has not
+// changed since the hook looked (by this node's writes or by replicated
+// ones), running the hook again if it has: so an on_set that reads the
+// key (ck.get) and derives the new value from it — a counter's increment
+// — never loses a concurrent update (docs/ARCHITECTURE.md, "Lua hooks").
+// With the client's own --if-version the first mismatch is the answer.
+func (b backend) hookedWrite(ctx context.Context, key string, value []byte, del bool, op string, ifVersion *uint64) (store.Record, error) {
+	for range hookedWriteTries {
+		cur, found, err := b.d.store.Get(key)
+		if err != nil {
+			return store.Record{}, apiError(err)
+		}
+		seen := uint64(0) // the version as a condition sees it: 0 is absent or deleted
+		if found && !cur.Deleted {
+			seen = cur.Lamport
+		}
+		out, err := b.d.hooks.onSet(ctx, key, value, b.meta(op, cur.Lamport))
+		if err != nil {
+			return store.Record{}, err
+		}
+		if len(out) > b.d.cfg.MaxValueSize { // a hook may grow the value
+			return store.Record{}, rpc.Errorf(rpc.ErrTooLarge,
+				"value of %d bytes from on_set is over max_value_size (%d)", len(out), b.d.cfg.MaxValueSize)
+		}
+		cond := ifVersion
+		if cond == nil {
+			cond = &seen
+		}
+		rec, err := b.commit(ctx, key, out, del, cond)
+		if ifVersion != nil || !errors.Is(err, rpc.ErrVersionMismatch) {
+			return rec, err
+		}
+	}
+	return store.Record{}, rpc.Errorf(rpc.ErrVersionMismatch,
+		"%q changed %d times while its on_set hook ran: try again", key, hookedWriteTries)
+}
+
+// commit stores a local write, with the client's (or hookedWrite's)
+// condition.
+func (b backend) commit(ctx context.Context, key string, value []byte, del bool, ifVersion *uint64) (store.Record, error) {
+	var rec store.Record
+	var err error
+	if del {
+		rec, err = b.d.store.Delete(ctx, key, ifVersion)
+	} else {
+		rec, err = b.d.store.Set(ctx, key, value, ifVersion)
+	}
+	return rec, apiError(err)
 }
 
 // defaultWaitTimeout bounds --wait when no --timeout is given.
