@@ -68,29 +68,41 @@ func (b backend) Get(ctx context.Context, key string, opts rpc.GetOptions) (rpc.
 }
 
 func (b backend) Put(ctx context.Context, key string, value []byte, opts rpc.WriteOptions) (rpc.Record, error) {
-	release, err := b.d.enter()
-	if err != nil {
-		return rpc.Record{}, err
-	}
-	defer release()
-	return b.write(ctx, key, value, false, opts)
+	return b.writeAndWait(ctx, key, value, false, opts)
 }
 
 func (b backend) Delete(ctx context.Context, key string, opts rpc.WriteOptions) (rpc.Record, error) {
+	return b.writeAndWait(ctx, key, nil, true, opts)
+}
+
+// writeAndWait is an API write. It is entered (Daemon.enter) and counted
+// in flight only for the commit: the wait for peers (--wait) that follows
+// holds nothing a rejoin or shutdown waits for, and either cuts it short
+// (waitContext).
+func (b backend) writeAndWait(ctx context.Context, key string, value []byte, del bool, opts rpc.WriteOptions) (rpc.Record, error) {
 	release, err := b.d.enter()
 	if err != nil {
 		return rpc.Record{}, err
 	}
-	defer release()
-	return b.write(ctx, key, nil, true, opts)
+	node := b.d.node
+	rec, err := b.write(ctx, key, value, del, opts)
+	release()
+	if err != nil {
+		return rpc.Record{}, err
+	}
+	if opts.Wait > 0 {
+		err = b.replicateWait(ctx, node, rec, opts)
+	}
+	return toRPC(rec, true), err
 }
 
 // write is the path of every local write (API, import --as-new): key and
-// size checks, on_set, the durable commit, then the wait for peers. The
-// caller has entered (Daemon.enter).
-func (b backend) write(ctx context.Context, key string, value []byte, del bool, opts rpc.WriteOptions) (rpc.Record, error) {
+// size checks, on_set, the durable commit, and the replication that is not
+// waited for (the caller waits for a --wait). The caller has entered
+// (Daemon.enter).
+func (b backend) write(ctx context.Context, key string, value []byte, del bool, opts rpc.WriteOptions) (store.Record, error) {
 	if err := b.d.beginWrite(); err != nil {
-		return rpc.Record{}, err
+		return store.Record{}, err
 	}
 	defer b.d.writes.Done()
 	op := "set"
@@ -98,10 +110,10 @@ func (b backend) write(ctx context.Context, key string, value []byte, del bool, 
 		op = "del"
 	}
 	if err := store.ValidateKey(key); err != nil {
-		return rpc.Record{}, b.d.metrics.writeFailed(op, apiError(err))
+		return store.Record{}, b.d.metrics.writeFailed(op, apiError(err))
 	}
 	if len(value) > b.d.cfg.MaxValueSize {
-		return rpc.Record{}, b.d.metrics.writeFailed(op, rpc.Errorf(rpc.ErrTooLarge,
+		return store.Record{}, b.d.metrics.writeFailed(op, rpc.Errorf(rpc.ErrTooLarge,
 			"value of %d bytes is over max_value_size (%d)", len(value), b.d.cfg.MaxValueSize))
 	}
 	var rec store.Record
@@ -112,10 +124,13 @@ func (b backend) write(ctx context.Context, key string, value []byte, del bool, 
 		rec, err = b.commit(ctx, key, value, del, opts.IfVersion)
 	}
 	if err != nil {
-		return rpc.Record{}, b.d.metrics.writeFailed(op, err)
+		return store.Record{}, b.d.metrics.writeFailed(op, err)
 	}
 	b.d.metrics.writes.WithLabelValues(op).Inc()
-	return toRPC(rec, true), b.replicate(ctx, rec, opts)
+	if opts.Wait <= 0 {
+		b.d.node.Replicate(rec)
+	}
+	return rec, nil
 }
 
 // hookedWriteTries bounds how often a write runs its on_set hook again
@@ -175,25 +190,27 @@ func (b backend) commit(ctx context.Context, key string, value []byte, del bool,
 // defaultWaitTimeout bounds --wait when no --timeout is given.
 const defaultWaitTimeout = 5 * time.Second
 
-// replicate sends the write to the peers and, with --wait, waits for
-// opts.Wait of them to hold it durably. With fewer alive peers than asked
-// it reports the shortfall at once (DESIGN §4).
-func (b backend) replicate(ctx context.Context, rec store.Record, opts rpc.WriteOptions) error {
-	if opts.Wait <= 0 {
-		b.d.node.Replicate(rec)
-		return nil
-	}
+// replicateWait sends the write to node's peers and waits for opts.Wait
+// of them to hold it durably. With fewer alive peers than asked it
+// reports the shortfall at once (DESIGN §4); a rejoin or shutdown cuts
+// the wait short, reported as a shortfall too.
+func (b backend) replicateWait(ctx context.Context, node *cluster.Node, rec store.Record, opts rpc.WriteOptions) error {
 	timeout := time.Duration(opts.Timeout)
 	if timeout <= 0 {
 		timeout = defaultWaitTimeout
 	}
-	acked, err := b.d.node.ReplicateWait(ctx, rec, opts.Wait, timeout)
+	wctx, cancel := b.d.waitContext(ctx)
+	defer cancel()
+	acked, err := node.ReplicateWait(wctx, rec, opts.Wait, timeout)
 	if err == nil {
 		return nil
 	}
 	why := "within " + timeout.String()
-	if errors.Is(err, cluster.ErrTooFewPeers) {
-		why = fmt.Sprintf("only %d peers are alive", b.d.node.AlivePeers())
+	switch cause := context.Cause(wctx); {
+	case errors.Is(err, cluster.ErrTooFewPeers):
+		why = fmt.Sprintf("only %d peers are alive", node.AlivePeers())
+	case ctx.Err() == nil && cause != nil && !errors.Is(cause, context.DeadlineExceeded):
+		why = "the wait was cut short: " + cause.Error()
 	}
 	e := rpc.Errorf(rpc.ErrWaitTimeout, "stored, but only %d of %d peers acknowledged (%s)", acked, opts.Wait, why)
 	e.Acked, e.Wanted = acked, opts.Wait
@@ -398,8 +415,10 @@ func (b backend) Status(context.Context) (rpc.Status, error) {
 		Sync:       syncState(d.node.Sync()),
 		StoreID:    d.store.StoreID().String(),
 		NATS:       d.natsState(),
+		Disk:       d.store.DiskState(),
 		DataDir:    d.cfg.DataDir,
 		Socket:     d.cfg.Socket,
+		KeySource:  d.KeySource(),
 		UptimeMS:   time.Since(d.started).Milliseconds(),
 	}, nil
 }
@@ -432,10 +451,32 @@ func (b backend) Health(context.Context) error {
 		return err
 	}
 	defer release()
+	if err := diskHealth(b.d.store.DiskState()); err != nil {
+		return err
+	}
 	if b.d.node.Bootstrapping() {
 		return rpc.ErrSyncing
 	}
 	return nil
+}
+
+// diskHealth is health's answer for a store a full disk limits: 503 with
+// the code disk_full (not the 507 of a refused write: /v1/health answers
+// 200 or 503), while writes that grow the store are refused or limited
+// (docs/ARCHITECTURE.md, "A full disk").
+func diskHealth(state string) error {
+	var msg string
+	switch state {
+	case store.DiskFull:
+		msg = "disk full: flushes fail; writes that grow the store are refused, deletes and smaller overwrites accepted"
+	case store.DiskLow:
+		msg = "disk full: no space reserve; writes that grow the store are limited, deletes and smaller overwrites accepted"
+	default:
+		return nil
+	}
+	e := rpc.Errorf(rpc.ErrDiskFull, "%s", msg)
+	e.Status = http.StatusServiceUnavailable
+	return e
 }
 
 func (b backend) Reload(ctx context.Context) error {

@@ -8,12 +8,15 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
+
 	"github.com/cloudknowledge/ck/daemon/cluster"
 	"github.com/cloudknowledge/ck/daemon/natsbridge"
 	"github.com/cloudknowledge/ck/daemon/seal"
 	"github.com/cloudknowledge/ck/daemon/transport"
 	"github.com/cloudknowledge/ck/daemon/transport/natstransport"
 	"github.com/cloudknowledge/ck/daemon/wire"
+	"github.com/cloudknowledge/ck/rpc"
 )
 
 // startCluster opens the transport the config names and creates the
@@ -59,14 +62,20 @@ func (d *Daemon) startCluster(epoch uint64) error {
 	return nil
 }
 
-// openKeys loads the cluster key (encrypt) or keyring (keyring_file) and
-// builds the datagram sealer with its replay filter, whose marks persist in
-// the data dir. Without a key it returns nils: plaintext frames tagged with
-// the cluster name.
+// openKeys loads the cluster key and builds the datagram sealer with its
+// replay filter, whose marks persist in the data dir. The key is the
+// config's (encrypt or keyring_file); with none, on loopback and not
+// insecure (checkSecurity ran first), it is this user's default key file,
+// made at the first start. Only insecure = true returns nils: plaintext
+// frames tagged with the cluster name.
 func (d *Daemon) openKeys() (*seal.Keyring, wire.Sealer, error) {
-	ring, err := loadKeyring(d.cfg.Cluster)
-	if err != nil || ring == nil {
+	ring, source, err := loadKeyring(d.cfg.Cluster, true, d.log)
+	if err != nil {
 		return nil, nil, err
+	}
+	d.keySource.Store(&source)
+	if ring == nil {
+		return nil, nil, nil
 	}
 	marks, err := seal.OpenEpochFile(filepath.Join(d.cfg.DataDir, "replay-marks"))
 	if err != nil {
@@ -74,33 +83,76 @@ func (d *Daemon) openKeys() (*seal.Keyring, wire.Sealer, error) {
 	}
 	d.replay = seal.NewReplay(marks)
 	d.ring = ring
-	d.log.Info("cluster traffic is encrypted and authenticated", "keys", ring.String())
+	d.log.Info("cluster traffic is encrypted and authenticated", "keys", ring.String(), "key_source", source)
 	return ring, seal.NewDatagram(ring, d.cfg.Cluster.Name, d.replay), nil
 }
 
-// loadKeyring reads the key the cluster block names, or returns nil.
-func loadKeyring(cl *ClusterConfig) (*seal.Keyring, error) {
+// Where a node's cluster key comes from, as status shows it.
+const (
+	keySourceEncrypt  = "config encrypt"
+	keySourceRing     = "keyring_file "
+	keySourceDefault  = "default key file "
+	keySourceInsecure = "none (insecure)"
+)
+
+// loadKeyring reads the key the cluster block names and says where it came
+// from. With no key and insecure unset it reads the default key file,
+// creating it when create is set (at start; a reload only reads it, as a
+// new key would cut the node off from the peers that read the old one).
+// It returns a nil ring only for insecure = true.
+func loadKeyring(cl *ClusterConfig, create bool, log hclog.Logger) (*seal.Keyring, string, error) {
 	switch {
 	case cl.KeyringFile != "":
 		ring, err := seal.LoadKeyringFile(cl.KeyringFile)
 		if err != nil {
-			return nil, fmt.Errorf("cluster.keyring_file: %w", err)
+			return nil, "", fmt.Errorf("cluster.keyring_file: %w", err)
 		}
-		return ring, nil
+		return ring, keySourceRing + cl.KeyringFile, nil
 	case cl.Encrypt != "":
 		key, err := seal.ParseKey(cl.Encrypt)
 		if err != nil {
-			return nil, fmt.Errorf("cluster.encrypt: %w", err)
+			return nil, "", fmt.Errorf("cluster.encrypt: %w", err)
 		}
-		return seal.NewKeyring(key)
+		ring, err := seal.NewKeyring(key)
+		return ring, keySourceEncrypt, err
+	case cl.Insecure:
+		return nil, keySourceInsecure, nil
 	}
-	return nil, nil
+	path := rpc.DefaultKeyFile()
+	var (
+		ring    *seal.Keyring
+		created bool
+		err     error
+	)
+	if create {
+		ring, created, err = seal.EnsureKeyFile(path)
+	} else {
+		ring, err = seal.LoadOwnKeyringFile(path)
+	}
+	if err != nil {
+		return nil, "", fmt.Errorf("cluster: the default key file (no encrypt or keyring_file is set): %w", err)
+	}
+	if created {
+		log.Info("created this user's default cluster key: every node this user starts on this host shares it; "+
+			"copy it (or set encrypt) to cluster across users or hosts", "path", path)
+	}
+	return ring, keySourceDefault + path, nil
+}
+
+// KeySource says where the cluster key in force came from: "config
+// encrypt", "keyring_file PATH", "default key file PATH" or "none
+// (insecure)".
+func (d *Daemon) KeySource() string {
+	if s := d.keySource.Load(); s != nil {
+		return *s
+	}
+	return ""
 }
 
 // reloadKeys puts a reloaded config's keys in force: the ring is swapped
 // atomically, so frames under any key of the new ring open at once.
 func (d *Daemon) reloadKeys(cfg Config) error {
-	ring, err := loadKeyring(cfg.Cluster)
+	ring, source, err := loadKeyring(cfg.Cluster, false, d.log)
 	if err != nil {
 		return err
 	}
@@ -111,7 +163,8 @@ func (d *Daemon) reloadKeys(cfg Config) error {
 		return errors.New("cluster: turning encryption on or off needs a restart")
 	}
 	d.ring.Swap(ring)
-	d.log.Info("cluster keys reloaded", "keys", d.ring.String())
+	d.keySource.Store(&source)
+	d.log.Info("cluster keys reloaded", "keys", d.ring.String(), "key_source", source)
 	return nil
 }
 
@@ -229,7 +282,10 @@ func (d *Daemon) transportConfig() (transport.Config, error) {
 }
 
 // checkSecurity enforces DESIGN §4's policy: a cluster key is required
-// unless every address is loopback, unless the operator says insecure.
+// unless every address is loopback, unless the operator says insecure. On
+// loopback a node with no key uses its user's default key file
+// (loadKeyring), so that other users of the host cannot join: see
+// docs/ARCHITECTURE.md, "Local trust".
 func (d *Daemon) checkSecurity() error {
 	cl := d.cfg.Cluster
 	if cl.Encrypt != "" || cl.KeyringFile != "" {

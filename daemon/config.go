@@ -22,19 +22,23 @@ import (
 // file; LoadConfig overlays a file on it; Validate checks it and names the
 // field at fault.
 type Config struct {
-	NodeName      string `hcl:"node_name,optional"`
-	DataDir       string `hcl:"data_dir,optional"`
-	Socket        string `hcl:"socket,optional"`
-	SocketMode    string `hcl:"socket_mode,optional"`
-	SocketGroup   string `hcl:"socket_group,optional"`
-	LogLevel      string `hcl:"log_level,optional"`
-	LogJSON       bool   `hcl:"log_json,optional"`
-	MaxValueSize  int    `hcl:"max_value_size,optional"`
-	MetricsAddr   string `hcl:"metrics_addr,optional"`
-	WatchHistory  int    `hcl:"watch_history,optional"`
-	HookPool      int    `hcl:"hook_pool,optional"`
-	HookMemory    int64  `hcl:"hook_memory,optional"`
-	HookHeapLimit int64  `hcl:"hook_heap_limit,optional"`
+	NodeName     string `hcl:"node_name,optional"`
+	DataDir      string `hcl:"data_dir,optional"`
+	Socket       string `hcl:"socket,optional"`
+	SocketMode   string `hcl:"socket_mode,optional"`
+	SocketGroup  string `hcl:"socket_group,optional"`
+	LogLevel     string `hcl:"log_level,optional"`
+	LogJSON      bool   `hcl:"log_json,optional"`
+	MaxValueSize int    `hcl:"max_value_size,optional"`
+	// MaxRequestBytes and MaxConnections bound the local API
+	// (docs/ARCHITECTURE.md, Bounded resources).
+	MaxRequestBytes int64  `hcl:"max_request_bytes,optional"`
+	MaxConnections  int    `hcl:"max_connections,optional"`
+	MetricsAddr     string `hcl:"metrics_addr,optional"`
+	WatchHistory    int    `hcl:"watch_history,optional"`
+	HookPool        int    `hcl:"hook_pool,optional"`
+	HookMemory      int64  `hcl:"hook_memory,optional"`
+	HookHeapLimit   int64  `hcl:"hook_heap_limit,optional"`
 
 	Cluster *ClusterConfig `hcl:"cluster,block"`
 	Hooks   []HookConfig   `hcl:"hook,block"`
@@ -130,15 +134,17 @@ func DefaultConfig() Config {
 	}
 	dataDir := rpc.DefaultDataDir()
 	return Config{
-		NodeName:      name,
-		DataDir:       dataDir,
-		Socket:        rpc.DefaultSocket(dataDir),
-		SocketMode:    "0660",
-		LogLevel:      "info",
-		MaxValueSize:  DefaultMaxValueSize,
-		WatchHistory:  100000,
-		HookMemory:    16 << 20,
-		HookHeapLimit: 512 << 20,
+		NodeName:        name,
+		DataDir:         dataDir,
+		Socket:          rpc.DefaultSocket(dataDir),
+		SocketMode:      "0660",
+		LogLevel:        "info",
+		MaxValueSize:    DefaultMaxValueSize,
+		MaxRequestBytes: rpc.DefaultMaxRequestBytes,
+		MaxConnections:  rpc.DefaultMaxConnections,
+		WatchHistory:    100000,
+		HookMemory:      16 << 20,
+		HookHeapLimit:   512 << 20,
 		Cluster: &ClusterConfig{
 			Name:         "default",
 			Transport:    "multicast",
@@ -219,6 +225,10 @@ func (c *Config) validateLimits() error {
 	switch {
 	case c.MaxValueSize < 1 || c.MaxValueSize > MaxMaxValueSize:
 		return fieldErr("max_value_size", "must be between 1 and %d bytes, not %d", MaxMaxValueSize, c.MaxValueSize)
+	case c.MaxRequestBytes < int64(c.MaxValueSize):
+		return fieldErr("max_request_bytes", "must be at least max_value_size (%d bytes), not %d", c.MaxValueSize, c.MaxRequestBytes)
+	case c.MaxConnections < 1:
+		return fieldErr("max_connections", "must be at least 1, not %d", c.MaxConnections)
 	case c.WatchHistory < 1:
 		return fieldErr("watch_history", "must be at least 1, not %d", c.WatchHistory)
 	case c.HookPool < 0:

@@ -41,8 +41,9 @@ type Daemon struct {
 	bridge     *natsbridge.Bridge // nil without a nats block
 	stopBridge context.CancelFunc
 	bridgeDone chan struct{}
-	ring       *seal.Keyring // nil without a cluster key
-	replay     *seal.Replay  // the datagram replay filter; nil without a key
+	ring       *seal.Keyring          // nil without a cluster key
+	replay     *seal.Replay           // the datagram replay filter; nil without a key
+	keySource  atomic.Pointer[string] // where ring came from (status); a reload may change it
 	node       *cluster.Node
 	stopNode   context.CancelFunc
 	nodeDone   chan struct{}
@@ -64,11 +65,17 @@ type Daemon struct {
 	loadConfig func() (Config, error)
 
 	stopping  atomic.Bool    // refuse new writes
-	writes    sync.WaitGroup // in-flight writes, drained before the store closes
+	writes    sync.WaitGroup // in-flight commits (not their --wait), drained before the store closes
 	writesMu  sync.Mutex     // orders writes.Add against the stop
 	closeOnce sync.Once
 	closeErr  error
 	reloadMu  sync.Mutex
+
+	// waits ends the --wait of the writes in flight (waitContext): a
+	// rejoin and Close end it, so neither waits on a peer's ACK.
+	waitsMu  sync.Mutex
+	waits    context.Context
+	endWaits context.CancelCauseFunc
 }
 
 // Options are what New needs besides the config.
@@ -92,6 +99,7 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 	d := &Daemon{cfg: cfg, log: log, level: cfg.Level(), loadConfig: opts.LoadConfig, started: time.Now(),
 		errc: make(chan error, 4)}
 	d.life, d.endLife = context.WithCancel(context.Background())
+	d.waits, d.endWaits = context.WithCancelCause(context.Background())
 	hooks, err := loadHooks(cfg, log.Named("hooks"), d.localGet)
 	if err != nil {
 		return nil, err
@@ -137,8 +145,10 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 	d.metrics = newMetrics(d)
 	apiLog := log.Named("api")
 	d.api = rpc.NewServer(backend{d}, apiLog, rpc.ServerOptions{
-		MaxValueSize: cfg.MaxValueSize,
-		ErrorLog:     apiLog.StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Warn}),
+		MaxValueSize:    cfg.MaxValueSize,
+		MaxRequestBytes: cfg.MaxRequestBytes,
+		MaxConnections:  d.maxConnections(),
+		ErrorLog:        apiLog.StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Warn}),
 	})
 	log.Info("ckd ready", "version", rpc.Version, "node", cfg.NodeName, "id", d.store.NodeID(),
 		"data_dir", cfg.DataDir, "socket", cfg.Socket, "keys", d.store.Keys(),
@@ -210,8 +220,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	return err
 }
 
-// Close stops the node: it refuses new writes, waits for in-flight ones,
-// closes the API and the store. Safe to call more than once.
+// Close stops the node: it refuses new writes, waits for in-flight
+// commits (not their --wait, which it cuts short, nor streams, which it
+// ends), closes the API and the store. Safe to call more than once.
 func (d *Daemon) Close() error {
 	d.closeOnce.Do(func() {
 		d.log.Info("stopping")
@@ -219,6 +230,7 @@ func (d *Daemon) Close() error {
 		d.writesMu.Lock()
 		d.stopping.Store(true)
 		d.writesMu.Unlock()
+		d.interruptWaits(rpc.ErrShuttingDown)
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := d.api.Shutdown(ctx); err != nil {
@@ -359,7 +371,7 @@ func (d *Daemon) Reload(ctx context.Context) error {
 		d.log.Error("reload failed; the running configuration stays", "error", err)
 		return fmt.Errorf("reload: %w", err)
 	}
-	if _, err := loadKeyring(cfg.Cluster); err != nil {
+	if _, _, err := loadKeyring(cfg.Cluster, false, d.log); err != nil {
 		d.log.Error("reload failed; the old keys and hooks stay in force", "error", err)
 		return fmt.Errorf("reload: %w", err)
 	}

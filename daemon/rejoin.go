@@ -38,7 +38,7 @@ const ownWritesFile = "own-writes.jsonl"
 //
 // The work goes on if the caller goes away; it ends early only when the
 // daemon stops, and then the own writes are still in the stale dir.
-func (d *Daemon) Rejoin(ctx context.Context) (rpc.RejoinResult, error) {
+func (d *Daemon) Rejoin(_ context.Context) (rpc.RejoinResult, error) {
 	var res rpc.RejoinResult
 	if !d.rejoinMu.TryLock() {
 		return res, rpc.Errorf(rpc.ErrSyncing, "a rejoin is already running")
@@ -47,7 +47,7 @@ func (d *Daemon) Rejoin(ctx context.Context) (rpc.RejoinResult, error) {
 	if err := d.canRejoin(); err != nil {
 		return res, err
 	}
-	ctx = d.life
+	ctx := d.life // not the caller's: the work goes on if it goes away
 	cutoff := d.node.LatestInSync()
 	res.OldID = d.store.NodeID().String()
 	if !cutoff.IsZero() {
@@ -57,6 +57,14 @@ func (d *Daemon) Rejoin(ctx context.Context) (rpc.RejoinResult, error) {
 	d.rejoining.Store(true)
 	d.writesMu.Unlock()
 	defer d.rejoining.Store(false)
+	// Nothing a client does may hold the rejoin up: waits for ACKs and
+	// streams (a watcher that reads nothing) are cut short; they hold
+	// swapMu, which the swap takes. Only commits are waited for.
+	d.interruptWaits(errRejoining)
+	defer d.renewWaits()
+	if d.api != nil {
+		d.api.EndStreams(errRejoining)
+	}
 	d.writes.Wait()
 	d.log.Warn("rejoin: moving this node's data aside and starting afresh from the cluster",
 		"id", res.OldID, "last_in_sync", res.LastInSync)

@@ -38,7 +38,7 @@ type Backend interface {
 	Members(ctx context.Context) ([]Member, error)
 	Status(ctx context.Context) (Status, error)
 	// Health is nil when the node serves and has bootstrapped, else
-	// ErrSyncing or ErrShuttingDown.
+	// ErrSyncing, ErrShuttingDown, or ErrDiskFull (with status 503).
 	Health(ctx context.Context) error
 	// Reload re-reads the reloadable configuration (hooks, keyring, log level).
 	Reload(ctx context.Context) error

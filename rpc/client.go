@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -48,7 +49,10 @@ func (e *UnreachableError) Is(target error) bool { return target == ErrUnreachab
 
 func (e *UnreachableError) Unwrap() error { return e.Err }
 
-// NewClient returns a client of the daemon listening on socket.
+// NewClient returns a client of the daemon listening on socket. Each
+// connection is checked with CheckServer before a byte is written on it:
+// a call to a socket served by another user's process fails with an
+// *UntrustedServerError.
 func NewClient(socket string) *Client {
 	var d net.Dialer
 	tr := &http.Transport{
@@ -56,6 +60,10 @@ func NewClient(socket string) *Client {
 			c, err := d.DialContext(ctx, "unix", socket)
 			if err != nil {
 				return nil, &UnreachableError{Socket: socket, Err: unwrapOpError(err)}
+			}
+			if err := CheckServer(c, socket); err != nil {
+				c.Close()
+				return nil, err
 			}
 			return c, nil
 		},
@@ -133,9 +141,15 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		var ue *UnreachableError
+		var (
+			ue *UnreachableError
+			te *UntrustedServerError
+		)
 		if errors.As(err, &ue) {
 			return nil, ue
+		}
+		if errors.As(err, &te) {
+			return nil, te
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
@@ -180,6 +194,9 @@ func encodeQuery(q url.Values) string {
 func readError(resp *http.Response) error {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, maxErrorBody))
 	e := &Error{Status: resp.StatusCode}
+	if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && secs >= 0 {
+		e.retryAfter = time.Duration(secs) * time.Second
+	}
 	if json.Unmarshal(b, e) != nil || e.Code == "" {
 		// Not one of ours (a proxy, an old daemon): keep what it said.
 		e.Code = "http_" + strconv.Itoa(resp.StatusCode)
@@ -258,13 +275,53 @@ func readInfo(resp *http.Response) ReadInfo {
 // Put stores value under key and returns the stored record. With
 // opts.Wait, a shortfall of acknowledgements is an *Error matching
 // ErrWaitTimeout (the value is stored) with Acked and Wanted set.
+//
+// A write the daemon turns away busy (ErrBusy: too many request bodies or
+// connections at once) is sent again after a short pause, for up to
+// BusyRetryFor; then the busy error is returned.
 func (c *Client) Put(ctx context.Context, key string, value []byte, opts WriteOptions) (Record, error) {
-	return c.write(ctx, http.MethodPut, key, bytes.NewReader(value), opts)
+	return c.retryBusy(ctx, func() (Record, error) {
+		return c.write(ctx, http.MethodPut, key, bytes.NewReader(value), opts)
+	})
 }
 
-// Delete deletes key (a tombstone). Deleting a missing key succeeds.
+// Delete deletes key (a tombstone). Deleting a missing key succeeds. It is
+// sent again when the daemon is busy, as Put is.
 func (c *Client) Delete(ctx context.Context, key string, opts WriteOptions) (Record, error) {
-	return c.write(ctx, http.MethodDelete, key, nil, opts)
+	return c.retryBusy(ctx, func() (Record, error) {
+		return c.write(ctx, http.MethodDelete, key, nil, opts)
+	})
+}
+
+// BusyRetryFor is how long Put and Delete keep resending a write the
+// daemon answered busy.
+const BusyRetryFor = 5 * time.Second
+
+// retryBusy calls send until it is not answered busy or BusyRetryFor has
+// passed, pausing between calls a random time up to the answer's
+// Retry-After (at most a second), so that many clients turned away at
+// once do not all come back at once.
+func (c *Client) retryBusy(ctx context.Context, send func() (Record, error)) (Record, error) {
+	deadline := time.Now().Add(BusyRetryFor)
+	for {
+		rec, err := send()
+		var e *Error
+		if !errors.As(err, &e) || e.Code != ErrBusy.Code {
+			return rec, err
+		}
+		pause := min(max(e.retryAfter, 100*time.Millisecond), time.Second)
+		pause = 20*time.Millisecond + rand.N(pause)
+		if time.Now().Add(pause).After(deadline) {
+			return rec, err
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return rec, ctx.Err()
+		}
+	}
 }
 
 func (c *Client) write(ctx context.Context, method, key string, body io.Reader, opts WriteOptions) (Record, error) {
@@ -362,7 +419,7 @@ func (c *Client) Status(ctx context.Context) (Status, error) {
 }
 
 // Health is nil when the node serves and has bootstrapped; else an *Error
-// matching ErrSyncing or ErrShuttingDown.
+// matching ErrSyncing, ErrShuttingDown or ErrDiskFull.
 func (c *Client) Health(ctx context.Context) error {
 	var h Health
 	return c.getJSON(ctx, "/v1/health", &h)

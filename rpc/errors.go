@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 )
 
 // Error is an API error: {"error": "...", "code": "..."} with an HTTP status.
@@ -18,6 +19,9 @@ type Error struct {
 	Acked int `json:"acked,omitempty"`
 	// Wanted is set on wait_timeout: how many acknowledgements were asked.
 	Wanted int `json:"wanted,omitempty"`
+
+	// retryAfter is the answer's Retry-After, for a client that resends.
+	retryAfter time.Duration
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -42,6 +46,10 @@ var (
 	ErrSyncing         = &Error{Status: http.StatusServiceUnavailable, Code: "syncing", Message: "the node is still bootstrapping"}
 	ErrWaitTimeout     = &Error{Status: http.StatusGatewayTimeout, Code: "wait_timeout", Message: "stored, but not enough peers acknowledged"}
 	ErrDiskFull        = &Error{Status: http.StatusInsufficientStorage, Code: "disk_full", Message: "disk full: writes refused"}
+	// ErrBusy is a request the daemon turned away for want of room (request
+	// bodies in flight, connections), not for what it asked: the answer
+	// carries Retry-After and the same request may be sent again.
+	ErrBusy = &Error{Status: http.StatusServiceUnavailable, Code: "busy", Message: "the daemon is busy: try again shortly"}
 
 	// The server's own answers to requests it cannot route.
 	ErrUnknownPath      = &Error{Status: http.StatusNotFound, Code: "unknown_path", Message: "unknown path"}
@@ -74,7 +82,7 @@ func AsError(err error) *Error {
 func errorForCode(code string) *Error {
 	for _, e := range []*Error{ErrBadRequest, ErrNotFound, ErrVersionMismatch, ErrCompacted,
 		ErrTooLarge, ErrHookRejected, ErrHookError, ErrInternal, ErrShuttingDown, ErrSyncing,
-		ErrWaitTimeout, ErrDiskFull, ErrUnknownPath, ErrMethodNotAllowed} {
+		ErrWaitTimeout, ErrDiskFull, ErrBusy, ErrUnknownPath, ErrMethodNotAllowed} {
 		if e.Code == code {
 			return e
 		}
@@ -90,4 +98,13 @@ var (
 	// ErrUnreachable is returned by the Client when it cannot connect to
 	// the daemon's socket (missing, refused); the error names the socket.
 	ErrUnreachable = errors.New("cannot reach ckd")
+	// ErrUntrustedServer is returned by the Client when the process serving
+	// the socket is neither root, nor the client's user, nor the owner of
+	// the socket and its private directory (CheckServer); nothing was
+	// sent. The error is an *UntrustedServerError naming the uid.
+	ErrUntrustedServer = errors.New("untrusted server on the socket")
+	// ErrSocketDir is returned by Listen for a socket directory other users
+	// may write that is not sticky, or a path in a shared (sticky)
+	// directory that another user's file holds.
+	ErrSocketDir = errors.New("unsafe socket directory")
 )

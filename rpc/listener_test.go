@@ -7,6 +7,7 @@ import (
 	"os/user"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -194,6 +195,147 @@ func TestListenGroup(t *testing.T) {
 		}
 		if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("socket left behind: %v", err)
+		}
+	})
+}
+
+// needRoot skips a test that must create files of another user.
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("not root: cannot make files of another user (uid 65534) to test against")
+	}
+}
+
+// A socket directory other users may write is refused unless it is sticky.
+func TestListenSocketDir(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		mode   os.FileMode
+		owner  int // -1: ours
+		refuse bool
+	}{
+		{"private", 0o700, -1, false},
+		{"world writable", 0o777, -1, true},
+		{"group writable", 0o770, -1, true},
+		{"sticky world writable", 0o777 | os.ModeSticky, -1, false},
+		{"another user's", 0o755, 65534, true},
+		{"another user's, sticky", 0o777 | os.ModeSticky, 65534, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			if c.owner >= 0 {
+				needRoot(t)
+			}
+			dir := filepath.Join(shortDir(t), "d")
+			if err := os.Mkdir(dir, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			if c.owner >= 0 {
+				if err := os.Chown(dir, c.owner, c.owner); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := os.Chmod(dir, c.mode); err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, "ckd.sock")
+			ln, err := rpc.Listen(path, 0o600, "")
+			if !c.refuse {
+				if err != nil {
+					t.Fatalf("Listen: %v", err)
+				}
+				ln.Close()
+				return
+			}
+			if err == nil {
+				ln.Close()
+				t.Fatal("Listen succeeded")
+			}
+			if !errors.Is(err, rpc.ErrSocketDir) || !strings.Contains(err.Error(), dir) {
+				t.Errorf("err = %v, want ErrSocketDir naming the directory", err)
+			}
+			if _, err := os.Lstat(path); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("a socket was created: %v", err)
+			}
+		})
+	}
+}
+
+// In a sticky shared directory another user's live socket at the path is
+// theirs: ckd refuses, naming the uid, and touches nothing; a stale one
+// is removed when ckd may (root).
+func TestListenSharedDirForeignSocket(t *testing.T) {
+	needRoot(t)
+	dir := filepath.Join(shortDir(t), "tmp")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(dir, 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, "ckd.sock")
+	other, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other.SetUnlinkOnClose(false)
+	defer other.Close()
+	if err := os.Lchown(path, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.Lstat(path)
+	ln, err := rpc.Listen(path, 0o600, "")
+	if err == nil {
+		ln.Close()
+		t.Fatal("Listen over another user's live socket succeeded")
+	}
+	if !errors.Is(err, rpc.ErrSocketDir) || !strings.Contains(err.Error(), "uid 65534") {
+		t.Errorf("err = %v, want ErrSocketDir naming uid 65534", err)
+	}
+	if after, err := os.Lstat(path); err != nil || !os.SameFile(before, after) {
+		t.Errorf("the other user's socket was touched: %v", err)
+	}
+	other.Close() // now stale: root may remove it
+	ln = listen(t, path)
+	// The inode number may be reused; the owner tells them apart.
+	if fi, err := os.Lstat(path); err != nil || fi.Sys().(*syscall.Stat_t).Uid != 0 {
+		t.Errorf("the stale socket was not replaced by root's: %v", err)
+	}
+	ln.Close()
+}
+
+// With socket_group, a directory ckd creates gets the group and 0750; one
+// that was there (and is not /run/ckd) is left as it is.
+func TestListenGroupDir(t *testing.T) {
+	needRoot(t)
+	t.Run("created", func(t *testing.T) {
+		dir := filepath.Join(shortDir(t), "run", "ckd")
+		ln, err := rpc.Listen(filepath.Join(dir, "ckd.sock"), 0o660, "4242")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		di, err := os.Stat(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if gid := di.Sys().(*syscall.Stat_t).Gid; gid != 4242 || di.Mode().Perm() != 0o750 {
+			t.Errorf("directory gid %d mode %04o, want 4242 and 0750", gid, di.Mode().Perm())
+		}
+	})
+	t.Run("existing", func(t *testing.T) {
+		dir := shortDir(t)
+		ln, err := rpc.Listen(filepath.Join(dir, "ckd.sock"), 0o660, "4242")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		di, err := os.Stat(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if gid := di.Sys().(*syscall.Stat_t).Gid; gid == 4242 || di.Mode().Perm() != 0o700 {
+			t.Errorf("an existing directory was changed: gid %d mode %04o", gid, di.Mode().Perm())
 		}
 	})
 }

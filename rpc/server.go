@@ -1,7 +1,6 @@
 package rpc
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -26,9 +25,46 @@ type ServerOptions struct {
 	// MaxValueSize bounds a PUT body, and (doubled) an import line.
 	// 0 means DefaultMaxValueSize.
 	MaxValueSize int
+	// MaxRequestBytes is the budget for request bodies held in memory at
+	// once, across all connections (values being read, import lines);
+	// beyond it a request is answered 503 busy. 0 means
+	// DefaultMaxRequestBytes; it is raised to MaxValueSize if below.
+	MaxRequestBytes int64
+	// MaxConnections caps the connections served at once; a few more are
+	// accepted for health and status only (see Serve). 0 means
+	// DefaultMaxConnections.
+	MaxConnections int
+	// BodyTimeout bounds a request body that sends nothing, and a PUT's
+	// whole value. 0 means DefaultBodyTimeout.
+	BodyTimeout time.Duration
+	// StreamWriteTimeout bounds each write of a watch or export stream: a
+	// client that reads nothing for this long is dropped. 0 means
+	// DefaultStreamWriteTimeout.
+	StreamWriteTimeout time.Duration
 	// ErrorLog receives the HTTP server's own errors (bad connections);
 	// nil: the standard logger.
 	ErrorLog *log.Logger
+}
+
+// withDefaults fills the zero fields of o.
+func (o ServerOptions) withDefaults() ServerOptions {
+	if o.MaxValueSize <= 0 {
+		o.MaxValueSize = DefaultMaxValueSize
+	}
+	if o.MaxRequestBytes <= 0 {
+		o.MaxRequestBytes = DefaultMaxRequestBytes
+	}
+	o.MaxRequestBytes = max(o.MaxRequestBytes, int64(o.MaxValueSize))
+	if o.MaxConnections <= 0 {
+		o.MaxConnections = DefaultMaxConnections
+	}
+	if o.BodyTimeout <= 0 {
+		o.BodyTimeout = DefaultBodyTimeout
+	}
+	if o.StreamWriteTimeout <= 0 {
+		o.StreamWriteTimeout = DefaultStreamWriteTimeout
+	}
+	return o
 }
 
 // Server answers the local API (DESIGN §5) by calling a Backend.
@@ -37,14 +73,19 @@ type ServerOptions struct {
 type Server struct {
 	b        Backend
 	log      Logger
+	opts     ServerOptions
 	maxValue int
+	budget   *budget
 	routes   map[string]route
 	srv      *http.Server
 
-	// streams is cancelled by Shutdown: watch and export streams never go
-	// idle by themselves, so http.Server.Shutdown would wait for them.
+	// streams ends the watch, export and import streams: Shutdown ends it
+	// for good (they never go idle by themselves, so http.Server.Shutdown
+	// would wait for them), EndStreams ends the streams of the moment.
+	streamsMu   sync.Mutex
 	streams     context.Context
-	stopStreams context.CancelFunc
+	stopStreams context.CancelCauseFunc
+	closed      bool
 }
 
 // route is one fixed path: the methods it takes and its handler.
@@ -71,11 +112,9 @@ func NewServer(b Backend, log Logger, opts ServerOptions) *Server {
 	if log == nil {
 		log = nullLogger{}
 	}
-	if opts.MaxValueSize <= 0 {
-		opts.MaxValueSize = DefaultMaxValueSize
-	}
-	s := &Server{b: b, log: log, maxValue: opts.MaxValueSize}
-	s.streams, s.stopStreams = context.WithCancel(context.Background())
+	opts = opts.withDefaults()
+	s := &Server{b: b, log: log, opts: opts, maxValue: opts.MaxValueSize, budget: newBudget(opts.MaxRequestBytes)}
+	s.streams, s.stopStreams = context.WithCancelCause(context.Background())
 	get, post := []string{http.MethodGet}, []string{http.MethodPost}
 	s.routes = map[string]route{
 		"/v1/kv":      {get, s.handleList},
@@ -95,19 +134,51 @@ func NewServer(b Backend, log Logger, opts ServerOptions) *Server {
 		MaxHeaderBytes:    64 << 10,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          opts.ErrorLog,
+		ConnContext:       connContext,
 	}
-	s.srv.RegisterOnShutdown(s.stopStreams)
+	s.srv.RegisterOnShutdown(s.closeStreams)
 	return s
 }
 
 // Serve answers requests on ln until Shutdown; it then returns nil. Any
-// other error ends it too and is returned.
+// other error ends it too and is returned. It serves at most
+// MaxConnections connections at once, and a few more for health and
+// status only (limitListener).
 func (s *Server) Serve(ln net.Listener) error {
-	err := s.srv.Serve(ln)
+	err := s.srv.Serve(newLimitListener(ln, s.opts.MaxConnections, s.log))
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
 	return err
+}
+
+// EndStreams ends the watch, export and import streams running now; each
+// ends with cause as its last word (for a rejoin: the node is
+// syncing). A stream blocked writing to a client that does not read is
+// cut off at once. Streams started afterwards run as usual.
+func (s *Server) EndStreams(cause error) {
+	s.streamsMu.Lock()
+	defer s.streamsMu.Unlock()
+	if s.closed {
+		return
+	}
+	s.stopStreams(cause)
+	s.streams, s.stopStreams = context.WithCancelCause(context.Background())
+}
+
+// closeStreams ends the streams for good: the server is shutting down.
+func (s *Server) closeStreams() {
+	s.streamsMu.Lock()
+	defer s.streamsMu.Unlock()
+	s.closed = true
+	s.stopStreams(ErrShuttingDown)
+}
+
+// currentStreams is the context that ends the streams starting now.
+func (s *Server) currentStreams() context.Context {
+	s.streamsMu.Lock()
+	defer s.streamsMu.Unlock()
+	return s.streams
 }
 
 // Shutdown stops accepting connections, ends watch and export streams,
@@ -115,7 +186,7 @@ func (s *Server) Serve(ln net.Listener) error {
 // the connections that remain and returns ctx's error. It closes the
 // listeners Serve was given. Safe to call more than once.
 func (s *Server) Shutdown(ctx context.Context) error {
-	s.stopStreams()
+	s.closeStreams()
 	err := s.srv.Shutdown(ctx)
 	if err != nil {
 		s.srv.Close()
@@ -134,6 +205,7 @@ type debugLogger interface{ IsDebug() bool }
 
 // ServeHTTP routes a request and logs it at debug level.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	liftDeadlines(w, r)
 	if d, ok := s.log.(debugLogger); ok && !d.IsDebug() {
 		s.route(w, r)
 		return
@@ -150,6 +222,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) route(w http.ResponseWriter, r *http.Request) {
+	if restricted(r.Context()) && !s.restrictedAllows(w, r) {
+		return
+	}
 	// The key is taken from the escaped path, not r.URL.Path, so that an
 	// escaped "/" in the key cannot be mistaken for a path separator
 	// before the /v1/kv/ prefix; and no ServeMux, which would clean the
@@ -260,7 +335,10 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request, key string, q
 		s.writeError(w, Errorf(ErrTooLarge, "value too large: %d bytes, over the limit of %d", r.ContentLength, s.maxValue))
 		return
 	}
-	value, err := s.readValue(r)
+	body := newBodyReader(w, r.Body, s.opts.BodyTimeout, time.Now().Add(s.opts.BodyTimeout))
+	value, held, err := s.readValue(r, body)
+	body.done()
+	defer s.budget.release(held)
 	if err != nil {
 		s.writeError(w, err)
 		return
@@ -269,26 +347,72 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request, key string, q
 	s.answer(w, rec, err)
 }
 
-// readValue reads a PUT's body, at most maxValue bytes: with a
-// Content-Length into one buffer of that size, else growing.
-func (s *Server) readValue(r *http.Request) ([]byte, error) {
+// errBusyBodies answers a request whose body finds no room in the budget.
+func (s *Server) errBusyBodies() *Error {
+	return Errorf(ErrBusy, "the daemon is busy: request bodies in flight are at max_request_bytes (%d bytes); try again shortly",
+		s.opts.MaxRequestBytes)
+}
+
+// readValue reads a PUT's body, at most maxValue bytes, into room taken
+// from the budget first: with a Content-Length into one buffer of that
+// size, else growing, each growth reserved before it is made. It returns
+// the bytes held in the budget, which the caller releases when done with
+// the value, even on error.
+func (s *Server) readValue(r *http.Request, body io.Reader) (value []byte, held int64, err error) {
 	if n := r.ContentLength; n >= 0 && n <= int64(s.maxValue) {
-		value := make([]byte, n)
-		if _, err := io.ReadFull(r.Body, value); err != nil {
-			return nil, Errorf(ErrBadRequest, "reading the value: %v", err)
+		if !s.budget.tryTake(n) {
+			s.discard(r, body, n)
+			return nil, 0, s.errBusyBodies()
 		}
-		return value, nil // the server reads no further than Content-Length
+		value := make([]byte, n)
+		if _, err := io.ReadFull(body, value); err != nil {
+			return nil, n, Errorf(ErrBadRequest, "reading the value: %v", err)
+		}
+		return value, n, nil // the server reads no further than Content-Length
 	}
-	var buf bytes.Buffer
-	// Read one byte past the limit to tell "at the limit" from "over it"
-	// without reading an unbounded body.
-	if _, err := buf.ReadFrom(io.LimitReader(r.Body, int64(s.maxValue)+1)); err != nil {
-		return nil, Errorf(ErrBadRequest, "reading the value: %v", err)
+	return s.readChunked(body)
+}
+
+// readChunked reads a body of unknown length, one byte past maxValue at
+// most (to tell "at the limit" from "over it"), growing its buffer only
+// into room reserved in the budget.
+func (s *Server) readChunked(body io.Reader) (value []byte, held int64, err error) {
+	limit := s.maxValue + 1
+	var buf []byte
+	for {
+		if len(buf) == cap(buf) {
+			grow := int64(min(max(2*cap(buf), 64<<10), limit))
+			if !s.budget.tryTake(grow) {
+				return nil, held, s.errBusyBodies()
+			}
+			nb := make([]byte, len(buf), grow)
+			copy(nb, buf)
+			s.budget.release(held)
+			buf, held = nb, grow
+		}
+		n, err := body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if len(buf) > s.maxValue {
+			return nil, held, Errorf(ErrTooLarge, "value too large: over the limit of %d bytes", s.maxValue)
+		}
+		if err == io.EOF {
+			return buf, held, nil
+		}
+		if err != nil {
+			return nil, held, Errorf(ErrBadRequest, "reading the value: %v", err)
+		}
 	}
-	if buf.Len() > s.maxValue {
-		return nil, Errorf(ErrTooLarge, "value too large: over the limit of %d bytes", s.maxValue)
+}
+
+// discard reads and drops the n bytes of a body the server will not take,
+// so that the client, still sending it, reads the answer instead of a
+// broken connection. It holds no memory of its own; a client that asked
+// to be told first (Expect: 100-continue) has sent nothing and is spared.
+func (s *Server) discard(r *http.Request, body io.Reader, n int64) {
+	if strings.EqualFold(r.Header.Get("Expect"), "100-continue") {
+		return
 	}
-	return buf.Bytes(), nil
+	io.Copy(io.Discard, io.LimitReader(body, n))
 }
 
 func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
@@ -422,11 +546,19 @@ func writeError(w http.ResponseWriter, e *Error) {
 	h := w.Header()
 	// A failed read must not carry the headers of a success.
 	h.Del("Ck-Version")
+	if e.Code == ErrBusy.Code {
+		h.Set("Retry-After", strconv.Itoa(retryAfterSeconds))
+	}
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(status)
 	w.Write(append(errorLine(e), '\n'))
 }
+
+// retryAfterSeconds is the Retry-After of a busy answer: room in the
+// budget or a connection is freed as requests finish, within a second
+// under any load the budget admits.
+const retryAfterSeconds = 1
 
 // errorBody is the JSON of an error, in the field order DESIGN §5 shows.
 type errorBody struct {

@@ -214,9 +214,15 @@ type Status struct {
 	Sync       SyncState      `json:"sync"`
 	StoreID    string         `json:"store_id"`
 	NATS       string         `json:"nats"` // bridge state: "off", "connected", "disconnected", ...
-	DataDir    string         `json:"data_dir"`
-	Socket     string         `json:"socket"`
-	UptimeMS   int64          `json:"uptime_ms"`
+	// Disk: "ok"; "low" (the space reserve is used up: writes that grow
+	// the store are limited); "full" (flushes fail: they are refused).
+	Disk    string `json:"disk"`
+	DataDir string `json:"data_dir"`
+	Socket  string `json:"socket"`
+	// KeySource is where the cluster key came from: "config encrypt",
+	// "keyring_file PATH", "default key file PATH" or "none (insecure)".
+	KeySource string `json:"key_source"`
+	UptimeMS  int64  `json:"uptime_ms"`
 }
 
 // SyncState tells whether the node has finished its bootstrap.

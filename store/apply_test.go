@@ -72,17 +72,97 @@ func TestApplyRejects(t *testing.T) {
 	zero := write("k", "v", 1, 1, nil)
 	zero.Lamport = 0
 	huge := write("k", "v", 1, store.MaxLamport+1, nil)
+	jump := write("k", "v", 1, store.MaxClockJump+1, nil) // L is 0
 	novv := write("k", "v", 1, 1, nil)
 	novv.VV = store.VV{id(1): 0}
 	tomb := write("k", "v", 1, 1, nil)
 	tomb.Deleted = true
-	for name, rec := range map[string]store.Record{"lamport 0": zero, "huge lamport": huge, "empty vv": novv, "tombstone with value": tomb} {
-		if _, err := s.Apply(t.Context(), rec); !errors.Is(err, store.ErrBadRecord) {
-			t.Errorf("%s: %v, want ErrBadRecord", name, err)
+	ahead := write("k", "v", 1, 5, store.VV{id(2): 6}) // an entry above the lamport
+	lww := write("k", "v", 1, 5, nil)
+	lww.LWW.Lamport = 6
+	wide := write("k", "v", 1, 5, nil)
+	for i := range store.MaxVVEntries {
+		var n store.NodeID
+		n[0], n[1], n[2] = 9, byte(i>>8), byte(i)
+		wide.VV[n] = 1
+	}
+	tests := []struct {
+		name string
+		rec  store.Record
+		want error
+	}{
+		{"lamport 0", zero, store.ErrBadRecord},
+		{"huge lamport", huge, store.ErrBadRecord},
+		{"clock jump", jump, store.ErrClockJump},
+		{"empty vv", novv, store.ErrBadRecord},
+		{"tombstone with value", tomb, store.ErrBadRecord},
+		{"vv entry above lamport", ahead, store.ErrBadRecord},
+		{"lww above lamport", lww, store.ErrBadRecord},
+		{"too many vv entries", wide, store.ErrBadRecord},
+	}
+	for _, tt := range tests {
+		if _, err := s.Apply(t.Context(), tt.rec); !errors.Is(err, tt.want) {
+			t.Errorf("%s: %v, want %v", tt.name, err, tt.want)
+		}
+		if _, errs, _ := s.ApplyBatch(t.Context(), []store.Record{tt.rec}); !errors.Is(errs[0], tt.want) {
+			t.Errorf("%s in a batch: %v, want %v", tt.name, errs[0], tt.want)
 		}
 	}
-	if s.LastIndex() != 0 {
-		t.Error("a rejected record was stored")
+	if s.LastIndex() != 0 || s.Lamport() != 0 {
+		t.Errorf("a rejected record was stored (index %d) or moved the clock (L %d)", s.LastIndex(), s.Lamport())
+	}
+	if st := s.Stats(); st.RefusedClockJump != 2 || st.RefusedVV != 4 {
+		t.Errorf("refused: clock %d, vv %d; want 2 and 4", st.RefusedClockJump, st.RefusedVV)
+	}
+}
+
+// The clock moves by at most MaxClockJump a record, so the headroom below
+// MaxLamport outlasts any realistic number of hostile records; a record
+// just within the bound is accepted and observed.
+func TestApplyClockBound(t *testing.T) {
+	s := openTest(t)
+	edge := write("a", "v", 1, store.MaxClockJump, nil)
+	if _, err := s.Apply(t.Context(), edge); err != nil {
+		t.Fatal(err)
+	}
+	if s.Lamport() != store.MaxClockJump {
+		t.Fatalf("L = %d, want %d", s.Lamport(), uint64(store.MaxClockJump))
+	}
+	next := write("b", "v", 1, 2*store.MaxClockJump, nil)
+	if _, err := s.Apply(t.Context(), next); err != nil {
+		t.Fatalf("a record MaxClockJump ahead of the new L: %v", err)
+	}
+	// A HELLO's lamport (Observe) never takes the clock past the point
+	// where a local write would have no headroom.
+	s.Observe(store.MaxLamport)
+	rec, err := s.Set(t.Context(), "c", []byte("v"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Lamport > store.MaxLamport-store.MaxClockJump+1 {
+		t.Errorf("write lamport %d beyond the observable maximum", rec.Lamport)
+	}
+}
+
+// An imported vector naming this node with a large entry is observed: the
+// node's next write of the key descends from it (it dominates), so no
+// peer can prefer the imported record to the acknowledged write after it.
+func TestWriteDominatesImportedVV(t *testing.T) {
+	s := openTest(t)
+	self := s.NodeID()
+	imp := write("k", "imported", 2, 1_000_000_000, store.VV{self: 1_000_000_000})
+	if _, err := s.Apply(t.Context(), imp); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := s.Set(t.Context(), "k", []byte("after"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.VV.Compare(imp.VV) != store.Newer {
+		t.Errorf("write vv %v does not dominate the imported %v", rec.VV, imp.VV)
+	}
+	if rec.Lamport != 1_000_000_001 {
+		t.Errorf("write lamport %d, want 1000000001", rec.Lamport)
 	}
 }
 

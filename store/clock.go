@@ -17,17 +17,32 @@ const (
 	// MaxLamport bounds the lamports the store accepts from others, so
 	// that L+1 and L+lamportBlock cannot overflow however long a cluster runs.
 	MaxLamport = math.MaxUint64 / 4
+	// MaxClockJump bounds how far one received or imported record may move
+	// the clock: a record whose lamport is more than this above L is
+	// refused (ErrClockJump). Legitimate records never come close: a
+	// peer's lamports are at most its own L, which its HELLOs announce
+	// (Observe) every heartbeat, and L grows by one a local write. So a
+	// hostile record (an import line, a buggy peer) moves the clock by at
+	// most 2^32, and the 2^62 of headroom below MaxLamport needs 2^30 of
+	// them, each refused beyond the bound and counted, to run out
+	// (docs/ARCHITECTURE.md, "Hostile records").
+	MaxClockJump = 1 << 32
+	// MaxVVEntries bounds a version vector's size: one entry per node
+	// that ever wrote the key (a rejoin makes a new node id).
+	MaxVVEntries = 4096
 )
 
 // Lamport returns the node's current clock L: the last lamport written,
 // resolved or observed.
 func (s *Store) Lamport() uint64 { return s.lamport.Load() }
 
-// Observe raises L to l if l is larger (a lamport heard from a peer). It is
-// not persisted by itself: the next write or apply that uses a larger value
-// persists the reservation covering it.
+// Observe raises L to l if l is larger (a lamport heard from a peer in a
+// HELLO, which is authenticated by the cluster key). It is not persisted by
+// itself: the next write or apply that uses a larger value persists the
+// reservation covering it. It never raises L past MaxLamport-MaxClockJump,
+// so that a local write always has headroom.
 func (s *Store) Observe(l uint64) {
-	s.raise(min(l, MaxLamport))
+	s.raise(min(l, MaxLamport-MaxClockJump))
 }
 
 // raise sets L = max(L, l).

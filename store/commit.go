@@ -159,14 +159,30 @@ func (s *Store) commit(batch []*request) {
 
 // commitLocked is commit with commitMu held.
 func (s *Store) commitLocked(batch []*request) {
+	if len(batch) > 1 && s.space.limited.Load() {
+		// A full disk admits some writes and not others (space.go): one
+		// at a time, so that a refused write fails alone.
+		for _, r := range batch {
+			s.commitLocked([]*request{r})
+		}
+		return
+	}
 	st, err := s.begin()
+	var shrinks, direct bool
 	if err == nil {
 		err = st.build(batch)
+		if err == nil {
+			shrinks, direct, err = s.admit(st)
+		}
 		st.done()
 	}
 	if err == nil && (len(st.changes) > 0 || st.reservedDirty) {
 		// Only ignored records and refused conditions write nothing.
-		err = s.persist(st)
+		if direct {
+			err = s.commitDirect(st)
+		} else {
+			err = s.persist(st, shrinks)
+		}
 	}
 	s.commits.Add(1)
 	s.requests.Add(uint64(len(batch)))
@@ -198,15 +214,16 @@ func (st *txState) build(batch []*request) error {
 }
 
 // persist makes the batch durable: in the log, or, when it is too large
-// for the log, straight in the bbolt file.
-func (s *Store) persist(st *txState) error {
+// for the log, straight in the bbolt file. A batch that shrinks the store
+// may use the ring's spare (walSpace).
+func (s *Store) persist(st *txState, shrinks bool) error {
 	lsn := s.wal.lsn + 1
 	b := s.wal.encode(lsn, st.reserved, st.walChanges())
 	if int64(len(b)) > s.wal.maxBatch() {
 		return s.commitDirect(st)
 	}
 	n := int64(len(b))
-	pos, err := s.walSpace(n)
+	pos, err := s.walSpace(n, shrinks)
 	if err != nil {
 		return err
 	}
@@ -219,18 +236,26 @@ func (s *Store) persist(st *txState) error {
 
 // walSpace returns where a batch of n bytes goes in the log, waiting for
 // flushes to free the space. It fails with the flush's error when a flush
-// it waited for failed (a full disk).
-func (s *Store) walSpace(n int64) (int64, error) {
+// it waited for failed (a full disk). Only a batch that shrinks the store
+// may take the last 1/ringSpare of the ring: when flushes fail for lack of
+// space, deletes still find room there (space.go).
+func (s *Store) walSpace(n int64, shrinks bool) (int64, error) {
+	need := n
+	if !shrinks {
+		need += s.wal.size / ringSpare // the spare stays clear after it
+	}
 	for waited := false; ; waited = true {
-		pos := s.wal.place(n)
+		pos := s.wal.place(need)
 		s.mu.RLock()
 		tail, busy := s.ringTail()
 		ferr, sig := s.flushErr, s.flushSig
 		s.mu.RUnlock()
-		if !busy || fits(pos, n, s.wal.head, tail) {
+		if !busy || fits(pos, need, s.wal.head, tail) {
 			return pos, nil
 		}
-		if waited && ferr != nil {
+		if waited && ferr != nil || isNoSpace(ferr) {
+			// Flushes failing for lack of space retry on their own
+			// schedule (flush.go): no waiting for them.
 			return 0, ferr
 		}
 		s.kickFlush()
@@ -267,8 +292,10 @@ func (s *Store) commitError(err error, n int) error {
 	e := s.classify(err)
 	switch {
 	case errors.Is(e, ErrDiskFull):
+		// The reserve is for flushes (space.go): a write that fails here
+		// fails alone.
 		if !s.diskFull.Swap(true) {
-			s.log.Error("disk full: writes fail until space is freed", "path", s.path, "error", err)
+			s.log.Error("disk full: a commit failed", "path", s.path, "error", err)
 		}
 	case e != ErrClosed:
 		s.log.Error("commit failed", "requests", n, "error", err)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cloudknowledge/ck/store"
 )
@@ -33,7 +34,7 @@ func mountTmpfs(t *testing.T, size string) string {
 	return dir
 }
 
-// fill writes a file until the file system is full.
+// fill writes a file until the file system is full, to the last byte.
 func fill(t *testing.T, path string) {
 	t.Helper()
 	f, err := os.Create(path)
@@ -41,55 +42,179 @@ func fill(t *testing.T, path string) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	buf := make([]byte, 4096)
-	for {
-		if _, err := f.Write(buf); err != nil {
-			if !errors.Is(err, syscall.ENOSPC) {
-				t.Fatalf("filling: %v", err)
+	for _, n := range []int{1 << 20, 4096, 1} {
+		buf := make([]byte, n)
+		for {
+			if _, err := f.Write(buf); err != nil {
+				if !errors.Is(err, syscall.ENOSPC) {
+					t.Fatalf("filling: %v", err)
+				}
+				break
 			}
-			return
 		}
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(filepath.Dir(path), &st); err != nil || st.Bavail != 0 {
+		t.Fatalf("filled, yet %d blocks free (%v)", st.Bavail, err)
 	}
 }
 
+// waitFor polls cond for up to 20 s.
+func waitFor(t *testing.T, what string, cond func() error) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		err := cond()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %v", what, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A ring of 64 blocks (256 KiB) and so a reserve of 128 KiB: the tmpfs
+// stays small.
+const smallWAL = 64 * 4096
+
+// setUntilFull writes values of n bytes under prefix until the store
+// refuses one, and returns the keys it acknowledged and the error.
+func setUntilFull(t *testing.T, s *store.Store, prefix string, n int) (acked []string, err error) {
+	t.Helper()
+	value := make([]byte, n)
+	for i := 0; i < 1000; i++ {
+		key := fmt.Sprintf("%s/%d", prefix, i)
+		keys, last, root, l := s.Keys(), s.LastIndex(), s.Root(), s.Lamport()
+		if _, err = s.Set(t.Context(), key, value, nil); err != nil {
+			if s.Keys() != keys || s.LastIndex() != last || s.Root() != root || s.Lamport() != l {
+				t.Fatal("a refused write changed the in-memory state")
+			}
+			return acked, err
+		}
+		acked = append(acked, key)
+	}
+	t.Fatal("1000 writes fit on a full disk")
+	return nil, nil
+}
+
 func TestDiskFull(t *testing.T) {
-	dir := mountTmpfs(t, "1m")
-	s := openAt(t, filepath.Join(dir, "store.db"), durable)
-	mustSet(t, s, "before", "kept")
+	dir := mountTmpfs(t, "4m")
+	s := openAt(t, filepath.Join(dir, "store.db"), durable, store.WALSize(smallWAL))
+	if got := s.DiskState(); got != store.DiskOK {
+		t.Fatalf("disk state %q on an empty disk", got)
+	}
+	const size = 24 << 10
+	var old []string
+	for i := range 20 {
+		old = append(old, fmt.Sprintf("old/%d", i))
+		mustSet(t, s, old[i], string(make([]byte, size)))
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
 	filler := filepath.Join(dir, "filler")
 	fill(t, filler)
 
-	keys, last, root, l := s.Keys(), s.LastIndex(), s.Root(), s.Lamport()
-	value := make([]byte, 64<<10)
-	var err error
-	for i := 0; i < 20 && err == nil; i++ {
-		_, err = s.Set(t.Context(), fmt.Sprintf("big/%d", i), value, nil)
-		if err == nil {
-			keys, last, root, l = s.Keys(), s.LastIndex(), s.Root(), s.Lamport()
-		}
-	}
-	t.Logf("full: %v", err)
-	if !errors.Is(err, store.ErrDiskFull) || !errors.Is(err, syscall.ENOSPC) {
+	more, err := setUntilFull(t, s, "new", size)
+	t.Logf("%d writes before the disk was full, %d after; refused: %v", len(old), len(more), err)
+	if !errors.Is(err, store.ErrDiskFull) {
 		t.Fatalf("write on a full disk: %v, want ErrDiskFull", err)
 	}
-	if s.Keys() != keys || s.LastIndex() != last || s.Root() != root || s.Lamport() != l {
-		t.Fatal("a failed commit changed the in-memory state")
+	if got := s.DiskState(); got == store.DiskOK {
+		t.Fatalf("disk state %q on a full disk", got)
 	}
-	if rec, found := mustGet(t, s, "before"); !found || string(rec.Value) != "kept" {
-		t.Fatalf("read on a full disk: %+v, %v", rec, found)
+	for _, k := range append(old, more...) {
+		if _, found := mustGet(t, s, k); !found {
+			t.Fatalf("%s lost on a full disk", k)
+		}
 	}
+
+	// Deletes and smaller overwrites are accepted, and free space for
+	// writes that grow the store again.
+	for _, k := range old[:len(old)/2] {
+		mustDelete(t, s, k)
+	}
+	for _, k := range old[len(old)/2:] {
+		mustSet(t, s, k, "small")
+	}
+	waitFor(t, "a write after deletes", func() error {
+		_, err := s.Set(t.Context(), "after/deletes", make([]byte, size), nil)
+		return err
+	})
 	if err := s.Check(); err != nil {
 		t.Fatalf("check on a full disk: %v", err)
 	}
 
+	// Space returns: the reserve is allocated again and writes are no
+	// longer limited.
 	if err := os.Remove(filler); err != nil {
 		t.Fatal(err)
 	}
-	rec, err := s.Set(t.Context(), "after", value, nil)
-	if err != nil {
-		t.Fatalf("write after freeing space: %v", err)
-	}
-	if got, found := mustGet(t, s, "after"); !found || got.Hash() != rec.Hash() {
+	waitFor(t, "disk state after freeing space", func() error {
+		if got := s.DiskState(); got != store.DiskOK {
+			return fmt.Errorf("state %q", got)
+		}
+		return nil
+	})
+	rec := mustSet(t, s, "after/filler", string(make([]byte, size)))
+	if got, found := mustGet(t, s, "after/filler"); !found || got.Hash() != rec.Hash() {
 		t.Fatalf("read back: %v", found)
+	}
+}
+
+// A store whose log holds unflushed batches (as after kill -9) opens on a
+// full disk, serves every acknowledged write, accepts deletes and flushes
+// them once space returns.
+func TestDiskFullOpen(t *testing.T) {
+	s := openTest(t, store.WALSize(smallWAL))
+	release := s.HoldFlushes()
+	t.Cleanup(release)
+	want := map[string]store.Record{}
+	for i := range 20 {
+		r := mustSet(t, s, fmt.Sprintf("k%d", i), fmt.Sprint(i))
+		want[r.Key] = r
+	}
+	dir := mountTmpfs(t, "2m")
+	crashed := filepath.Join(dir, "crashed.db")
+	copyFile(t, s.Path(), crashed)
+	copyFile(t, store.WALPath(s.Path()), store.WALPath(crashed))
+	release()
+	fill(t, filepath.Join(dir, "filler"))
+
+	c := openAt(t, crashed, durable, store.WALSize(smallWAL))
+	for k, w := range want {
+		if r, found := mustGet(t, c, k); !found || r.Hash() != w.Hash() {
+			t.Fatalf("%s after opening on a full disk: %+v, want %+v", k, r, w)
+		}
+	}
+	if c.Keys() != 20 || c.Root() != s.Root() || c.LastIndex() != s.LastIndex() {
+		t.Fatalf("keys %d, last index %d/%d, roots equal %v", c.Keys(), c.LastIndex(), s.LastIndex(), c.Root() == s.Root())
+	}
+	if got := c.DiskState(); got == store.DiskOK {
+		t.Fatalf("disk state %q on a full disk without a reserve", got)
+	}
+	mustDelete(t, c, "k0")
+	if r, _ := mustGet(t, c, "k0"); !r.Deleted {
+		t.Fatalf("k0 after its delete: %+v", r)
+	}
+	if _, err := c.NextEpoch(uint64(time.Now().UnixMilli())); err != nil {
+		t.Fatalf("boot epoch on a full disk: %v", err)
+	}
+	if err := os.Remove(filepath.Join(dir, "filler")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "flush after freeing space", func() error {
+		if err := c.Flush(); err != nil {
+			return err
+		}
+		if got := c.DiskState(); got != store.DiskOK {
+			return fmt.Errorf("state %q", got)
+		}
+		return nil
+	})
+	if c.Keys() != 19 {
+		t.Fatalf("%d keys, want 19", c.Keys())
 	}
 }

@@ -15,17 +15,33 @@ var metaEpoch = []byte("boot_epoch")
 // the wall clock went back. Peers use it to tell a restarted node from a
 // replayed message, and a copied data dir from its original (DESIGN §3-4).
 // Call it once per start, before the first frame is sent.
+//
+// On a full disk, where even the space reserve gives no room for the
+// transaction, the epoch is returned without being persisted (and a
+// warning logged), so that the node still starts and serves reads
+// (docs/ARCHITECTURE.md, "A full disk"): it still exceeds every earlier
+// epoch unless the wall clock went back.
 func (s *Store) NextEpoch(nowMS uint64) (uint64, error) {
 	var epoch uint64
-	err := s.db.Update(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
-		var prev uint64
-		if b := meta.Get(metaEpoch); len(b) == 8 {
-			prev = binary.BigEndian.Uint64(b)
-		}
-		epoch = max(prev+1, nowMS)
-		return meta.Put(metaEpoch, u64(epoch))
-	})
+	update := func() error {
+		return s.db.Update(func(tx *bolt.Tx) error {
+			meta := tx.Bucket(bucketMeta)
+			var prev uint64
+			if b := meta.Get(metaEpoch); len(b) == 8 {
+				prev = binary.BigEndian.Uint64(b)
+			}
+			epoch = max(prev+1, nowMS)
+			return meta.Put(metaEpoch, u64(epoch))
+		})
+	}
+	err := update()
+	if isNoSpace(err) && s.space.release() {
+		err = update()
+	}
+	if isNoSpace(err) && epoch != 0 {
+		s.log.Warn("disk full: the boot epoch is not persisted", "epoch", epoch, "error", err)
+		return epoch, nil
+	}
 	if err != nil {
 		return 0, fmt.Errorf("store: boot epoch: %w", s.commitError(err, 1))
 	}

@@ -18,6 +18,10 @@ var (
 	// ErrBadRecord: a received record cannot be stored as it is (its
 	// lamport is zero or absurdly large). The sender is buggy or hostile.
 	ErrBadRecord = errors.New("invalid record")
+	// ErrClockJump: a received or imported record's lamport is more than
+	// MaxClockJump above this node's clock. It wraps ErrBadRecord: the
+	// record is refused and counted (Stats.Refused), the clock unchanged.
+	ErrClockJump = fmt.Errorf("%w: lamport too far ahead", ErrBadRecord)
 	// ErrVersionMismatch: a conditional write (ifVersion) found another
 	// version. The error is a *VersionError carrying the current version.
 	ErrVersionMismatch = errors.New("version mismatch")

@@ -2,6 +2,7 @@ package store
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 
@@ -16,9 +17,15 @@ import (
 // log or the committer needs their space, so commits go on while it
 // writes. Many writes of the same key or of neighbouring keys then cost
 // one page write, where a commit per write rewrote a dozen pages.
+//
+// While flushes fail for lack of space the flusher waits flushRetry after
+// each failure, doubling up to flushEvery, rather than retry on every
+// writer's kick: a failed flush of a large pending set costs as much as a
+// good one.
 const (
 	flushEvery = time.Second
 	flushShare = 4
+	flushRetry = 50 * time.Millisecond
 )
 
 // kickFlush asks the flusher for a flush now.
@@ -35,6 +42,7 @@ func (s *Store) runFlusher() {
 	defer close(s.flushDone)
 	t := time.NewTicker(flushEvery)
 	defer t.Stop()
+	backoff := flushRetry
 	for {
 		select {
 		case <-s.flushKick:
@@ -42,9 +50,28 @@ func (s *Store) runFlusher() {
 		case <-s.flushStop:
 			return
 		}
-		_ = s.flushOnce() // flushOnce keeps the error for the committer
+		err := s.flushOnce() // flushOnce keeps the error for the committer
+		if err == nil {
+			backoff = flushRetry
+			if s.space.limited.Load() {
+				s.refreshSpace()
+			}
+			continue
+		}
+		if isNoSpace(err) {
+			select {
+			case <-time.After(backoff):
+			case <-s.flushStop:
+				return
+			}
+			backoff = min(2*backoff, flushEvery)
+		}
 	}
 }
+
+// refreshSpace allocates the reserve of a limited store again when there
+// is space (space.go).
+func (s *Store) refreshSpace() { s.space.refresh(s.wal) }
 
 // flushAll flushes until nothing is pending, or a flush fails.
 func (s *Store) flushAll() error {
@@ -78,6 +105,13 @@ func (s *Store) flushOnce() error {
 	s.mu.Unlock()
 
 	err := s.db.Update(func(tx *bolt.Tx) error { return writePending(tx, fr) })
+	if isNoSpace(err) && s.space.release() {
+		// What the reserve is for (space.go).
+		err = s.db.Update(func(tx *bolt.Tx) error { return writePending(tx, fr) })
+	}
+	if fr.batches > 0 {
+		s.space.flushed(isNoSpace(err))
+	}
 	if err != nil {
 		err = s.flushError(err)
 	}
@@ -93,15 +127,17 @@ func (s *Store) flushOnce() error {
 	return err
 }
 
-// flushError classifies a failed flush, logging the first of a run.
+// flushError classifies a failed flush, logging the first of a run (a
+// full disk is logged by space.flushed).
 func (s *Store) flushError(err error) error {
 	s.mu.RLock()
 	again := s.flushErr != nil
 	s.mu.RUnlock()
-	if again {
-		return s.classify(err)
+	e := s.classify(err)
+	if !again && !errors.Is(e, ErrDiskFull) && e != ErrClosed {
+		s.log.Error("flush failed", "error", err)
 	}
-	return s.commitError(err, 0)
+	return e
 }
 
 // writePending writes a set of batches into the file: records, key-hash
@@ -170,9 +206,14 @@ func reindexTomb(tombs *bolt.Bucket, key string, raw []byte, put bool) error {
 	return tombs.Delete(tombKey(h.At, key))
 }
 
-// replay writes the batches the log holds beyond the file's wal_lsn into
-// the file (Open, before anything else reads it).
-func (s *Store) replay() error {
+// replay reads the batches the log holds beyond the file's wal_lsn (Open,
+// before anything else reads the file) and returns them as a pending set,
+// or nil when there are none. They are not written into the file here:
+// that would need space, and a store must open and serve reads on a full
+// disk; the flusher writes them like any other batches. Only after a
+// double fault (below) are they written at once, as that needs the file
+// to drop change-log entries.
+func (s *Store) replay() (*pending, error) {
 	var lsn, last, first uint64
 	err := s.db.View(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
@@ -184,34 +225,43 @@ func (s *Store) replay() error {
 		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	batches, err := s.wal.recover(lsn)
 	if err != nil || len(batches) == 0 {
-		return err
+		return nil, err
 	}
 	p := newPending()
-	p.last, p.first = last, first
+	p.last, p.first, p.pos = last, first, batches[0].pos
+	doubleFault := false
 	for _, b := range batches {
 		p.batches++
 		p.lsn, p.reserved = b.lsn, max(p.reserved, b.reserved)
+		p.size += b.end - b.pos
 		for _, c := range b.changes {
 			// Indexes run on from the file's. One below is possible only
 			// after a double fault: a batch written directly (commitDirect)
 			// that reported an error yet reached the disk, which the logged
 			// batches after it do not know; they win.
 			if c.index > p.last+1 || c.index == 0 {
-				return fmt.Errorf("store: %w: write-ahead log batch %d has change %d after %d", ErrCorrupt, b.lsn, c.index, p.last)
+				return nil, fmt.Errorf("store: %w: write-ahead log batch %d has change %d after %d", ErrCorrupt, b.lsn, c.index, p.last)
 			}
+			doubleFault = doubleFault || c.index <= p.last
 			p.last = c.index
-			kh := KeyHash(c.key)
-			p.put(&stagedPut{key: c.key, raw: c.raw, hash: hashBytes(c.raw), keyHash: kh, event: Event{Index: c.index}, ev: c.ev})
+			ev, err := decodeEvent(u64(c.index), c.ev)
+			if err != nil {
+				return nil, fmt.Errorf("write-ahead log batch %d: %w", b.lsn, err)
+			}
+			p.put(&stagedPut{key: c.key, raw: c.raw, hash: hashBytes(c.raw), keyHash: KeyHash(c.key), event: ev, ev: c.ev})
 		}
 	}
 	if hist := uint64(s.opts.WatchHistory); p.last >= hist && p.first+hist <= p.last {
 		p.first = p.last - hist + 1
 	}
 	s.log.Info("replaying the write-ahead log", "batches", len(batches), "from", batches[0].lsn, "to", p.lsn)
+	if !doubleFault {
+		return p, nil
+	}
 	err = s.db.Update(func(tx *bolt.Tx) error {
 		if err := writePending(tx, p); err != nil {
 			return err
@@ -226,7 +276,7 @@ func (s *Store) replay() error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("store: replaying the write-ahead log: %w", err)
+		return nil, fmt.Errorf("store: replaying the write-ahead log: %w", err)
 	}
-	return nil
+	return nil, nil
 }

@@ -77,8 +77,6 @@ func reopen(t testing.TB, s *store.Store, opts ...func(*store.Options)) *store.S
 
 func durable(o *store.Options) { o.NoSync = false }
 
-func ptr[T any](v T) *T { return &v }
-
 func mustSet(t testing.TB, s *store.Store, key, value string) store.Record {
 	t.Helper()
 	rec, err := s.Set(t.Context(), key, []byte(value), nil)

@@ -108,7 +108,8 @@ func (s *Store) pendingRange(prefix, after string) []*pendingRec {
 		for k, r := range p.recs {
 			if strings.HasPrefix(k, prefix) && k > after && !seen[k] {
 				seen[k] = true
-				out = append(out, r)
+				cp := *r // put updates r in place once s.mu is released
+				out = append(out, &cp)
 			}
 		}
 	}
@@ -116,16 +117,18 @@ func (s *Store) pendingRange(prefix, after string) []*pendingRec {
 	return out
 }
 
-// pendingLeaf returns the pending records of a digest leaf by key. The
-// caller holds s.mu.
-func (s *Store) pendingLeaf(leaf uint16) map[string]*pendingRec {
-	out := map[string]*pendingRec{}
+// pendingLeaf returns the pending records of a digest leaf by key, as
+// copies: the committer updates a pending record in place (put) when its
+// key is written again, after the caller has released s.mu. The caller
+// holds s.mu.
+func (s *Store) pendingLeaf(leaf uint16) map[string]LeafEntry {
+	out := map[string]LeafEntry{}
 	for _, p := range []*pending{s.frozen, s.active} { // active last: it is newer
 		if p == nil {
 			continue
 		}
 		for _, r := range p.leaves[leaf] {
-			out[r.key] = r
+			out[r.key] = LeafEntry{KeyHash: r.keyHash, Key: r.key, Hash: r.hash}
 		}
 	}
 	return out

@@ -226,7 +226,7 @@ func TestPurgeLogMerges(t *testing.T) {
 	if s.PurgeLogLen() != 1 {
 		t.Fatalf("purge log has %d entries", s.PurgeLogLen())
 	}
-	both := write("k", "both", 3, 1, store.VV{id(1): 10, id(2): 12})
+	both := write("k", "both", 3, 13, nil) // a resolution of the two: lamport above both
 	both.VV = store.VV{id(1): 10, id(2): 12}
 	mustApply(t, s, both, store.Dropped)
 	mustApply(t, s, write("k", "v1", 1, 9, nil), store.Dropped)

@@ -236,7 +236,7 @@ type LeafEntry struct {
 // included), in key-hash order. It reads an index, not the records.
 func (s *Store) LeafEntries(leaf uint16) ([]LeafEntry, error) {
 	var out []LeafEntry
-	var pend map[string]*pendingRec
+	var pend map[string]LeafEntry
 	prefix := []byte{byte(leaf >> 8), byte(leaf)}
 	err := s.read(func() bool { pend = s.pendingLeaf(leaf); return true }, func(tx *bolt.Tx) error {
 		c := tx.Bucket(bucketKeyHash).Cursor()
@@ -248,8 +248,8 @@ func (s *Store) LeafEntries(leaf uint16) ([]LeafEntry, error) {
 			copy(e.KeyHash[:], k)
 			e.Key = string(k[len(e.KeyHash):])
 			copy(e.Hash[:], v)
-			if p := pend[e.Key]; p != nil {
-				e.Hash = p.hash
+			if p, ok := pend[e.Key]; ok {
+				e.Hash = p.Hash
 				delete(pend, e.Key)
 			}
 			out = append(out, e)
@@ -258,7 +258,7 @@ func (s *Store) LeafEntries(leaf uint16) ([]LeafEntry, error) {
 	})
 	if len(pend) > 0 {
 		for _, p := range pend {
-			out = append(out, LeafEntry{KeyHash: p.keyHash, Key: p.key, Hash: p.hash})
+			out = append(out, p)
 		}
 		slices.SortFunc(out, byKeyHashKey)
 	}

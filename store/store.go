@@ -139,6 +139,7 @@ type Store struct {
 
 	commits, requests, flushes atomic.Uint64
 	purged, dropped            atomic.Uint64 // tombstones purged; records Apply dropped (purge.go)
+	refusedClock, refusedVV    atomic.Uint64 // records validate refused: lamport too far ahead; bad version vector
 
 	passMu    sync.Mutex  // held over a purge pass
 	purgeMu   sync.Mutex  // guards purgeQ
@@ -147,6 +148,7 @@ type Store struct {
 	purgeStop chan struct{} // closed by Close: the purger exits
 	purgeDone chan struct{} // closed when the purger has exited
 	diskFull  atomic.Bool   // the last commit failed for lack of space (logged once)
+	space     *space        // the reserve, and what a full disk still admits (space.go)
 
 	mu         sync.RWMutex  // guards what follows
 	active     *pending      // committed batches not yet flushed (pending.go)
@@ -206,6 +208,7 @@ func Open(path string, opts Options) (*Store, error) {
 		purgeKick: make(chan struct{}, 1),
 		purgeStop: make(chan struct{}),
 		purgeDone: make(chan struct{}),
+		space:     newSpace(path, opts.walSize, opts.Logger.Named("store")),
 	}
 	if err := s.start(); err != nil {
 		if s.wal != nil {
@@ -234,10 +237,38 @@ func (s *Store) start() error {
 	if s.wal, err = openWAL(walPath(s.path), s.opts.walSize, s.storeID, s.opts.NoSync); err != nil {
 		return err
 	}
-	if err := s.replay(); err != nil {
+	s.allocate()
+	replayed, err := s.replay()
+	if err != nil {
 		return err
 	}
-	return s.load()
+	if err := s.load(replayed); err != nil {
+		return err
+	}
+	if replayed != nil {
+		s.active = replayed
+		s.kickFlush()
+	}
+	return nil
+}
+
+// allocate gives the log's ring and the space reserve their blocks, the
+// ring first: a ring the disk has no room for gets the reserve's
+// (docs/ARCHITECTURE.md, "A full disk").
+func (s *Store) allocate() {
+	if !s.wal.allocated {
+		if err := os.Remove(s.space.path); err == nil {
+			s.wal.preallocate()
+		}
+	}
+	if !s.wal.allocated {
+		s.log.Warn("the write-ahead log could not be allocated: commits may fail while the disk is full", "path", s.wal.path)
+		s.space.refresh(s.wal)
+		return
+	}
+	if !s.space.hold() {
+		s.space.refresh(s.wal)
+	}
 }
 
 func (s *Store) readStoreID() (id NodeID, err error) {
@@ -350,8 +381,9 @@ func (s *Store) checkFormat(tx *bolt.Tx) (uint64, error) {
 	return f, nil
 }
 
-// load reads the meta values and rebuilds what is kept in memory.
-func (s *Store) load() error {
+// load reads the meta values and rebuilds what is kept in memory, with
+// the batches replayed from the log (nil if none) on top of the file.
+func (s *Store) load(replayed *pending) error {
 	return s.db.View(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		var err error
@@ -372,9 +404,45 @@ func (s *Store) load() error {
 		if err != nil {
 			return err
 		}
+		if replayed != nil {
+			l, err := s.overlay(tx, replayed)
+			if err != nil {
+				return err
+			}
+			maxL = max(maxL, l)
+		}
 		s.lamport.Store(max(s.reserved, maxL))
 		return nil
 	})
+}
+
+// overlay applies the replayed batches to what load read from the file:
+// the digest tree, the key count, the reservation and the change-log
+// bounds. It returns the largest lamport they hold.
+func (s *Store) overlay(tx *bolt.Tx, p *pending) (maxL uint64, err error) {
+	kv := tx.Bucket(bucketKV)
+	for key, r := range p.recs {
+		h, err := decodeHead(r.raw)
+		if err != nil {
+			return 0, fmt.Errorf("store: %w: logged record %q: %v", ErrCorrupt, key, err)
+		}
+		var was Hash
+		if old := kv.Get([]byte(key)); old != nil {
+			was = hashBytes(old)
+			if oh, err := decodeHead(old); err == nil && !oh.Deleted {
+				s.keys--
+			}
+		}
+		if !h.Deleted {
+			s.keys++
+		}
+		s.dig.update(r.keyHash, was, r.hash)
+		maxL = max(maxL, h.Lamport)
+	}
+	s.dig.computeRoot()
+	s.reserved = max(s.reserved, p.reserved)
+	s.lastIndex, s.firstIndex = p.last, p.first
+	return maxL, nil
 }
 
 // rebuild computes the digest tree and live key count from the kv bucket,
@@ -450,6 +518,10 @@ type Stats struct {
 	Flushes  uint64 // flushes of logged batches into the data file (or failed ones)
 	Purged   uint64 // expired tombstones purged
 	Dropped  uint64 // received records not stored: expired tombstones, deleted values coming back
+	// Records refused as hostile (validate): a lamport more than
+	// MaxClockJump ahead of the clock; a version vector too large or with
+	// an entry above the record's lamport.
+	RefusedClockJump, RefusedVV uint64
 }
 
 // Stats returns the counters since Open.
@@ -457,6 +529,7 @@ func (s *Store) Stats() Stats {
 	return Stats{
 		Commits: s.commits.Load(), Requests: s.requests.Load(), Flushes: s.flushes.Load(),
 		Purged: s.purged.Load(), Dropped: s.dropped.Load(),
+		RefusedClockJump: s.refusedClock.Load(), RefusedVV: s.refusedVV.Load(),
 	}
 }
 

@@ -75,6 +75,10 @@ type wal struct {
 	buf  []byte // the batch being encoded, reused
 	abuf []byte // block-aligned copy for direct writes, reused
 	err  error  // set when the log cannot be used any more
+
+	// allocated: the file's blocks up to size are allocated (preallocate),
+	// so a batch never needs a new block of the file system.
+	allocated bool
 }
 
 // walChange is one stored change in a batch.
@@ -110,12 +114,55 @@ func openWAL(path string, size int64, store NodeID, noSync bool) (*wal, error) {
 		}
 	}
 	w := &wal{f: f, path: path, size: size, store: store, noSync: noSync}
+	w.preallocate()
 	if !noSync {
 		if d, err := os.OpenFile(path, os.O_RDWR|syscall.O_DIRECT|syscall.O_DSYNC, 0); err == nil {
 			w.direct = d
 		}
 	}
 	return w, nil
+}
+
+// minWALSize is the smallest ring preallocate settles for on a nearly full
+// disk: 64 blocks, batches of up to 16 blocks.
+const minWALSize = 64 * walBlock
+
+// preallocate allocates the ring's blocks (fallocate), so that appending a
+// batch never needs space of the file system and a full disk cannot fail a
+// commit (docs/ARCHITECTURE.md, "A full disk"). A new log on a disk without
+// room for the whole ring gets the largest power-of-two fraction of it
+// that fits, down to minWALSize; when even that fails the log stays sparse
+// (writes may then fail with ENOSPC, as they did before). Allocating an
+// existing log only fills its holes: the batches in it are not touched.
+func (w *wal) preallocate() {
+	fi, err := w.f.Stat()
+	if err != nil {
+		return
+	}
+	fresh := fi.Size() == 0
+	for size := w.size; ; size /= 2 {
+		err := syscall.Fallocate(int(w.f.Fd()), 0, 0, size)
+		if err == nil {
+			w.size, w.allocated = size, true
+			return
+		}
+		if !fresh {
+			break
+		}
+		if !errors.Is(err, syscall.ENOSPC) || size/2 < minWALSize {
+			// A failed allocation may leave blocks allocated: a fresh log
+			// gives them back.
+			_ = w.f.Truncate(0)
+			return
+		}
+	}
+	// A log left by a crash that cannot grow to the ring's size keeps the
+	// size it has as its ring, allocated: its batches all lie within it.
+	if n := fi.Size() / walBlock * walBlock; n >= minWALSize && n < w.size {
+		if syscall.Fallocate(int(w.f.Fd()), 0, 0, n) == nil {
+			w.size, w.allocated = n, true
+		}
+	}
 }
 
 func syncDir(dir string) error {

@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	bolt "go.etcd.io/bbolt"
@@ -101,7 +102,28 @@ func (s *Store) Apply(ctx context.Context, rec Record) (ApplyResult, error) {
 	return r.res, nil
 }
 
+// validate checks a record received from a peer or imported: it is hostile
+// until checked (docs/ARCHITECTURE.md, "Hostile records"). Besides the
+// key, size and tombstone rules, its lamport must be above zero and within
+// MaxClockJump of L, and every version-vector entry at most its lamport
+// (every record the protocol makes has that property: a write's lamport is
+// its vv[self], a resolution's exceeds both sides' entries), so observing
+// the lamport observes the whole vector, and a later local write's
+// vv[self] = L+1 dominates it. A refused record is counted.
 func (s *Store) validate(rec *Record) error {
+	err := s.checkRecord(rec)
+	if errors.Is(err, ErrClockJump) {
+		s.refusedClock.Add(1)
+	} else if errors.Is(err, errBadVV) {
+		s.refusedVV.Add(1)
+	}
+	return err
+}
+
+// errBadVV marks version-vector errors for the refusal counters.
+var errBadVV = fmt.Errorf("%w: bad version vector", ErrBadRecord)
+
+func (s *Store) checkRecord(rec *Record) error {
 	if err := ValidateKey(rec.Key); err != nil {
 		return err
 	}
@@ -110,10 +132,32 @@ func (s *Store) validate(rec *Record) error {
 		return fmt.Errorf("store: %w: %d bytes, the limit is %d", ErrTooLarge, len(rec.Value), s.opts.MaxValueSize)
 	case rec.Lamport == 0 || rec.Lamport > MaxLamport:
 		return fmt.Errorf("store: %w: %q has lamport %d", ErrBadRecord, rec.Key, rec.Lamport)
-	case len(rec.VV.normalized()) == 0:
-		return fmt.Errorf("store: %w: %q has an empty version vector", ErrBadRecord, rec.Key)
+	case rec.Lamport > s.Lamport()+MaxClockJump:
+		return fmt.Errorf("store: %w: %q has lamport %d, this node's clock is %d (at most %d ahead is accepted)",
+			ErrClockJump, rec.Key, rec.Lamport, s.Lamport(), uint64(MaxClockJump))
+	case rec.LWW.Lamport > rec.Lamport:
+		return fmt.Errorf("store: %w: %q ranks by lamport %d, above its own %d", ErrBadRecord, rec.Key, rec.LWW.Lamport, rec.Lamport)
 	case rec.Deleted && len(rec.Value) > 0:
 		return fmt.Errorf("store: %w: %q is a tombstone with a value", ErrBadRecord, rec.Key)
+	}
+	return checkVV(rec)
+}
+
+func checkVV(rec *Record) error {
+	if len(rec.VV) > MaxVVEntries {
+		return fmt.Errorf("store: %w: %q has %d entries, at most %d", errBadVV, rec.Key, len(rec.VV), MaxVVEntries)
+	}
+	n := 0
+	for id, l := range rec.VV {
+		if l > rec.Lamport {
+			return fmt.Errorf("store: %w: %q has entry %d for %s, above its lamport %d", errBadVV, rec.Key, l, id, rec.Lamport)
+		}
+		if l > 0 {
+			n++
+		}
+	}
+	if n == 0 {
+		return fmt.Errorf("store: %w: %q has an empty version vector", ErrBadRecord, rec.Key)
 	}
 	return nil
 }
@@ -258,11 +302,17 @@ func (st *txState) write(r *request) error {
 			return nil
 		}
 	}
-	l, self := st.tick(), st.s.nodeID
+	self := st.s.nodeID
 	vv := VV{}
 	if cur != nil {
 		vv = cur.meta.VV.normalized().Clone()
+		// L is above every lamport stored, and validate keeps vv entries
+		// at most their record's lamport, so vv[self] < L+1 already; a
+		// file written before that check may break it, and a write must
+		// dominate what it replaces whatever the file holds.
+		st.l = max(st.l, vv[self])
 	}
+	l := st.tick()
 	vv[self] = l
 	rec := Record{
 		Key: r.key, Value: r.value, Deleted: r.kind == reqDelete, VV: vv,

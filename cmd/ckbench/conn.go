@@ -108,6 +108,10 @@ func (c *rawConn) do(ctx context.Context, method, key, query string, body []byte
 			}
 			return &rpc.UnreachableError{Socket: c.socket, Err: err}
 		}
+		if err := rpc.CheckServer(conn, c.socket); err != nil { // as ckctl: nothing to another user's listener
+			conn.Close()
+			return err
+		}
 		c.conn, c.r, c.w = conn, bufio.NewReaderSize(conn, 16<<10), bufio.NewWriterSize(conn, 16<<10)
 	}
 	err := c.roundTrip(method, key, query, body, hasBody)

@@ -6,7 +6,8 @@
 // Values go to stdout byte-exact, messages to stderr prefixed "ckctl: ".
 // Exit status: 0 success; 1 failure; 2 usage; 3 key not found; 4 version
 // mismatch; 5 rejected by a hook; 6 stored but fewer peers acknowledged
-// than --wait asked; 7 daemon unreachable.
+// than --wait asked; 7 daemon unreachable (or served by a process ckctl
+// does not trust: rpc.CheckServer).
 package main
 
 import (
@@ -67,7 +68,8 @@ func (g *globals) register(fs *flag.FlagSet) {
 }
 
 // socketPath resolves the socket: --socket, then $CK_SOCKET, then the
-// default ckd uses.
+// default ckd uses for this user, or the system daemon's when this user
+// has none (rpc.ClientSocket).
 func (g *globals) socketPath() string {
 	if g.socket != "" {
 		return g.socket
@@ -75,7 +77,7 @@ func (g *globals) socketPath() string {
 	if s := os.Getenv("CK_SOCKET"); s != "" {
 		return s
 	}
-	return rpc.DefaultSocket(rpc.DefaultDataDir())
+	return rpc.ClientSocket()
 }
 
 func (e *env) json() bool { return e.g.output == "json" }
@@ -215,6 +217,7 @@ func (e *env) report(err error) int {
 	var (
 		ue *usageError
 		un *rpc.UnreachableError
+		ut *rpc.UntrustedServerError
 		nf *notFoundError
 		ae *rpc.Error
 	)
@@ -229,6 +232,10 @@ func (e *env) report(err error) int {
 		return exitUsage
 	case errors.As(err, &un):
 		e.warnf("cannot reach ckd at %s: %v; is ckd running? start it with `ckd`, or pass --socket / set CK_SOCKET", un.Socket, un.Err)
+		return exitUnreachable
+	case errors.As(err, &ut):
+		// Not the daemon this user meant to reach: as unreachable.
+		e.warnf("%v", ut)
 		return exitUnreachable
 	case errors.As(err, &nf):
 		e.warnf("%v", nf)
@@ -304,11 +311,13 @@ func printUsage(w io.Writer) {
 
 ckctl talks to ckd, the CloudKnowledge daemon, on its Unix socket
 (--socket, else $CK_SOCKET, else %s).
+It only talks to a daemon running as root, as you, or as the owner of the
+socket's private directory (exit status 7 otherwise).
 Flags may stand before or after the arguments; "--" ends the flags
 (write "ckctl set k -- -1" for a value that starts with "-").
 
 commands:
-`, rpc.DefaultSocket(rpc.DefaultDataDir()))
+`, rpc.ClientSocket())
 	for _, c := range commands {
 		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -534,7 +533,7 @@ func TestHelpAndVersion(t *testing.T) {
 // or CBOR (CONVENTIONS 13): it links the standard library and rpc, nothing
 // else, which also keeps its start fast.
 func TestDeps(t *testing.T) {
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	gobin := goBinary(t)
 	out, err := exec.Command(gobin, "list", "-deps", ".").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go list: %v\n%s", err, out)
@@ -559,7 +558,7 @@ func TestDeps(t *testing.T) {
 
 // Only rpc and the standard library are imported directly.
 func TestImports(t *testing.T) {
-	gobin := filepath.Join(runtime.GOROOT(), "bin", "go")
+	gobin := goBinary(t)
 	out, err := exec.Command(gobin, "list", "-f", `{{join .Imports "\n"}}`, ".").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go list: %v\n%s", err, out)
@@ -610,4 +609,15 @@ func newTestFlagSet(file *string, v *bool) *flag.FlagSet {
 	fs.StringVar(file, "file", "", "")
 	fs.BoolVar(v, "v", false, "")
 	return fs
+}
+
+// goBinary is the go command of the toolchain running the tests (go env
+// GOROOT, as runtime.GOROOT is deprecated), for go list.
+func goBinary(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		t.Fatalf("go env GOROOT: %v", err)
+	}
+	return filepath.Join(strings.TrimSpace(string(out)), "bin", "go")
 }

@@ -45,8 +45,10 @@ func statusFields(st rpc.Status) [][2]string {
 		{"sync", syncState(st.Sync)},
 		{"store id", st.StoreID},
 		{"nats", st.NATS},
+		{"disk", st.Disk},
 		{"data dir", st.DataDir},
 		{"socket", st.Socket},
+		{"key source", st.KeySource},
 		{"uptime", (time.Duration(st.UptimeMS) * time.Millisecond).Round(time.Second).String()},
 	}
 }

@@ -145,7 +145,7 @@ func TestFlood(t *testing.T) {
 	// Wait until every datagram was read and judged (the counters settle).
 	var after map[string]float64
 	var received, dropped float64
-	reasons := map[string]float64{}
+	var reasons map[string]float64
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		after = scrape(t, c)

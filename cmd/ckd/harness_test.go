@@ -30,6 +30,9 @@ import (
 var binDir string
 
 func TestMain(m *testing.M) {
+	if sock := os.Getenv(impostorEnv); sock != "" { // TestSocketImpostor's other user
+		os.Exit(runImpostor(sock, os.Getenv(impostorRecordEnv)))
+	}
 	flag.Parse()
 	if testing.Short() {
 		os.Exit(m.Run())
@@ -40,6 +43,22 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binDir = dir
+	// Readable and executable by every user: the local-trust tests run
+	// them as another uid.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	// A ckd with no key configured makes its user's default key file in
+	// $XDG_CONFIG_HOME/ckd (else /etc/ckd as root): every ckd a test starts
+	// inherits this, so that no test ever writes /etc/ckd or ~/.config.
+	// Scripts get a directory of their own (setupScript).
+	config, err := os.MkdirTemp("", "ck-e2e-config-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Setenv("XDG_CONFIG_HOME", config)
 	args := []string{"build", "-o", dir}
 	if raceEnabled {
 		args = append(args, "-race")
@@ -52,6 +71,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	os.RemoveAll(config)
 	os.Exit(code)
 }
 
@@ -83,13 +103,15 @@ func TestScripts(t *testing.T) {
 	})
 }
 
-// setupScript gives each script its own HOME, data and runtime dirs, the
-// binaries on PATH, and a random cluster name and port so that scripts
-// running in parallel never join each other's clusters.
+// setupScript gives each script its own HOME, config (the default key
+// file, shared by the script's nodes), data and runtime dirs, the binaries
+// on PATH, and a random cluster name and port so that scripts running in
+// parallel never join each other's clusters.
 func setupScript(env *testscript.Env) error {
 	work := env.WorkDir
 	env.Setenv("PATH", binDir+string(os.PathListSeparator)+env.Getenv("PATH"))
 	env.Setenv("HOME", filepath.Join(work, "home"))
+	env.Setenv("XDG_CONFIG_HOME", filepath.Join(work, "config"))
 	env.Setenv("XDG_STATE_HOME", filepath.Join(work, "state"))
 	env.Setenv("XDG_RUNTIME_DIR", filepath.Join(work, "run"))
 	env.Setenv("CK_CLUSTER", fmt.Sprintf("e2e-%08x", rand.Uint32()))
@@ -142,7 +164,8 @@ func cmdStart(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Defer(func() { stopDaemon(p, syscall.SIGKILL) })
 	if neg {
 		select {
-		case <-p.exited:
+		case err := <-p.exited:
+			p.exited <- err // for the deferred stop, which would wait 10 s for it
 		case <-time.After(3 * time.Second): // DESIGN: a refused start exits within 2 s
 			ts.Fatalf("ckd %s kept running, but it should have refused to start", name)
 		}
@@ -515,7 +538,7 @@ func cmdFill(ts *testscript.TestScript, neg bool, args []string) {
 
 func scriptEnv(ts *testscript.TestScript) []string {
 	var env []string
-	for _, k := range []string{"PATH", "HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR", "CK_CLUSTER", "CK_PORT", "TMPDIR"} {
+	for _, k := range []string{"PATH", "HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR", "CK_CLUSTER", "CK_PORT", "TMPDIR"} {
 		env = append(env, k+"="+ts.Getenv(k))
 	}
 	return env

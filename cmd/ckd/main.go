@@ -11,6 +11,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/cloudknowledge/ck/daemon"
@@ -69,6 +70,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func serve(cfg daemon.Config, load func() (daemon.Config, error), stderr io.Writer) int {
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(cfg.MemoryLimit())
+	}
 	d, err := daemon.New(cfg, daemon.Options{LoadConfig: load})
 	if err != nil {
 		fmt.Fprintf(stderr, "ckd: %v\n", err)

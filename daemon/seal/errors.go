@@ -22,6 +22,11 @@ var (
 	// others. The error names the file and its mode.
 	ErrKeyFileMode = errors.New("keyring file is accessible to group or others")
 
+	// ErrKeyFileOwner: the default key file belongs to another user, who
+	// could then choose the key this node trusts. The error names the
+	// file and both uids.
+	ErrKeyFileOwner = errors.New("key file is owned by another user")
+
 	// ErrHandshake: a stream's handshake failed: the peer sent something
 	// that is not a hello of this version, names a key this node does not
 	// hold, is not the expected node, or could not prove it holds the key.

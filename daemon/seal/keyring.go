@@ -218,7 +218,11 @@ func (k *Keyring) primary() *ringKey { return k.cur.Load().keys[0] }
 // ignored. A file that group or others may read or write is refused
 // (ErrKeyFileMode) before it is read: chmod 600 it. Errors name the file
 // and the line, never a key.
-func LoadKeyringFile(path string) (*Keyring, error) {
+func LoadKeyringFile(path string) (*Keyring, error) { return loadKeyringFile(path, -1) }
+
+// loadKeyringFile is LoadKeyringFile; with owner >= 0 it also refuses a
+// file owned by another uid (ErrKeyFileOwner).
+func loadKeyringFile(path string, owner int) (*Keyring, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("keyring file: %w", err)
@@ -230,15 +234,8 @@ func LoadKeyringFile(path string) (*Keyring, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keyring file: %w", err)
 	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("keyring file %s: not a regular file", path)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("%w: %s has mode %04o; make it private to ckd's user (chmod 600 %s)",
-			ErrKeyFileMode, path, perm, path)
-	}
-	if fi.Size() > maxKeyringFile {
-		return nil, fmt.Errorf("keyring file %s: %d bytes: too large for a keyring", path, fi.Size())
+	if err := checkKeyFile(path, fi, owner); err != nil {
+		return nil, err
 	}
 	keys, err := parseKeyring(io.LimitReader(f, maxKeyringFile+1))
 	if err != nil {
@@ -249,6 +246,29 @@ func LoadKeyringFile(path string) (*Keyring, error) {
 		return nil, fmt.Errorf("keyring file %s: %w", path, err)
 	}
 	return r, nil
+}
+
+// checkKeyFile refuses what must not be read as a keyring: not a regular
+// file, open to group or others, too large, or (owner >= 0) owned by
+// another uid.
+func checkKeyFile(path string, fi os.FileInfo, owner int) error {
+	if !fi.Mode().IsRegular() {
+		return fmt.Errorf("keyring file %s: not a regular file", path)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+		return fmt.Errorf("%w: %s has mode %04o; make it private to ckd's user (chmod 600 %s)",
+			ErrKeyFileMode, path, perm, path)
+	}
+	if owner >= 0 {
+		if uid, ok := fileOwner(fi); ok && uid != owner {
+			return fmt.Errorf("%w: %s belongs to uid %d, not to ckd's user (uid %d): whoever owns it chooses "+
+				"the cluster this node trusts; remove it to have a new key made, or chown it", ErrKeyFileOwner, path, uid, owner)
+		}
+	}
+	if fi.Size() > maxKeyringFile {
+		return fmt.Errorf("keyring file %s: %d bytes: too large for a keyring", path, fi.Size())
+	}
+	return nil
 }
 
 func parseKeyring(r io.Reader) ([][]byte, error) {

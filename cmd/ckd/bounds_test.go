@@ -1,0 +1,364 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cloudknowledge/ck/rpc"
+)
+
+// startLimited starts a ckd of its own cluster in dir, through prefix (a
+// command such as prlimit that execs the rest), and returns its pid.
+func startLimited(t *testing.T, dir string, prefix ...string) (sock string, pid int) {
+	t.Helper()
+	cfg := filepath.Join(dir, "ckd.hcl")
+	hcl := fmt.Sprintf("cluster {\n  name = \"bounds-%08x\"\n  port = %d\n}\n", rand.Uint32(), 20000+rand.IntN(40000))
+	if err := os.WriteFile(cfg, []byte(hcl), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sock = filepath.Join(dir, "ckd.sock")
+	args := append(prefix, filepath.Join(binDir, "ckd"), "-config", cfg, "-data-dir", filepath.Join(dir, "data"), "-socket", sock)
+	cmd := exec.Command(args[0], args[1:]...)
+	logf, err := os.Create(filepath.Join(dir, "ckd.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait(); logf.Close() }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
+	if err := awaitHealthy(sock, exited, 15*time.Second); err != nil {
+		b, _ := os.ReadFile(filepath.Join(dir, "ckd.log"))
+		t.Fatalf("ckd: %v\n%s", err, b)
+	}
+	return sock, cmd.Process.Pid
+}
+
+// peakRSS is a process's peak resident memory (VmHWM), in bytes.
+func peakRSS(t *testing.T, pid int) int64 {
+	t.Helper()
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^VmHWM:\s+(\d+) kB$`).FindSubmatch(status)
+	if m == nil {
+		t.Fatalf("no VmHWM in /proc/%d/status", pid)
+	}
+	kb, _ := strconv.ParseInt(string(m[1]), 10, 64)
+	return kb << 10
+}
+
+// unixHTTP is an HTTP client of a socket: one connection per request, as
+// that many separate clients would have.
+func unixHTTP(sock string, timeout time.Duration) *http.Client {
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{
+		DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		},
+	}}
+}
+
+// TestConcurrentLargePuts: 400 clients PUT 4 MiB values at once (1.6 GB
+// in flight). Every one is answered, stored or 503 busy with Retry-After,
+// none hangs, and ckd's peak resident memory stays under 256 MiB: the
+// bodies it holds are bounded by max_request_bytes, not their number.
+func TestConcurrentLargePuts(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real daemon; skipped with -short")
+	}
+	clients, size, limit := 400, 4<<20, int64(256<<20)
+	if raceEnabled {
+		// The race detector's shadow memory and pace: the target is
+		// checked without it (docs/BENCHMARKS.md); this checks the bound.
+		clients, limit = 100, 1<<30
+	}
+	sock, pid := startLimited(t, t.TempDir())
+	before := peakRSS(t, pid)
+	value := bytes.Repeat([]byte("v"), size)
+	hc := unixHTTP(sock, time.Minute)
+	var stored, busy atomic.Int32
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, _ := http.NewRequest("PUT", fmt.Sprintf("http://ckd/v1/kv/big/%d", i), bytes.NewReader(value))
+			resp, err := hc.Do(req)
+			if err != nil {
+				t.Errorf("PUT %d: %v", i, err)
+				return
+			}
+			defer resp.Body.Close()
+			body, _ := io.ReadAll(resp.Body)
+			var e struct{ Code string }
+			switch json.Unmarshal(body, &e); {
+			case resp.StatusCode == http.StatusOK:
+				stored.Add(1)
+			case resp.StatusCode == http.StatusServiceUnavailable && e.Code == "busy" && resp.Header.Get("Retry-After") != "":
+				busy.Add(1)
+			default:
+				t.Errorf("PUT %d: %d %s", i, resp.StatusCode, body)
+			}
+		}()
+	}
+	wg.Wait()
+	peak := peakRSS(t, pid)
+	t.Logf("%d PUTs of %d MiB in %s: %d stored, %d busy; peak RSS %d MiB (%d MiB before)",
+		clients, size>>20, time.Since(start).Round(time.Millisecond), stored.Load(), busy.Load(), peak>>20, before>>20)
+	if stored.Load() == 0 {
+		t.Error("no PUT was stored")
+	}
+	if peak >= limit {
+		t.Errorf("peak resident memory %d MiB, want under %d MiB", peak>>20, limit>>20)
+	}
+}
+
+// TestConnectionFlood: ckd under a 512-descriptor limit lowers its
+// connection cap to fit; clients open and hold connections up to the cap,
+// then make 10,000 more attempts; throughout, /v1/health answers within
+// 1 s, ckd logs no descriptor shortage, and it serves writes after.
+func TestConnectionFlood(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a real daemon; skipped with -short")
+	}
+	dir := t.TempDir()
+	sock, _ := startLimited(t, dir, "prlimit", "--nofile=512:512")
+	logb, _ := os.ReadFile(filepath.Join(dir, "ckd.log"))
+	m := regexp.MustCompile(`max_connections lowered.* now=(\d+)`).FindSubmatch(logb)
+	if m == nil {
+		t.Fatalf("ckd did not lower max_connections under 512 descriptors:\n%s", logb)
+	}
+	capacity, _ := strconv.Atoi(string(m[1]))
+	if err := awaitHealth(rpc.NewClient(sock), 15*time.Second); err != nil { // bootstrapped: alone
+		t.Fatal(err)
+	}
+
+	var held []net.Conn
+	t.Cleanup(func() {
+		for _, c := range held {
+			c.Close()
+		}
+	})
+	for range capacity {
+		c, err := net.Dial("unix", sock)
+		if err != nil {
+			t.Fatalf("holding connection %d of %d: %v", len(held)+1, capacity, err)
+		}
+		held = append(held, c)
+	}
+
+	probe := unixHTTP(sock, time.Second)
+	stop := make(chan struct{})
+	var attempts atomic.Int32
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for attempts.Add(1) <= 10000 {
+				if c, err := net.Dial("unix", sock); err == nil {
+					c.Close()
+				}
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(stop) }()
+	var worst time.Duration
+	probes := 0
+	// Probes run while the attempts do, and go on (the cap still held)
+	// until there have been at least 20.
+	for done := false; !done || probes < 20; probes++ {
+		select {
+		case <-stop:
+			done = true
+		case <-time.After(10 * time.Millisecond):
+		}
+		d, err := healthWithin(probe, time.Second)
+		if err != nil {
+			t.Fatalf("probe %d: /v1/health did not answer within 1s: %v", probes, err)
+		}
+		worst = max(worst, d)
+	}
+	t.Logf("cap %d held, 10,000 more attempts: %d health probes, slowest %s", capacity, probes, worst)
+
+	for _, c := range held {
+		c.Close()
+	}
+	held = nil
+	c := rpc.NewClient(sock)
+	defer c.Close()
+	if _, err := c.Put(context.Background(), "after/flood", []byte("ok"), rpc.WriteOptions{}); err != nil {
+		t.Fatalf("a write after the flood: %v", err)
+	}
+	if logb, _ := os.ReadFile(filepath.Join(dir, "ckd.log")); bytes.Contains(logb, []byte("too many open files")) {
+		t.Errorf("ckd ran out of descriptors:\n%s", logb)
+	}
+}
+
+// healthWithin asks /v1/health until it answers 200, resending when a
+// connection is turned away, for at most limit; it returns how long it took.
+func healthWithin(hc *http.Client, limit time.Duration) (time.Duration, error) {
+	start := time.Now()
+	for {
+		resp, err := hc.Get("http://ckd/v1/health")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return time.Since(start), nil
+			}
+			err = errors.New(resp.Status)
+		}
+		if time.Since(start) > limit {
+			return time.Since(start), err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// stuckWatcher opens a watch on sock from index 0 and never reads it,
+// with a small receive buffer so that the daemon's writes soon block.
+func stuckWatcher(t *testing.T, sock string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.(*net.UnixConn).SetReadBuffer(4096)
+	if _, err := io.WriteString(c, "GET /v1/watch?since=0 HTTP/1.1\r\nHost: ckd\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	// The 200 is sent at once or after 200 ms: reading just that far
+	// shows the watch runs; nothing is read after.
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	line, err := bufio.NewReaderSize(c, 16).ReadString('\n')
+	if err != nil || !strings.Contains(line, "200") {
+		t.Fatalf("watch: %q %v", line, err)
+	}
+	return c
+}
+
+// manyChanges writes count records with long keys in one import: 800
+// make 0.8 MB of change events, several times what the socket buffers of
+// a watcher that reads nothing hold (the rejoin then re-applies them all).
+func manyChanges(t *testing.T, n *natsNode, prefix string, count int) {
+	t.Helper()
+	var b strings.Builder
+	long := strings.Repeat("x", 900)
+	for i := range count {
+		fmt.Fprintf(&b, "{\"key\":\"%s/%s/%05d\",\"value\":\"dg==\"}\n", prefix, long, i)
+	}
+	n.ckctl(t, b.String(), "import", "--as-new")
+}
+
+// TestStuckClientsDuringRejoinAndStop: a watcher that reads nothing and a
+// write waiting 60 s for an ACK the quarantining peer never sends hold
+// up neither a rejoin nor SIGTERM: both finish within seconds, the
+// waiting write is told it was cut short (exit 6), and the watcher's
+// connection is ended.
+func TestStuckClientsDuringRejoinAndStop(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts real daemons; skipped with -short")
+	}
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "short.hcl")
+	hcl := fmt.Sprintf("cluster {\n  name = \"stuck-%08x\"\n  port = %d\n  heartbeat = \"200ms\"\n  dead_after = \"1s\"\n"+
+		"  tombstone_ttl = \"1s\"\n  purge_log_ttl = \"1s\"\n}\n", rand.Uint32(), 20000+rand.IntN(40000))
+	if err := os.WriteFile(cfg, []byte(hcl), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a := &natsNode{name: "a", dir: dir, cfg: cfg}
+	b := &natsNode{name: "b", dir: dir, cfg: cfg}
+	a.start(t)
+	b.start(t)
+	ca, cb := rpc.NewClient(a.sock()), rpc.NewClient(b.sock())
+	awaitAlive(t, []*rpc.Client{ca, cb}, 2)
+	a.ckctl(t, "", "set", "--wait", "1", "before", "v0")
+	time.Sleep(time.Second) // HELLOs carrying the same root: in sync
+	b.stop(t)
+	a.ckctl(t, "", "set", "during/a", "x")
+	time.Sleep(2 * time.Second) // longer than purge_log_ttl
+	b.start(t)
+	awaitState(t, ca, "b", "quarantined")
+	awaitState(t, cb, "a", "quarantined")
+
+	// A write that waits for an ACK a will never send (it quarantines b).
+	waiting := exec.Command(filepath.Join(binDir, "ckctl"), "--socket", b.sock(), "set", "waiting", "v", "--wait", "1", "--timeout", "60s")
+	var waitOut bytes.Buffer
+	waiting.Stderr = &waitOut
+	if err := waiting.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitExit := make(chan error, 1)
+	go func() { waitExit <- waiting.Wait() }()
+	t.Cleanup(func() { waiting.Process.Kill() })
+	stuckWatcher(t, b.sock())
+	manyChanges(t, b, "fill1", 800)
+
+	start := time.Now()
+	out := b.ckctl(t, "", "rejoin")
+	took := time.Since(start)
+	t.Logf("rejoin with a stuck watcher and a stuck --wait: %s", took.Round(time.Millisecond))
+	if !strings.Contains(out, "rejoined as") {
+		t.Fatalf("ckctl rejoin: %s", out)
+	}
+	if took > 5*time.Second {
+		lb, _ := os.ReadFile(filepath.Join(dir, "b.log"))
+		t.Errorf("the rejoin took %s, want a few seconds at most\n%s", took, lb)
+	}
+	select {
+	case err := <-waitExit:
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 6 {
+			t.Errorf("the waiting write: %v, want exit 6 (stored, not acknowledged)\n%s", err, waitOut.String())
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("the waiting write still waits after the rejoin")
+	}
+
+	// And SIGTERM, with a new stuck watcher.
+	stuckWatcher(t, b.sock())
+	manyChanges(t, b, "fill2", 800)
+	start = time.Now()
+	b.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-b.exited:
+		b.exited <- err
+		if err != nil {
+			t.Errorf("ckd exited with %v after SIGTERM", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("ckd did not stop within 10s of SIGTERM with a stuck watcher")
+	}
+	took = time.Since(start)
+	t.Logf("stop with a stuck watcher: %s", took.Round(time.Millisecond))
+	if took > 3*time.Second {
+		t.Errorf("SIGTERM took %s to stop ckd, want under 3s", took)
+	}
+}

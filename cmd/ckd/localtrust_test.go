@@ -1,0 +1,393 @@
+package main
+
+// Local trust end to end (docs/ARCHITECTURE.md, "Local trust"): another
+// user of the host, a real second uid (nobody, through setpriv), starts a
+// daemon on the default cluster's group and port, or puts a listener of
+// their own at a socket path in /tmp, and gets nothing.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/cloudknowledge/ck/rpc"
+)
+
+// otherUID is the second user the tests act as: nobody.
+const otherUID = 65534
+
+// needOtherUser skips unless the test can run programs as otherUID.
+func needOtherUser(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("starts real daemons; skipped with -short")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("not root: cannot run a program as a second uid (setpriv --reuid needs root)")
+	}
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("setpriv (util-linux) is missing: cannot run a program as a second uid")
+	}
+	if out, err := asOther("true").CombinedOutput(); err != nil {
+		t.Skipf("setpriv cannot switch to uid %d here: %v %s", otherUID, err, out)
+	}
+}
+
+// asOther runs a program as otherUID, with no supplementary groups.
+func asOther(name string, args ...string) *exec.Cmd {
+	id := fmt.Sprint(otherUID)
+	return exec.Command("setpriv", append([]string{"--reuid=" + id, "--regid=" + id, "--clear-groups", "--", name}, args...)...)
+}
+
+// sharedBase is a directory every user may traverse and read (the
+// binaries' and the config's), removed at the end of the test.
+func sharedBase(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "ck-trust-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// otherHome is a directory of otherUID's own (0700) under base.
+func otherHome(t *testing.T, base string) string {
+	t.Helper()
+	dir := filepath.Join(base, "other")
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(dir, otherUID, otherUID); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// startAs starts ckd (cmd, with config dir xdg) and waits until its API
+// answers; it is killed at the end of the test.
+func startAs(t *testing.T, cmd *exec.Cmd, xdg, logPath, sock string) {
+	t.Helper()
+	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+xdg)
+	logf, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait(); logf.Close() }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
+	if err := awaitHealthy(sock, exited, 15*time.Second); err != nil {
+		b, _ := os.ReadFile(logPath)
+		t.Fatalf("%v\nlog:\n%s", err, b)
+	}
+}
+
+// TestOtherUserLearnsNothing: with no key configured, a second user's ckd
+// on the same cluster name, group and port as ours (what the default
+// config gives every user of a host) shares no key with ours, so its
+// frames are refused: it never appears among our members, learns none of
+// our keys, and its writes never reach us.
+func TestOtherUserLearnsNothing(t *testing.T) {
+	needOtherUser(t)
+	base := sharedBase(t)
+	cfg := filepath.Join(base, "cluster.hcl")
+	hcl := fmt.Sprintf("cluster {\n  name = %q\n  port = %d\n  heartbeat = \"200ms\"\n}\n",
+		fmt.Sprintf("trust-%08x", rand.Uint32()), 20000+rand.IntN(40000))
+	if err := os.WriteFile(cfg, []byte(hcl), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	// Our node: no key configured.
+	mine := t.TempDir()
+	sock := filepath.Join(mine, "a.sock")
+	startAs(t, exec.Command(filepath.Join(binDir, "ckd"), "-config", cfg, "-node-name", "a",
+		"-data-dir", filepath.Join(mine, "a"), "-socket", sock), filepath.Join(mine, "config"), filepath.Join(mine, "a.log"), sock)
+	a := rpc.NewClient(sock)
+	defer a.Close()
+	ctx := context.Background()
+	if _, err := a.Put(ctx, "db/password", []byte("s3cret"), rpc.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	myKey := filepath.Join(mine, "config", "ckd", "cluster.key")
+	if st, err := a.Status(ctx); err != nil || st.KeySource != "default key file "+myKey {
+		t.Fatalf("key source %q (err %v), want the default key file %s", st.KeySource, err, myKey)
+	}
+	before := scrape(t, a)[`ck_datagrams_dropped_total{reason="key"}`]
+
+	// The other user's node, as the issue's reproduction: ckd -node-name
+	// evil -data-dir D -socket S, on the same cluster.
+	home := otherHome(t, base)
+	evilSock := filepath.Join(home, "evil.sock")
+	start := time.Now()
+	startAs(t, asOther(filepath.Join(binDir, "ckd"), "-config", cfg, "-node-name", "evil",
+		"-data-dir", filepath.Join(home, "data"), "-socket", evilSock), filepath.Join(home, "config"), filepath.Join(base, "evil.log"), evilSock)
+	evil := rpc.NewClient(evilSock)
+	defer evil.Close()
+	st, err := evil.Status(ctx)
+	evilKey := filepath.Join(home, "config", "ckd", "cluster.key")
+	if err != nil || st.KeySource != "default key file "+evilKey {
+		t.Fatalf("the other node's key source %q (err %v), want its own default key file", st.KeySource, err)
+	}
+	if k1, k2 := readFile(t, myKey), readFile(t, evilKey); k1 == k2 {
+		t.Fatal("both users got the same key")
+	}
+	// It writes through its own ckctl (which trusts its own daemon).
+	if out, err := asOther(filepath.Join(binDir, "ckctl"), "--socket", evilSock, "set", "bla", "pwned").CombinedOutput(); err != nil {
+		t.Fatalf("the other user's ckctl set: %v\n%s", err, out)
+	}
+	wrote := time.Now()
+
+	// Its frames do reach our node, and are refused for their key: wait
+	// until our node has refused more than 5 heartbeats' worth sent after
+	// its write, checking the whole time that it never joins.
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		checkNotMember(t, a, "evil")
+		dropped := scrape(t, a)[`ck_datagrams_dropped_total{reason="key"}`]
+		if dropped-before >= 5 && time.Since(wrote) > 1500*time.Millisecond {
+			t.Logf("our node refused %.0f frames under an unknown key in %s", dropped-before, time.Since(start).Round(time.Millisecond))
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after 15 s our node refused %.0f frames for their key: the other node's traffic does not reach it, so this test proves nothing", dropped-before)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, _, _, err := a.GetRaw(ctx, "bla", false); !errors.Is(err, rpc.ErrNotFound) {
+		t.Errorf("the other user's write reached our node: get bla = %v", err)
+	}
+	if _, _, _, err := a.GetRaw(ctx, "bla", true); !errors.Is(err, rpc.ErrNotFound) {
+		t.Errorf("a fresh read found the other user's write: %v", err)
+	}
+	var keys []string
+	if err := evil.ListAll(ctx, "", false, func(r rpc.Record) error { keys = append(keys, r.Key); return nil }); err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 1 || keys[0] != "bla" {
+		t.Errorf("the other node holds %q, want only its own bla", keys)
+	}
+	if _, _, _, err := evil.GetRaw(ctx, "db/password", true); !errors.Is(err, rpc.ErrNotFound) {
+		t.Errorf("the other node read our db/password with a fresh read: %v", err)
+	}
+	ms, err := evil.Members(ctx)
+	if err != nil || len(ms) != 1 {
+		t.Errorf("the other node's members: %+v (err %v), want only itself", ms, err)
+	}
+}
+
+// checkNotMember fails the test if node c lists a member named name.
+func checkNotMember(t *testing.T, c *rpc.Client, name string) {
+	t.Helper()
+	ms, err := c.Members(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		if m.Name == name {
+			t.Fatalf("%s appears among our members: %+v", name, m)
+		}
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// TestSocketImpostor: another user creates a listener first at the socket
+// path we use in a sticky, world-writable directory (the README's
+// /tmp/ckd-beta.sock). ckctl connects, sees from the kernel who serves the
+// socket, and refuses before it writes a byte; ckd refuses to start there.
+func TestSocketImpostor(t *testing.T) {
+	needOtherUser(t)
+	base := sharedBase(t)
+	tmp := filepath.Join(base, "tmp")
+	if err := os.Mkdir(tmp, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(tmp, 0o777|os.ModeSticky); err != nil {
+		t.Fatal(err)
+	}
+	sock := filepath.Join(tmp, "ckd-beta.sock")
+	home := otherHome(t, base)
+	record := filepath.Join(home, "received")
+
+	// The impostor is this test binary, copied where nobody can run it.
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(base, "impostor.test")
+	copyFile(t, self, bin, 0o755)
+	imp := asOther(bin, "-test.run=^$")
+	imp.Env = append(os.Environ(), impostorEnv+"="+sock, impostorRecordEnv+"="+record)
+	var out bytes.Buffer
+	imp.Stdout, imp.Stderr = &out, &out
+	if err := imp.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { imp.Process.Kill(); imp.Wait() })
+	awaitFile(t, record+".ready", &out)
+
+	for _, args := range [][]string{{"set", "db/password", "s3cret"}, {"get", "db/password"}, {"status"}} {
+		cmd := exec.Command(filepath.Join(binDir, "ckctl"), append([]string{"--socket", sock}, args...)...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		err := cmd.Run()
+		var ee *exec.ExitError
+		if !errors.As(err, &ee) || ee.ExitCode() != 7 {
+			t.Errorf("ckctl %s: %v, want exit status 7\n%s", args[0], err, stderr.String())
+		}
+		if msg := stderr.String(); !strings.Contains(msg, fmt.Sprintf("uid %d", otherUID)) || !strings.Contains(msg, "refusing") {
+			t.Errorf("ckctl %s: the message does not name the uid found: %s", args[0], msg)
+		}
+	}
+	// ckctl did connect (so the check was made on a real connection), and
+	// the impostor received nothing on any connection.
+	awaitFile(t, record+".accepted3", &out)
+	got, err := os.ReadFile(record)
+	if err != nil || len(got) != 0 {
+		t.Errorf("the impostor received %q (err %v), want nothing", got, err)
+	}
+
+	// Our ckd will not serve there either: the path is another user's.
+	mine := t.TempDir()
+	cfg := filepath.Join(mine, "beta.hcl")
+	hcl := fmt.Sprintf("cluster {\n  name = %q\n  port = %d\n}\n", fmt.Sprintf("trust-%08x", rand.Uint32()), 20000+rand.IntN(40000))
+	if err := os.WriteFile(cfg, []byte(hcl), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ckd := exec.Command(filepath.Join(binDir, "ckd"), "-config", cfg, "-node-name", "beta", "-data-dir", filepath.Join(mine, "data"), "-socket", sock)
+	ckd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+filepath.Join(mine, "config"))
+	msg, err := runWithin(ckd, 10*time.Second)
+	if err == nil || !strings.Contains(msg, fmt.Sprintf("uid %d", otherUID)) {
+		t.Errorf("ckd on the impostor's path: %v, want a refusal naming uid %d\n%s", err, otherUID, msg)
+	}
+	if b, _ := os.ReadFile(record); len(b) != len(got) {
+		t.Errorf("the impostor received %q from ckd's probe", b[len(got):])
+	}
+}
+
+// runWithin runs cmd, killing it after d; it returns its output.
+func runWithin(cmd *exec.Cmd, d time.Duration) (string, error) {
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		return "", err
+	}
+	timer := time.AfterFunc(d, func() { cmd.Process.Kill() })
+	defer timer.Stop()
+	err := cmd.Wait()
+	return out.String(), err
+}
+
+func copyFile(t *testing.T, from, to string, mode os.FileMode) {
+	t.Helper()
+	src, err := os.Open(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer src.Close()
+	dst, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY|os.O_EXCL, mode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.Copy(dst, src); err != nil {
+		t.Fatal(err)
+	}
+	if err := dst.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// awaitFile waits (at most 15 s) until path exists.
+func awaitFile(t *testing.T, path string, out *bytes.Buffer) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s did not appear within 15 s; impostor output:\n%s", path, out)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// The impostor's environment: the socket path it takes, and the file it
+// records what it receives in.
+const (
+	impostorEnv       = "CK_E2E_IMPOSTOR_SOCKET"
+	impostorRecordEnv = "CK_E2E_IMPOSTOR_RECORD"
+)
+
+// runImpostor is what the test binary does when started as the impostor:
+// listen at the socket path, answer every connection with a forged
+// success, and append every byte received to the record file. It marks
+// RECORD.ready once listening and RECORD.acceptedN after N connections.
+func runImpostor(sock, record string) int {
+	rec, err := os.OpenFile(record, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "impostor:", err)
+		return 1
+	}
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "impostor:", err)
+		return 1
+	}
+	os.Chmod(sock, 0o777) // anyone may connect, as to a real ckd
+	if err := os.WriteFile(record+".ready", nil, 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, "impostor:", err)
+		return 1
+	}
+	var mu sync.Mutex
+	for n := 1; ; n++ {
+		c, err := ln.Accept()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "impostor:", err)
+			return 1
+		}
+		go func() {
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			buf := make([]byte, 4096)
+			for {
+				k, err := c.Read(buf)
+				if k > 0 {
+					mu.Lock()
+					rec.Write(buf[:k])
+					mu.Unlock()
+					io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}")
+				}
+				if err != nil {
+					return
+				}
+			}
+		}()
+		os.WriteFile(fmt.Sprintf("%s.accepted%d", record, n), nil, 0o644)
+	}
+}

@@ -1,0 +1,85 @@
+package daemon
+
+import (
+	"context"
+	"syscall"
+
+	"github.com/cloudknowledge/ck/rpc"
+)
+
+// fdHeadroom is how many descriptors ckd keeps for itself beyond the API's
+// connections: the store and its log, peers.json and the files written
+// beside it, the cluster's sockets, hook scripts, NATS, the listener and
+// its spare. A flood of clients must not leave it unable to save
+// peers.json (docs/ARCHITECTURE.md, Bounded resources).
+const fdHeadroom = 64
+
+// maxConnections is max_connections, lowered if the open-files limit
+// (RLIMIT_NOFILE, which the Go runtime raises to its hard limit at
+// start) would not leave fdHeadroom descriptors besides the connections
+// and the status reserve.
+func (d *Daemon) maxConnections() int {
+	want := d.cfg.MaxConnections
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur > 1<<30 {
+		return want
+	}
+	room := int(lim.Cur) - fdHeadroom - rpc.StatusReserve
+	if want <= room {
+		return want
+	}
+	got := max(room, 1)
+	d.log.Warn("max_connections lowered to fit the open-files limit", "max_connections", want,
+		"nofile", lim.Cur, "now", got, "kept_for_ckd", fdHeadroom)
+	return got
+}
+
+// waitContext is ctx, also ended when a rejoin starts or the daemon
+// stops (interruptWaits): the --wait of a write holds no lock, but its
+// client must not be left waiting on a node that is going away.
+func (d *Daemon) waitContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	d.waitsMu.Lock()
+	gen := d.waits
+	d.waitsMu.Unlock()
+	wctx, cancel := context.WithCancelCause(ctx)
+	stop := context.AfterFunc(gen, func() { cancel(context.Cause(gen)) })
+	return wctx, func() { stop(); cancel(nil) }
+}
+
+// interruptWaits ends the waits running now, and those that start before
+// renewWaits, with cause.
+func (d *Daemon) interruptWaits(cause error) {
+	d.waitsMu.Lock()
+	defer d.waitsMu.Unlock()
+	d.endWaits(cause)
+}
+
+// renewWaits lets waits run again after a rejoin, unless the daemon is
+// stopping.
+func (d *Daemon) renewWaits() {
+	d.waitsMu.Lock()
+	defer d.waitsMu.Unlock()
+	if d.stopping.Load() || d.waits.Err() == nil {
+		return
+	}
+	d.waits, d.endWaits = context.WithCancelCause(context.Background())
+}
+
+// memoryHeadroom is the heap ckd needs besides request bodies: the
+// store's copies of the values it is committing, the runtime, caches.
+const memoryHeadroom = 64 << 20
+
+// MemoryLimit is the soft memory limit for the Go runtime
+// (debug.SetMemoryLimit) that keeps ckd's heap near what it holds: the
+// request body budget plus headroom, or the hooks' heap limit when hooks
+// are configured and that is larger. Without it the collector lets
+// garbage grow to the size of the live heap again, so that bodies
+// released by the budget could still double the resident memory.
+// GOMEMLIMIT, when set, is left in force instead.
+func (c Config) MemoryLimit() int64 {
+	limit := c.MaxRequestBytes + memoryHeadroom
+	if len(c.Hooks) > 0 {
+		limit = max(limit, c.HookHeapLimit)
+	}
+	return limit
+}
