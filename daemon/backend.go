@@ -20,7 +20,10 @@ import (
 // in one place.
 type backend struct{ d *Daemon }
 
-var _ rpc.Backend = backend{}
+var (
+	_ rpc.Backend      = backend{}
+	_ rpc.Bootstrapper = backend{}
+)
 
 // maxListLimit caps one page of a listing.
 const maxListLimit = 10000
@@ -37,12 +40,17 @@ func (b backend) Get(ctx context.Context, key string, opts rpc.GetOptions) (rpc.
 	}
 	var rec store.Record
 	var found bool
-	if opts.Fresh {
+	if !opts.Fresh {
+		rec, found, err = b.d.store.Get(key)
+	}
+	// A joining node does not hold everything yet: what it lacks, it asks
+	// its peers for rather than answer "not found" (docs/ARCHITECTURE.md,
+	// "A joining node").
+	if opts.Fresh || err == nil && !found && info.Syncing {
 		var res cluster.FreshResult
 		res, err = b.d.node.FreshGet(ctx, key, 0)
 		rec, found, info.Answered, info.Alive = res.Record, res.Found, res.Answered, res.Alive
-	} else {
-		rec, found, err = b.d.store.Get(key)
+		info.Fresh = true
 	}
 	if err != nil {
 		return rpc.Record{}, info, apiError(err)
@@ -108,34 +116,75 @@ func (b backend) write(ctx context.Context, key string, value []byte, del bool, 
 		return store.Record{}, b.d.metrics.writeFailed(op, rpc.Errorf(rpc.ErrTooLarge,
 			"value of %d bytes is over max_value_size (%d)", len(value), b.d.cfg.MaxValueSize))
 	}
-	if b.d.hooks.hasOnSet(key) { // the current version is only the hook's to see
-		cur, _, err := b.d.store.Get(key)
-		if err != nil {
-			return store.Record{}, b.d.metrics.writeFailed(op, apiError(err))
-		}
-		if value, err = b.d.hooks.onSet(ctx, key, value, b.meta(op, cur.Lamport)); err != nil {
-			return store.Record{}, b.d.metrics.writeFailed(op, err)
-		}
-	}
-	if len(value) > b.d.cfg.MaxValueSize { // a hook may grow the value
-		return store.Record{}, b.d.metrics.writeFailed(op, rpc.Errorf(rpc.ErrTooLarge,
-			"value of %d bytes from on_set is over max_value_size (%d)", len(value), b.d.cfg.MaxValueSize))
-	}
 	var rec store.Record
 	var err error
-	if del {
-		rec, err = b.d.store.Delete(ctx, key, opts.IfVersion)
+	if b.d.hooks.hasOnSet(key) {
+		rec, err = b.hookedWrite(ctx, key, value, del, op, opts.IfVersion)
 	} else {
-		rec, err = b.d.store.Set(ctx, key, value, opts.IfVersion)
+		rec, err = b.commit(ctx, key, value, del, opts.IfVersion)
 	}
 	if err != nil {
-		return store.Record{}, b.d.metrics.writeFailed(op, apiError(err))
+		return store.Record{}, b.d.metrics.writeFailed(op, err)
 	}
 	b.d.metrics.writes.WithLabelValues(op).Inc()
 	if opts.Wait <= 0 {
 		b.d.node.Replicate(rec)
 	}
 	return rec, nil
+}
+
+// hookedWriteTries bounds how often a write runs its on_set hook again
+// because the key changed while the hook ran.
+const hookedWriteTries = 16
+
+// hookedWrite runs on_set and commits its result only if the key has not
+// changed since the hook looked (by this node's writes or by replicated
+// ones), running the hook again if it has: so an on_set that reads the
+// key (ck.get) and derives the new value from it — a counter's increment
+// — never loses a concurrent update (docs/ARCHITECTURE.md, "Lua hooks").
+// With the client's own --if-version the first mismatch is the answer.
+func (b backend) hookedWrite(ctx context.Context, key string, value []byte, del bool, op string, ifVersion *uint64) (store.Record, error) {
+	for range hookedWriteTries {
+		cur, found, err := b.d.store.Get(key)
+		if err != nil {
+			return store.Record{}, apiError(err)
+		}
+		seen := uint64(0) // the version as a condition sees it: 0 is absent or deleted
+		if found && !cur.Deleted {
+			seen = cur.Lamport
+		}
+		out, err := b.d.hooks.onSet(ctx, key, value, b.meta(op, cur.Lamport))
+		if err != nil {
+			return store.Record{}, err
+		}
+		if len(out) > b.d.cfg.MaxValueSize { // a hook may grow the value
+			return store.Record{}, rpc.Errorf(rpc.ErrTooLarge,
+				"value of %d bytes from on_set is over max_value_size (%d)", len(out), b.d.cfg.MaxValueSize)
+		}
+		cond := ifVersion
+		if cond == nil {
+			cond = &seen
+		}
+		rec, err := b.commit(ctx, key, out, del, cond)
+		if ifVersion != nil || !errors.Is(err, rpc.ErrVersionMismatch) {
+			return rec, err
+		}
+	}
+	return store.Record{}, rpc.Errorf(rpc.ErrVersionMismatch,
+		"%q changed %d times while its on_set hook ran: try again", key, hookedWriteTries)
+}
+
+// commit stores a local write, with the client's (or hookedWrite's)
+// condition.
+func (b backend) commit(ctx context.Context, key string, value []byte, del bool, ifVersion *uint64) (store.Record, error) {
+	var rec store.Record
+	var err error
+	if del {
+		rec, err = b.d.store.Delete(ctx, key, ifVersion)
+	} else {
+		rec, err = b.d.store.Set(ctx, key, value, ifVersion)
+	}
+	return rec, apiError(err)
 }
 
 // defaultWaitTimeout bounds --wait when no --timeout is given.
@@ -193,6 +242,17 @@ func (b backend) List(ctx context.Context, opts rpc.ListOptions) (rpc.ListRespon
 		out.Items = append(out.Items, item)
 	}
 	return out, nil
+}
+
+// Bootstrapping tells the API server that lists and exports may be
+// incomplete (rpc.Bootstrapper).
+func (b backend) Bootstrapping() bool {
+	release, err := b.d.enter()
+	if err != nil {
+		return false
+	}
+	defer release()
+	return b.d.node.Bootstrapping()
 }
 
 func (b backend) Watch(ctx context.Context, prefix string, since uint64, fromNow bool, fn func(rpc.Event) error) error {

@@ -54,3 +54,12 @@ type Backend interface {
 	// Metrics serves the Prometheus text format.
 	Metrics() http.Handler
 }
+
+// Bootstrapper is implemented by a Backend whose node may still be
+// bootstrapping (pulling what it lacks from its peers). While
+// Bootstrapping is true, list and export answers carry the header
+// Ck-Syncing: true, for they show only what the node holds so far. It must
+// not block.
+type Bootstrapper interface {
+	Bootstrapping() bool
+}

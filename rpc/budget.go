@@ -81,4 +81,3 @@ func (b *budget) release(n int64) {
 	close(b.freed)
 	b.freed = make(chan struct{})
 }
-

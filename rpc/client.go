@@ -369,28 +369,38 @@ func (c *Client) List(ctx context.Context, opts ListOptions) (ListResponse, erro
 		return lr, err
 	}
 	err = decodeJSON(resp, &lr)
+	lr.Syncing = resp.Header.Get("Ck-Syncing") == "true"
 	return lr, err
 }
 
 // ListAll calls fn with every live record with the prefix, in key order,
 // following the pages. An error from fn ends it and is returned.
 func (c *Client) ListAll(ctx context.Context, prefix string, values bool, fn func(Record) error) error {
+	_, err := c.ListAllInfo(ctx, prefix, values, fn)
+	return err
+}
+
+// ListAllInfo is ListAll, and says whether the node was still
+// bootstrapping while it listed (info.Syncing): the listing may then lack
+// records the cluster holds.
+func (c *Client) ListAllInfo(ctx context.Context, prefix string, values bool, fn func(Record) error) (info ReadInfo, err error) {
 	opts := ListOptions{Prefix: prefix, Values: values}
 	for {
 		page, err := c.List(ctx, opts)
 		if err != nil {
-			return err
+			return info, err
 		}
+		info.Syncing = info.Syncing || page.Syncing
 		for _, r := range page.Items {
 			if err := fn(r); err != nil {
-				return err
+				return info, err
 			}
 		}
 		if page.Next == "" {
-			return nil
+			return info, nil
 		}
 		if page.Next <= opts.After && opts.After != "" {
-			return fmt.Errorf("list: the daemon's page cursor went backwards (%q after %q)", page.Next, opts.After)
+			return info, fmt.Errorf("list: the daemon's page cursor went backwards (%q after %q)", page.Next, opts.After)
 		}
 		opts.After = page.Next
 	}
@@ -509,16 +519,29 @@ func (c *Client) Watch(ctx context.Context, prefix string, since *uint64, fn fun
 // Export writes the records whose key has the prefix to w, one JSON line
 // each, versions kept (tombstones included), as Import reads them.
 func (c *Client) Export(ctx context.Context, prefix string, w io.Writer) error {
+	_, err := c.ExportInfo(ctx, prefix, w)
+	return err
+}
+
+// ExportInfo is Export, and says whether the node was still bootstrapping
+// (info.Syncing): the export may then lack records the cluster holds.
+func (c *Client) ExportInfo(ctx context.Context, prefix string, w io.Writer) (ReadInfo, error) {
 	q := url.Values{}
 	if prefix != "" {
 		q.Set("prefix", prefix)
 	}
 	resp, err := c.do(ctx, http.MethodGet, "/v1/export", q, nil)
 	if err != nil {
-		return err
+		return ReadInfo{}, err
 	}
 	defer resp.Body.Close()
-	br := bufio.NewReaderSize(resp.Body, 64<<10)
+	info := ReadInfo{Syncing: resp.Header.Get("Ck-Syncing") == "true"}
+	return info, copyExport(ctx, resp.Body, w)
+}
+
+// copyExport copies an export stream's record lines to w.
+func copyExport(ctx context.Context, body io.Reader, w io.Writer) error {
+	br := bufio.NewReaderSize(body, 64<<10)
 	for {
 		line, err := br.ReadBytes('\n')
 		if len(line) > 0 {

@@ -300,4 +300,19 @@ func TestClientListAll(t *testing.T) {
 	if err != stop || n != 1 {
 		t.Errorf("fn's error: %v after %d", err, n)
 	}
+	for _, syncing := range []bool{false, true} {
+		b.Lock()
+		b.Syncing = syncing
+		b.Unlock()
+		n = 0
+		info, err := c.ListAllInfo(ctx, "p/", false, func(rpc.Record) error { n++; return nil })
+		if err != nil || n != 6 || info.Syncing != syncing {
+			t.Errorf("ListAllInfo while syncing=%v: %+v, %d records, %v", syncing, info, n, err)
+		}
+		var buf bytes.Buffer
+		info, err = c.ExportInfo(ctx, "p/", &buf)
+		if err != nil || strings.Count(buf.String(), "\n") != 7 || info.Syncing != syncing {
+			t.Errorf("ExportInfo while syncing=%v: %+v, %q, %v", syncing, info, buf.String(), err)
+		}
+	}
 }

@@ -295,11 +295,14 @@ func (s *Server) handleKey(w http.ResponseWriter, r *http.Request, key string) {
 func (s *Server) handleGet(w http.ResponseWriter, r *http.Request, key string, q url.Values) {
 	opts := GetOptions{Fresh: has(q, "fresh")}
 	rec, info, err := s.b.Get(r.Context(), key, opts)
+	h := w.Header()
 	if err != nil {
+		if info.Syncing { // a not-found from a joining node says so too
+			h.Set("Ck-Syncing", "true")
+		}
 		s.writeError(w, err)
 		return
 	}
-	h := w.Header()
 	h.Set("Ck-Version", strconv.FormatUint(rec.Version, 10))
 	if info.Fresh || opts.Fresh {
 		h.Set("Ck-Answered", strconv.Itoa(info.Answered))
@@ -427,15 +430,26 @@ func (s *Server) handleList(w http.ResponseWriter, r *http.Request) {
 		}
 		opts.Limit = n
 	}
+	syncing := s.bootstrapping()
 	resp, err := s.b.List(r.Context(), opts)
 	if err != nil {
 		s.writeError(w, err)
 		return
 	}
+	if syncing {
+		w.Header().Set("Ck-Syncing", "true")
+	}
 	if resp.Items == nil {
 		resp.Items = []Record{}
 	}
 	s.writeJSON(w, http.StatusOK, resp)
+}
+
+// bootstrapping reports whether the backend's node is still pulling what
+// it lacks from its peers, so that a listing may be incomplete.
+func (s *Server) bootstrapping() bool {
+	b, ok := s.b.(Bootstrapper)
+	return ok && b.Bootstrapping()
 }
 
 func (s *Server) handleMembers(w http.ResponseWriter, r *http.Request) {

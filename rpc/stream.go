@@ -228,6 +228,9 @@ func (s *Server) handleExport(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, server, cancel := s.streamContext(r)
 	defer cancel()
+	if s.bootstrapping() {
+		w.Header().Set("Ck-Syncing", "true") // sent with the 200
+	}
 	st := s.newStream(ctx, w, r, false)
 	err = s.b.Export(ctx, q.Get("prefix"), func(rec Record) error {
 		return st.line(rec)

@@ -172,6 +172,9 @@ type ListOptions struct {
 type ListResponse struct {
 	Items []Record `json:"items"`
 	Next  string   `json:"next"`
+	// Syncing: the node was still bootstrapping, so the page may lack
+	// records the cluster holds (the header Ck-Syncing).
+	Syncing bool `json:"-"`
 }
 
 // Event is one change in the node's change log, as GET /v1/watch streams it,

@@ -6,7 +6,8 @@
 // compiled code (a FunctionProto) is shared by all Lua states. Calls run on
 // a bounded pool of sandboxed states (pool.go), each call on its state's
 // own goroutine so the caller can walk away the instant the hook's timeout
-// passes; an overrunning state is abandoned, never reused.
+// passes; an overrunning state is abandoned, never reused. Calls that find
+// every state busy queue for one, first come first served.
 //
 // The sandbox (sandbox.go) allows the base library without loading or
 // environment functions, string without dump, table, math and the ck

@@ -31,8 +31,9 @@ var (
 	ErrTimeout = errors.New("timeout")
 	// ErrHeapLimit: the heap watchdog cancelled the call.
 	ErrHeapLimit = errors.New("heap limit reached")
-	// ErrPoolExhausted: every Lua state was busy (or abandoned and still
-	// running); the call failed at once rather than queue.
+	// ErrPoolExhausted: every Lua state stayed busy (or abandoned and still
+	// running) for the call's whole wait — its hook's timeout — or its
+	// caller gave up while it waited its turn.
 	ErrPoolExhausted = errors.New("hook pool exhausted")
 	// ErrClosed: the engine was closed.
 	ErrClosed = errors.New("hook engine closed")

@@ -2,6 +2,7 @@ package scripting
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -43,7 +44,7 @@ func TestExamplesAreCovered(t *testing.T) {
 			t.Errorf("%s: the header comment must say what it does and show the hook block attaching it", name)
 		}
 	}
-	want := []string{"counter_max.lua", "json_validate.lua", "normalize.lua", "redact.lua", "set_union.lua"}
+	want := []string{"counter_max.lua", "json_validate.lua", "normalize.lua", "pn_counter.lua", "redact.lua", "set_union.lua"}
 	if !slices.Equal(names, want) {
 		t.Errorf("examples/hooks holds %v; the tests cover %v", names, want)
 	}
@@ -238,6 +239,148 @@ func TestExampleCounterMax(t *testing.T) {
 			}
 		case err != nil || string(got) != tt.want || deleted != tt.deleted:
 			t.Errorf("max(%s, %s) = %q, deleted %v, %v; want %q", tt.a.Value, tt.b.Value, got, deleted, err, tt.want)
+		}
+	}
+}
+
+// pnNode is one node of TestExamplePNCounter: an engine running
+// pn_counter.lua as NodeName name, over a one-key store of its own.
+type pnNode struct {
+	e     *Engine
+	value []byte // nil: absent
+}
+
+func newPNNode(t *testing.T, name string) *pnNode {
+	t.Helper()
+	n := &pnNode{}
+	e, err := New(Config{
+		Hooks:    []HookSpec{{Pattern: "*", Script: filepath.Join(examplesDir, "pn_counter.lua"), Timeout: testTimeout}},
+		NodeName: name,
+		Get:      func(string) ([]byte, bool, error) { return n.value, n.value != nil, nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(e.Close)
+	n.e = e
+	return n
+}
+
+// set writes value through on_set, as ckd does, and stores the result.
+func (n *pnNode) set(value string) error {
+	out, err := n.e.OnSet(bg, "counters/c", []byte(value), Meta{Op: "set"})
+	if err == nil {
+		n.value = out
+	}
+	return err
+}
+
+func (n *pnNode) count(t *testing.T) string {
+	t.Helper()
+	out, err := n.e.OnGet(bg, "counters/c", n.value, Meta{Op: "get"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(out)
+}
+
+func TestExamplePNCounter(t *testing.T) {
+	n1, n2 := newPNNode(t, "n1"), newPNNode(t, "n2")
+	for _, step := range []struct {
+		n            *pnNode
+		write, count string
+		state        string
+	}{
+		{n1, "+1", "1", `{"n":{},"p":{"n1":1}}`},
+		{n1, "+2", "3", `{"n":{},"p":{"n1":3}}`},
+		{n1, "-1", "2", `{"n":{"n1":1},"p":{"n1":3}}`},
+		{n2, "+5", "5", `{"n":{},"p":{"n2":5}}`},
+		{n2, `{"p":{"n1":2,"n3":4},"n":{"n3":1}}`, "10", `{"n":{"n3":1},"p":{"n1":2,"n2":5,"n3":4}}`},
+		{n2, "+0", "10", `{"n":{"n3":1},"p":{"n1":2,"n2":5,"n3":4}}`},
+	} {
+		if err := step.n.set(step.write); err != nil {
+			t.Fatalf("set %s: %v", step.write, err)
+		}
+		if got := string(step.n.value); got != step.state {
+			t.Errorf("after %s: state %s; want %s", step.write, got, step.state)
+		}
+		if got := step.n.count(t); got != step.count {
+			t.Errorf("after %s: count %s; want %s", step.write, got, step.count)
+		}
+	}
+	// The two nodes' concurrent states merge to every increment once.
+	v, deleted, ok, err := n1.e.OnConflict("counters/c", Version{Value: n1.value}, Version{Value: n2.value})
+	if !ok || err != nil || deleted || string(v) != `{"n":{"n1":1,"n3":1},"p":{"n1":3,"n2":5,"n3":4}}` {
+		t.Fatalf("merge = %s, deleted %v, ok %v, %v", v, deleted, ok, err)
+	}
+	n1.value = v
+	if got := n1.count(t); got != "10" {
+		t.Errorf("merged count %s; want 10", got)
+	}
+
+	for _, bad := range []string{"5", "+x", "++1", "+1234567890123456", ""} {
+		if err := n1.set(bad); !errors.Is(err, ErrRejected) {
+			t.Errorf("set %q: %v; want a rejection", bad, err)
+		}
+	}
+	for _, bad := range []string{`{"p":{"n1":-1}}`, `{"p":{"n1":1.5}}`, `{"p":[1]}`, `{bad`} {
+		if err := n1.set(bad); err == nil {
+			t.Errorf("set %q: accepted; want it refused", bad)
+		}
+	}
+	if out, err := n1.e.OnSet(bg, "counters/c", nil, Meta{Op: "del"}); err != nil || out != nil {
+		t.Errorf("delete through on_set: %q, %v; want it kept", out, err)
+	}
+
+	del := Version{Deleted: true}
+	if v, deleted, _, err := n1.e.OnConflict("counters/c", del, del); err != nil || !deleted {
+		t.Errorf("two deletes: %s, deleted %v, %v", v, deleted, err)
+	}
+	if v, deleted, _, err := n1.e.OnConflict("counters/c", del, Version{Value: n2.value}); err != nil || deleted || string(v) != string(n2.value) {
+		t.Errorf("a delete and a state: %s, deleted %v, %v", v, deleted, err)
+	}
+
+	// Commutative, associative and idempotent, on random states.
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, seed))
+	random := func() Version {
+		if rng.IntN(8) == 0 {
+			return del
+		}
+		side := func() string {
+			var parts []string
+			for _, node := range []string{"a", "b", "c"} {
+				if rng.IntN(2) == 0 {
+					parts = append(parts, fmt.Sprintf("%q:%d", node, rng.IntN(5)))
+				}
+			}
+			return "{" + strings.Join(parts, ",") + "}"
+		}
+		return Version{Value: []byte(`{"p":` + side() + `,"n":` + side() + `}`)}
+	}
+	resolve := func(a, b Version) Version {
+		t.Helper()
+		v, deleted, ok, err := n1.e.OnConflict("counters/c", a, b)
+		if !ok || err != nil {
+			t.Fatalf("OnConflict(%s, %s): ok %v, %v", a.Value, b.Value, ok, err)
+		}
+		return Version{Value: v, Deleted: deleted}
+	}
+	same := func(x, y Version) bool { return x.Deleted == y.Deleted && string(x.Value) == string(y.Value) }
+	for range 100 {
+		a, b, c := random(), random(), random()
+		if ab, ba := resolve(a, b), resolve(b, a); !same(ab, ba) {
+			t.Fatalf("not commutative: %s, %s: %s vs %s", a.Value, b.Value, ab.Value, ba.Value)
+		}
+		if l, r := resolve(resolve(a, b), c), resolve(a, resolve(b, c)); !same(l, r) {
+			t.Fatalf("not associative: %s, %s, %s: %s vs %s", a.Value, b.Value, c.Value, l.Value, r.Value)
+		}
+		if a.Deleted {
+			continue
+		}
+		if aa := resolve(a, a); !same(resolve(aa, a), aa) {
+			t.Fatalf("not idempotent: %s", a.Value)
 		}
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"runtime"
 	"runtime/metrics"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 )
@@ -181,46 +180,6 @@ func TestSparseIndex(t *testing.T) {
 	}
 }
 
-func TestPoolExhaustedFailsFast(t *testing.T) {
-	e := engine(t, `function on_set(k, v) if k == "spin" then while true do end end return v end`, timeout(time.Second),
-		func(c *Config) { c.PoolSize = 2 })
-	errs := make(chan error, 2)
-	for i := 0; i < 2; i++ {
-		go func() {
-			_, err := e.OnSet(bg, "spin", []byte("v"), Meta{Op: "set"})
-			errs <- err
-		}()
-	}
-	checkFor(t, 5*time.Second, time.Millisecond, func() error {
-		if st := e.Stats(); st.PoolBusy != 2 {
-			return fmt.Errorf("pool busy = %d; want 2", st.PoolBusy)
-		}
-		return nil
-	})
-	start := time.Now()
-	_, err := e.OnSet(bg, "fast", []byte("v"), Meta{Op: "set"})
-	if !errors.Is(err, ErrPoolExhausted) || !errors.Is(err, ErrHook) || !strings.Contains(err.Error(), "hook pool exhausted") {
-		t.Fatalf("err = %v; want hook pool exhausted", err)
-	}
-	if took := time.Since(start); took > poolWait+400*time.Millisecond {
-		t.Errorf("exhausted call took %v; want it to fail after a short wait (%v), long before the spinning calls' timeout", took, poolWait)
-	}
-	for i := 0; i < 2; i++ {
-		if err := <-errs; !errors.Is(err, ErrTimeout) {
-			t.Errorf("spinning call: %v; want a timeout", err)
-		}
-	}
-	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
-		_, err := e.OnSet(bg, "fast", []byte("v"), Meta{Op: "set"})
-		return err
-	})
-	// A spinning call may stop by itself just as its deadline passes; its
-	// state is then intact and goes back to the pool, so Abandoned may be 1.
-	if st := e.Stats(); st.PoolExhausted < 1 || st.Abandoned < 1 || st.Timeouts != 2 {
-		t.Errorf("stats = %+v", st)
-	}
-}
-
 func TestAbandonedStateIsNotReused(t *testing.T) {
 	e := engine(t, `function on_set(k, v) if k == "spin" then while true do end end return v end`,
 		timeout(50*time.Millisecond), func(c *Config) { c.PoolSize = 1 })
@@ -306,34 +265,6 @@ end`, func(c *Config) { c.MemoryBudget = 1500 })
 	}
 	if _, err := e.OnSet(bg, "json", []byte("v"), Meta{Op: "set"}); !strings.Contains(err.Error(), "ck.json.encode: result exceeds the hook memory budget") {
 		t.Fatalf("json: %v", err)
-	}
-}
-
-// More callers than states, with ordinary hooks (16 clients on the default
-// pool of a 2-CPU machine): every call waits its turn briefly and
-// succeeds; none fails with "hook pool exhausted".
-func TestPoolBusyWaitsBriefly(t *testing.T) {
-	e := engine(t, `function on_set(k, v) return v .. "!" end`, func(c *Config) { c.PoolSize = 4 })
-	var wg sync.WaitGroup
-	errs := make(chan error, 16*50)
-	for range 16 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range 50 {
-				if _, err := e.OnSet(bg, "k", []byte("v"), Meta{Op: "set"}); err != nil {
-					errs <- err
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Fatalf("a call failed under ordinary contention: %v", err)
-	}
-	if st := e.Stats(); st.PoolExhausted != 0 || st.PoolLive > 4 {
-		t.Errorf("stats = %+v", st)
 	}
 }
 

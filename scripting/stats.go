@@ -13,7 +13,7 @@ type Stats struct {
 	Timeouts      uint64 // calls that ran past their timeout
 	HeapCancels   uint64 // calls cancelled by the heap watchdog
 	Fallbacks     uint64 // on_conflict failures (the caller used last-writer-wins)
-	PoolExhausted uint64 // calls refused because every state was busy
+	PoolExhausted uint64 // calls that waited for a state in vain
 	Abandoned     uint64 // states abandoned by calls that overran
 	LogsDropped   uint64 // ck.log lines over the per-call limit
 

@@ -19,9 +19,12 @@ var exportCmd = &command{
 				prefix = args[0]
 			}
 			w := bufio.NewWriterSize(e.stdout, 64<<10)
-			err := e.client.Export(e.ctx, prefix, w)
+			info, err := e.client.ExportInfo(e.ctx, prefix, w)
 			if ferr := w.Flush(); err == nil {
 				err = ferr
+			}
+			if err == nil {
+				syncingWarning(e, info, "export")
 			}
 			return err
 		}

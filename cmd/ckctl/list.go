@@ -31,17 +31,18 @@ var listCmd = &command{
 				all := []rpc.Record{}
 				// Records always carry their values: a record with an
 				// empty "value" would read as an empty value.
-				err := e.client.ListAll(e.ctx, prefix, true, func(r rpc.Record) error {
+				info, err := e.client.ListAllInfo(e.ctx, prefix, true, func(r rpc.Record) error {
 					all = append(all, r)
 					return nil
 				})
 				if err != nil {
 					return err
 				}
+				syncingWarning(e, info, "list")
 				return e.printJSON(all)
 			}
 			w := bufio.NewWriter(e.stdout)
-			err := e.client.ListAll(e.ctx, prefix, *values, func(r rpc.Record) error {
+			info, err := e.client.ListAllInfo(e.ctx, prefix, *values, func(r rpc.Record) error {
 				w.WriteString(r.Key)
 				if *values {
 					w.WriteByte('\t')
@@ -52,9 +53,20 @@ var listCmd = &command{
 			if ferr := w.Flush(); err == nil {
 				err = ferr
 			}
+			if err == nil {
+				syncingWarning(e, info, "list")
+			}
 			return err
 		}
 	},
+}
+
+// syncingWarning tells on stderr that a listing or export came from a node
+// still bootstrapping: records the cluster holds may be missing from it.
+func syncingWarning(e *env, info rpc.ReadInfo, what string) {
+	if info.Syncing {
+		e.warnf("warning: this node is still syncing: the %s may be incomplete", what)
+	}
 }
 
 // showValue is a value as list --values prints it: as is when it is

@@ -443,6 +443,42 @@ func TestExportImport(t *testing.T) {
 	}
 }
 
+// A node still bootstrapping says so: get, list and export warn on
+// stderr that the answer may be incomplete, and print it all the same.
+func TestSyncingWarnings(t *testing.T) {
+	s := daemon(t)
+	ck(t, s, "set", "app/a", "1").want(t, 0, "")
+	s.Backend.Lock()
+	s.Backend.Syncing = true
+	s.Backend.Unlock()
+	for _, tc := range []struct {
+		args           []string
+		stdout, stderr string
+	}{
+		{[]string{"get", "app/a"}, "1", "ckctl: warning: ckd is still bootstrapping; the answer may be stale\n"},
+		{[]string{"list"}, "app/a\n", "ckctl: warning: this node is still syncing: the list may be incomplete\n"},
+		{[]string{"list", "-o", "json"}, "", "ckctl: warning: this node is still syncing: the list may be incomplete\n"},
+		{[]string{"export"}, "", "ckctl: warning: this node is still syncing: the export may be incomplete\n"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			r := ck(t, s, tc.args...)
+			okOut := r.stdout == tc.stdout || tc.stdout == "" && strings.Contains(r.stdout, "app/a")
+			if r.code != 0 || r.stderr != tc.stderr || !okOut {
+				t.Errorf("exit %d stdout %q stderr %q; want exit 0, stdout %q (or with app/a), stderr %q",
+					r.code, r.stdout, r.stderr, tc.stdout, tc.stderr)
+			}
+		})
+	}
+	s.Backend.Lock()
+	s.Backend.Syncing = false
+	s.Backend.Unlock()
+	for _, args := range [][]string{{"get", "app/a"}, {"list"}, {"export"}} {
+		if r := ck(t, s, args...); r.code != 0 || r.stderr != "" {
+			t.Errorf("%v once synced: exit %d stderr %q", args, r.code, r.stderr)
+		}
+	}
+}
+
 func TestImportProgress(t *testing.T) {
 	s := daemon(t)
 	old := isTerminal

@@ -2,23 +2,30 @@
 # Read-modify-write without losing a concurrent update on this node:
 # increment the integer at KEY with compare-and-set, retrying on conflict.
 #   guarded-update.sh counters/deploys
-# (Across nodes, racing writes become a detected conflict resolved by the
-# cluster; --if-version is not a distributed lock.)
+#
+# Compare-and-set is exact on ONE node only. --if-version compares with the
+# version this node holds; two clients on two nodes can both read version 7
+# and both succeed, and when their writes meet one of them is lost (the
+# cluster keeps one value). It is not a distributed lock. For a count that
+# is exact on every node, use counter.sh with hooks/pn_counter.lua, which
+# merges concurrent updates instead of picking one. Safe to run in
+# parallel: nothing is written to the current directory.
 set -eu
 key=$1
+ver=$(mktemp)
+trap 'rm -f "$ver"' EXIT
 tries=0
 while :; do
   tries=$((tries + 1))
   # get -v prints the value on stdout and its version on stderr (a line
   # of digits; other stderr lines are warnings).
-  if cur=$(ckctl get -v "$key" 2>ver); then
-    version=$(grep -E '^[0-9]+$' ver)
+  if cur=$(ckctl get -v "$key" 2>"$ver"); then
+    version=$(grep -E '^[0-9]+$' "$ver")
   else
     rc=$?
     [ "$rc" -eq 3 ] || exit "$rc"
     cur=0 version=0   # absent: create it, but only if still absent
   fi
-  rm -f ver
   next=$((cur + 1))
   if ckctl set "$key" "$next" --if-version "$version" 2>/dev/null; then
     echo "$key = $next"

@@ -8,8 +8,10 @@ want=${2:-}
 timeout=${3:-60}
 
 check() {
-  # Exit status 3 means "no such key": keep waiting. Other failures are
-  # real: show ckctl's message and stop.
+  # Exit status 3 means "no such key": keep waiting. (A node that is still
+  # joining asks its peers for a key it lacks, so exit 3 is never just
+  # "not pulled yet".) Other failures are real: show ckctl's message and
+  # stop.
   if value=$(ckctl get "$key" 2>/dev/null); then
     [ -z "$want" ] || [ "$value" = "$want" ]
   else

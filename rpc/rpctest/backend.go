@@ -38,7 +38,7 @@ type Backend struct {
 	// ReloadErr is what Reload returns; Reloads counts the calls.
 	ReloadErr error
 	Reloads   int
-	// Syncing marks reads as answered while bootstrapping.
+	// Syncing marks reads, lists and exports as answered while bootstrapping.
 	Syncing bool
 	// PageSize is List's default and largest page (default 100).
 	PageSize int
@@ -65,7 +65,10 @@ func NewBackend() *Backend {
 	return &Backend{recs: map[string]rpc.Record{}, changed: make(chan struct{})}
 }
 
-var _ rpc.Backend = (*Backend)(nil)
+var (
+	_ rpc.Backend      = (*Backend)(nil)
+	_ rpc.Bootstrapper = (*Backend)(nil)
+)
 
 // ValidKey applies the key rules (docs/PROTOCOL.md, Data model).
 func ValidKey(key string) error {
@@ -213,6 +216,13 @@ func (b *Backend) sortedLocked(prefix string, tombstones bool) []rpc.Record {
 	}
 	slices.SortFunc(out, func(a, b rpc.Record) int { return strings.Compare(a.Key, b.Key) })
 	return out
+}
+
+// Bootstrapping implements rpc.Bootstrapper: it is Syncing.
+func (b *Backend) Bootstrapping() bool {
+	b.Lock()
+	defer b.Unlock()
+	return b.Syncing
 }
 
 // List implements rpc.Backend.
