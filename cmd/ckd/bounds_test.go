@@ -283,6 +283,7 @@ func manyChanges(t *testing.T, n *natsNode, prefix string, count int) {
 // waiting write is told it was cut short (exit 6), and the watcher's
 // connection is ended.
 func TestStuckClientsDuringRejoinAndStop(t *testing.T) {
+	t.Parallel() // see parallelism in harness_test.go
 	if testing.Short() {
 		t.Skip("starts real daemons; skipped with -short")
 	}

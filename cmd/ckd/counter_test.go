@@ -18,6 +18,7 @@ import (
 // (Compare-and-set, guarded-update.sh, lost 6-17 % of such increments;
 // examples.txtar runs counter.sh itself in parallel.)
 func TestCounterExactAcrossNodes(t *testing.T) {
+	t.Parallel() // see parallelism in harness_test.go
 	if testing.Short() {
 		t.Skip("starts real daemons; skipped with -short")
 	}

@@ -35,6 +35,7 @@ type ack struct {
 // acknowledged write is there, versions never go back, and the store's
 // consistency check passes.
 func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
+	t.Parallel() // see parallelism in harness_test.go
 	if testing.Short() {
 		t.Skip("starts and kills real daemons; skipped with -short")
 	}

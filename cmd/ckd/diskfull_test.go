@@ -26,6 +26,7 @@ import (
 // the full disk, ckd restarts and serves every acknowledged write; once
 // space is freed, health recovers.
 func TestDiskFullEndToEnd(t *testing.T) {
+	t.Parallel() // see parallelism in harness_test.go
 	if testing.Short() {
 		t.Skip("starts and kills a real daemon; skipped with -short")
 	}

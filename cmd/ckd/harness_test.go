@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -37,6 +38,7 @@ func TestMain(m *testing.M) {
 	if testing.Short() {
 		os.Exit(m.Run())
 	}
+	setParallelism()
 	dir, err := os.MkdirTemp("", "ck-e2e-bin-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -73,6 +75,24 @@ func TestMain(m *testing.M) {
 	os.RemoveAll(dir)
 	os.RemoveAll(config)
 	os.Exit(code)
+}
+
+// e2eParallel is how many end-to-end tests (scripts and the Go tests that
+// call t.Parallel) run at once unless -parallel says otherwise. They spend
+// most of their time waiting on heartbeats, timeouts and fsyncs, not on
+// the CPU, so more of them than CPUs (go test's default) keeps the
+// package's wall time a third of what it would be. The tests whose bounds
+// are about time or memory under load (TestFlood, TestConnectionFlood,
+// TestConcurrentLargePuts) do not call t.Parallel: Go runs them alone,
+// before the parallel ones start.
+const e2eParallel = 4
+
+func setParallelism() {
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set {
+		flag.Set("test.parallel", strconv.Itoa(max(e2eParallel, runtime.GOMAXPROCS(0))))
+	}
 }
 
 func TestScripts(t *testing.T) {

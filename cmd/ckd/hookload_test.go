@@ -25,6 +25,7 @@ import (
 // detector on a shared machine a whole process can stall for tens of
 // milliseconds, which fails a call whatever the pool does.
 func TestHookUnderManyClients(t *testing.T) {
+	t.Parallel() // see parallelism in harness_test.go
 	if testing.Short() {
 		t.Skip("starts a real daemon; skipped with -short")
 	}

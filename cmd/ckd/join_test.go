@@ -15,6 +15,7 @@ import (
 // list and export warn that they may be incomplete, and are complete when
 // they do not; once synced, it holds every key and reads are not marked.
 func TestJoiningNodeAnswersReads(t *testing.T) {
+	t.Parallel() // see parallelism in harness_test.go
 	if testing.Short() {
 		t.Skip("starts real daemons; skipped with -short")
 	}

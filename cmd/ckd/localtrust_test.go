@@ -106,6 +106,7 @@ func startAs(t *testing.T, cmd *exec.Cmd, xdg, logPath, sock string) {
 // frames are refused: it never appears among our members, learns none of
 // our keys, and its writes never reach us.
 func TestOtherUserLearnsNothing(t *testing.T) {
+	t.Parallel() // see parallelism in harness_test.go
 	needOtherUser(t)
 	base := sharedBase(t)
 	cfg := filepath.Join(base, "cluster.hcl")
@@ -221,6 +222,7 @@ func readFile(t *testing.T, path string) string {
 // /tmp/ckd-beta.sock). ckctl connects, sees from the kernel who serves the
 // socket, and refuses before it writes a byte; ckd refuses to start there.
 func TestSocketImpostor(t *testing.T) {
+	t.Parallel() // see parallelism in harness_test.go
 	needOtherUser(t)
 	base := sharedBase(t)
 	tmp := filepath.Join(base, "tmp")

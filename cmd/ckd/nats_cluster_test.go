@@ -30,6 +30,7 @@ import (
 // over streams); a fresh read is answered by all three; and
 // examples/scripts/nats-write.sh writes through NATS.
 func TestNATSCluster(t *testing.T) {
+	t.Parallel() // see parallelism in harness_test.go
 	if testing.Short() {
 		t.Skip("starts real daemons; skipped with -short")
 	}

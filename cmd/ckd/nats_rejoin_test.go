@@ -20,6 +20,7 @@ import (
 // own writes, and its bridge runs again on the fresh store — connected,
 // publishing the node's new writes under its new id.
 func TestNATSRejoin(t *testing.T) {
+	t.Parallel() // see parallelism in harness_test.go
 	if testing.Short() {
 		t.Skip("starts real daemons; skipped with -short")
 	}

@@ -25,6 +25,7 @@ import (
 // writes sent to NATS land in the store (and answer with the record), and
 // ckctl status shows the bridge connected.
 func TestNATSBridge(t *testing.T) {
+	t.Parallel() // see parallelism in harness_test.go
 	if testing.Short() {
 		t.Skip("starts a real daemon; skipped with -short")
 	}

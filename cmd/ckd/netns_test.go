@@ -98,6 +98,7 @@ func awaitMembers(t *testing.T, want int, nodes ...*hostNode) {
 // bridge) in broadcast and multicast mode: the nodes find each other on
 // the wire, and a set on one host is readable on the others.
 func TestHostsReplicate(t *testing.T) {
+	t.Parallel() // see parallelism in harness_test.go
 	if testing.Short() {
 		t.Skip("starts real daemons in network namespaces; skipped with -short")
 	}
@@ -151,6 +152,7 @@ func TestHostsReplicate(t *testing.T) {
 // sides holds the set_union merge of examples/hooks everywhere. The host
 // with the wrong key learns nothing and changes nothing.
 func TestHostsPartitionHeal(t *testing.T) {
+	t.Parallel() // see parallelism in harness_test.go
 	if testing.Short() {
 		t.Skip("starts real daemons in network namespaces; skipped with -short")
 	}
@@ -223,6 +225,7 @@ hook "sets/*" {
 // catches up. Then a host with another key joins the network: it learns
 // nothing and changes nothing.
 func TestHostsEncryptedTutorial(t *testing.T) {
+	t.Parallel() // see parallelism in harness_test.go
 	if testing.Short() {
 		t.Skip("starts real daemons in network namespaces; skipped with -short")
 	}

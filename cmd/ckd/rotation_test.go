@@ -22,6 +22,7 @@ import (
 // writing with --wait 2:
 // every write is acknowledged by both peers and present everywhere.
 func TestKeyRotation(t *testing.T) {
+	t.Parallel() // see parallelism in harness_test.go
 	if testing.Short() {
 		t.Skip("starts real daemons; skipped with -short")
 	}
