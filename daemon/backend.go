@@ -48,7 +48,9 @@ func (b backend) Get(ctx context.Context, key string, opts rpc.GetOptions) (rpc.
 	// "A joining node").
 	if opts.Fresh || err == nil && !found && info.Syncing {
 		var res cluster.FreshResult
+		start := time.Now()
 		res, err = b.d.node.FreshGet(ctx, key, 0)
+		since(b.d.metrics.fresh, start)
 		rec, found, info.Answered, info.Alive = res.Record, res.Found, res.Answered, res.Alive
 		info.Fresh = true
 	}
@@ -179,10 +181,14 @@ func (b backend) hookedWrite(ctx context.Context, key string, value []byte, del 
 func (b backend) commit(ctx context.Context, key string, value []byte, del bool, ifVersion *uint64) (store.Record, error) {
 	var rec store.Record
 	var err error
+	start := time.Now()
 	if del {
 		rec, err = b.d.store.Delete(ctx, key, ifVersion)
 	} else {
 		rec, err = b.d.store.Set(ctx, key, value, ifVersion)
+	}
+	if err == nil {
+		since(b.d.metrics.commit, start)
 	}
 	return rec, apiError(err)
 }
@@ -201,8 +207,10 @@ func (b backend) replicateWait(ctx context.Context, node *cluster.Node, rec stor
 	}
 	wctx, cancel := b.d.waitContext(ctx)
 	defer cancel()
+	start := time.Now()
 	acked, err := node.ReplicateWait(wctx, rec, opts.Wait, timeout)
 	if err == nil {
+		since(b.d.metrics.ack, start)
 		return nil
 	}
 	why := "within " + timeout.String()

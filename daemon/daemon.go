@@ -149,6 +149,7 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 		MaxRequestBytes: cfg.MaxRequestBytes,
 		MaxConnections:  d.maxConnections(),
 		ErrorLog:        apiLog.StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Warn}),
+		Observe:         d.metrics.observeAPI,
 	})
 	log.Info("ckd ready", "version", rpc.Version, "node", cfg.NodeName, "id", d.store.NodeID(),
 		"data_dir", cfg.DataDir, "socket", cfg.Socket, "keys", d.store.Keys(),
