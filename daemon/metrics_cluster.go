@@ -11,7 +11,7 @@ type clusterCollector struct {
 	d *Daemon
 
 	datagrams, self, bytes, drops, records, streams *prometheus.Desc
-	reads, sessions, syncRecords              *prometheus.Desc
+	reads, sessions, syncRecords                    *prometheus.Desc
 }
 
 func newClusterCollector(d *Daemon) *clusterCollector {
