@@ -85,11 +85,11 @@ type Options struct {
 	LoadConfig func() (Config, error)
 }
 
-// New validates cfg, opens the store, compiles the hooks and listens on the
+// New checks cfg (Config.Check), opens the store, compiles the hooks and listens on the
 // API socket. It fails, touching nothing of another running ckd, when the
 // data dir is locked or the socket is served by a live daemon.
 func New(cfg Config, opts Options) (*Daemon, error) {
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.Check(); err != nil { // what ckd -check runs too
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	log := opts.Logger
