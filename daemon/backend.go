@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -295,52 +294,6 @@ func (d *Daemon) ended(err error) error {
 		return errRejoining
 	}
 	return err
-}
-
-func (b backend) Import(ctx context.Context, asNew bool, next func() (rpc.Record, error)) (rpc.ImportResult, error) {
-	var res rpc.ImportResult
-	release, err := b.d.enter()
-	if err != nil {
-		return res, err
-	}
-	defer release()
-	for {
-		r, err := next()
-		if errors.Is(err, io.EOF) {
-			return res, nil
-		}
-		if err != nil {
-			return res, err
-		}
-		res.Records++
-		applied, err := b.importOne(ctx, r, asNew)
-		if err != nil {
-			return res, fmt.Errorf("record %d (key %q): %w", res.Records, r.Key, err)
-		}
-		if applied {
-			res.Applied++
-		}
-	}
-}
-
-func (b backend) importOne(ctx context.Context, r rpc.Record, asNew bool) (bool, error) {
-	if asNew {
-		_, err := b.write(ctx, r.Key, r.Value, r.Deleted, rpc.WriteOptions{})
-		return err == nil, err
-	}
-	if err := b.d.beginWrite(); err != nil {
-		return false, err
-	}
-	defer b.d.writes.Done()
-	rec, err := fromRPC(r)
-	if err != nil {
-		return false, rpc.Errorf(rpc.ErrBadRequest, "%v", err)
-	}
-	res, err := b.d.store.Apply(ctx, rec)
-	if err != nil {
-		return false, apiError(err)
-	}
-	return res.Outcome == store.Applied || res.Outcome == store.Resolved, nil
 }
 
 func (b backend) Members(context.Context) ([]rpc.Member, error) {

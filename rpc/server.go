@@ -572,10 +572,12 @@ type errorBody struct {
 	Code   string `json:"code"`
 	Acked  int    `json:"acked,omitempty"`
 	Wanted int    `json:"wanted,omitempty"`
+	// Import is a failed import's count of what it imported first.
+	Import *ImportResult `json:"import,omitempty"`
 }
 
 func errorLine(e *Error) []byte {
-	b, _ := json.Marshal(errorBody{Error: e.Message, Code: e.Code, Acked: e.Acked, Wanted: e.Wanted})
+	b, _ := json.Marshal(errorBody{Error: e.Message, Code: e.Code, Acked: e.Acked, Wanted: e.Wanted, Import: e.Import})
 	return b
 }
 
