@@ -307,16 +307,16 @@ const (
 // than importReadSize grows its buffer only into room taken from the
 // budget; the room is given back when the next line is read.
 type lineReader struct {
-	br     *bufio.Reader
-	limit  int
+	br      *bufio.Reader
+	limit   int
 	line    int   // lines read so far
 	err     error // the error that ended reading, other than io.EOF
 	errLine int   // the line err is about
-	ctx    context.Context
-	budget *budget
-	busy   func() *Error
-	held   int64  // taken from the budget
-	long   []byte // the buffer of a long line, reserved beyond the first held
+	ctx     context.Context
+	budget  *budget
+	busy    func() *Error
+	held    int64  // taken from the budget
+	long    []byte // the buffer of a long line, reserved beyond the first held
 }
 
 // close gives back what the reader holds in the budget.
