@@ -244,6 +244,7 @@ func (s *Store) walSpace(n int64, shrinks bool) (int64, error) {
 	if !shrinks {
 		need += s.wal.size / ringSpare // the spare stays clear after it
 	}
+	flushed := false
 	for waited := false; ; waited = true {
 		pos := s.wal.place(need)
 		s.mu.RLock()
@@ -252,6 +253,15 @@ func (s *Store) walSpace(n int64, shrinks bool) (int64, error) {
 		s.mu.RUnlock()
 		if !busy || fits(pos, need, s.wal.head, tail) {
 			return pos, nil
+		}
+		if shrinks && !flushed && isNoSpace(ferr) {
+			// A batch that frees space does not give up on a log that
+			// failing flushes keep full before it tried one itself: a
+			// flush writes the records that free space first
+			// (freeing.go), the deletes before this one among them.
+			flushed = true
+			_ = s.flushOnce()
+			continue
 		}
 		if waited && ferr != nil || isNoSpace(ferr) {
 			// Flushes failing for lack of space retry on their own

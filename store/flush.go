@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -104,10 +105,16 @@ func (s *Store) flushOnce() error {
 	fr := s.frozen
 	s.mu.Unlock()
 
-	err := s.db.Update(func(tx *bolt.Tx) error { return writePending(tx, fr) })
+	write := func() error { return s.db.Update(func(tx *bolt.Tx) error { return writePending(tx, fr) }) }
+	err := write()
 	if isNoSpace(err) && s.space.release() {
 		// What the reserve is for (space.go).
-		err = s.db.Update(func(tx *bolt.Tx) error { return writePending(tx, fr) })
+		err = write()
+	}
+	if isNoSpace(err) && s.flushFreeing() {
+		// Deletes and smaller overwrites went ahead and freed pages
+		// (freeing.go).
+		err = write()
 	}
 	if fr.batches > 0 {
 		s.space.flushed(isNoSpace(err))
@@ -147,9 +154,18 @@ func writePending(tx *bolt.Tx, p *pending) error {
 	kv, kh := tx.Bucket(bucketKV), tx.Bucket(bucketKeyHash)
 	log, meta := tx.Bucket(bucketChanges), tx.Bucket(bucketMeta)
 	tombs := tx.Bucket(bucketTombs)
+	var skip map[string]bool // written ahead by flushFreeing: no page to copy
 	for _, k := range p.sortedKeys() {
 		r := p.recs[k]
-		if err := reindexTomb(tombs, k, kv.Get([]byte(k)), false); err != nil {
+		old := kv.Get([]byte(k))
+		if old != nil && bytes.Equal(old, r.raw) {
+			if skip == nil {
+				skip = map[string]bool{}
+			}
+			skip[k] = true
+			continue
+		}
+		if err := reindexTomb(tombs, k, old, false); err != nil {
 			return err
 		}
 		if err := reindexTomb(tombs, k, r.raw, true); err != nil {
@@ -159,7 +175,7 @@ func writePending(tx *bolt.Tx, p *pending) error {
 			return err
 		}
 	}
-	if err := putKeyHashes(kh, p); err != nil {
+	if err := putKeyHashes(kh, p, skip); err != nil {
 		return err
 	}
 	for _, e := range p.events {
