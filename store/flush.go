@@ -13,7 +13,7 @@ import (
 // Flushing writes the pending batches into the bbolt file, in one
 // transaction with bbolt's own two fsyncs, and records the last batch's
 // number (wal_lsn) in the same transaction; only then may the log's space
-// be reused (pending.go, wal.go). It runs on its own goroutine, every
+// be reused (pending.go, internal/wal). It runs on its own goroutine, every
 // flushEvery or sooner when the pending batches take 1/flushShare of the
 // log or the committer needs their space, so commits go on while it
 // writes. Many writes of the same key or of neighbouring keys then cost
@@ -243,38 +243,38 @@ func (s *Store) replay() (*pending, error) {
 	if err != nil {
 		return nil, err
 	}
-	batches, err := s.wal.recover(lsn)
+	batches, err := s.wal.Recover(lsn)
 	if err != nil || len(batches) == 0 {
 		return nil, err
 	}
 	p := newPending()
-	p.last, p.first, p.pos = last, first, batches[0].pos
+	p.last, p.first, p.pos = last, first, batches[0].Pos
 	doubleFault := false
 	for _, b := range batches {
 		p.batches++
-		p.lsn, p.reserved = b.lsn, max(p.reserved, b.reserved)
-		p.size += b.end - b.pos
-		for _, c := range b.changes {
+		p.lsn, p.reserved = b.LSN, max(p.reserved, b.Reserved)
+		p.size += b.End - b.Pos
+		for _, c := range b.Changes {
 			// Indexes run on from the file's. One below is possible only
 			// after a double fault: a batch written directly (commitDirect)
 			// that reported an error yet reached the disk, which the logged
 			// batches after it do not know; they win.
-			if c.index > p.last+1 || c.index == 0 {
-				return nil, fmt.Errorf("store: %w: write-ahead log batch %d has change %d after %d", ErrCorrupt, b.lsn, c.index, p.last)
+			if c.Index > p.last+1 || c.Index == 0 {
+				return nil, fmt.Errorf("store: %w: write-ahead log batch %d has change %d after %d", ErrCorrupt, b.LSN, c.Index, p.last)
 			}
-			doubleFault = doubleFault || c.index <= p.last
-			p.last = c.index
-			ev, err := decodeEvent(u64(c.index), c.ev)
+			doubleFault = doubleFault || c.Index <= p.last
+			p.last = c.Index
+			ev, err := decodeEvent(u64(c.Index), c.Ev)
 			if err != nil {
-				return nil, fmt.Errorf("write-ahead log batch %d: %w", b.lsn, err)
+				return nil, fmt.Errorf("write-ahead log batch %d: %w", b.LSN, err)
 			}
-			p.put(&stagedPut{key: c.key, raw: c.raw, hash: hashBytes(c.raw), keyHash: KeyHash(c.key), event: ev, ev: c.ev})
+			p.put(&stagedPut{key: c.Key, raw: c.Raw, hash: hashBytes(c.Raw), keyHash: KeyHash(c.Key), event: ev, ev: c.Ev})
 		}
 	}
 	if hist := uint64(s.opts.WatchHistory); p.last >= hist && p.first+hist <= p.last {
 		p.first = p.last - hist + 1
 	}
-	s.log.Info("replaying the write-ahead log", "batches", len(batches), "from", batches[0].lsn, "to", p.lsn)
+	s.log.Info("replaying the write-ahead log", "batches", len(batches), "from", batches[0].LSN, "to", p.lsn)
 	if !doubleFault {
 		return p, nil
 	}

@@ -10,11 +10,12 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/cloudknowledge/ck/store/internal/wal"
 	"github.com/hashicorp/go-hclog"
 )
 
 // A full disk (docs/ARCHITECTURE.md, "A full disk"). The log's ring is
-// allocated when it is created (wal.go, preallocate), so commits never
+// allocated when it is created (wal.Log.Preallocate), so commits never
 // need space; a flush into the bbolt file does, even one of deletes
 // (copy-on-write pages). For that flush a reserve file as large as the
 // ring, allocated next to the data file, is given back to the file system
@@ -170,7 +171,7 @@ func (sp *space) flushed(noSpace bool) {
 // refresh allocates the reserve again, while the store is limited and not
 // stuck, once the file system has twice its size free (and the ring
 // first, if it is not allocated).
-func (sp *space) refresh(w *wal) {
+func (sp *space) refresh(w *wal.Log) {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
 	if sp.stuck || sp.held {
@@ -181,7 +182,7 @@ func (sp *space) refresh(w *wal) {
 		sp.log.Warn("measuring free space", "error", err)
 		return
 	}
-	if free >= 2*sp.size && w.reallocate() {
+	if free >= 2*sp.size && w.Reallocate() {
 		if _, err := allocateFile(sp.path, sp.size); err == nil {
 			sp.held, sp.kept = true, true
 			sp.log.Info("space reserve allocated again: writes are no longer limited", "file", sp.path)
@@ -258,15 +259,6 @@ func freeBytes(dir string) (int64, error) {
 func isNoSpace(err error) bool {
 	return err != nil && (errors.Is(err, ErrDiskFull) || errors.Is(err, syscall.ENOSPC) ||
 		strings.Contains(err.Error(), syscall.ENOSPC.Error()))
-}
-
-// reallocate allocates the ring of a log preallocate could not allocate,
-// now that there is space. It reports whether the ring is allocated.
-func (w *wal) reallocate() bool {
-	if !w.allocated && syscall.Fallocate(int(w.f.Fd()), 0, 0, w.size) == nil {
-		w.allocated = true
-	}
-	return w.allocated
 }
 
 // DiskState returns DiskOK, DiskLow or DiskFull: whether a full disk

@@ -7,7 +7,7 @@
 // whatever is queued as one batch in a write-ahead log with one fsync, so
 // concurrent writers share an fsync (docs/PROTOCOL.md, Costs) and a write returns only
 // once it is durable. A flusher writes the logged batches into the bbolt
-// file in large transactions; reads see both (wal.go, pending.go,
+// file in large transactions; reads see both (internal/wal, pending.go,
 // flush.go). In-memory state (clock, digest tree, key count, change index)
 // changes only after a commit succeeds.
 package store
@@ -22,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cloudknowledge/ck/store/internal/wal"
 	"github.com/hashicorp/go-hclog"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
@@ -29,7 +30,7 @@ import (
 
 // FormatVersion is the version of the file layout this code writes. A file
 // with a larger (or unknown) version is refused with ErrFormat rather than
-// misread. Version 2 added the write-ahead log (wal.go): such a file may
+// misread. Version 2 added the write-ahead log (internal/wal): such a file may
 // need its log to be complete, which version 1 code would not read.
 // Version 3 added the tombstone index and the purge log (purge.go). Files
 // of versions 1 and 2 are upgraded when opened.
@@ -66,7 +67,7 @@ type Options struct {
 	// after it expired; 0 with a TombstoneTTL: DefaultPurgeLogTTL.
 	PurgeLogTTL time.Duration
 
-	walSize int64 // the log's ring size; 0: walSize (tests make it small)
+	walSize int64 // the log's ring size; 0: wal.DefaultSize (tests make it small)
 }
 
 // Limits of Options.
@@ -100,7 +101,7 @@ func (o Options) withDefaults() (Options, error) {
 		o.Now = time.Now
 	}
 	if o.walSize == 0 {
-		o.walSize = walSize
+		o.walSize = wal.DefaultSize
 	}
 	if o.TombstoneTTL < 0 || o.PurgeLogTTL < 0 {
 		return o, fmt.Errorf("store: TombstoneTTL %s or PurgeLogTTL %s is negative", o.TombstoneTTL, o.PurgeLogTTL)
@@ -130,7 +131,7 @@ type Store struct {
 	closeOnce sync.Once
 	closeErr  error
 	commitMu  sync.Mutex // held over a batch, from transaction to publish; Check takes it
-	wal       *wal       // written by the committer only
+	wal       *wal.Log   // written by the committer only
 
 	flushMu   sync.Mutex    // held over a flush; Check takes it
 	flushKick chan struct{} // asks the flusher for a flush
@@ -212,7 +213,7 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	if err := s.start(); err != nil {
 		if s.wal != nil {
-			s.wal.close()
+			s.wal.Close()
 		}
 		db.Close()
 		return nil, err
@@ -234,7 +235,7 @@ func (s *Store) start() error {
 	if s.storeID, err = s.readStoreID(); err != nil {
 		return err
 	}
-	if s.wal, err = openWAL(walPath(s.path), s.opts.walSize, s.storeID, s.opts.NoSync); err != nil {
+	if s.wal, err = wal.Open(walPath(s.path), s.opts.walSize, s.storeID, s.opts.NoSync); err != nil {
 		return err
 	}
 	s.allocate()
@@ -256,13 +257,13 @@ func (s *Store) start() error {
 // ring first: a ring the disk has no room for gets the reserve's
 // (docs/ARCHITECTURE.md, "A full disk").
 func (s *Store) allocate() {
-	if !s.wal.allocated {
+	if !s.wal.Allocated() {
 		if err := os.Remove(s.space.path); err == nil {
-			s.wal.preallocate()
+			s.wal.Preallocate()
 		}
 	}
-	if !s.wal.allocated {
-		s.log.Warn("the write-ahead log could not be allocated: commits may fail while the disk is full", "path", s.wal.path)
+	if !s.wal.Allocated() {
+		s.log.Warn("the write-ahead log could not be allocated: commits may fail while the disk is full", "path", s.wal.Path())
 		s.space.refresh(s.wal)
 		return
 	}
@@ -270,6 +271,9 @@ func (s *Store) allocate() {
 		s.space.refresh(s.wal)
 	}
 }
+
+// walPath is the log's file next to the store's.
+func walPath(path string) string { return path + "-wal" }
 
 func (s *Store) readStoreID() (id NodeID, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
@@ -484,8 +488,8 @@ func (s *Store) Close() error {
 		// Everything into the file; then the log is not needed any more
 		// and goes, so that the closed store is its data file alone.
 		err := s.flushAll()
-		if werr := s.wal.close(); err == nil && werr == nil {
-			if rerr := os.Remove(s.wal.path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+		if werr := s.wal.Close(); err == nil && werr == nil {
+			if rerr := os.Remove(s.wal.Path()); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 				s.log.Warn("removing the write-ahead log", "error", rerr)
 			}
 		}
