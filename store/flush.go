@@ -13,16 +13,13 @@ import (
 // Flushing writes the pending batches into the bbolt file, in one
 // transaction with bbolt's own two fsyncs, and records the last batch's
 // number (wal_lsn) in the same transaction; only then may the log's space
-// be reused (pending.go, internal/wal). It runs on its own goroutine, every
-// flushEvery or sooner when the pending batches take 1/flushShare of the
-// log or the committer needs their space, so commits go on while it
-// writes. Many writes of the same key or of neighbouring keys then cost
-// one page write, where a commit per write rewrote a dozen pages.
-//
-// While flushes fail for lack of space the flusher waits flushRetry after
-// each failure, doubling up to flushEvery, rather than retry on every
-// writer's kick: a failed flush of a large pending set costs as much as a
-// good one.
+// be reused (pending.go, internal/wal). The flusher (wal.Flusher) runs
+// it on its own goroutine, every flushEvery or sooner when the pending
+// batches take 1/flushShare of the log or the committer needs their
+// space, so commits go on while it writes. Many writes of the same key or
+// of neighbouring keys then cost one page write, where a commit per write
+// rewrote a dozen pages. While flushes fail for lack of space it waits
+// flushRetry after each failure, doubling up to flushEvery.
 const (
 	flushEvery = time.Second
 	flushShare = 4
@@ -30,44 +27,22 @@ const (
 )
 
 // kickFlush asks the flusher for a flush now.
-func (s *Store) kickFlush() {
-	select {
-	case s.flushKick <- struct{}{}:
-	default:
-	}
+func (s *Store) kickFlush() { s.flusher.Kick() }
+
+// runFlusher runs the flusher until Close stops it; Close then flushes
+// what is left itself.
+func (s *Store) runFlusher() {
+	s.flusher.Run(s.flushTimed, flushEvery, flushRetry, isNoSpace)
 }
 
-// runFlusher is the flusher goroutine. It returns when flushStop closes;
-// Close then flushes what is left itself.
-func (s *Store) runFlusher() {
-	defer close(s.flushDone)
-	t := time.NewTicker(flushEvery)
-	defer t.Stop()
-	backoff := flushRetry
-	for {
-		select {
-		case <-s.flushKick:
-		case <-t.C:
-		case <-s.flushStop:
-			return
-		}
-		err := s.flushOnce() // flushOnce keeps the error for the committer
-		if err == nil {
-			backoff = flushRetry
-			if s.space.limited.Load() {
-				s.refreshSpace()
-			}
-			continue
-		}
-		if isNoSpace(err) {
-			select {
-			case <-time.After(backoff):
-			case <-s.flushStop:
-				return
-			}
-			backoff = min(2*backoff, flushEvery)
-		}
+// flushTimed is the flusher's flush: flushOnce keeps its error for the
+// committer, and a limited store that flushed looks for space again.
+func (s *Store) flushTimed() error {
+	err := s.flushOnce()
+	if err == nil && s.space.limited.Load() {
+		s.refreshSpace()
 	}
+	return err
 }
 
 // refreshSpace allocates the reserve of a limited store again when there
@@ -92,8 +67,8 @@ func (s *Store) flushAll() error {
 // flushOnce writes the frozen set, freezing the active one first if
 // nothing is frozen. A failed flush keeps the frozen set for the next try.
 func (s *Store) flushOnce() error {
-	s.flushMu.Lock()
-	defer s.flushMu.Unlock()
+	s.flusher.Lock()
+	defer s.flusher.Unlock()
 	s.mu.Lock()
 	if s.frozen == nil {
 		if s.active.empty() {

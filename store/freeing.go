@@ -41,7 +41,7 @@ const freeingTries = 64
 
 // flushFreeing writes the pending records that free space into the file,
 // ahead of their batches, and reports whether it wrote any. The caller
-// holds flushMu.
+// holds the flusher's lock.
 func (s *Store) flushFreeing() bool {
 	recs := s.latestPending()
 	tries := freeingTries

@@ -133,23 +133,15 @@ type Store struct {
 	commitMu  sync.Mutex // held over a batch, from transaction to publish; Check takes it
 	wal       *wal.Log   // written by the committer only
 
-	flushMu   sync.Mutex    // held over a flush; Check takes it
-	flushKick chan struct{} // asks the flusher for a flush
-	flushStop chan struct{} // closed by Close: the flusher exits
-	flushDone chan struct{} // closed when the flusher has exited
+	flusher *wal.Flusher // runs flushes (flush.go); Check and Close hold it off
 
 	commits, requests, flushes atomic.Uint64
 	purged, dropped            atomic.Uint64 // tombstones purged; records Apply dropped (purge.go)
 	refusedClock, refusedVV    atomic.Uint64 // records validate refused: lamport too far ahead; bad version vector
 
-	passMu    sync.Mutex  // held over a purge pass
-	purgeMu   sync.Mutex  // guards purgeQ
-	purgeQ    []*purgeReq // expired tombstones Apply hands to the purger
-	purgeKick chan struct{}
-	purgeStop chan struct{} // closed by Close: the purger exits
-	purgeDone chan struct{} // closed when the purger has exited
-	diskFull  atomic.Bool   // the last commit failed for lack of space (logged once)
-	space     *space        // the reserve, and what a full disk still admits (space.go)
+	purger   *purger     // purges expired tombstones (purge.go)
+	diskFull atomic.Bool // the last commit failed for lack of space (logged once)
+	space    *space      // the reserve, and what a full disk still admits (space.go)
 
 	mu         sync.RWMutex  // guards what follows
 	active     *pending      // committed batches not yet flushed (pending.go)
@@ -163,8 +155,7 @@ type Store struct {
 	notify     chan struct{} // closed and replaced by every commit that logs events
 	keys       uint64        // live (non-tombstone) records
 	dig        *digest
-	purgeLogN  int64     // entries in the purge log
-	lastPrune  time.Time // when the purge log was last pruned
+	purgeLogN  int64 // entries in the purge log
 }
 
 // Open opens the store file at path, creating it (0600, and its directory,
@@ -191,25 +182,21 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, openError(path, err)
 	}
 	s := &Store{
-		path:      path,
-		opts:      opts,
-		log:       opts.Logger.Named("store"),
-		db:        db,
-		reqs:      make(chan *request, 1024),
-		stop:      make(chan struct{}),
-		done:      make(chan struct{}),
-		closing:   make(chan struct{}),
-		notify:    make(chan struct{}),
-		dig:       new(digest),
-		active:    newPending(),
-		flushSig:  make(chan struct{}),
-		flushKick: make(chan struct{}, 1),
-		flushStop: make(chan struct{}),
-		flushDone: make(chan struct{}),
-		purgeKick: make(chan struct{}, 1),
-		purgeStop: make(chan struct{}),
-		purgeDone: make(chan struct{}),
-		space:     newSpace(path, opts.walSize, opts.Logger.Named("store")),
+		path:     path,
+		opts:     opts,
+		log:      opts.Logger.Named("store"),
+		db:       db,
+		reqs:     make(chan *request, 1024),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+		closing:  make(chan struct{}),
+		notify:   make(chan struct{}),
+		dig:      new(digest),
+		active:   newPending(),
+		flushSig: make(chan struct{}),
+		flusher:  wal.NewFlusher(),
+		purger:   newPurger(),
+		space:    newSpace(path, opts.walSize, opts.Logger.Named("store")),
 	}
 	if err := s.start(); err != nil {
 		if s.wal != nil {
@@ -479,12 +466,10 @@ func (s *Store) Close() error {
 		close(s.closing)
 		s.mu.Unlock()
 		s.inflight.Wait()
-		close(s.purgeStop)
-		<-s.purgeDone
+		s.purger.halt()
 		close(s.stop)
 		<-s.done
-		close(s.flushStop)
-		<-s.flushDone
+		s.flusher.Stop()
 		// Everything into the file; then the log is not needed any more
 		// and goes, so that the closed store is its data file alone.
 		err := s.flushAll()
