@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/cloudknowledge/ck/store/internal/wal"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -423,10 +424,10 @@ func (st *txState) finish() {
 }
 
 // walChanges returns the batch's changes as the log stores them.
-func (st *txState) walChanges() []walChange {
-	out := make([]walChange, len(st.puts))
+func (st *txState) walChanges() []wal.Change {
+	out := make([]wal.Change, len(st.puts))
 	for i, p := range st.puts {
-		out[i] = walChange{index: p.index, key: p.key, raw: p.raw, ev: p.ev}
+		out[i] = wal.Change{Index: p.index, Key: p.key, Raw: p.raw, Ev: p.ev}
 	}
 	return out
 }
