@@ -564,12 +564,17 @@ const retryAfterSeconds = 1
 type errorBody struct {
 	Error  string `json:"error"`
 	Code   string `json:"code"`
-	Acked  int    `json:"acked,omitempty"`
+	Acked  *int   `json:"acked,omitempty"` // wait_timeout only, 0 included
 	Wanted int    `json:"wanted,omitempty"`
 }
 
 func errorLine(e *Error) []byte {
-	b, _ := json.Marshal(errorBody{Error: e.Message, Code: e.Code, Acked: e.Acked, Wanted: e.Wanted})
+	body := errorBody{Error: e.Message, Code: e.Code, Wanted: e.Wanted}
+	if e.Code == ErrWaitTimeout.Code {
+		acked := e.Acked
+		body.Acked = &acked
+	}
+	b, _ := json.Marshal(body)
 	return b
 }
 

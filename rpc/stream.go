@@ -209,6 +209,20 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request) {
 		}
 		fromNow = false
 	}
+	if ix, ok := s.b.(ChangeIndexer); ok {
+		// Say where the watch starts, so that a client that loses the
+		// stream (a daemon restart) resumes with since=that index: a watch
+		// "from now" becomes one from this index.
+		last, err := ix.ChangeIndex(r.Context())
+		if err != nil {
+			s.writeError(w, err)
+			return
+		}
+		if fromNow {
+			since, fromNow = last, false
+		}
+		w.Header().Set("Ck-Index", strconv.FormatUint(last, 10))
+	}
 	ctx, server, cancel := s.streamContext(r)
 	defer cancel()
 	st := s.newStream(ctx, w, r, true)

@@ -68,6 +68,7 @@ func NewBackend() *Backend {
 var (
 	_ rpc.Backend      = (*Backend)(nil)
 	_ rpc.Bootstrapper = (*Backend)(nil)
+	_ rpc.ChangeIndexer = (*Backend)(nil)
 )
 
 // ValidKey applies the key rules (docs/PROTOCOL.md, Data model).
@@ -120,6 +121,9 @@ func (b *Backend) LastIndex() uint64 {
 	defer b.Unlock()
 	return uint64(len(b.log))
 }
+
+// ChangeIndex implements rpc.ChangeIndexer.
+func (b *Backend) ChangeIndex(context.Context) (uint64, error) { return b.LastIndex(), nil }
 
 // store keeps r and logs it; b is locked.
 func (b *Backend) store(r rpc.Record) {
