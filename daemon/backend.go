@@ -21,7 +21,7 @@ import (
 type backend struct{ d *Daemon }
 
 var (
-	_ rpc.Backend      = backend{}
+	_ rpc.Backend       = backend{}
 	_ rpc.Bootstrapper  = backend{}
 	_ rpc.ChangeIndexer = backend{}
 )

@@ -66,8 +66,8 @@ func NewBackend() *Backend {
 }
 
 var (
-	_ rpc.Backend      = (*Backend)(nil)
-	_ rpc.Bootstrapper = (*Backend)(nil)
+	_ rpc.Backend       = (*Backend)(nil)
+	_ rpc.Bootstrapper  = (*Backend)(nil)
 	_ rpc.ChangeIndexer = (*Backend)(nil)
 )
 
