@@ -702,7 +702,8 @@ type WatchOptions struct {
 	// that moment (the header Ck-Index; ok is false when the daemon does
 	// not send it). A watch from now reports the changes above it, so a
 	// client that resumes from it after losing the stream misses nothing.
-	Started func(last uint64, ok bool)
+	// An error from Started ends the watch and is returned.
+	Started func(last uint64, ok bool) error
 }
 
 // WatchWith is Watch with every option.
@@ -721,7 +722,9 @@ func (c *Client) WatchWith(ctx context.Context, opts WatchOptions, fn func(Event
 	defer resp.Body.Close()
 	if opts.Started != nil {
 		last, perr := strconv.ParseUint(resp.Header.Get("Ck-Index"), 10, 64)
-		opts.Started(last, perr == nil)
+		if err := opts.Started(last, perr == nil); err != nil {
+			return err
+		}
 	}
 	br := bufio.NewReader(resp.Body)
 	for {
