@@ -100,7 +100,9 @@ func (g *globals) register(fs *flag.FlagSet) {
 		fs.StringVar(&g.socket, "socket", g.socket, "the daemon's socket `PATH` (default $CK_SOCKET, else ckd's default)")
 	})
 	def("o", func() { fs.StringVar(&g.output, "o", g.output, "output `format`: text or json") })
-	def("version", func() { fs.BoolVar(&g.version, "version", g.version, "print ckctl's version (and the daemon's) and exit") })
+	def("version", func() {
+		fs.BoolVar(&g.version, "version", g.version, "print ckctl's version (and the daemon's) and exit")
+	})
 	def("connect-timeout", func() {
 		fs.DurationVar(&g.connectTimeout, "connect-timeout", g.connectTimeout, "how long to wait for a daemon that is starting (`D`)")
 	})
