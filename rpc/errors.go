@@ -19,6 +19,8 @@ type Error struct {
 	Acked int `json:"acked,omitempty"`
 	// Wanted is set on wait_timeout: how many acknowledgements were asked.
 	Wanted int `json:"wanted,omitempty"`
+	// Import is set on a failed import: what it imported before the failure.
+	Import *ImportResult `json:"import,omitempty"`
 
 	// retryAfter is the answer's Retry-After, for a client that resends.
 	retryAfter time.Duration

@@ -44,6 +44,9 @@ type ServerOptions struct {
 	// ErrorLog receives the HTTP server's own errors (bad connections);
 	// nil: the standard logger.
 	ErrorLog *log.Logger
+	// Observe, when set, is told of every request (observe.go): the
+	// daemon's latency histograms.
+	Observe Observer
 }
 
 // withDefaults fills the zero fields of o.
@@ -206,6 +209,9 @@ type debugLogger interface{ IsDebug() bool }
 // ServeHTTP routes a request and logs it at debug level.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	liftDeadlines(w, r)
+	if s.opts.Observe != nil {
+		defer s.observe(r, time.Now())
+	}
 	if d, ok := s.log.(debugLogger); ok && !d.IsDebug() {
 		s.route(w, r)
 		return
@@ -566,10 +572,12 @@ type errorBody struct {
 	Code   string `json:"code"`
 	Acked  *int   `json:"acked,omitempty"` // wait_timeout only, 0 included
 	Wanted int    `json:"wanted,omitempty"`
+	// Import is a failed import's count of what it imported first.
+	Import *ImportResult `json:"import,omitempty"`
 }
 
 func errorLine(e *Error) []byte {
-	body := errorBody{Error: e.Message, Code: e.Code, Wanted: e.Wanted}
+	body := errorBody{Error: e.Message, Code: e.Code, Wanted: e.Wanted, Import: e.Import}
 	if e.Code == ErrWaitTimeout.Code {
 		acked := e.Acked
 		body.Acked = &acked

@@ -497,6 +497,20 @@ func (s *Store) Close() error {
 // Path returns the file's path.
 func (s *Store) Path() string { return s.path }
 
+// FileSizes returns the sizes in bytes of the data file and of the
+// write-ahead log (its ring, allocated whole), for metrics.
+func (s *Store) FileSizes() (data, log int64, err error) {
+	fi, err := os.Stat(s.path)
+	if err != nil {
+		return 0, 0, err
+	}
+	li, err := os.Stat(walPath(s.path))
+	if err != nil {
+		return fi.Size(), 0, err
+	}
+	return fi.Size(), li.Size(), nil
+}
+
 // NodeID returns this node's id, created with the file.
 func (s *Store) NodeID() NodeID { return s.nodeID }
 

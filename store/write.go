@@ -110,6 +110,12 @@ func (s *Store) Apply(ctx context.Context, rec Record) (ApplyResult, error) {
 // its vv[self], a resolution's exceeds both sides' entries), so observing
 // the lamport observes the whole vector, and a later local write's
 // vv[self] = L+1 dominates it. A refused record is counted.
+// ValidateRecord makes the checks Apply and ApplyBatch make of a received
+// record before they store it, refusals counted as theirs are (Stats): a
+// record it passes they accept too, as the clock only rises. An import
+// validates a batch with it before it applies any of it.
+func (s *Store) ValidateRecord(rec *Record) error { return s.validate(rec) }
+
 func (s *Store) validate(rec *Record) error {
 	err := s.checkRecord(rec)
 	if errors.Is(err, ErrClockJump) {

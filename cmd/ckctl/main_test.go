@@ -486,7 +486,7 @@ func TestImportProgress(t *testing.T) {
 	defer func() { isTerminal = old }()
 	in := `{"key":"a","value":"1","version":1,"origin":"o","vv":{"o":1}}` + "\n"
 	r := ckctlIn(t, in, "--socket", s.Socket, "import")
-	if r.code != 0 || !strings.Contains(r.stderr, "\rckctl: import: 1 records sent\n") {
+	if r.code != 0 || !strings.Contains(r.stderr, "\rckctl: import: 1 records sent") {
 		t.Errorf("progress: %+v", r)
 	}
 }

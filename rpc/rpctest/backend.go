@@ -324,17 +324,22 @@ func (b *Backend) Export(ctx context.Context, prefix string, fn func(rpc.Record)
 
 // Import implements rpc.Backend: a restore keeps a record unless the
 // store holds one at least as new; asNew puts each value.
-func (b *Backend) Import(ctx context.Context, asNew bool, next func() (rpc.Record, error)) (rpc.ImportResult, error) {
-	var res rpc.ImportResult
+func (b *Backend) Import(ctx context.Context, asNew bool, next func() (rpc.Record, int, error)) (res rpc.ImportResult, err error) {
+	var line int
+	defer func() {
+		if err != nil {
+			res.Line = line
+		}
+	}()
 	for {
-		r, err := next()
+		var r rpc.Record
+		r, line, err = next()
 		if errors.Is(err, io.EOF) {
 			return res, nil
 		}
 		if err != nil {
 			return res, fmt.Errorf("import: %w", err)
 		}
-		res.Records++
 		if asNew {
 			if r.Deleted {
 				_, err = b.Delete(ctx, r.Key, rpc.WriteOptions{})
@@ -344,12 +349,14 @@ func (b *Backend) Import(ctx context.Context, asNew bool, next func() (rpc.Recor
 			if err != nil {
 				return res, err
 			}
+			res.Records++
 			res.Applied++
 			continue
 		}
 		if err := ValidKey(r.Key); err != nil {
 			return res, err
 		}
+		res.Records++
 		b.Lock()
 		if cur, ok := b.recs[r.Key]; !ok || cur.Version < r.Version {
 			b.store(r)
