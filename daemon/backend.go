@@ -20,8 +20,9 @@ import (
 type backend struct{ d *Daemon }
 
 var (
-	_ rpc.Backend      = backend{}
-	_ rpc.Bootstrapper = backend{}
+	_ rpc.Backend       = backend{}
+	_ rpc.Bootstrapper  = backend{}
+	_ rpc.ChangeIndexer = backend{}
 )
 
 // maxListLimit caps one page of a listing.
@@ -272,6 +273,17 @@ func (b backend) Watch(ctx context.Context, prefix string, since uint64, fromNow
 		return fn(rpc.Event{Index: e.Index, Op: string(e.Op), Key: e.Key, Version: e.Version, Origin: e.Origin.String()})
 	})
 	return b.d.ended(apiError(err))
+}
+
+// ChangeIndex implements rpc.ChangeIndexer: a watch says where it starts,
+// so ckctl watch resumes after a restart without a gap.
+func (b backend) ChangeIndex(context.Context) (uint64, error) {
+	release, err := b.d.enter()
+	if err != nil {
+		return 0, err
+	}
+	defer release()
+	return b.d.store.LastIndex(), nil
 }
 
 func (b backend) Export(ctx context.Context, prefix string, fn func(rpc.Record) error) error {

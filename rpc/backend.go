@@ -66,3 +66,13 @@ type Backend interface {
 type Bootstrapper interface {
 	Bootstrapping() bool
 }
+
+// ChangeIndexer is implemented by a Backend that can tell the index of its
+// last change. The server then answers a watch with the header Ck-Index,
+// the last index when the watch started (a watch from now reports the
+// changes above it), so that a client can resume the watch after losing
+// the stream without missing or repeating an event. It must not block
+// for long; its error is answered as any other.
+type ChangeIndexer interface {
+	ChangeIndex(ctx context.Context) (uint64, error)
+}

@@ -570,14 +570,19 @@ const retryAfterSeconds = 1
 type errorBody struct {
 	Error  string `json:"error"`
 	Code   string `json:"code"`
-	Acked  int    `json:"acked,omitempty"`
+	Acked  *int   `json:"acked,omitempty"` // wait_timeout only, 0 included
 	Wanted int    `json:"wanted,omitempty"`
 	// Import is a failed import's count of what it imported first.
 	Import *ImportResult `json:"import,omitempty"`
 }
 
 func errorLine(e *Error) []byte {
-	b, _ := json.Marshal(errorBody{Error: e.Message, Code: e.Code, Acked: e.Acked, Wanted: e.Wanted, Import: e.Import})
+	body := errorBody{Error: e.Message, Code: e.Code, Wanted: e.Wanted, Import: e.Import}
+	if e.Code == ErrWaitTimeout.Code {
+		acked := e.Acked
+		body.Acked = &acked
+	}
+	b, _ := json.Marshal(body)
 	return b
 }
 

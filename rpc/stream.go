@@ -209,9 +209,30 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request) {
 		}
 		fromNow = false
 	}
+	nowAt := false
+	if ix, ok := s.b.(ChangeIndexer); ok {
+		// Say where the watch starts, so that a client that loses the
+		// stream (a daemon restart) resumes with since=that index: a watch
+		// "from now" becomes one from this index.
+		last, err := ix.ChangeIndex(r.Context())
+		if err != nil {
+			s.writeError(w, err)
+			return
+		}
+		if fromNow {
+			since, fromNow, nowAt = last, false, true
+		}
+		w.Header().Set("Ck-Index", strconv.FormatUint(last, 10))
+	}
 	ctx, server, cancel := s.streamContext(r)
 	defer cancel()
 	st := s.newStream(ctx, w, r, true)
+	if nowAt {
+		// No compacted error can come from the last index: send the 200
+		// and Ck-Index now, so that the client knows them even if the
+		// stream ends at once (a shutdown).
+		st.commit()
+	}
 	timer := time.AfterFunc(watchCommitDelay, st.commit)
 	defer timer.Stop()
 	err = s.b.Watch(ctx, q.Get("prefix"), since, fromNow, func(ev Event) error {

@@ -54,10 +54,11 @@ type Backend struct {
 	RejoinErr    error
 	Rejoins      int
 
-	lamport uint64
-	recs    map[string]rpc.Record
-	log     []rpc.Event
-	changed chan struct{} // closed and replaced at every change
+	lamport  uint64
+	watching int // Watch calls running
+	recs     map[string]rpc.Record
+	log      []rpc.Event
+	changed  chan struct{} // closed and replaced at every change
 }
 
 // NewBackend returns an empty backend.
@@ -66,8 +67,9 @@ func NewBackend() *Backend {
 }
 
 var (
-	_ rpc.Backend      = (*Backend)(nil)
-	_ rpc.Bootstrapper = (*Backend)(nil)
+	_ rpc.Backend       = (*Backend)(nil)
+	_ rpc.Bootstrapper  = (*Backend)(nil)
+	_ rpc.ChangeIndexer = (*Backend)(nil)
 )
 
 // ValidKey applies the key rules (docs/PROTOCOL.md, Data model).
@@ -120,6 +122,9 @@ func (b *Backend) LastIndex() uint64 {
 	defer b.Unlock()
 	return uint64(len(b.log))
 }
+
+// ChangeIndex implements rpc.ChangeIndexer.
+func (b *Backend) ChangeIndex(context.Context) (uint64, error) { return b.LastIndex(), nil }
 
 // store keeps r and logs it; b is locked.
 func (b *Backend) store(r rpc.Record) {
@@ -254,8 +259,24 @@ func (b *Backend) List(ctx context.Context, opts rpc.ListOptions) (rpc.ListRespo
 	return resp, nil
 }
 
+// Watchers is how many watches are running, for tests that must know a
+// watch has started before they write.
+func (b *Backend) Watchers() int {
+	b.Lock()
+	defer b.Unlock()
+	return b.watching
+}
+
 // Watch implements rpc.Backend.
 func (b *Backend) Watch(ctx context.Context, prefix string, since uint64, fromNow bool, fn func(rpc.Event) error) error {
+	b.Lock()
+	b.watching++
+	b.Unlock()
+	defer func() {
+		b.Lock()
+		b.watching--
+		b.Unlock()
+	}()
 	b.Lock()
 	if !fromNow && since+1 < b.CompactedBelow {
 		b.Unlock()
