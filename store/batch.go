@@ -37,6 +37,7 @@ func (s *Store) ApplyBatch(ctx context.Context, recs []Record) (res []ApplyResul
 			expired = append(expired, i) // never stored: the purger takes it, after the batch
 			continue
 		}
+		rec.Left = min(max(rec.Left, 0), rec.TTL)
 		reqs = append(reqs, &request{kind: reqApply, key: rec.Key, rec: rec, raw: encodeRecord(&rec)})
 		idx = append(idx, i)
 	}

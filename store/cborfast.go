@@ -56,7 +56,11 @@ func appendID(b []byte, id NodeID) []byte {
 
 // appendRecord appends r's canonical encoding (see MarshalCBOR).
 func appendRecord(b []byte, r *Record) []byte {
-	b = append(b, cborMap|9, 1)
+	fields := byte(9)
+	if r.TTL != 0 {
+		fields = 10
+	}
+	b = append(b, cborMap|fields, 1)
 	b = appendHead(b, cborText, uint64(len(r.Key)))
 	b = append(b, r.Key...)
 	b = append(b, 2)
@@ -85,7 +89,16 @@ func appendRecord(b []byte, r *Record) []byte {
 	} else {
 		b = appendHead(b, cborNeg, uint64(^r.At))
 	}
-	return appendBool(append(b, 9), r.Fallback)
+	b = appendBool(append(b, 9), r.Fallback)
+	if r.TTL != 0 {
+		b = append(b, 10)
+		if r.TTL > 0 {
+			b = appendHead(b, cborUint, uint64(r.TTL))
+		} else {
+			b = appendHead(b, cborNeg, uint64(^r.TTL))
+		}
+	}
+	return b
 }
 
 // appendEvent appends a change-log entry's encoding (eventWire).
@@ -198,7 +211,10 @@ func (p *parser) text() string {
 // anything else. withValue false leaves Value nil without reading it.
 func parseRecord(b []byte, withValue bool) (r Record, ok bool) {
 	p := parser{b: b, ok: true}
-	p.expect(cborMap | 9)
+	fields := p.byte()
+	if fields != cborMap|9 && fields != cborMap|10 {
+		return Record{}, false
+	}
 	p.expect(1)
 	r.Key = p.text()
 	p.expect(2)
@@ -246,6 +262,16 @@ func parseRecord(b []byte, withValue bool) (r Record, ok bool) {
 	}
 	p.expect(9)
 	r.Fallback = p.bool()
+	if fields == cborMap|10 {
+		// Only a positive TTL here; anything else is the cbor package's
+		// to decide (and validate's to refuse).
+		p.expect(10)
+		n := p.head(cborUint)
+		r.TTL = int64(n)
+		if n == 0 || n > math.MaxInt64 {
+			p.ok = false
+		}
+	}
 	if !p.ok || len(p.b) != 0 {
 		return Record{}, false
 	}

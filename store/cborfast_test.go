@@ -31,6 +31,9 @@ func randomRecord(rng *rand.Rand) Record {
 	keys := []string{"k", "a/b", "café/日本", strings.Repeat("x", 24), strings.Repeat("y", 300), strings.Repeat("z", 1024)}
 	r := Record{Key: keys[rng.IntN(len(keys))], Deleted: rng.IntN(3) == 0, Lamport: num(),
 		Origin: id(), LWW: Stamp{Lamport: num(), Origin: id()}, Fallback: rng.IntN(4) == 0}
+	if rng.IntN(3) == 0 {
+		r.TTL = int64(num() >> 1)
+	}
 	switch rng.IntN(4) {
 	case 0: // nil
 	case 1:

@@ -28,6 +28,9 @@ type Op string
 const (
 	OpSet Op = "set"
 	OpDel Op = "del"
+	// OpExpire: the key's record reached its deadline on this node
+	// (ttl.go); the record is unchanged, and hidden.
+	OpExpire Op = "expire"
 )
 
 func opOf(r *Record) Op {

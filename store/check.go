@@ -187,11 +187,11 @@ func (s *Store) checkTombs(tx *bolt.Tx, c *checker) {
 	want := 0
 	_ = kv.ForEach(func(k, v []byte) error {
 		h, err := decodeHeadAt(v)
-		if err != nil || !h.Deleted {
+		if err != nil || !h.indexed() {
 			return nil // checkRecords reports undecodable records
 		}
 		want++
-		if tombs.Get(tombKey(h.At, string(k))) == nil {
+		if tombs.Get(tombKey(h.At+max(h.TTL, 0), string(k))) == nil {
 			c.add("tombstone %q is not in the tombstone index", k)
 		}
 		return nil

@@ -59,7 +59,9 @@ func mustDecMode(o cbor.DecOptions) cbor.DecMode {
 
 // recordWire is a Record as CBOR: a map with small integer keys (compact,
 // and a later optional field can be added without changing old hashes).
-// Every field is always present so the hash covers all of them.
+// Every field is always present so the hash covers all of them, except
+// ttl, which a record without one leaves out (so its bytes and hash are
+// those of format 1.0).
 type recordWire struct {
 	Key      string    `cbor:"1,keyasint"`
 	Value    []byte    `cbor:"2,keyasint"`
@@ -70,6 +72,7 @@ type recordWire struct {
 	LWW      stampWire `cbor:"7,keyasint"`
 	At       int64     `cbor:"8,keyasint"`
 	Fallback bool      `cbor:"9,keyasint"`
+	TTL      int64     `cbor:"10,keyasint,omitempty"` // only when set: records without one keep their bytes
 }
 
 type stampWire struct {
@@ -82,6 +85,9 @@ type stampWire struct {
 type recordHead struct {
 	Deleted bool   `cbor:"3,keyasint"`
 	Lamport uint64 `cbor:"5,keyasint"`
+	Origin  NodeID `cbor:"6,keyasint"`
+	At      int64  `cbor:"8,keyasint"`
+	TTL     int64  `cbor:"10,keyasint"`
 }
 
 // MarshalCBOR encodes r canonically: the bytes its Hash is taken over and
@@ -97,7 +103,7 @@ func (r Record) marshalReflect() ([]byte, error) {
 		Key: r.Key, Value: r.Value, Deleted: r.Deleted, VV: r.VV.normalized(),
 		Lamport: r.Lamport, Origin: r.Origin,
 		LWW: stampWire{Lamport: r.LWW.Lamport, Origin: r.LWW.Origin},
-		At:  r.At, Fallback: r.Fallback,
+		At:  r.At, Fallback: r.Fallback, TTL: r.TTL,
 	})
 }
 
@@ -120,7 +126,7 @@ func (r *Record) unmarshalReflect(b []byte) error {
 		Key: w.Key, Value: w.Value, Deleted: w.Deleted, VV: w.VV,
 		Lamport: w.Lamport, Origin: w.Origin,
 		LWW: Stamp{Lamport: w.LWW.Lamport, Origin: w.LWW.Origin},
-		At:  w.At, Fallback: w.Fallback,
+		At:  w.At, Fallback: w.Fallback, TTL: w.TTL,
 	}
 	return nil
 }
@@ -168,12 +174,13 @@ type recordMeta struct {
 	LWW      stampWire `cbor:"7,keyasint"`
 	At       int64     `cbor:"8,keyasint"`
 	Fallback bool      `cbor:"9,keyasint"`
+	TTL      int64     `cbor:"10,keyasint"`
 }
 
 // decodeHead decodes what Open needs of a stored record.
 func decodeHead(b []byte) (recordHead, error) {
 	if rec, ok := parseRecord(b, false); ok {
-		return recordHead{Deleted: rec.Deleted, Lamport: rec.Lamport}, nil
+		return recordHead{Deleted: rec.Deleted, Lamport: rec.Lamport, Origin: rec.Origin, At: rec.At, TTL: rec.TTL}, nil
 	}
 	var h recordHead
 	err := headMode.Unmarshal(b, &h)
@@ -192,15 +199,20 @@ func decodeMeta(b []byte) (Record, error) {
 	return Record{
 		Key: w.Key, Deleted: w.Deleted, VV: w.VV, Lamport: w.Lamport, Origin: w.Origin,
 		LWW: Stamp{Lamport: w.LWW.Lamport, Origin: w.LWW.Origin},
-		At:  w.At, Fallback: w.Fallback,
+		At:  w.At, Fallback: w.Fallback, TTL: w.TTL,
 	}, nil
 }
 
-// tombHead is what the tombstone index needs of a record.
+// tombHead is what the tombstone index needs of a record: tombstones and
+// records with a TTL are indexed at At + TTL (purge.go, ttl.go).
 type tombHead struct {
 	Deleted bool
 	At      int64
+	TTL     int64
 }
+
+// indexed reports whether the record is in the tombstone index.
+func (h tombHead) indexed() bool { return h.Deleted || h.TTL > 0 }
 
 // decodeHeadAt decodes whether a stored record is a tombstone, and its At.
 // A flush asks this of every record it writes and replaces, so a live
@@ -218,5 +230,5 @@ func decodeHeadAt(b []byte) (tombHead, error) {
 		return tombHead{}, nil
 	}
 	m, err := decodeMeta(b)
-	return tombHead{Deleted: m.Deleted, At: m.At}, err
+	return tombHead{Deleted: m.Deleted, At: m.At, TTL: m.TTL}, err
 }

@@ -43,6 +43,7 @@ type request struct {
 	raw       []byte       // its canonical encoding (computed by the caller's goroutine),
 	pre       *preResolved // and its resolution against the current record, if any
 	reserve   uint64       // reserve: the lamport to cover
+	ttl       int64        // set: the record's TTL, ms (ttl.go)
 
 	res  ApplyResult
 	err  error
@@ -345,6 +346,7 @@ func (s *Store) publish(st *txState) {
 		s.dig.update(c.keyHash, c.was, c.now)
 		s.keys = uint64(int64(s.keys) + int64(c.live))
 	}
+	s.publishLives(st)
 	if len(st.changes) > 0 {
 		s.dig.computeRoot()
 		close(s.notify)

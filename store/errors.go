@@ -22,6 +22,9 @@ var (
 	// MaxClockJump above this node's clock. It wraps ErrBadRecord: the
 	// record is refused and counted (Stats.Refused), the clock unchanged.
 	ErrClockJump = fmt.Errorf("%w: lamport too far ahead", ErrBadRecord)
+	// ErrBadTTL: a write's TTL is below MinTTL or above MaxTTL (the
+	// tombstone TTL).
+	ErrBadTTL = errors.New("invalid ttl")
 	// ErrVersionMismatch: a conditional write (ifVersion) found another
 	// version. The error is a *VersionError carrying the current version.
 	ErrVersionMismatch = errors.New("version mismatch")

@@ -188,13 +188,14 @@ func reindexTomb(tombs *bolt.Bucket, key string, raw []byte, put bool) error {
 	if err != nil {
 		return fmt.Errorf("store: %w: %q: %v", ErrCorrupt, key, err)
 	}
-	if !h.Deleted {
+	if !h.indexed() {
 		return nil
 	}
+	at := h.At + max(h.TTL, 0)
 	if put {
-		return tombs.Put(tombKey(h.At, key), nil)
+		return tombs.Put(tombKey(at, key), nil)
 	}
-	return tombs.Delete(tombKey(h.At, key))
+	return tombs.Delete(tombKey(at, key))
 }
 
 // replay reads the batches the log holds beyond the file's wal_lsn (Open,

@@ -60,25 +60,30 @@ func tombKey(at int64, key string) []byte {
 	return append(b, key...)
 }
 
-// Expired reports whether rec is a tombstone past its TombstoneTTL (never,
-// when the store purges nothing).
+// Expired reports whether rec is a tombstone past its TombstoneTTL, or a
+// record with a TTL past its At + TTL + TombstoneTTL: one to purge, by
+// every node alike (never, when the store purges nothing).
 func (s *Store) Expired(rec *Record) bool {
 	return s.expiredAt(rec, s.opts.Now().UnixMilli())
 }
 
 func (s *Store) expiredAt(rec *Record, nowMs int64) bool {
 	ttl := s.opts.TombstoneTTL.Milliseconds()
-	return ttl > 0 && rec.Deleted && nowMs-ttl >= rec.At
+	return ttl > 0 && (rec.Deleted || rec.TTL > 0) && nowMs-ttl >= rec.At+max(rec.TTL, 0)
 }
 
 // hide reports whether a read should leave rec out: an expired tombstone,
-// which it also asks the purger to purge.
+// which it also asks the purger to purge, or a record past its deadline
+// here (ttl.go). It sets a live record's Left.
 func (s *Store) hide(rec *Record) bool {
-	if !s.Expired(rec) {
-		return false
+	if s.Expired(rec) {
+		s.kickPurge()
+		return true
 	}
-	s.kickPurge()
-	return true
+	if rec.TTL > 0 {
+		return !s.fillLeft(rec, rec.Hash())
+	}
+	return false
 }
 
 // purger is the purging goroutine's own state: its queue of expired
@@ -237,7 +242,7 @@ func (s *Store) purgePass() error {
 	p := &purgeTx{s: s, last: s.lastIndex, logN: s.purgeLogN}
 	s.mu.RUnlock()
 	for more := true; more; {
-		p.changes, p.events, p.removed = nil, 0, 0
+		p.changes, p.events, p.removed, p.ttlGone = nil, 0, 0, nil
 		err = s.db.Update(func(tx *bolt.Tx) error {
 			p.bind(tx)
 			for _, r := range q {
@@ -298,6 +303,13 @@ func (s *Store) publishPurge(p *purgeTx, pruned bool, now time.Time) {
 		s.keys = uint64(int64(s.keys) + int64(c.live))
 	}
 	s.purgeLogN = p.logN
+	if len(p.ttlGone) > 0 {
+		s.lifes.mu.Lock()
+		for _, g := range p.ttlGone {
+			s.lifes.drop(g.key, g.hash)
+		}
+		s.lifes.mu.Unlock()
+	}
 	if pruned {
 		s.purger.lastPrune = now
 	}
@@ -317,6 +329,8 @@ func (s *Store) publishPurge(p *purgeTx, pruned bool, now time.Time) {
 type purgeTx struct {
 	s                        *Store
 	kv, kh, tombs, log, purg *bolt.Bucket
+	ttls                     *bolt.Bucket // the deadlines (ttl.go)
+	ttlGone                  []lifeUpdate // records with a TTL purged
 	last                     uint64 // the change log's last index
 	logN                     int64  // purge-log entries
 	changes                  []change
@@ -326,7 +340,7 @@ type purgeTx struct {
 
 func (p *purgeTx) bind(tx *bolt.Tx) {
 	p.kv, p.kh, p.tombs = tx.Bucket(bucketKV), tx.Bucket(bucketKeyHash), tx.Bucket(bucketTombs)
-	p.log, p.purg = tx.Bucket(bucketChanges), tx.Bucket(bucketPurged)
+	p.log, p.purg, p.ttls = tx.Bucket(bucketChanges), tx.Bucket(bucketPurged), tx.Bucket(bucketTTL)
 }
 
 // expire purges up to purgeBatch tombstones at or before cutoff; more
@@ -353,7 +367,7 @@ func (p *purgeTx) expire(cutoff int64) (more bool, err error) {
 				return false, fmt.Errorf("store: %w: %q: %v", ErrCorrupt, key, err)
 			}
 		}
-		if raw == nil || !cur.Deleted || max(cur.At, 0) != at {
+		if raw == nil || !(tombHead{Deleted: cur.Deleted, TTL: cur.TTL}).indexed() || max(cur.At+max(cur.TTL, 0), 0) != at {
 			// Not the tombstone it indexes (the index is kept exact by
 			// every flush; this is repair, not routine).
 			if err := p.tombs.Delete(tk); err != nil {
@@ -402,11 +416,20 @@ func (p *purgeTx) remove(key string, raw []byte, cur *Record) error {
 	if err := p.kh.Delete(keyHashKey(kh, key)); err != nil {
 		return err
 	}
-	if cur.Deleted {
-		if err := p.tombs.Delete(tombKey(cur.At, key)); err != nil {
+	if cur.Deleted || cur.TTL > 0 {
+		if err := p.tombs.Delete(tombKey(cur.At+max(cur.TTL, 0), key)); err != nil {
 			return err
 		}
-	} else {
+	}
+	if cur.TTL > 0 && !cur.Deleted {
+		// Expired for a tombstone TTL already: its expire event is long
+		// logged, and readers have not seen it since (ttl.go).
+		c.live = -1
+		if err := p.ttls.Delete([]byte(key)); err != nil {
+			return err
+		}
+		p.ttlGone = append(p.ttlGone, lifeUpdate{key: key, hash: c.was})
+	} else if !cur.Deleted {
 		c.live = -1
 		p.last++
 		p.events++
@@ -425,7 +448,9 @@ func (p *purgeTx) remove(key string, raw []byte, cur *Record) error {
 func (p *purgeTx) logPurged(rec *Record) error {
 	k := keyHashKey(KeyHash(rec.Key), rec.Key)
 	ent := *rec
-	ent.Value = nil
+	// A purged record with a TTL is logged as a tombstone with its At and
+	// TTL: it expires, and leaves the log, at At + TTL + the TTLs.
+	ent.Value, ent.Deleted, ent.Left = nil, true, 0
 	if old := p.purg.Get(k); old != nil {
 		prev, err := decodeMeta(old)
 		if err != nil {
@@ -436,7 +461,8 @@ func (p *purgeTx) logPurged(rec *Record) error {
 			return nil
 		case Concurrent:
 			ent.VV = prev.VV.Merge(rec.VV)
-			ent.At = max(prev.At, rec.At)
+			ent.At = max(prev.At+prev.TTL, rec.At+rec.TTL)
+			ent.TTL = 0
 			ent.Lamport = max(prev.Lamport, rec.Lamport)
 		}
 	} else {
@@ -455,7 +481,7 @@ func (p *purgeTx) prune(nowMs int64) error {
 		if err != nil {
 			return fmt.Errorf("store: %w: purge log %x: %v", ErrCorrupt, k, err)
 		}
-		if nowMs-keep >= rec.At {
+		if nowMs-keep >= rec.At+max(rec.TTL, 0) {
 			old = append(old, append([]byte(nil), k...))
 		}
 		return nil
@@ -564,9 +590,9 @@ func indexTombstones(tx *bolt.Tx) error {
 		if err != nil {
 			return fmt.Errorf("store: %w: record %q: %v", ErrCorrupt, k, err)
 		}
-		if !rec.Deleted {
+		if !rec.Deleted && rec.TTL <= 0 {
 			return nil
 		}
-		return tombs.Put(tombKey(rec.At, string(k)), nil)
+		return tombs.Put(tombKey(rec.At+max(rec.TTL, 0), string(k)), nil)
 	})
 }

@@ -46,9 +46,23 @@ func (s *Store) read(pick func() bool, fn func(tx *bolt.Tx) error) error {
 }
 
 // Get returns the key's record. A tombstone is returned with found=true and
-// Deleted=true; a missing key, or a tombstone past its TTL (purge.go),
-// with found=false.
+// Deleted=true; a missing key, a tombstone past its TTL (purge.go), or a
+// record past its deadline here (ttl.go) with found=false. A record with a
+// TTL has Left set.
 func (s *Store) Get(key string) (rec Record, found bool, err error) {
+	return s.get(key, true)
+}
+
+// Peek is Get for peers: a record past its deadline here is returned too,
+// with Left 0, so that a node that lacks it (a bootstrap, a sync session)
+// stores the same bytes and hides it at once: digests stay equal, and an
+// expiry causes no anti-entropy traffic (docs/ARCHITECTURE.md, "Expiring
+// and ephemeral keys").
+func (s *Store) Peek(key string) (rec Record, found bool, err error) {
+	return s.get(key, false)
+}
+
+func (s *Store) get(key string, hideExpired bool) (rec Record, found bool, err error) {
 	if err := ValidateKey(key); err != nil {
 		return Record{}, false, err
 	}
@@ -71,7 +85,7 @@ func (s *Store) Get(key string) (rec Record, found bool, err error) {
 		found = true
 		err = decodeStored(key, raw, &rec)
 	}
-	if found && err == nil && s.hide(&rec) {
+	if found && err == nil && s.hide(&rec) && (hideExpired || s.Expired(&rec)) {
 		return Record{}, false, nil
 	}
 	return rec, found, err
@@ -113,7 +127,7 @@ func (s *Store) List(prefix, after string, limit int, values bool) (recs []Recor
 					return fmt.Errorf("store: %w: %q: %v", ErrCorrupt, key, err)
 				}
 			}
-			if !rec.Deleted {
+			if !rec.Deleted && (rec.TTL <= 0 || s.fillLeft(&rec, hashBytes(v))) {
 				recs = append(recs, rec)
 			}
 		}

@@ -39,6 +39,17 @@ type Record struct {
 	LWW      Stamp  // the original write last-writer-wins ranks it by
 	At       int64  // the origin's wall clock at the write, unix ms
 	Fallback bool   // a conflict hook failed and last-writer-wins decided
+	// TTL is how long the record lives after its write, in ms, set by the
+	// origin (0: for ever). It is hashed and replicated like the rest; the
+	// expiry itself is local (ttl.go, docs/ARCHITECTURE.md, "Expiring
+	// and ephemeral keys").
+	TTL int64
+
+	// Left is not part of the record's bytes or hash: for a record with a
+	// TTL, the ms of life it had left where it was read (a read fills it;
+	// 0: expired), and what a message carrying the record says to its
+	// receiver, which Apply takes as the record's remaining lifetime.
+	Left int64
 }
 
 // Hash is SHA-256 over the record's canonical CBOR (every field), truncated
@@ -87,7 +98,7 @@ type Resolver interface {
 // Resolve merges two concurrent versions of key (docs/PROTOCOL.md, Resolve). It is pure:
 // the result depends only on a, b (in either order) and r, so every node
 // resolving the pair stores the same bytes. vv = max, lamport = max + 1,
-// origin, lww = the winner's, at = max; the content is r's decision, or the
+// origin, lww, ttl = the winner's, at = max; the content is r's decision, or the
 // winner's when r is nil, fails or panics (then Fallback is set).
 func Resolve(key string, a, b *Record, r Resolver) Record {
 	w, l := rank(a, b)
@@ -99,8 +110,11 @@ func Resolve(key string, a, b *Record, r Resolver) Record {
 			value, deleted = v, d
 		}
 	}
+	// The resolution lives as long as the write that won, whose lifetime
+	// (a local deadline) each node knows; a deleted result lives for ever.
+	ttl, left := w.TTL, w.Left
 	if deleted {
-		value = nil
+		value, ttl, left = nil, 0, 0
 	}
 	return Record{
 		Key:      key,
@@ -112,6 +126,8 @@ func Resolve(key string, a, b *Record, r Resolver) Record {
 		LWW:      w.LWW,
 		At:       max(a.At, b.At),
 		Fallback: fallback,
+		TTL:      ttl,
+		Left:     left,
 	}
 }
 

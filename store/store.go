@@ -33,8 +33,10 @@ import (
 // misread. Version 2 added the write-ahead log (internal/wal): such a file may
 // need its log to be complete, which version 1 code would not read.
 // Version 3 added the tombstone index and the purge log (purge.go). Files
-// of versions 1 and 2 are upgraded when opened.
-const FormatVersion = 3
+// of versions 1 and 2 are upgraded when opened. Version 4 added records
+// with a TTL (field 10, which older code refuses) and the deadlines of
+// bucket ttl (ttl.go); files of version 3 are upgraded.
+const FormatVersion = 4
 
 // The file's buckets and meta keys.
 var (
@@ -137,9 +139,11 @@ type Store struct {
 
 	commits, requests, flushes atomic.Uint64
 	purged, dropped            atomic.Uint64 // tombstones purged; records Apply dropped (purge.go)
+	expired                    atomic.Uint64 // expire events logged (ttl.go)
 	refusedClock, refusedVV    atomic.Uint64 // records validate refused: lamport too far ahead; bad version vector
 
 	purger   *purger     // purges expired tombstones (purge.go)
+	lifes    *lifetimes  // deadlines of records with a TTL (ttl.go)
 	diskFull atomic.Bool // the last commit failed for lack of space (logged once)
 	space    *space      // the reserve, and what a full disk still admits (space.go)
 
@@ -196,6 +200,7 @@ func Open(path string, opts Options) (*Store, error) {
 		flushSig: make(chan struct{}),
 		flusher:  wal.NewFlusher(),
 		purger:   newPurger(),
+		lifes:    newLifetimes(opts.Now()),
 		space:    newSpace(path, opts.walSize, opts.Logger.Named("store")),
 	}
 	if err := s.start(); err != nil {
@@ -208,6 +213,7 @@ func Open(path string, opts Options) (*Store, error) {
 	go s.run()
 	go s.runFlusher()
 	go s.runPurger()
+	go s.runExpirer()
 	s.log.Debug("opened", "path", path, "node", s.nodeID, "keys", s.keys, "lamport", s.Lamport(), "last_index", s.lastIndex)
 	return s, nil
 }
@@ -315,7 +321,7 @@ func (s *Store) init() error {
 		})
 	}
 	return s.db.Update(func(tx *bolt.Tx) error {
-		for _, name := range [][]byte{bucketMeta, bucketKV, bucketKeyHash, bucketChanges, bucketTombs, bucketPurged} {
+		for _, name := range [][]byte{bucketMeta, bucketKV, bucketKeyHash, bucketChanges, bucketTombs, bucketPurged, bucketTTL} {
 			if _, err := tx.CreateBucket(name); err != nil {
 				return fmt.Errorf("store: create bucket %s: %w", name, err)
 			}
@@ -332,9 +338,14 @@ func (s *Store) init() error {
 	})
 }
 
-// upgrade adds what versions 1 and 2 lacked: the tombstone index and the
-// purge log.
+// upgrade adds what versions 1 to 3 lacked: the tombstone index, the
+// purge log and the deadlines.
 func (s *Store) upgrade(tx *bolt.Tx) error {
+	if tx.Bucket(bucketTTL) == nil {
+		if _, err := tx.CreateBucket(bucketTTL); err != nil {
+			return err
+		}
+	}
 	if tx.Bucket(bucketPurged) == nil {
 		if _, err := tx.CreateBucket(bucketPurged); err != nil {
 			return err
@@ -357,12 +368,15 @@ func (s *Store) checkFormat(tx *bolt.Tx) (uint64, error) {
 		return 0, fmt.Errorf("store: %s: %w: no format version", s.path, ErrFormat)
 	}
 	f := binary.BigEndian.Uint64(v)
-	if f != FormatVersion && f != 1 && f != 2 {
+	if f > FormatVersion || f == 0 {
 		return 0, fmt.Errorf("store: %s: %w: format %d, this build reads up to %d", s.path, ErrFormat, f, FormatVersion)
 	}
 	need := [][]byte{bucketKV, bucketKeyHash, bucketChanges}
-	if f == FormatVersion {
+	if f >= 3 {
 		need = append(need, bucketTombs, bucketPurged)
+	}
+	if f >= 4 {
+		need = append(need, bucketTTL)
 	}
 	for _, name := range need {
 		if tx.Bucket(name) == nil {
@@ -391,16 +405,20 @@ func (s *Store) load(replayed *pending) error {
 			s.firstIndex = binary.BigEndian.Uint64(k)
 		}
 		s.purgeLogN = countPurgeLog(tx)
-		maxL, err := s.rebuild(tx, s.dig, &s.keys)
+		lives := map[string]ttlHead{}
+		maxL, err := s.rebuild(tx, s.dig, &s.keys, lives)
 		if err != nil {
 			return err
 		}
 		if replayed != nil {
-			l, err := s.overlay(tx, replayed)
+			l, err := s.overlay(tx, replayed, lives)
 			if err != nil {
 				return err
 			}
 			maxL = max(maxL, l)
+		}
+		if err := s.restoreLives(tx, lives); err != nil {
+			return err
 		}
 		s.lamport.Store(max(s.reserved, maxL))
 		return nil
@@ -410,7 +428,7 @@ func (s *Store) load(replayed *pending) error {
 // overlay applies the replayed batches to what load read from the file:
 // the digest tree, the key count, the reservation and the change-log
 // bounds. It returns the largest lamport they hold.
-func (s *Store) overlay(tx *bolt.Tx, p *pending) (maxL uint64, err error) {
+func (s *Store) overlay(tx *bolt.Tx, p *pending, lives map[string]ttlHead) (maxL uint64, err error) {
 	kv := tx.Bucket(bucketKV)
 	for key, r := range p.recs {
 		h, err := decodeHead(r.raw)
@@ -427,6 +445,7 @@ func (s *Store) overlay(tx *bolt.Tx, p *pending) (maxL uint64, err error) {
 		if !h.Deleted {
 			s.keys++
 		}
+		noteLife(lives, key, r.hash, h)
 		s.dig.update(r.keyHash, was, r.hash)
 		maxL = max(maxL, h.Lamport)
 	}
@@ -437,14 +456,19 @@ func (s *Store) overlay(tx *bolt.Tx, p *pending) (maxL uint64, err error) {
 }
 
 // rebuild computes the digest tree and live key count from the kv bucket,
-// and returns the largest lamport stored. Check uses it too.
-func (s *Store) rebuild(tx *bolt.Tx, d *digest, keys *uint64) (maxL uint64, err error) {
+// and returns the largest lamport stored; lives (nil: not wanted) gets the
+// records with a TTL. Check uses it too.
+func (s *Store) rebuild(tx *bolt.Tx, d *digest, keys *uint64, lives map[string]ttlHead) (maxL uint64, err error) {
 	err = tx.Bucket(bucketKV).ForEach(func(k, v []byte) error {
 		h, err := decodeHead(v)
 		if err != nil {
 			return fmt.Errorf("store: %w: record %q: %v", ErrCorrupt, k, err)
 		}
-		d.update(KeyHash(string(k)), Hash{}, hashBytes(v))
+		hash := hashBytes(v)
+		if lives != nil {
+			noteLife(lives, string(k), hash, h)
+		}
+		d.update(KeyHash(string(k)), Hash{}, hash)
 		if !h.Deleted {
 			*keys++
 		}
@@ -469,10 +493,11 @@ func (s *Store) Close() error {
 		s.purger.halt()
 		close(s.stop)
 		<-s.done
+		lerr := s.haltExpirer()
 		s.flusher.Stop()
 		// Everything into the file; then the log is not needed any more
 		// and goes, so that the closed store is its data file alone.
-		err := s.flushAll()
+		err := errors.Join(s.flushAll(), lerr)
 		if werr := s.wal.Close(); err == nil && werr == nil {
 			if rerr := os.Remove(s.wal.Path()); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 				s.log.Warn("removing the write-ahead log", "error", rerr)
@@ -521,6 +546,7 @@ type Stats struct {
 	Flushes  uint64 // flushes of logged batches into the data file (or failed ones)
 	Purged   uint64 // expired tombstones purged
 	Dropped  uint64 // received records not stored: expired tombstones, deleted values coming back
+	Expired  uint64 // records whose deadline passed here (expire events logged)
 	// Records refused as hostile (validate): a lamport more than
 	// MaxClockJump ahead of the clock; a version vector too large or with
 	// an entry above the record's lamport.
@@ -531,7 +557,7 @@ type Stats struct {
 func (s *Store) Stats() Stats {
 	return Stats{
 		Commits: s.commits.Load(), Requests: s.requests.Load(), Flushes: s.flushes.Load(),
-		Purged: s.purged.Load(), Dropped: s.dropped.Load(),
+		Purged: s.purged.Load(), Dropped: s.dropped.Load(), Expired: s.expired.Load(),
 		RefusedClockJump: s.refusedClock.Load(), RefusedVV: s.refusedVV.Load(),
 	}
 }
@@ -555,3 +581,13 @@ func metaU64(b *bolt.Bucket, name []byte) uint64 {
 }
 
 func u64(n uint64) []byte { return binary.BigEndian.AppendUint64(nil, n) }
+
+// noteLife adds a current record with a TTL to lives (or removes the
+// file's when a replayed record without one replaces it).
+func noteLife(lives map[string]ttlHead, key string, hash Hash, h recordHead) {
+	if h.TTL <= 0 || h.Deleted {
+		delete(lives, key)
+		return
+	}
+	lives[key] = ttlHead{hash: hash, origin: h.Origin, at: h.At, ttl: h.TTL}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/cloudknowledge/ck/store/internal/wal"
 	bolt "go.etcd.io/bbolt"
@@ -48,13 +49,24 @@ type ApplyResult struct {
 // *VersionError. It returns once the write is durable. The returned
 // record's Value is value itself: do not modify it.
 func (s *Store) Set(ctx context.Context, key string, value []byte, ifVersion *uint64) (Record, error) {
+	return s.SetTTL(ctx, key, value, ifVersion, 0)
+}
+
+// SetTTL is Set of a record that lives ttl (0: for ever; else MinTTL to
+// MaxTTL, whole ms) from now: it is hidden from reads on each node once
+// that node's deadline for it passes (ttl.go). An expired key is absent
+// to ifVersion.
+func (s *Store) SetTTL(ctx context.Context, key string, value []byte, ifVersion *uint64, ttl time.Duration) (Record, error) {
 	if err := ValidateKey(key); err != nil {
+		return Record{}, err
+	}
+	if err := s.checkTTL(ttl); err != nil {
 		return Record{}, err
 	}
 	if len(value) > s.opts.MaxValueSize {
 		return Record{}, fmt.Errorf("store: %w: %d bytes, the limit is %d", ErrTooLarge, len(value), s.opts.MaxValueSize)
 	}
-	r := &request{kind: reqSet, key: key, value: value, ifVersion: ifVersion}
+	r := &request{kind: reqSet, key: key, value: value, ifVersion: ifVersion, ttl: ttl.Milliseconds()}
 	if err := s.submit(ctx, r); err != nil {
 		return Record{}, err
 	}
@@ -91,6 +103,7 @@ func (s *Store) Apply(ctx context.Context, rec Record) (ApplyResult, error) {
 	if s.Expired(&rec) {
 		return s.applyExpired(ctx, rec)
 	}
+	rec.Left = min(max(rec.Left, 0), rec.TTL) // hostile too: never more than its TTL
 	r := &request{kind: reqApply, key: rec.Key, rec: rec, raw: encodeRecord(&rec)}
 	if s.opts.Resolver != nil {
 		// A hook may take milliseconds; resolve here, against the record
@@ -146,6 +159,8 @@ func (s *Store) checkRecord(rec *Record) error {
 		return fmt.Errorf("store: %w: %q ranks by lamport %d, above its own %d", ErrBadRecord, rec.Key, rec.LWW.Lamport, rec.Lamport)
 	case rec.Deleted && len(rec.Value) > 0:
 		return fmt.Errorf("store: %w: %q is a tombstone with a value", ErrBadRecord, rec.Key)
+	case rec.TTL < 0 || time.Duration(rec.TTL)*time.Millisecond > s.MaxTTL():
+		return fmt.Errorf("store: %w: %q has ttl %d ms, at most %d", ErrBadRecord, rec.Key, rec.TTL, s.MaxTTL().Milliseconds())
 	}
 	return checkVV(rec)
 }
@@ -198,6 +213,8 @@ type txState struct {
 	changes       []change
 	puts          []stagedPut
 	purgeLog      bool // the purge log has entries: applies check it
+	lives         []lifeUpdate // deadlines the batch sets (ttl.go)
+	anyTTLGone    bool         // a record with a TTL was replaced by one without
 
 	lsn       uint64 // the batch's number, its place and size in the log
 	pos, size int64  // (size 0: not in the log)
@@ -301,7 +318,7 @@ func (st *txState) write(r *request) error {
 	}
 	if r.ifVersion != nil {
 		var v uint64
-		if cur != nil && !cur.meta.Deleted {
+		if cur != nil && !cur.meta.Deleted && !st.s.expiredStored(cur) {
 			v = cur.meta.Lamport
 		}
 		if v != *r.ifVersion {
@@ -327,6 +344,8 @@ func (st *txState) write(r *request) error {
 	}
 	if rec.Deleted {
 		rec.Value = nil
+	} else if r.ttl > 0 {
+		rec.TTL, rec.Left = r.ttl, r.ttl
 	}
 	r.res = ApplyResult{Outcome: Applied, Record: rec}
 	return st.put(&rec, encodeRecord(&rec), cur)
@@ -368,6 +387,9 @@ func (st *txState) apply(r *request) error {
 		r.res = ApplyResult{Outcome: Applied, Record: r.rec}
 		return st.put(&r.rec, r.raw, cur)
 	case Older, Same:
+		if o == Same {
+			st.stageSame(&r.rec, cur.hash)
+		}
 		r.res.Outcome = Ignored
 		r.err = decodeStored(r.key, cur.raw, &r.res.Record)
 		return nil
@@ -380,6 +402,7 @@ func (st *txState) apply(r *request) error {
 		if r.err = decodeStored(r.key, cur.raw, &full); r.err != nil {
 			return nil
 		}
+		st.s.fillLeft(&full, cur.hash)
 		res = Resolve(r.key, &full, &r.rec, st.s.opts.Resolver)
 	}
 	r.res = ApplyResult{Outcome: Resolved, Record: res}
@@ -412,6 +435,7 @@ func (st *txState) put(rec *Record, raw []byte, cur *stored) error {
 	})
 	st.staged[rec.Key] = len(st.puts) - 1
 	st.changes = append(st.changes, c)
+	st.stageLife(rec, h, cur)
 	return nil
 }
 
