@@ -489,3 +489,11 @@ func (s *Store) TTLKeys() int {
 	defer s.lifes.mu.Unlock()
 	return len(s.lifes.m)
 }
+
+// Expire runs an expirer pass now and returns how many expire events it
+// logged. The expirer does this by itself; Expire is for tests and tools.
+func (s *Store) Expire() (int, error) {
+	before := s.expired.Load()
+	err := s.expirePass()
+	return int(s.expired.Load() - before), err
+}
