@@ -331,8 +331,8 @@ type purgeTx struct {
 	kv, kh, tombs, log, purg *bolt.Bucket
 	ttls                     *bolt.Bucket // the deadlines (ttl.go)
 	ttlGone                  []lifeUpdate // records with a TTL purged
-	last                     uint64 // the change log's last index
-	logN                     int64  // purge-log entries
+	last                     uint64       // the change log's last index
+	logN                     int64        // purge-log entries
 	changes                  []change
 	events                   int // change-log entries written
 	removed                  int // expired tombstones purged

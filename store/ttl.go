@@ -91,15 +91,15 @@ func (h *dueHeap) Pop() any {
 
 // lifetimes holds the deadlines of the records with a TTL.
 type lifetimes struct {
-	base  time.Time // the store's Now at Open: deadlines are offsets from it (monotonic when Now is)
-	baseMs int64    // base as unix ms, to persist deadlines as wall-clock times
-	mu    sync.Mutex
-	m     map[string]life
-	due   dueHeap
-	dirty map[string]bool // keys whose entry in bucket ttl is out of date
-	kick  chan struct{}
-	stop  chan struct{}
-	done  chan struct{}
+	base   time.Time // the store's Now at Open: deadlines are offsets from it (monotonic when Now is)
+	baseMs int64     // base as unix ms, to persist deadlines as wall-clock times
+	mu     sync.Mutex
+	m      map[string]life
+	due    dueHeap
+	dirty  map[string]bool // keys whose entry in bucket ttl is out of date
+	kick   chan struct{}
+	stop   chan struct{}
+	done   chan struct{}
 }
 
 func newLifetimes(now time.Time) *lifetimes {

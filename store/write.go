@@ -212,7 +212,7 @@ type txState struct {
 	now           int64
 	changes       []change
 	puts          []stagedPut
-	purgeLog      bool // the purge log has entries: applies check it
+	purgeLog      bool         // the purge log has entries: applies check it
 	lives         []lifeUpdate // deadlines the batch sets (ttl.go)
 	anyTTLGone    bool         // a record with a TTL was replaced by one without
 
