@@ -83,6 +83,9 @@ type Options struct {
 	Logger hclog.Logger // nil: a default logger on stderr at cfg.LogLevel
 	// LoadConfig re-reads the configuration (file and flags) on Reload.
 	LoadConfig func() (Config, error)
+	// ConfigFile names the configuration in force for the start log: the
+	// file's path, or "" for the embedded default.
+	ConfigFile string
 }
 
 // New validates cfg, opens the store, compiles the hooks and listens on the
@@ -150,7 +153,11 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 		MaxConnections:  d.maxConnections(),
 		ErrorLog:        apiLog.StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Warn}),
 	})
-	log.Info("ckd ready", "version", rpc.Version, "node", cfg.NodeName, "id", d.store.NodeID(),
+	config := opts.ConfigFile
+	if config == "" {
+		config = EmbeddedDefault
+	}
+	log.Info("ckd ready", "version", rpc.Version, "config", config, "node", cfg.NodeName, "id", d.store.NodeID(),
 		"data_dir", cfg.DataDir, "socket", cfg.Socket, "keys", d.store.Keys(),
 		"cluster", cfg.Cluster.Name, "transport", cfg.Cluster.Transport, "addr", d.node.Addr())
 	return d, nil
