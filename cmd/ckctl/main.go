@@ -284,7 +284,7 @@ type command struct {
 
 // commands lists the subcommands in the order help shows them.
 var commands = []*command{
-	setCmd, getCmd, delCmd, listCmd, watchCmd, membersCmd, statusCmd,
+	setCmd, getCmd, delCmd, listCmd, watchCmd, membersCmd, statusCmd, healthCmd,
 	exportCmd, importCmd, reloadCmd, rejoinCmd, keygenCmd,
 }
 
