@@ -16,12 +16,12 @@ func TestHealth(t *testing.T) {
 	diskFull := rpc.Errorf(rpc.ErrDiskFull, "disk full: flushes fail")
 	diskFull.Status = http.StatusServiceUnavailable
 	tests := []struct {
-		name       string
-		healthErr  error
-		args       []string
-		code       int
-		stdout     string
-		stderrHas  string
+		name        string
+		healthErr   error
+		args        []string
+		code        int
+		stdout      string
+		stderrHas   string
 		unreachable bool
 	}{
 		{"healthy", nil, nil, 0, "ok\n", "", false},
