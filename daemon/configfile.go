@@ -23,7 +23,7 @@ import (
 func LoadConfig(path string) (Config, error) {
 	src, err := os.ReadFile(path)
 	if err != nil {
-		return Config{}, err
+		return Config{}, err // names the file; callers say it is the config ("config: config: open" otherwise)
 	}
 	return ParseConfig(path, src)
 }

@@ -94,11 +94,11 @@ type Options struct {
 	ConfigFile string
 }
 
-// New validates cfg, opens the store, compiles the hooks and listens on the
+// New checks cfg (Config.Check), opens the store, compiles the hooks and listens on the
 // API socket. It fails, touching nothing of another running ckd, when the
 // data dir is locked or the socket is served by a live daemon.
 func New(cfg Config, opts Options) (*Daemon, error) {
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.Check(); err != nil { // what ckd -check runs too
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	log := opts.Logger
@@ -163,6 +163,7 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 		MaxRequestBytes: cfg.MaxRequestBytes,
 		MaxConnections:  d.maxConnections(),
 		ErrorLog:        apiLog.StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Warn}),
+		Observe:         d.metrics.observeAPI,
 	})
 	config := opts.ConfigFile
 	if config == "" {

@@ -44,6 +44,9 @@ type ServerOptions struct {
 	// ErrorLog receives the HTTP server's own errors (bad connections);
 	// nil: the standard logger.
 	ErrorLog *log.Logger
+	// Observe, when set, is told of every request (observe.go): the
+	// daemon's latency histograms.
+	Observe Observer
 }
 
 // withDefaults fills the zero fields of o.
@@ -208,6 +211,9 @@ type debugLogger interface{ IsDebug() bool }
 // ServeHTTP routes a request and logs it at debug level.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	liftDeadlines(w, r)
+	if s.opts.Observe != nil {
+		defer s.observe(r, time.Now())
+	}
 	if d, ok := s.log.(debugLogger); ok && !d.IsDebug() {
 		s.route(w, r)
 		return
@@ -566,12 +572,19 @@ const retryAfterSeconds = 1
 type errorBody struct {
 	Error  string `json:"error"`
 	Code   string `json:"code"`
-	Acked  int    `json:"acked,omitempty"`
+	Acked  *int   `json:"acked,omitempty"` // wait_timeout only, 0 included
 	Wanted int    `json:"wanted,omitempty"`
+	// Import is a failed import's count of what it imported first.
+	Import *ImportResult `json:"import,omitempty"`
 }
 
 func errorLine(e *Error) []byte {
-	b, _ := json.Marshal(errorBody{Error: e.Message, Code: e.Code, Acked: e.Acked, Wanted: e.Wanted})
+	body := errorBody{Error: e.Message, Code: e.Code, Wanted: e.Wanted, Import: e.Import}
+	if e.Code == ErrWaitTimeout.Code {
+		acked := e.Acked
+		body.Acked = &acked
+	}
+	b, _ := json.Marshal(body)
 	return b
 }
 

@@ -77,6 +77,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	if *check {
+		// What a start checks, binding nothing (daemon.Config.Check).
+		if err := cfg.Check(); err != nil {
+			fmt.Fprintf(stderr, "ckd: config: %v\n", err)
+			return 1
+		}
 		fmt.Fprintf(stdout, "ckd: configuration is valid (%s)\n", describeConfig(file, from))
 		return 0
 	}
