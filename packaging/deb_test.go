@@ -107,6 +107,7 @@ func TestDebianPackage(t *testing.T) {
 		const bash = "./usr/share/bash-completion/completions/ckctl"
 		if completion {
 			want[bash] = "-rw-r--r--"
+			run(t, work, "bash", "-n", filepath.Join(root, bash)) // it parses
 		} else if strings.Contains(list, bash) {
 			t.Errorf("a bash completion is packaged, but ckctl has no 'completion bash'")
 		} else {
