@@ -376,7 +376,7 @@ var commands []*command
 
 func init() {
 	commands = []*command{
-		setCmd, getCmd, delCmd, listCmd, watchCmd, membersCmd, statusCmd,
+		setCmd, getCmd, delCmd, listCmd, watchCmd, membersCmd, statusCmd, healthCmd,
 		exportCmd, importCmd, reloadCmd, rejoinCmd, keygenCmd, completionCmd, helpCmd,
 	}
 }
