@@ -27,6 +27,9 @@ type Store interface {
 	Keys() uint64
 	Root() [32]byte
 	Get(key string) (store.Record, bool, error)
+	// Peek is Get for peers: a record past its deadline here is returned
+	// too, with Left 0 (docs/ARCHITECTURE.md, "Expiring and ephemeral keys").
+	Peek(key string) (store.Record, bool, error)
 	Apply(ctx context.Context, rec store.Record) (store.ApplyResult, error)
 
 	// The digest tree and the key-hash index, for sync sessions. They

@@ -108,7 +108,7 @@ func (n *Node) handleQuery(from netip.AddrPort, q *wire.Query) {
 		n.drop("malformed", nil)
 		return
 	}
-	rec, found, err := n.st.Get(q.Key)
+	rec, found, err := n.st.Peek(q.Key)
 	if err != nil {
 		n.log.Warn("read for a query", "key", q.Key, "error", err)
 		return
@@ -151,7 +151,7 @@ func (n *Node) FreshGet(ctx context.Context, key string, timeout time.Duration) 
 	if err != nil {
 		return FreshResult{}, err
 	}
-	local, found, err := n.st.Get(key)
+	local, found, err := n.st.Peek(key)
 	if err != nil {
 		return FreshResult{}, err
 	}
@@ -163,6 +163,9 @@ func (n *Node) FreshGet(ctx context.Context, key string, timeout time.Duration) 
 	rec, pushable := n.settle(ctx, key, local, found, cands)
 	if rec.Key == "" {
 		return res, nil // every newer answer was a deleted value coming back
+	}
+	if rec, found = n.lifetime(rec); !found {
+		return res, nil // expired here
 	}
 	res.Record, res.Found = rec, true
 	if pushable {

@@ -141,6 +141,7 @@ func (n *Node) waitAcks(ctx context.Context, rec store.Record, want int, timeout
 	defer resend.Stop()
 	msg := n.updateFor(rec)
 	n.broadcast(msg)
+	sent := time.Now()
 	for {
 		got, changed := n.acks.count(w)
 		if got >= want {
@@ -149,6 +150,9 @@ func (n *Node) waitAcks(ctx context.Context, rec store.Record, want int, timeout
 		select {
 		case <-changed:
 		case <-resend.C:
+			if rec.TTL > 0 {
+				msg = n.updateFor(aged(rec, time.Since(sent)))
+			}
 			n.broadcast(msg)
 		case <-deadline.C:
 			return got, context.DeadlineExceeded
@@ -177,7 +181,7 @@ func (n *Node) handleUpdate(ctx context.Context, from netip.AddrPort, up *wire.U
 // handleAnnounce fetches an announced record unless this node already
 // holds it, applies it, and acknowledges it.
 func (n *Node) handleAnnounce(ctx context.Context, from netip.AddrPort, a *wire.Announce) {
-	cur, found, err := n.st.Get(a.Key)
+	cur, found, err := n.st.Peek(a.Key)
 	if err != nil {
 		n.log.Warn("read for an announce", "key", a.Key, "error", err)
 		return

@@ -108,7 +108,7 @@ func (n *Node) serveStream(ctx context.Context, c net.Conn, peer store.NodeID) {
 		var reply wire.Message
 		switch m := msg.(type) {
 		case *wire.Fetch:
-			rec, found, err := n.st.Get(m.Key)
+			rec, found, err := n.st.Peek(m.Key)
 			if err != nil {
 				return
 			}

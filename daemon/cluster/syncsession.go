@@ -206,7 +206,7 @@ func (s *session) sendPurged() error {
 
 // sendKey queues this node's current record of key, if it still has one.
 func (s *session) sendKey(key string) error {
-	rec, found, err := s.n.st.Get(key)
+	rec, found, err := s.n.st.Peek(key)
 	if err != nil || !found {
 		return err
 	}

@@ -72,6 +72,9 @@ func decodeBody(h Header, body []byte) (Message, error) {
 	if err := msg.check(h); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, t, err)
 	}
+	if err := takeLeft(msg); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, t, err)
+	}
 	return msg, nil
 }
 

@@ -104,6 +104,7 @@ func Encode(h Header, msg Message, s Sealer) ([]byte, error) {
 	if h.KeyID != ([4]byte{}) {
 		h.Flags |= FlagSealed
 	}
+	carryLeft(msg)
 	if err := msg.check(h); err != nil {
 		return nil, fmt.Errorf("encoding %w: %s: %v", ErrMalformed, msg.Type(), err)
 	}

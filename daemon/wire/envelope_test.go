@@ -395,6 +395,10 @@ func TestSizes(t *testing.T) {
 			Fallback: i%7 == 0,
 			VV:       store.VV{},
 		}
+		if i%4 == 1 && !r.Deleted {
+			r.TTL = int64(nums[(i/4)%len(nums)] >> 1)
+			r.Left = r.TTL / 3
+		}
 		for j := range i % 30 {
 			r.VV[store.NodeID{byte(j), byte(i)}] = nums[(i+j)%len(nums)] // zeros too
 		}

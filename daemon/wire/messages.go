@@ -125,6 +125,7 @@ type Bye struct {
 type Update struct {
 	Record store.Record `cbor:"1,keyasint"`
 	Hash   store.Hash   `cbor:"2,keyasint"` // Record.Hash(), checked on both sides
+	Left   int64        `cbor:"3,keyasint,omitempty"` // Record.Left: ms of its TTL left at the sender (ttl.go)
 }
 
 // NewUpdate returns the UPDATE carrying r.
@@ -175,6 +176,7 @@ type Answer struct {
 	VV      store.VV      `cbor:"5,keyasint,omitempty"`
 	Hash    store.Hash    `cbor:"6,keyasint"`
 	Record  *store.Record `cbor:"7,keyasint,omitempty"` // consistent with the fields above, checked
+	Left    int64         `cbor:"8,keyasint,omitempty"` // Record.Left (ttl.go)
 }
 
 // Fetch asks a stream's other end for its current record of Key.
@@ -187,6 +189,7 @@ type Fetch struct {
 type FetchReply struct {
 	Found  bool          `cbor:"1,keyasint,omitempty"`
 	Record *store.Record `cbor:"2,keyasint,omitempty"` // present exactly when Found
+	Left   int64         `cbor:"3,keyasint,omitempty"` // Record.Left (ttl.go)
 }
 
 // SyncTop opens a sync session: the opener's 256 top digests. The other
@@ -223,6 +226,9 @@ type KeyEntry struct {
 // The receiver applies each as if it had come in an UPDATE, without ACKs.
 type SyncRecords struct {
 	Records []store.Record `cbor:"1,keyasint"`
+	// Left holds each record's Record.Left, in order, when any of them
+	// has a TTL (ttl.go); else it is left out.
+	Left []int64 `cbor:"2,keyasint,omitempty"`
 }
 
 // SyncDone ends the sender's turn in a sync session (the last one ends the

@@ -25,6 +25,9 @@ func RecordSize(r *store.Record) int {
 	n += 1 + 1 + headLen(r.LWW.Lamport) + idLen // lww: [lamport, origin]
 	n += 1 + intLen(r.At)
 	n += 1 + 1 // fallback
+	if r.TTL != 0 {
+		n += 1 + intLen(r.TTL)
+	}
 	return n
 }
 
@@ -32,8 +35,13 @@ func RecordSize(r *store.Record) int {
 // NewUpdate(*r) with s: what the origin of a write compares with
 // max_datagram to choose between UPDATE and ANNOUNCE.
 func UpdateSize(r *store.Record, s Sealer) int {
-	// type byte; map head; key 1, record; key 2, 16-byte string.
-	return HeaderSize + 1 + 1 + 1 + RecordSize(r) + 1 + hashLen + s.Overhead()
+	// type byte; map head; key 1, record; key 2, 16-byte string; key 3,
+	// the ttl left (when not 0).
+	n := HeaderSize + 1 + 1 + 1 + RecordSize(r) + 1 + hashLen + s.Overhead()
+	if r.Left > 0 {
+		n += 1 + intLen(r.Left)
+	}
+	return n
 }
 
 // A node id or hash as a CBOR byte string: head, 16 bytes.
