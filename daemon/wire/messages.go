@@ -124,7 +124,7 @@ type Bye struct {
 // for is (Record.Key, Record.Origin, Record.Lamport); ACKs name it so.
 type Update struct {
 	Record store.Record `cbor:"1,keyasint"`
-	Hash   store.Hash   `cbor:"2,keyasint"` // Record.Hash(), checked on both sides
+	Hash   store.Hash   `cbor:"2,keyasint"`           // Record.Hash(), checked on both sides
 	Left   int64        `cbor:"3,keyasint,omitempty"` // Record.Left: ms of its TTL left at the sender (ttl.go)
 }
 
