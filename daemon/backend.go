@@ -120,10 +120,14 @@ func (b backend) write(ctx context.Context, key string, value []byte, del bool, 
 	}
 	var rec store.Record
 	var err error
+	ttl := time.Duration(opts.TTL)
+	if del && ttl != 0 {
+		return store.Record{}, b.d.metrics.writeFailed(op, rpc.Errorf(rpc.ErrBadRequest, "a delete takes no ttl"))
+	}
 	if b.d.hooks.hasOnSet(key) {
-		rec, err = b.hookedWrite(ctx, key, value, del, op, opts.IfVersion)
+		rec, err = b.hookedWrite(ctx, key, value, del, op, opts.IfVersion, ttl)
 	} else {
-		rec, err = b.commit(ctx, key, value, del, opts.IfVersion)
+		rec, err = b.commit(ctx, key, value, del, opts.IfVersion, ttl)
 	}
 	if err != nil {
 		return store.Record{}, b.d.metrics.writeFailed(op, err)
@@ -145,7 +149,7 @@ const hookedWriteTries = 16
 // key (ck.get) and derives the new value from it — a counter's increment
 // — never loses a concurrent update (docs/ARCHITECTURE.md, "Lua hooks").
 // With the client's own --if-version the first mismatch is the answer.
-func (b backend) hookedWrite(ctx context.Context, key string, value []byte, del bool, op string, ifVersion *uint64) (store.Record, error) {
+func (b backend) hookedWrite(ctx context.Context, key string, value []byte, del bool, op string, ifVersion *uint64, ttl time.Duration) (store.Record, error) {
 	for range hookedWriteTries {
 		cur, found, err := b.d.store.Get(key)
 		if err != nil {
@@ -155,7 +159,9 @@ func (b backend) hookedWrite(ctx context.Context, key string, value []byte, del 
 		if found && !cur.Deleted {
 			seen = cur.Lamport
 		}
-		out, err := b.d.hooks.onSet(ctx, key, value, b.meta(op, cur.Lamport))
+		meta := b.meta(op, cur.Lamport)
+		meta.TTL = ttl.Seconds()
+		out, err := b.d.hooks.onSet(ctx, key, value, meta)
 		if err != nil {
 			return store.Record{}, err
 		}
@@ -167,7 +173,7 @@ func (b backend) hookedWrite(ctx context.Context, key string, value []byte, del 
 		if cond == nil {
 			cond = &seen
 		}
-		rec, err := b.commit(ctx, key, out, del, cond)
+		rec, err := b.commit(ctx, key, out, del, cond, ttl)
 		if ifVersion != nil || !errors.Is(err, rpc.ErrVersionMismatch) {
 			return rec, err
 		}
@@ -178,14 +184,14 @@ func (b backend) hookedWrite(ctx context.Context, key string, value []byte, del 
 
 // commit stores a local write, with the client's (or hookedWrite's)
 // condition.
-func (b backend) commit(ctx context.Context, key string, value []byte, del bool, ifVersion *uint64) (store.Record, error) {
+func (b backend) commit(ctx context.Context, key string, value []byte, del bool, ifVersion *uint64, ttl time.Duration) (store.Record, error) {
 	var rec store.Record
 	var err error
 	start := time.Now()
 	if del {
 		rec, err = b.d.store.Delete(ctx, key, ifVersion)
 	} else {
-		rec, err = b.d.store.Set(ctx, key, value, ifVersion)
+		rec, err = b.d.store.SetTTL(ctx, key, value, ifVersion, ttl)
 	}
 	if err == nil {
 		since(b.d.metrics.commit, start)
@@ -481,6 +487,7 @@ func apiError(err error) error {
 	}{
 		{store.ErrBadKey, rpc.ErrBadRequest},
 		{store.ErrBadRecord, rpc.ErrBadRequest},
+		{store.ErrBadTTL, rpc.ErrBadRequest},
 		{store.ErrTooLarge, rpc.ErrTooLarge},
 		{store.ErrVersionMismatch, rpc.ErrVersionMismatch},
 		{store.ErrDiskFull, rpc.ErrDiskFull},

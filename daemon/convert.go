@@ -24,6 +24,9 @@ func toRPC(r store.Record, withValue bool) rpc.Record {
 		At:       r.At,
 		Fallback: r.Fallback,
 	}
+	if r.TTL > 0 && !r.Deleted {
+		out.TTLMS, out.TTLRemainingMS = r.TTL, r.Left
+	}
 	if withValue {
 		out.Value = r.Value
 	}
@@ -55,8 +58,12 @@ func fromRPC(r rpc.Record) (store.Record, error) {
 		}
 		lww = store.Stamp{Lamport: r.LWW.Lamport, Origin: id}
 	}
+	left := r.TTLRemainingMS
+	if left == 0 {
+		left = r.TTLMS // a hand-made line: its whole life (docs/ARCHITECTURE.md, "Expiring and ephemeral keys")
+	}
 	return store.Record{
 		Key: r.Key, Value: r.Value, Deleted: r.Deleted, VV: vv, Lamport: r.Version,
-		Origin: origin, LWW: lww, At: r.At, Fallback: r.Fallback,
+		Origin: origin, LWW: lww, At: r.At, Fallback: r.Fallback, TTL: r.TTLMS, Left: left,
 	}, nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sync/atomic"
+	"time"
 
 	"github.com/cloudknowledge/ck/rpc"
 	"github.com/cloudknowledge/ck/store"
@@ -151,7 +152,7 @@ func (b backend) importAsNew(ctx context.Context, next func() (rpc.Record, int, 
 			return res, nil
 		}
 		if err == nil {
-			_, err = b.write(ctx, r.Key, r.Value, r.Deleted, rpc.WriteOptions{})
+			_, err = b.write(ctx, r.Key, r.Value, r.Deleted, rpc.WriteOptions{TTL: asNewTTL(r)})
 			if err != nil {
 				err = fmt.Errorf("line %d (key %q): %w", line, r.Key, err)
 			}
@@ -163,4 +164,18 @@ func (b backend) importAsNew(ctx context.Context, next func() (rpc.Record, int, 
 		res.Records++
 		res.Applied++
 	}
+}
+
+// asNewTTL is the TTL a record imported as a new write gets: what the
+// export said was left of its own (its whole TTL if it did not say), at
+// least store.MinTTL.
+func asNewTTL(r rpc.Record) rpc.Duration {
+	left := r.TTLRemainingMS
+	if left == 0 {
+		left = r.TTLMS
+	}
+	if left <= 0 || r.Deleted {
+		return 0
+	}
+	return rpc.Duration(max(time.Duration(left)*time.Millisecond, store.MinTTL))
 }

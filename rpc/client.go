@@ -537,6 +537,9 @@ func (c *Client) write(ctx context.Context, method, key string, body io.Reader, 
 	if opts.Timeout != 0 {
 		q.Set("timeout", time.Duration(opts.Timeout).String())
 	}
+	if opts.TTL != 0 {
+		q.Set("ttl", time.Duration(opts.TTL).String())
+	}
 	var ctype []string
 	if body != nil {
 		ctype = append(ctype, "application/octet-stream")

@@ -63,5 +63,11 @@ func appendRecordJSON(b []byte, r *Record) []byte {
 	if r.Fallback {
 		b = append(b, `,"fallback":true`...)
 	}
+	if r.TTLMS != 0 {
+		b = strconv.AppendInt(append(b, `,"ttl_ms":`...), r.TTLMS, 10)
+	}
+	if r.TTLRemainingMS != 0 {
+		b = strconv.AppendInt(append(b, `,"ttl_remaining_ms":`...), r.TTLRemainingMS, 10)
+	}
 	return append(b, '}')
 }

@@ -644,6 +644,13 @@ func writeOptions(q url.Values) (WriteOptions, error) {
 		}
 		o.Timeout = Duration(d)
 	}
+	if v, ok := q["ttl"]; ok {
+		d, err := time.ParseDuration(v[0])
+		if err != nil || d <= 0 {
+			return o, Errorf(ErrBadRequest, "bad ttl %q: want a duration such as 30s or 5m", v[0])
+		}
+		o.TTL = Duration(d)
+	}
 	return o, nil
 }
 

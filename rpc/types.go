@@ -30,6 +30,11 @@ type Record struct {
 	LWW      *Stamp            `json:"lww,omitempty"`
 	At       int64             `json:"at,omitempty"` // origin's wall clock at the write, unix ms
 	Fallback bool              `json:"fallback,omitempty"`
+	// TTLMS is the record's TTL in ms (0: none); TTLRemainingMS what is
+	// left of it on the node that answered. An import without
+	// ttl_remaining_ms gives the record its whole TTL.
+	TTLMS          int64 `json:"ttl_ms,omitempty"`
+	TTLRemainingMS int64 `json:"ttl_remaining_ms,omitempty"`
 }
 
 type recordJSON struct {
@@ -43,6 +48,8 @@ type recordJSON struct {
 	LWW      *Stamp            `json:"lww,omitempty"`
 	At       int64             `json:"at,omitempty"`
 	Fallback bool              `json:"fallback,omitempty"`
+	TTLMS    int64             `json:"ttl_ms,omitempty"`
+	TTLLeft  int64             `json:"ttl_remaining_ms,omitempty"`
 }
 
 // MarshalJSON writes Value as a string, or as base64 when it is not UTF-8.
@@ -56,6 +63,7 @@ func (r Record) marshalReflect() ([]byte, error) {
 	j := recordJSON{
 		Key: r.Key, Version: r.Version, Origin: r.Origin, VV: r.VV,
 		Deleted: r.Deleted, LWW: r.LWW, At: r.At, Fallback: r.Fallback,
+		TTLMS: r.TTLMS, TTLLeft: r.TTLRemainingMS,
 	}
 	if j.VV == nil {
 		j.VV = map[string]uint64{}
@@ -78,6 +86,7 @@ func (r *Record) UnmarshalJSON(b []byte) error {
 	*r = Record{
 		Key: j.Key, Version: j.Version, Origin: j.Origin, VV: j.VV,
 		Deleted: j.Deleted, LWW: j.LWW, At: j.At, Fallback: j.Fallback,
+		TTLMS: j.TTLMS, TTLRemainingMS: j.TTLLeft,
 	}
 	switch j.Encoding {
 	case "":
@@ -157,6 +166,9 @@ type WriteOptions struct {
 	// returns; Timeout bounds that wait (0: the default, 5s).
 	Wait    int
 	Timeout Duration
+	// TTL, when set, makes the written record expire that long after the
+	// write on every node (?ttl=30s; PUT only; 1 s up to tombstone_ttl).
+	TTL Duration
 }
 
 // ListOptions are the query parameters of GET /v1/kv.
@@ -178,7 +190,8 @@ type ListResponse struct {
 }
 
 // Event is one change in the node's change log, as GET /v1/watch streams it,
-// one JSON object a line. Op is "set" or "del".
+// one JSON object a line. Op is "set", "del" or "expire" (a record with a
+// TTL reached its deadline on this node).
 type Event struct {
 	Index   uint64 `json:"index"`
 	Op      string `json:"op"`

@@ -172,6 +172,9 @@ func (sb *sandbox) pushArgs(req *request) int {
 	meta.RawSetString("node", lua.LString(req.meta.Node))
 	meta.RawSetString("op", lua.LString(req.meta.Op))
 	meta.RawSetString("version", lua.LNumber(req.meta.Version))
+	if req.meta.TTL > 0 {
+		meta.RawSetString("ttl", lua.LNumber(req.meta.TTL))
+	}
 	L.Push(meta)
 	return 3
 }

@@ -12,6 +12,7 @@ type Meta struct {
 	Node    string // the node the write or read entered through
 	Op      string // "set" or "del"
 	Version uint64
+	TTL     float64 // set: the write's TTL in seconds (meta.ttl; 0, absent: none)
 }
 
 // Version is one side of a conflict, given to on_conflict as a table

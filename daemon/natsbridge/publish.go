@@ -163,6 +163,14 @@ func (b *Bridge) changeFor(ev store.Event) *change {
 		return nil
 	}
 	b.st.changes.Add(1)
+	if ev.Op == store.OpExpire {
+		// The record is unchanged, and hidden: the event is the news.
+		return &change{
+			key: ev.Key, subject: b.kv + SubjectKey(ev.Key), op: store.OpExpire,
+			version: ev.Version, origin: ev.Origin.String(),
+			msgID: ev.Key + "@" + strconv.FormatUint(ev.Version, 10) + "@expire",
+		}
+	}
 	rec, found, err := b.src.Get(ev.Key)
 	if err != nil {
 		b.st.errors.Add(1)
