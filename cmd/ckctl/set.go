@@ -4,22 +4,29 @@ import (
 	"flag"
 	"io"
 	"os"
+	"time"
+
+	"github.com/cloudknowledge/ck/rpc"
 )
 
 var setCmd = &command{
 	name:    "set",
-	args:    "KEY VALUE|- [--file F] [--if-version V] [--wait N [--timeout D]]",
+	args:    "KEY VALUE|- [--file F] [--ttl D] [--if-version V] [--wait N [--timeout D]]",
 	summary: "store a value",
 	detail: "VALUE \"-\" reads the value from stdin; the bytes are stored exactly.\n" +
 		"Prints nothing; -o json prints the stored record.\n" +
 		"--timeout D here is how long the daemon waits for --wait's acknowledgements (not the\n" +
 		"global --timeout): ckctl then waits D plus 5s for the answer (without it, the global\n" +
 		"bound, and at least the daemon's 5s wait plus 5s with --wait). A shortfall exits 6 with\n" +
-		"the daemon's reason; -o json prints the API's error object (acked, wanted) on stdout.",
+		"the daemon's reason; -o json prints the API's error object (acked, wanted) on stdout.\n" +
+		"--ttl D makes the key expire D after the write on every node (1s up to the\n" +
+		"daemon's tombstone_ttl); writing it again restarts the time; get -o json shows\n" +
+		"ttl_remaining_ms.",
 	minArgs: 1,
 	maxArgs: 2,
 	setup: func(fs *flag.FlagSet) func(*env, []string) error {
 		file := fs.String("file", "", "read the value from file `F` instead of VALUE (\"-\": stdin)")
+		ttl := fs.Duration("ttl", 0, "expire the key `D` after the write, on every node (such as 30s or 5m; at least 1s)")
 		var w writeFlags
 		w.register(fs)
 		return func(e *env, args []string) error {
@@ -27,6 +34,10 @@ var setCmd = &command{
 			if err != nil {
 				return err
 			}
+			if *ttl != 0 && *ttl < time.Second {
+				return usageErr(nil, "--ttl %v: want at least 1s", *ttl)
+			}
+			opts.TTL = rpc.Duration(*ttl)
 			value, err := setValue(e, args, *file)
 			if err != nil {
 				return err
