@@ -589,5 +589,5 @@ func noteLife(lives map[string]ttlHead, key string, hash Hash, h recordHead) {
 		delete(lives, key)
 		return
 	}
-	lives[key] = ttlHead{hash: hash, origin: h.Origin, at: h.At, ttl: h.TTL}
+	lives[key] = ttlHead{hash: hash, at: h.At, ttl: h.TTL}
 }

@@ -93,13 +93,17 @@ func (h *dueHeap) Pop() any {
 type lifetimes struct {
 	base   time.Time // the store's Now at Open: deadlines are offsets from it (monotonic when Now is)
 	baseMs int64     // base as unix ms, to persist deadlines as wall-clock times
-	mu     sync.Mutex
-	m      map[string]life
-	due    dueHeap
-	dirty  map[string]bool // keys whose entry in bucket ttl is out of date
-	kick   chan struct{}
-	stop   chan struct{}
-	done   chan struct{}
+	// persist is held over a write of bucket ttl and the in-memory change
+	// it records (expirePass, persistLives): a snapshot of the deadlines
+	// taken by one is never written over the other's newer one.
+	persist sync.Mutex
+	mu      sync.Mutex
+	m       map[string]life
+	due     dueHeap
+	dirty   map[string]bool // keys whose entry in bucket ttl is out of date
+	kick    chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
 }
 
 func newLifetimes(now time.Time) *lifetimes {
@@ -234,11 +238,13 @@ func (s *Store) expiredStored(cur *stored) bool {
 }
 
 // restoreLives loads the deadlines at Open: recs are the current records
-// with a TTL (key → head and hash). A record whose deadline was not yet
-// persisted when the node stopped — written or received in the last
-// second before a crash — gets At + TTL by this node's wall clock for
-// its own writes (At is this node's clock), and for others' the same,
-// bounded by its TTL from now: the one place an origin's clock is used,
+// with a TTL (key → head and hash). A persisted deadline is a wall-clock
+// time, so the time the node was down counts; it is never more than the
+// TTL from now (a clock set back). A record whose deadline was not yet
+// persisted when the node stopped — written or received in the second
+// before a crash — gets At + TTL by this node's wall clock, within 0..TTL
+// from now: exact for its own writes (At is this node's clock), the
+// origin's clock for others' — the one place an origin's clock is used,
 // and only after a crash.
 func (s *Store) restoreLives(tx *bolt.Tx, recs map[string]ttlHead) error {
 	now := s.opts.Now()
@@ -255,7 +261,7 @@ func (s *Store) restoreLives(tx *bolt.Tx, recs map[string]ttlHead) error {
 			return nil
 		}
 		delete(recs, key)
-		wall := int64(binary.BigEndian.Uint64(v[16:24]))
+		wall := min(int64(binary.BigEndian.Uint64(v[16:24])), nowMs+r.ttl)
 		l.m[key] = life{hash: r.hash, deadline: (wall - l.baseMs) * int64(time.Millisecond), logged: v[24] == 1}
 		heap.Push(&l.due, dueItem{deadline: l.m[key].deadline, key: key, hash: r.hash})
 		return nil
@@ -264,10 +270,7 @@ func (s *Store) restoreLives(tx *bolt.Tx, recs map[string]ttlHead) error {
 		return err
 	}
 	for key, r := range recs {
-		left := r.at + r.ttl - nowMs
-		if r.origin != s.nodeID {
-			left = min(max(left, 0), r.ttl)
-		}
+		left := min(max(r.at+r.ttl-nowMs, 0), r.ttl)
 		l.m[key] = life{hash: r.hash, deadline: (nowMs + left - l.baseMs) * int64(time.Millisecond)}
 		heap.Push(&l.due, dueItem{deadline: l.m[key].deadline, key: key, hash: r.hash})
 		l.dirty[key] = true
@@ -278,7 +281,6 @@ func (s *Store) restoreLives(tx *bolt.Tx, recs map[string]ttlHead) error {
 // ttlHead is what restoreLives needs of a stored record with a TTL.
 type ttlHead struct {
 	hash    Hash
-	origin  NodeID
 	at, ttl int64
 }
 
@@ -350,6 +352,8 @@ func (s *Store) expirePass() error {
 	if len(due) == 0 {
 		return nil
 	}
+	s.lifes.persist.Lock()
+	defer s.lifes.persist.Unlock()
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
 	requeue := func(err error) error {
@@ -430,6 +434,8 @@ func ttlEntry(h Hash, wallMs int64, logged bool) []byte {
 // bucket ttl, in a transaction of their own (none when nothing changed).
 func (s *Store) persistLives() error {
 	l := s.lifes
+	l.persist.Lock()
+	defer l.persist.Unlock()
 	l.mu.Lock()
 	if len(l.dirty) == 0 {
 		l.mu.Unlock()
