@@ -2,13 +2,16 @@ package cluster
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"maps"
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"testing/synctest"
 	"time"
 
+	"github.com/cloudknowledge/ck/daemon/transport/simnet"
 	"github.com/cloudknowledge/ck/store"
 )
 
@@ -214,5 +217,66 @@ func TestSimTTLNewerWriteWins(t *testing.T) {
 				t.Errorf("%s lost the key rewritten without a ttl", sn.name)
 			}
 		}
+	})
+}
+
+var ttlCostKeys = flag.Int("ttlcost.keys", 10_000, "keys with a TTL in TestIdleCostTTL (docs/BENCHMARKS.md uses 100000)")
+
+// TestIdleCostTTL: keys with a TTL cost nothing on the network when they
+// expire: a cluster at rest holding -ttlcost.keys of them (1,000 under
+// -race or -short), all expiring during the measurement, sends one HELLO
+// per node per heartbeat and runs no sync session (docs/PROTOCOL.md, Costs).
+func TestIdleCostTTL(t *testing.T) {
+	keys := *ttlCostKeys
+	if testing.Short() || raceEnabled {
+		keys = min(keys, 1000)
+	}
+	const beats = 30
+	synctest.Test(t, func(t *testing.T) {
+		nw := simnet.New(1, simnet.Options{MinDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond})
+		nodes := startSimCluster(t, nw, 3)
+		recs := make([]store.Record, keys)
+		parallel(t, keys, func(i int) error {
+			var err error
+			recs[i], err = nodes[i%3].st.SetTTL(context.Background(), fmt.Sprintf("ttl/%06d", i), []byte("up"), nil, 10*simHeartbeat)
+			return err
+		})
+		for j, sn := range nodes {
+			parallel(t, keys, func(i int) error {
+				if i%3 == j {
+					return nil
+				}
+				_, err := sn.st.Apply(context.Background(), recs[i])
+				return err
+			})
+		}
+		waitFor(t, 10*simHeartbeat, func() error {
+			if err := synced(nodes); err != nil {
+				return err
+			}
+			return converged(nodes)
+		})
+		time.Sleep(3 * simHeartbeat)
+		before := make([]StatsSnapshot, len(nodes))
+		for i, sn := range nodes {
+			before[i] = sn.node.Stats()
+		}
+		time.Sleep(beats * simHeartbeat)
+		var total uint64
+		for i, sn := range nodes {
+			s := sn.node.Stats()
+			frames := s.Sent - before[i].Sent
+			total += frames
+			if frames < beats*9/10 || frames > beats*11/10+1 {
+				t.Errorf("%s sent %d frames in %d heartbeats while %d keys expired, want one HELLO each", sn.name, frames, beats, keys)
+			}
+			if s.SyncOpened != before[i].SyncOpened || s.SyncServed != before[i].SyncServed {
+				t.Errorf("%s ran sync sessions while keys expired", sn.name)
+			}
+			if n := sn.st.Stats().Expired; n != uint64(keys) {
+				t.Errorf("%s logged %d expiries of %d keys", sn.name, n, keys)
+			}
+		}
+		t.Logf("%d keys expired on 3 nodes; frames sent in %d heartbeats: %d", keys, beats, total)
 	})
 }

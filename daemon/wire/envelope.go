@@ -13,10 +13,13 @@ import (
 // major version: a frame of another version is dropped with ErrVersion.
 // Minor is the protocol's minor version: peers of one major version and
 // different minors interoperate (new message types are dropped as ErrType,
-// new fields ignored).
+// new fields ignored). 1.1 added records with a ttl (record field 10) and
+// the remaining lifetime that travels with them (ttl.go): a 1.0 node
+// refuses a frame holding such a record, so TTL keys wait until every
+// node runs 1.1.
 const (
 	Version byte   = 1
-	Minor   byte   = 0
+	Minor   byte   = 1
 	Proto   uint16 = uint16(Version)<<8 | uint16(Minor) // HELLO's Proto
 )
 

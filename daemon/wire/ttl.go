@@ -10,7 +10,7 @@ import (
 // sent from (store.Record.Left, in ms), which is not part of the record's
 // bytes or hash: the receiver's deadline is its own now + that (never
 // later than one it holds), so no clock is shared (docs/PROTOCOL.md,
-// Expiring and ephemeral keys). Each message that carries records carries
+// Expiring keys). Each message that carries records carries
 // their Left in a field of its own: UPDATE 3, ANSWER 8, FETCH_REPLY 3,
 // SYNC_RECORDS 2 (a list in the records' order, left out when no record
 // has a TTL). A receiver that finds it missing for a record with a TTL
