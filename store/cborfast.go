@@ -58,7 +58,10 @@ func appendID(b []byte, id NodeID) []byte {
 func appendRecord(b []byte, r *Record) []byte {
 	fields := byte(9)
 	if r.TTL != 0 {
-		fields = 10
+		fields++
+	}
+	if r.Ephemeral != 0 {
+		fields++
 	}
 	b = append(b, cborMap|fields, 1)
 	b = appendHead(b, cborText, uint64(len(r.Key)))
@@ -97,6 +100,9 @@ func appendRecord(b []byte, r *Record) []byte {
 		} else {
 			b = appendHead(b, cborNeg, uint64(^r.TTL))
 		}
+	}
+	if r.Ephemeral != 0 {
+		b = appendHead(append(b, 11), cborUint, r.Ephemeral)
 	}
 	return b
 }
@@ -212,7 +218,7 @@ func (p *parser) text() string {
 func parseRecord(b []byte, withValue bool) (r Record, ok bool) {
 	p := parser{b: b, ok: true}
 	fields := p.byte()
-	if fields != cborMap|9 && fields != cborMap|10 {
+	if fields != cborMap|9 && fields != cborMap|10 && fields != cborMap|11 {
 		return Record{}, false
 	}
 	p.expect(1)
@@ -262,15 +268,28 @@ func parseRecord(b []byte, withValue bool) (r Record, ok bool) {
 	}
 	p.expect(9)
 	r.Fallback = p.bool()
-	if fields == cborMap|10 {
-		// Only a positive TTL here; anything else is the cbor package's
-		// to decide (and validate's to refuse).
+	// Fields 10 (ttl) and 11 (ephemeral) are there only when not zero;
+	// only a positive TTL is read here, anything else is the cbor
+	// package's to decide (and validate's to refuse).
+	extra := int(fields&0x1f) - 9
+	if extra > 0 && len(p.b) > 0 && p.b[0] == 10 {
 		p.expect(10)
 		n := p.head(cborUint)
 		r.TTL = int64(n)
 		if n == 0 || n > math.MaxInt64 {
 			p.ok = false
 		}
+		extra--
+	}
+	if extra > 0 {
+		p.expect(11)
+		if r.Ephemeral = p.head(cborUint); r.Ephemeral == 0 {
+			p.ok = false
+		}
+		extra--
+	}
+	if extra != 0 {
+		p.ok = false
 	}
 	if !p.ok || len(p.b) != 0 {
 		return Record{}, false

@@ -34,6 +34,9 @@ func randomRecord(rng *rand.Rand) Record {
 	if rng.IntN(3) == 0 {
 		r.TTL = int64(num() >> 1)
 	}
+	if rng.IntN(3) == 0 {
+		r.Ephemeral = num()
+	}
 	switch rng.IntN(4) {
 	case 0: // nil
 	case 1:

@@ -63,16 +63,17 @@ func mustDecMode(o cbor.DecOptions) cbor.DecMode {
 // ttl, which a record without one leaves out (so its bytes and hash are
 // those of format 1.0).
 type recordWire struct {
-	Key      string    `cbor:"1,keyasint"`
-	Value    []byte    `cbor:"2,keyasint"`
-	Deleted  bool      `cbor:"3,keyasint"`
-	VV       VV        `cbor:"4,keyasint"`
-	Lamport  uint64    `cbor:"5,keyasint"`
-	Origin   NodeID    `cbor:"6,keyasint"`
-	LWW      stampWire `cbor:"7,keyasint"`
-	At       int64     `cbor:"8,keyasint"`
-	Fallback bool      `cbor:"9,keyasint"`
-	TTL      int64     `cbor:"10,keyasint,omitempty"` // only when set: records without one keep their bytes
+	Key       string    `cbor:"1,keyasint"`
+	Value     []byte    `cbor:"2,keyasint"`
+	Deleted   bool      `cbor:"3,keyasint"`
+	VV        VV        `cbor:"4,keyasint"`
+	Lamport   uint64    `cbor:"5,keyasint"`
+	Origin    NodeID    `cbor:"6,keyasint"`
+	LWW       stampWire `cbor:"7,keyasint"`
+	At        int64     `cbor:"8,keyasint"`
+	Fallback  bool      `cbor:"9,keyasint"`
+	TTL       int64     `cbor:"10,keyasint,omitempty"` // only when set: records without one keep their bytes
+	Ephemeral uint64    `cbor:"11,keyasint,omitempty"` // likewise
 }
 
 type stampWire struct {
@@ -88,6 +89,7 @@ type recordHead struct {
 	Origin  NodeID `cbor:"6,keyasint"`
 	At      int64  `cbor:"8,keyasint"`
 	TTL     int64  `cbor:"10,keyasint"`
+	Eph     uint64 `cbor:"11,keyasint"`
 }
 
 // MarshalCBOR encodes r canonically: the bytes its Hash is taken over and
@@ -103,7 +105,7 @@ func (r Record) marshalReflect() ([]byte, error) {
 		Key: r.Key, Value: r.Value, Deleted: r.Deleted, VV: r.VV.normalized(),
 		Lamport: r.Lamport, Origin: r.Origin,
 		LWW: stampWire{Lamport: r.LWW.Lamport, Origin: r.LWW.Origin},
-		At:  r.At, Fallback: r.Fallback, TTL: r.TTL,
+		At:  r.At, Fallback: r.Fallback, TTL: r.TTL, Ephemeral: r.Ephemeral,
 	})
 }
 
@@ -126,7 +128,7 @@ func (r *Record) unmarshalReflect(b []byte) error {
 		Key: w.Key, Value: w.Value, Deleted: w.Deleted, VV: w.VV,
 		Lamport: w.Lamport, Origin: w.Origin,
 		LWW: Stamp{Lamport: w.LWW.Lamport, Origin: w.LWW.Origin},
-		At:  w.At, Fallback: w.Fallback, TTL: w.TTL,
+		At:  w.At, Fallback: w.Fallback, TTL: w.TTL, Ephemeral: w.Ephemeral,
 	}
 	return nil
 }
@@ -166,21 +168,22 @@ type eventWire struct {
 // know about the record it replaces, and what List returns without values,
 // decoded without copying a value of up to 64 MiB.
 type recordMeta struct {
-	Key      string    `cbor:"1,keyasint"`
-	Deleted  bool      `cbor:"3,keyasint"`
-	VV       VV        `cbor:"4,keyasint"`
-	Lamport  uint64    `cbor:"5,keyasint"`
-	Origin   NodeID    `cbor:"6,keyasint"`
-	LWW      stampWire `cbor:"7,keyasint"`
-	At       int64     `cbor:"8,keyasint"`
-	Fallback bool      `cbor:"9,keyasint"`
-	TTL      int64     `cbor:"10,keyasint"`
+	Key       string    `cbor:"1,keyasint"`
+	Deleted   bool      `cbor:"3,keyasint"`
+	VV        VV        `cbor:"4,keyasint"`
+	Lamport   uint64    `cbor:"5,keyasint"`
+	Origin    NodeID    `cbor:"6,keyasint"`
+	LWW       stampWire `cbor:"7,keyasint"`
+	At        int64     `cbor:"8,keyasint"`
+	Fallback  bool      `cbor:"9,keyasint"`
+	TTL       int64     `cbor:"10,keyasint"`
+	Ephemeral uint64    `cbor:"11,keyasint"`
 }
 
 // decodeHead decodes what Open needs of a stored record.
 func decodeHead(b []byte) (recordHead, error) {
 	if rec, ok := parseRecord(b, false); ok {
-		return recordHead{Deleted: rec.Deleted, Lamport: rec.Lamport, Origin: rec.Origin, At: rec.At, TTL: rec.TTL}, nil
+		return recordHead{Deleted: rec.Deleted, Lamport: rec.Lamport, Origin: rec.Origin, At: rec.At, TTL: rec.TTL, Eph: rec.Ephemeral}, nil
 	}
 	var h recordHead
 	err := headMode.Unmarshal(b, &h)
@@ -199,7 +202,7 @@ func decodeMeta(b []byte) (Record, error) {
 	return Record{
 		Key: w.Key, Deleted: w.Deleted, VV: w.VV, Lamport: w.Lamport, Origin: w.Origin,
 		LWW: Stamp{Lamport: w.LWW.Lamport, Origin: w.LWW.Origin},
-		At:  w.At, Fallback: w.Fallback, TTL: w.TTL,
+		At:  w.At, Fallback: w.Fallback, TTL: w.TTL, Ephemeral: w.Ephemeral,
 	}, nil
 }
 

@@ -44,6 +44,7 @@ type request struct {
 	pre       *preResolved // and its resolution against the current record, if any
 	reserve   uint64       // reserve: the lamport to cover
 	ttl       int64        // set: the record's TTL, ms (ttl.go)
+	ephemeral uint64       // set: the boot epoch of an ephemeral record (ephemeral.go)
 
 	res  ApplyResult
 	err  error

@@ -40,10 +40,12 @@ func (s *Store) NextEpoch(nowMS uint64) (uint64, error) {
 	}
 	if isNoSpace(err) && epoch != 0 {
 		s.log.Warn("disk full: the boot epoch is not persisted", "epoch", epoch, "error", err)
+		s.epoch.Store(epoch)
 		return epoch, nil
 	}
 	if err != nil {
 		return 0, fmt.Errorf("store: boot epoch: %w", s.commitError(err, 1))
 	}
+	s.epoch.Store(epoch)
 	return epoch, nil
 }

@@ -80,6 +80,9 @@ func (s *Store) hide(rec *Record) bool {
 		s.kickPurge()
 		return true
 	}
+	if s.ephemeralGone(rec) {
+		return true
+	}
 	if rec.TTL > 0 {
 		return !s.fillLeft(rec, rec.Hash())
 	}

@@ -54,7 +54,7 @@ func (s *Store) Get(key string) (rec Record, found bool, err error) {
 }
 
 // Peek is Get for peers: a record past its deadline here is returned too,
-// with Left 0, so that a node that lacks it (a bootstrap, a sync session)
+// with Left 0, and an ephemeral record whose owner is away, so that a node that lacks it (a bootstrap, a sync session)
 // stores the same bytes and hides it at once: digests stay equal, and an
 // expiry causes no anti-entropy traffic (docs/ARCHITECTURE.md, "Expiring
 // and ephemeral keys").
@@ -127,7 +127,7 @@ func (s *Store) List(prefix, after string, limit int, values bool) (recs []Recor
 					return fmt.Errorf("store: %w: %q: %v", ErrCorrupt, key, err)
 				}
 			}
-			if !rec.Deleted && (rec.TTL <= 0 || s.fillLeft(&rec, hashBytes(v))) {
+			if !rec.Deleted && !s.ephemeralGone(&rec) && (rec.TTL <= 0 || s.fillLeft(&rec, hashBytes(v))) {
 				recs = append(recs, rec)
 			}
 		}

@@ -44,6 +44,11 @@ type Record struct {
 	// expiry itself is local (ttl.go, docs/ARCHITECTURE.md, "Expiring
 	// and ephemeral keys").
 	TTL int64
+	// Ephemeral, when not 0, binds the record to its origin's life: it is
+	// the origin's boot epoch at the write, and the record is visible only
+	// while that boot of the origin runs and is reachable (ephemeral.go).
+	// Hashed and replicated like the rest.
+	Ephemeral uint64
 
 	// Left is not part of the record's bytes or hash: for a record with a
 	// TTL, the ms of life it had left where it was read (a read fills it;
@@ -112,22 +117,23 @@ func Resolve(key string, a, b *Record, r Resolver) Record {
 	}
 	// The resolution lives as long as the write that won, whose lifetime
 	// (a local deadline) each node knows; a deleted result lives for ever.
-	ttl, left := w.TTL, w.Left
+	ttl, left, eph := w.TTL, w.Left, w.Ephemeral
 	if deleted {
-		value, ttl, left = nil, 0, 0
+		value, ttl, left, eph = nil, 0, 0, 0
 	}
 	return Record{
-		Key:      key,
-		Value:    value,
-		Deleted:  deleted,
-		VV:       a.VV.Merge(b.VV),
-		Lamport:  max(a.Lamport, b.Lamport) + 1,
-		Origin:   w.Origin,
-		LWW:      w.LWW,
-		At:       max(a.At, b.At),
-		Fallback: fallback,
-		TTL:      ttl,
-		Left:     left,
+		Key:       key,
+		Value:     value,
+		Deleted:   deleted,
+		VV:        a.VV.Merge(b.VV),
+		Lamport:   max(a.Lamport, b.Lamport) + 1,
+		Origin:    w.Origin,
+		LWW:       w.LWW,
+		At:        max(a.At, b.At),
+		Fallback:  fallback,
+		TTL:       ttl,
+		Left:      left,
+		Ephemeral: eph,
 	}
 }
 

@@ -142,10 +142,12 @@ type Store struct {
 	expired                    atomic.Uint64 // expire events logged (ttl.go)
 	refusedClock, refusedVV    atomic.Uint64 // records validate refused: lamport too far ahead; bad version vector
 
-	purger   *purger     // purges expired tombstones (purge.go)
-	lifes    *lifetimes  // deadlines of records with a TTL (ttl.go)
-	diskFull atomic.Bool // the last commit failed for lack of space (logged once)
-	space    *space      // the reserve, and what a full disk still admits (space.go)
+	purger   *purger                  // purges expired tombstones (purge.go)
+	lifes    *lifetimes               // deadlines of records with a TTL (ttl.go)
+	epoch    atomic.Uint64            // this boot's epoch (NextEpoch), for ephemeral records
+	liveness atomic.Pointer[Liveness] // whether another node's boot runs (ephemeral.go)
+	diskFull atomic.Bool              // the last commit failed for lack of space (logged once)
+	space    *space                   // the reserve, and what a full disk still admits (space.go)
 
 	mu         sync.RWMutex  // guards what follows
 	active     *pending      // committed batches not yet flushed (pending.go)

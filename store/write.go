@@ -63,10 +63,18 @@ func (s *Store) SetTTL(ctx context.Context, key string, value []byte, ifVersion 
 	if err := s.checkTTL(ttl); err != nil {
 		return Record{}, err
 	}
+	return s.set(ctx, key, value, ifVersion, ttl.Milliseconds(), 0)
+}
+
+// set is a local write of a value with a TTL (ms) or an ephemeral epoch.
+func (s *Store) set(ctx context.Context, key string, value []byte, ifVersion *uint64, ttl int64, ephemeral uint64) (Record, error) {
+	if err := ValidateKey(key); err != nil {
+		return Record{}, err
+	}
 	if len(value) > s.opts.MaxValueSize {
 		return Record{}, fmt.Errorf("store: %w: %d bytes, the limit is %d", ErrTooLarge, len(value), s.opts.MaxValueSize)
 	}
-	r := &request{kind: reqSet, key: key, value: value, ifVersion: ifVersion, ttl: ttl.Milliseconds()}
+	r := &request{kind: reqSet, key: key, value: value, ifVersion: ifVersion, ttl: ttl, ephemeral: ephemeral}
 	if err := s.submit(ctx, r); err != nil {
 		return Record{}, err
 	}
@@ -161,6 +169,8 @@ func (s *Store) checkRecord(rec *Record) error {
 		return fmt.Errorf("store: %w: %q is a tombstone with a value", ErrBadRecord, rec.Key)
 	case rec.TTL < 0 || time.Duration(rec.TTL)*time.Millisecond > s.MaxTTL():
 		return fmt.Errorf("store: %w: %q has ttl %d ms, at most %d", ErrBadRecord, rec.Key, rec.TTL, s.MaxTTL().Milliseconds())
+	case rec.TTL != 0 && rec.Ephemeral != 0:
+		return fmt.Errorf("store: %w: %q is ephemeral and has a ttl", ErrBadRecord, rec.Key)
 	}
 	return checkVV(rec)
 }
@@ -318,7 +328,7 @@ func (st *txState) write(r *request) error {
 	}
 	if r.ifVersion != nil {
 		var v uint64
-		if cur != nil && !cur.meta.Deleted && !st.s.expiredStored(cur) {
+		if cur != nil && !cur.meta.Deleted && !st.s.expiredStored(cur) && !st.s.ephemeralGone(&cur.meta) {
 			v = cur.meta.Lamport
 		}
 		if v != *r.ifVersion {
@@ -344,8 +354,8 @@ func (st *txState) write(r *request) error {
 	}
 	if rec.Deleted {
 		rec.Value = nil
-	} else if r.ttl > 0 {
-		rec.TTL, rec.Left = r.ttl, r.ttl
+	} else {
+		rec.TTL, rec.Left, rec.Ephemeral = r.ttl, r.ttl, r.ephemeral
 	}
 	r.res = ApplyResult{Outcome: Applied, Record: rec}
 	return st.put(&rec, encodeRecord(&rec), cur)
