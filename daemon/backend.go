@@ -120,14 +120,14 @@ func (b backend) write(ctx context.Context, key string, value []byte, del bool, 
 	}
 	var rec store.Record
 	var err error
-	ttl := time.Duration(opts.TTL)
-	if del && ttl != 0 {
-		return store.Record{}, b.d.metrics.writeFailed(op, rpc.Errorf(rpc.ErrBadRequest, "a delete takes no ttl"))
+	so := store.SetOptions{IfVersion: opts.IfVersion, TTL: time.Duration(opts.TTL), Ephemeral: opts.Ephemeral}
+	if del && (so.TTL != 0 || so.Ephemeral) {
+		return store.Record{}, b.d.metrics.writeFailed(op, rpc.Errorf(rpc.ErrBadRequest, "a delete takes no ttl and is not ephemeral"))
 	}
 	if b.d.hooks.hasOnSet(key) {
-		rec, err = b.hookedWrite(ctx, key, value, del, op, opts.IfVersion, ttl)
+		rec, err = b.hookedWrite(ctx, key, value, del, op, so)
 	} else {
-		rec, err = b.commit(ctx, key, value, del, opts.IfVersion, ttl)
+		rec, err = b.commit(ctx, key, value, del, so)
 	}
 	if err != nil {
 		return store.Record{}, b.d.metrics.writeFailed(op, err)
@@ -149,7 +149,8 @@ const hookedWriteTries = 16
 // key (ck.get) and derives the new value from it — a counter's increment
 // — never loses a concurrent update (docs/ARCHITECTURE.md, "Lua hooks").
 // With the client's own --if-version the first mismatch is the answer.
-func (b backend) hookedWrite(ctx context.Context, key string, value []byte, del bool, op string, ifVersion *uint64, ttl time.Duration) (store.Record, error) {
+func (b backend) hookedWrite(ctx context.Context, key string, value []byte, del bool, op string, so store.SetOptions) (store.Record, error) {
+	ifVersion := so.IfVersion
 	for range hookedWriteTries {
 		cur, found, err := b.d.store.Get(key)
 		if err != nil {
@@ -160,7 +161,7 @@ func (b backend) hookedWrite(ctx context.Context, key string, value []byte, del 
 			seen = cur.Lamport
 		}
 		meta := b.meta(op, cur.Lamport)
-		meta.TTL = ttl.Seconds()
+		meta.TTL, meta.Ephemeral = so.TTL.Seconds(), so.Ephemeral
 		out, err := b.d.hooks.onSet(ctx, key, value, meta)
 		if err != nil {
 			return store.Record{}, err
@@ -173,7 +174,8 @@ func (b backend) hookedWrite(ctx context.Context, key string, value []byte, del 
 		if cond == nil {
 			cond = &seen
 		}
-		rec, err := b.commit(ctx, key, out, del, cond, ttl)
+		so.IfVersion = cond
+		rec, err := b.commit(ctx, key, out, del, so)
 		if ifVersion != nil || !errors.Is(err, rpc.ErrVersionMismatch) {
 			return rec, err
 		}
@@ -184,14 +186,14 @@ func (b backend) hookedWrite(ctx context.Context, key string, value []byte, del 
 
 // commit stores a local write, with the client's (or hookedWrite's)
 // condition.
-func (b backend) commit(ctx context.Context, key string, value []byte, del bool, ifVersion *uint64, ttl time.Duration) (store.Record, error) {
+func (b backend) commit(ctx context.Context, key string, value []byte, del bool, so store.SetOptions) (store.Record, error) {
 	var rec store.Record
 	var err error
 	start := time.Now()
 	if del {
-		rec, err = b.d.store.Delete(ctx, key, ifVersion)
+		rec, err = b.d.store.Delete(ctx, key, so.IfVersion)
 	} else {
-		rec, err = b.d.store.SetTTL(ctx, key, value, ifVersion, ttl)
+		rec, err = b.d.store.SetWith(ctx, key, value, so)
 	}
 	if err == nil {
 		since(b.d.metrics.commit, start)

@@ -62,6 +62,7 @@ func (d *Daemon) startCluster(epoch uint64) error {
 		Sealer:       sealer,
 		Logger:       d.log.Named("cluster"),
 	}, tr, d.store)
+	d.store.SetLiveness(d.node.OwnerLive) // ephemeral records follow the member table
 	return nil
 }
 

@@ -27,6 +27,7 @@ func toRPC(r store.Record, withValue bool) rpc.Record {
 	if r.TTL > 0 && !r.Deleted {
 		out.TTLMS, out.TTLRemainingMS = r.TTL, r.Left
 	}
+	out.Ephemeral = r.Ephemeral
 	if withValue {
 		out.Value = r.Value
 	}
@@ -65,5 +66,6 @@ func fromRPC(r rpc.Record) (store.Record, error) {
 	return store.Record{
 		Key: r.Key, Value: r.Value, Deleted: r.Deleted, VV: vv, Lamport: r.Version,
 		Origin: origin, LWW: lww, At: r.At, Fallback: r.Fallback, TTL: r.TTLMS, Left: left,
+		Ephemeral: r.Ephemeral,
 	}, nil
 }

@@ -289,6 +289,7 @@ func (d *Daemon) runNode() {
 	ctx, stop := context.WithCancel(context.Background())
 	node, done := d.node, make(chan struct{})
 	d.stopNode, d.nodeDone = stop, done
+	go d.dropStaleEphemeral(ctx, node)
 	go func() {
 		defer close(done)
 		// The node stops by itself only when it must: another process

@@ -540,6 +540,9 @@ func (c *Client) write(ctx context.Context, method, key string, body io.Reader, 
 	if opts.TTL != 0 {
 		q.Set("ttl", time.Duration(opts.TTL).String())
 	}
+	if opts.Ephemeral {
+		q.Set("ephemeral", "")
+	}
 	var ctype []string
 	if body != nil {
 		ctype = append(ctype, "application/octet-stream")

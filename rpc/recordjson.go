@@ -69,5 +69,8 @@ func appendRecordJSON(b []byte, r *Record) []byte {
 	if r.TTLRemainingMS != 0 {
 		b = strconv.AppendInt(append(b, `,"ttl_remaining_ms":`...), r.TTLRemainingMS, 10)
 	}
+	if r.Ephemeral != 0 {
+		b = strconv.AppendUint(append(b, `,"ephemeral":`...), r.Ephemeral, 10)
+	}
 	return append(b, '}')
 }

@@ -31,7 +31,8 @@ func TestRecordJSONMatches(t *testing.T) {
 	for range 20000 {
 		r := Record{Key: str(), Value: []byte(str()), Version: rng.Uint64() >> rng.IntN(64), Origin: str(),
 			Deleted: rng.IntN(2) == 0, At: int64(rng.Uint64()) >> rng.IntN(64), Fallback: rng.IntN(2) == 0,
-			TTLMS: int64(rng.IntN(3)) * 30000, TTLRemainingMS: int64(rng.IntN(2)) * 1234}
+			TTLMS: int64(rng.IntN(3)) * 30000, TTLRemainingMS: int64(rng.IntN(2)) * 1234,
+			Ephemeral: uint64(rng.IntN(2)) * 1_700_000_000_000}
 		if rng.IntN(5) == 0 {
 			r.Value = nil
 		}

@@ -651,6 +651,10 @@ func writeOptions(q url.Values) (WriteOptions, error) {
 		}
 		o.TTL = Duration(d)
 	}
+	o.Ephemeral = has(q, "ephemeral")
+	if o.Ephemeral && o.TTL != 0 {
+		return o, Errorf(ErrBadRequest, "a key is either ephemeral or has a ttl, not both")
+	}
 	return o, nil
 }
 

@@ -35,6 +35,9 @@ type Record struct {
 	// ttl_remaining_ms gives the record its whole TTL.
 	TTLMS          int64 `json:"ttl_ms,omitempty"`
 	TTLRemainingMS int64 `json:"ttl_remaining_ms,omitempty"`
+	// Ephemeral is the boot epoch of the node that wrote an ephemeral
+	// record (its origin), which it lives as long as; 0: not ephemeral.
+	Ephemeral uint64 `json:"ephemeral,omitempty"`
 }
 
 type recordJSON struct {
@@ -50,6 +53,7 @@ type recordJSON struct {
 	Fallback bool              `json:"fallback,omitempty"`
 	TTLMS    int64             `json:"ttl_ms,omitempty"`
 	TTLLeft  int64             `json:"ttl_remaining_ms,omitempty"`
+	Eph      uint64            `json:"ephemeral,omitempty"`
 }
 
 // MarshalJSON writes Value as a string, or as base64 when it is not UTF-8.
@@ -63,7 +67,7 @@ func (r Record) marshalReflect() ([]byte, error) {
 	j := recordJSON{
 		Key: r.Key, Version: r.Version, Origin: r.Origin, VV: r.VV,
 		Deleted: r.Deleted, LWW: r.LWW, At: r.At, Fallback: r.Fallback,
-		TTLMS: r.TTLMS, TTLLeft: r.TTLRemainingMS,
+		TTLMS: r.TTLMS, TTLLeft: r.TTLRemainingMS, Eph: r.Ephemeral,
 	}
 	if j.VV == nil {
 		j.VV = map[string]uint64{}
@@ -86,7 +90,7 @@ func (r *Record) UnmarshalJSON(b []byte) error {
 	*r = Record{
 		Key: j.Key, Version: j.Version, Origin: j.Origin, VV: j.VV,
 		Deleted: j.Deleted, LWW: j.LWW, At: j.At, Fallback: j.Fallback,
-		TTLMS: j.TTLMS, TTLRemainingMS: j.TTLLeft,
+		TTLMS: j.TTLMS, TTLRemainingMS: j.TTLLeft, Ephemeral: j.Eph,
 	}
 	switch j.Encoding {
 	case "":
@@ -169,6 +173,9 @@ type WriteOptions struct {
 	// TTL, when set, makes the written record expire that long after the
 	// write on every node (?ttl=30s; PUT only; 1 s up to tombstone_ttl).
 	TTL Duration
+	// Ephemeral makes the written record live as long as this node's
+	// current boot runs and is reachable (?ephemeral; PUT only; not with TTL).
+	Ephemeral bool
 }
 
 // ListOptions are the query parameters of GET /v1/kv.

@@ -175,6 +175,9 @@ func (sb *sandbox) pushArgs(req *request) int {
 	if req.meta.TTL > 0 {
 		meta.RawSetString("ttl", lua.LNumber(req.meta.TTL))
 	}
+	if req.meta.Ephemeral {
+		meta.RawSetString("ephemeral", lua.LTrue)
+	}
 	L.Push(meta)
 	return 3
 }

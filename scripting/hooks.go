@@ -9,10 +9,11 @@ import (
 
 // Meta is the `meta` argument of on_set and on_get.
 type Meta struct {
-	Node    string // the node the write or read entered through
-	Op      string // "set" or "del"
-	Version uint64
-	TTL     float64 // set: the write's TTL in seconds (meta.ttl; 0, absent: none)
+	Node      string // the node the write or read entered through
+	Op        string // "set" or "del"
+	Version   uint64
+	TTL       float64 // set: the write's TTL in seconds (meta.ttl; 0, absent: none)
+	Ephemeral bool    // set: an ephemeral write (meta.ephemeral)
 }
 
 // Version is one side of a conflict, given to on_conflict as a table

@@ -11,7 +11,7 @@ import (
 
 var setCmd = &command{
 	name:    "set",
-	args:    "KEY VALUE|- [--file F] [--ttl D] [--if-version V] [--wait N [--timeout D]]",
+	args:    "KEY VALUE|- [--file F] [--ttl D | --ephemeral] [--if-version V] [--wait N [--timeout D]]",
 	summary: "store a value",
 	detail: "VALUE \"-\" reads the value from stdin; the bytes are stored exactly.\n" +
 		"Prints nothing; -o json prints the stored record.\n" +
@@ -21,12 +21,17 @@ var setCmd = &command{
 		"the daemon's reason; -o json prints the API's error object (acked, wanted) on stdout.\n" +
 		"--ttl D makes the key expire D after the write on every node (1s up to the\n" +
 		"daemon's tombstone_ttl); writing it again restarts the time; get -o json shows\n" +
-		"ttl_remaining_ms.",
+		"ttl_remaining_ms.\n" +
+		"--ephemeral makes the key live as long as this ckd runs and is reachable: other\n" +
+		"nodes hide it when it stops, is declared gone or restarts, and show it again after\n" +
+		"a partition heals; a restart deletes it. Written from another node it becomes an\n" +
+		"ordinary key.",
 	minArgs: 1,
 	maxArgs: 2,
 	setup: func(fs *flag.FlagSet) func(*env, []string) error {
 		file := fs.String("file", "", "read the value from file `F` instead of VALUE (\"-\": stdin)")
 		ttl := fs.Duration("ttl", 0, "expire the key `D` after the write, on every node (such as 30s or 5m; at least 1s)")
+		ephemeral := fs.Bool("ephemeral", false, "keep the key only while this ckd runs and is reachable")
 		var w writeFlags
 		w.register(fs)
 		return func(e *env, args []string) error {
@@ -37,7 +42,10 @@ var setCmd = &command{
 			if *ttl != 0 && *ttl < time.Second {
 				return usageErr(nil, "--ttl %v: want at least 1s", *ttl)
 			}
-			opts.TTL = rpc.Duration(*ttl)
+			if *ttl != 0 && *ephemeral {
+				return usageErr(nil, "--ttl and --ephemeral: a key is either ephemeral or expires, not both")
+			}
+			opts.TTL, opts.Ephemeral = rpc.Duration(*ttl), *ephemeral
 			value, err := setValue(e, args, *file)
 			if err != nil {
 				return err

@@ -192,3 +192,16 @@ func (ms *members) byFirstHeard(now time.Time) []Member {
 	}
 	return out
 }
+
+// live reports whether member id runs in boot epoch and is alive or
+// suspect now (ephemeral records, Node.OwnerLive).
+func (ms *members) live(id store.NodeID, epoch uint64, now time.Time) bool {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	m := ms.m[id]
+	if m == nil || m.Epoch != epoch {
+		return false
+	}
+	s := ms.stateLocked(m, now)
+	return s == Alive || s == Suspect
+}

@@ -16,8 +16,12 @@ import (
 
 // lifetime decides whether a fresh read's result is live here: a record
 // this node holds and has expired stays hidden whatever another node
-// answered, and its Left is this node's when that is shorter.
+// answered, and its Left is this node's when that is shorter; an
+// ephemeral record shows only while its owner's boot is live here.
 func (n *Node) lifetime(rec store.Record) (store.Record, bool) {
+	if rec.Ephemeral != 0 && !rec.Deleted {
+		return rec, n.OwnerLive(rec.Origin, rec.Ephemeral)
+	}
 	if rec.TTL <= 0 || rec.Deleted {
 		return rec, true
 	}
@@ -32,4 +36,15 @@ func (n *Node) lifetime(rec store.Record) (store.Record, bool) {
 func aged(rec store.Record, d time.Duration) store.Record {
 	rec.Left = max(0, rec.Left-d.Milliseconds())
 	return rec
+}
+
+// OwnerLive reports whether owner's boot epoch runs and is reachable as
+// this node sees it — alive or suspect in that epoch, not gone, left,
+// quarantined or restarted — which is when its ephemeral records show
+// here (store.Liveness).
+func (n *Node) OwnerLive(owner store.NodeID, epoch uint64) bool {
+	if owner == n.id {
+		return epoch == n.cfg.Epoch
+	}
+	return n.members.live(owner, epoch, time.Now())
 }

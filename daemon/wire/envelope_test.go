@@ -399,6 +399,9 @@ func TestSizes(t *testing.T) {
 			r.TTL = int64(nums[(i/4)%len(nums)] >> 1)
 			r.Left = r.TTL / 3
 		}
+		if i%3 == 1 {
+			r.Ephemeral = nums[(i/3)%len(nums)]
+		}
 		for j := range i % 30 {
 			r.VV[store.NodeID{byte(j), byte(i)}] = nums[(i+j)%len(nums)] // zeros too
 		}

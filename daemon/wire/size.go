@@ -28,6 +28,9 @@ func RecordSize(r *store.Record) int {
 	if r.TTL != 0 {
 		n += 1 + intLen(r.TTL)
 	}
+	if r.Ephemeral != 0 {
+		n += 1 + headLen(r.Ephemeral)
+	}
 	return n
 }
 
