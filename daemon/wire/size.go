@@ -36,6 +36,20 @@ func UpdateSize(r *store.Record, s Sealer) int {
 	return HeaderSize + 1 + 1 + 1 + RecordSize(r) + 1 + hashLen + s.Overhead()
 }
 
+// AckRequestSize is how many bytes r adds to an UPDATE's frame (what
+// UpdateSize counts without it): its fields, as long as the body map keeps
+// fewer than 24 pairs, as it does.
+func AckRequestSize(r AckRequest) int {
+	n := 0
+	if r.NoAck {
+		n += 1 + 1
+	}
+	if len(r.AckFrom) > 0 {
+		n += 1 + headLen(uint64(len(r.AckFrom))) + len(r.AckFrom)*idLen
+	}
+	return n
+}
+
 // A node id or hash as a CBOR byte string: head, 16 bytes.
 const (
 	idLen   = 1 + len(store.NodeID{})
