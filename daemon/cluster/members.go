@@ -100,13 +100,18 @@ func (ms *members) bye(id store.NodeID, epoch uint64, now time.Time) bool {
 	return true
 }
 
-// heard refreshes a member's last-heard time on any valid message.
-func (ms *members) heard(id store.NodeID, now time.Time) {
+// heard refreshes a member's last-heard time on any valid message. It
+// reports whether the member was suspect or gone until now.
+func (ms *members) heard(id store.NodeID, now time.Time) (back bool) {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
-	if cur := ms.m[id]; cur != nil && !cur.left {
-		cur.LastHeard = now
+	cur := ms.m[id]
+	if cur == nil || cur.left {
+		return false
 	}
+	back = now.Sub(cur.LastHeard) >= 3*ms.heartbeat
+	cur.LastHeard = now
+	return back
 }
 
 func (ms *members) stateLocked(m *member, now time.Time) State {

@@ -39,6 +39,13 @@ type session struct {
 	recvd  int       // records received
 	onRecv func(int) // told of each applied batch (bootstrap progress); may be nil
 
+	// settled: records with a lamport up to this were written before this
+	// node's previous heartbeat (syncer.settled); repaired counts those
+	// the session moved, sent or received and new here: what replication
+	// had not brought.
+	settled  uint64
+	repaired int
+
 	purged []string // keys whose received record the purge log dropped: answered at the end of our turn
 }
 
@@ -104,6 +111,9 @@ func (s *session) applyRecords(recs []store.Record) error {
 			continue
 		}
 		s.n.stats.applied(res[i].Outcome)
+		if o := res[i].Outcome; (o == store.Applied || o == store.Resolved) && recs[i].Lamport <= s.settled {
+			s.repaired++
+		}
 		if res[i].Outcome == store.Dropped && !s.n.st.Expired(&recs[i]) {
 			s.purged = append(s.purged, recs[i].Key)
 		}
@@ -155,6 +165,9 @@ func (s *session) sendRecord(rec store.Record) error {
 	s.batch = append(s.batch, rec)
 	s.size += size
 	s.sent++
+	if rec.Lamport <= s.settled {
+		s.repaired++
+	}
 	return nil
 }
 
