@@ -71,7 +71,7 @@ func messages() map[string]wire.Message {
 			KeyHash: store.KeyHash("big/blob"), Key: "big/blob", Origin: nodeA,
 			Lamport: 8, Hash: store.Hash{9, 9, 9}, Holder: "127.0.0.1:40001",
 		},
-		"ack":            &wire.Ack{Key: "config/db/host", Origin: nodeB, Lamport: 5, From: nodeA},
+		"ack": &wire.Ack{Key: "config/db/host", Origin: nodeB, Lamport: 5, From: nodeA},
 		"ack-more": &wire.Ack{Key: "config/db/host", Origin: nodeB, Lamport: 5, From: nodeA, More: []wire.AckEntry{
 			{Key: "config/db/port", Origin: nodeB, Lamport: 6}, {Key: "x", Origin: nodeA, Lamport: 1 << 40},
 		}},
