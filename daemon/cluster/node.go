@@ -318,7 +318,7 @@ func (n *Node) receive(ctx context.Context) {
 			continue
 		}
 		if n.members.heard(hdr.Sender, time.Now()) {
-			n.sync.fault(time.Now()) // a member back from suspect or gone
+			n.sync.fault("member back", time.Now())
 		}
 		if carriesData(msg) && n.sync.isQuarantined(hdr.Sender) {
 			n.drop("quarantined", fmt.Errorf("%v from a quarantined peer", msg.Type()))
@@ -401,7 +401,7 @@ func (n *Node) handleHello(ctx context.Context, from netip.AddrPort, hdr wire.He
 	}
 	n.st.Observe(h.Lamport)
 	if fresh {
-		n.sync.fault(time.Now()) // a new member, a restart, or back after BYE
+		n.sync.fault("member new", time.Now()) // a new member, a restart, or back after BYE
 		n.log.Info("member joined", "name", m.Name, "id", m.ID, "addr", m.Addr)
 		// Answer a newcomer at once rather than at our next heartbeat, so
 		// that a starting node learns the cluster (and whom to bootstrap

@@ -172,7 +172,7 @@ func (n *Node) waitAcks(ctx context.Context, rec store.Record, want int, timeout
 		case <-deadline.C:
 			// Some peer alive by our table does not hold the write:
 			// evidence of a fault for anti-entropy (sync.go).
-			n.sync.fault(time.Now())
+			n.sync.fault("wait missed", time.Now())
 			return got, context.DeadlineExceeded
 		case <-ctx.Done():
 			return got, ctx.Err()

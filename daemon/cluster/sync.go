@@ -56,8 +56,9 @@ type syncer struct {
 	interval time.Duration // sync_interval
 	gap      time.Duration
 	nextOpen time.Time
-	ticks    [2]uint64 // this node's Lamport clock at its last two heartbeats, older first
-	drops    uint64    // datagrams the transport had dropped at the last heartbeat
+	ticks    [2]uint64         // this node's Lamport clock at its last two heartbeats, older first
+	drops    uint64            // datagrams the transport had dropped at the last heartbeat
+	faults   map[string]uint64 // evidence taken, by kind (fault's reason), for tests and debugging
 
 	ttl       time.Duration // purge_log_ttl: longer apart is a long separation
 	saveGrain time.Duration // a last-in-sync time moving less is not saved before the stop
@@ -138,7 +139,7 @@ func (s *syncer) noteHello(id store.NodeID, name string, hdr wire.Header, theirs
 	p.diffs++
 	if stable && p.stable != theirs {
 		p.stable = theirs
-		s.faultLocked(now)
+		s.faultLocked("stable difference", now)
 	}
 	if p.diffs < 2 || peerSyncing || s.state.State != StateSynced || s.running || now.Before(p.next) || now.Before(s.nextOpen) {
 		return v
@@ -154,14 +155,18 @@ func (s *syncer) noteHello(id store.NodeID, name string, hdr wire.Header, theirs
 // left, or restarted; a write whose wait for ACKs timed out; datagrams
 // dropped; a session that repaired something. The next session may open
 // at once, and sessions run at the full rate until one finds nothing.
-func (s *syncer) fault(now time.Time) {
+func (s *syncer) fault(reason string, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.faultLocked(now)
+	s.faultLocked(reason, now)
 }
 
-func (s *syncer) faultLocked(now time.Time) {
+func (s *syncer) faultLocked(reason string, now time.Time) {
 	s.gap, s.nextOpen = 0, now
+	if s.faults == nil {
+		s.faults = map[string]uint64{}
+	}
+	s.faults[reason]++
 }
 
 // sessionDone paces the next session this node opens after one it opened
@@ -171,7 +176,7 @@ func (s *syncer) sessionDone(repaired bool, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if repaired {
-		s.faultLocked(now)
+		s.faultLocked("repaired", now)
 		return
 	}
 	s.gap = min(max(2*s.gap, s.interval), maxGapFactor*s.interval)
@@ -186,7 +191,7 @@ func (s *syncer) tick(lamport, drops uint64, now time.Time) {
 	defer s.mu.Unlock()
 	s.ticks = [2]uint64{s.ticks[1], lamport}
 	if drops > s.drops {
-		s.faultLocked(now)
+		s.faultLocked("drops", now)
 	}
 	s.drops = drops
 }

@@ -43,7 +43,7 @@ func (n *Node) serveSync(ctx context.Context, c net.Conn, peer store.NodeID, ope
 	}
 	n.sync.completed(peer, time.Now())
 	if s.repaired > 0 {
-		n.sync.fault(time.Now()) // this node lacked something, or a peer did: look further
+		n.sync.fault("served repaired", time.Now()) // this node lacked something, or a peer did: look further
 	}
 	n.log.Debug("served sync session", "peer", peer, "sent", s.sent, "received", s.recvd,
 		"repaired", s.repaired, "took", time.Since(start))

@@ -41,8 +41,10 @@ type session struct {
 
 	// settled: records with a lamport up to this were written before this
 	// node's previous heartbeat (syncer.settled); repaired counts those
-	// the session moved, sent or received and new here: what replication
-	// had not brought.
+	// the session brought that were new here: what replication had not
+	// brought. Records sent are not counted: where both sides hold a key
+	// differently both versions travel, the older one too, and the peer
+	// counts what it lacked.
 	settled  uint64
 	repaired int
 
@@ -165,9 +167,6 @@ func (s *session) sendRecord(rec store.Record) error {
 	s.batch = append(s.batch, rec)
 	s.size += size
 	s.sent++
-	if rec.Lamport <= s.settled {
-		s.repaired++
-	}
 	return nil
 }
 
