@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
 # What a cluster of N real ckd nodes on this host (lo multicast) spends on
 # a steady write load (docs/BENCHMARKS.md, Scale): one node takes RATE
-# writes a second for SECONDS from 16 clients, each waiting for one ACK
-# (--wait 1); the script counts, over that time and all nodes, the
+# writes a second from 16 clients, each waiting for one ACK (--wait 1):
+# WARMUP seconds for the anti-entropy pacing to settle, then SECONDS
+# counted. The script counts, over those and all nodes, the
 # anti-entropy sessions opened (and those that repaired nothing), the
 # datagrams the writer received per write beside the HELLOs it must
 # receive anyway, and the datagrams the kernel dropped; then a fresh read's
 # latency, one client.
 #
-#   cmd/ckbench/scale.sh N [SECONDS [RATE]]   (defaults 30, 200)
+#   cmd/ckbench/scale.sh N [SECONDS [RATE [WARMUP]]]   (defaults 60, 200, 90)
 set -euo pipefail
-nodes=${1:?usage: scale.sh N [SECONDS [RATE]]}
-secs=${2:-30}
+nodes=${1:?usage: scale.sh N [SECONDS [RATE [WARMUP]]]}
+secs=${2:-60}
 rate=${3:-200}
+warmup=${4:-90}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d /var/tmp/ck-scale-XXXXXX)
 pids=()
@@ -49,6 +51,11 @@ recv='ck_datagrams_total{direction="received"}'
 self='ck_datagrams_dropped_total{reason="self"}'
 snap() { echo "$(total "$opened") $(total "$empty") $(total "$declined") $(total "$kernel") $(value n1 "$recv") $(value n1 "$self") $(value n1 "$kernel")"; }
 
+if [ "$warmup" -gt 0 ]; then
+  echo "-- warm-up, ${warmup} s"
+  "$work/bin/ckbench" -socket "$work/n1.sock" -c 16 -n $((warmup * rate)) -rate "$rate" -keys 1000 -prefix scale/ -d 256 -wait 1 -t set
+fi
+echo "-- counted, ${secs} s"
 read -r o0 e0 d0 k0 r0 s0 w0 < <(snap)
 t0=$(date +%s.%N)
 "$work/bin/ckbench" -socket "$work/n1.sock" -c 16 -n $((secs * rate)) -rate "$rate" -keys 1000 -prefix scale/ -d 256 -wait 1 -t set
