@@ -22,9 +22,9 @@ import (
 var simScaleNodes = flag.Int("sim.scale", 0, "nodes of TestSimScale; 0: 100, or 12 under -race or -short")
 
 // TestSimScale (docs/ARCHITECTURE.md, Anti-entropy at scale; Fan-in): 100
-// nodes on the simulated network. One node writes steadily, a third of
-// its writes waiting for no ACK, a third for one, a third for two; once
-// the pacing has settled, over two minutes of virtual time:
+// nodes on the simulated network. One node writes steadily (20 a second),
+// a third of its writes waiting for no ACK, a third for one, a third for
+// two; once the pacing has settled, over two minutes of virtual time:
 //
 //   - sessions opened per node per minute stay ≤ 2 (replication keeps up,
 //     so they have nothing to repair);
@@ -35,30 +35,32 @@ var simScaleNodes = flag.Int("sim.scale", 0, "nodes of TestSimScale; 0: 100, or 
 // other lacks while the writer goes on in the other, and after the heal
 // every node converges within a bound.
 //
-// Under -race (or -short) it runs 12 nodes and 2,000 keys (100 nodes take
-// about 75 s without -race, 12 about 25 s with it) and asserts the same
-// per-node bounds. Stores are on the disk, not tmpfs: each allocates
-// its log's ring and the space reserve (64 MiB), which on tmpfs is memory.
+// Under -race (or -short) it runs 12 nodes, 10 writes a second and 2,000
+// keys (100 nodes take about 75 s without -race, 12 about 25 s with it)
+// and asserts the same per-node bounds. Stores are on the disk, not tmpfs:
+// each allocates its log's ring and the space reserve (64 MiB), which on
+// tmpfs is memory.
 func TestSimScale(t *testing.T) {
-	n, keys := 100, 10000
+	n, keys, rate := 100, 10000, 20
 	if raceEnabled || testing.Short() {
-		n, keys = 12, 2000
+		n, keys, rate = 12, 2000, 10
 	}
 	if *simScaleNodes > 0 {
 		n = *simScaleNodes
 	}
 	forSeedsDiv(t, 1<<30, func(t *testing.T, seed uint64) {
-		runScale(t, seed, n, keys)
+		runScale(t, seed, n, keys, rate)
 	})
 }
 
 const (
 	scaleWarmup = 100 * time.Second // long enough for the pacing to reach its cap
 	scaleWindow = 120 * time.Second
-	scaleRate   = 20 // writes per second of the writer
 )
 
-func runScale(t *testing.T, seed uint64, n, keys int) {
+// runScale runs the scenario with n nodes, keys keys on one side of the
+// partition, and the writer taking rate writes a second.
+func runScale(t *testing.T, seed uint64, n, keys, rate int) {
 	rng := rand.New(rand.NewPCG(seed, 16))
 	nw := simnet.New(seed, simnet.Options{MinDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond, Queue: 4096})
 	dir := t.TempDir()
@@ -86,7 +88,7 @@ func runScale(t *testing.T, seed uint64, n, keys int) {
 	})
 
 	writer := nodes[0]
-	w := &scaleWriter{sn: writer, rng: rand.New(rand.NewPCG(seed, 17))}
+	w := &scaleWriter{sn: writer, rate: rate, rng: rand.New(rand.NewPCG(seed, 17))}
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { defer close(done); w.run(ctx) }()
@@ -107,14 +109,14 @@ func runScale(t *testing.T, seed uint64, n, keys int) {
 	bound := 2 + float64(waited)/float64(writes)
 	t.Logf("%d nodes, steady writes (%d/s on %s), %v: %d sessions opened (%.2f per node per minute, most by one node %d), %d of them empty; "+
 		"%d writes waiting for %d ACKs in all; the writer received %d datagrams besides HELLOs (%d ACKs): %.2f per write, bound %.2f; %d waits missed",
-		n, scaleRate, writer.name, scaleWindow, sessions, perNode, maxDelta(before.perNode, after.perNode),
+		n, rate, writer.name, scaleWindow, sessions, perNode, maxDelta(before.perNode, after.perNode),
 		after.empty-before.empty, writes, waited, fanIn, after.writerAcks-before.writerAcks, perWrite, bound, after.missed-before.missed)
 	t.Logf("evidence of faults in the window, by kind: %v", faultDelta(before.faults, after.faults))
 	if perNode > 2 {
 		t.Errorf("%.2f sessions per node per minute under steady writes, want ≤ 2", perNode)
 	}
-	if writes < uint64(scaleRate*scaleWindow.Seconds()*9/10) {
-		t.Errorf("only %d writes in %v at %d/s", writes, scaleWindow, scaleRate)
+	if writes < uint64(float64(rate)*scaleWindow.Seconds()*9/10) {
+		t.Errorf("only %d writes in %v at %d/s", writes, scaleWindow, rate)
 	}
 	if perWrite > bound {
 		t.Errorf("the writer received %.2f datagrams per write, want ≤ 2 + ACKs waited for = %.2f", perWrite, bound)
@@ -160,6 +162,7 @@ func runScale(t *testing.T, seed uint64, n, keys int) {
 // 2 ACKs in turn.
 type scaleWriter struct {
 	sn     *simNode
+	rate   int // writes a second
 	rng    *rand.Rand
 	writes atomic.Uint64
 	waited atomic.Uint64 // ACKs waited for, summed over the writes
@@ -169,7 +172,7 @@ type scaleWriter struct {
 func (w *scaleWriter) run(ctx context.Context) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	tick := time.NewTicker(time.Second / scaleRate)
+	tick := time.NewTicker(time.Second / time.Duration(w.rate))
 	defer tick.Stop()
 	for i := 0; ; i++ {
 		select {
