@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -21,8 +20,9 @@ import (
 type backend struct{ d *Daemon }
 
 var (
-	_ rpc.Backend      = backend{}
-	_ rpc.Bootstrapper = backend{}
+	_ rpc.Backend       = backend{}
+	_ rpc.Bootstrapper  = backend{}
+	_ rpc.ChangeIndexer = backend{}
 )
 
 // maxListLimit caps one page of a listing.
@@ -48,7 +48,9 @@ func (b backend) Get(ctx context.Context, key string, opts rpc.GetOptions) (rpc.
 	// "A joining node").
 	if opts.Fresh || err == nil && !found && info.Syncing {
 		var res cluster.FreshResult
+		start := time.Now()
 		res, err = b.d.node.FreshGet(ctx, key, 0)
+		since(b.d.metrics.fresh, start)
 		rec, found, info.Answered, info.Alive = res.Record, res.Found, res.Answered, res.Alive
 		info.Fresh = true
 	}
@@ -179,10 +181,14 @@ func (b backend) hookedWrite(ctx context.Context, key string, value []byte, del 
 func (b backend) commit(ctx context.Context, key string, value []byte, del bool, ifVersion *uint64) (store.Record, error) {
 	var rec store.Record
 	var err error
+	start := time.Now()
 	if del {
 		rec, err = b.d.store.Delete(ctx, key, ifVersion)
 	} else {
 		rec, err = b.d.store.Set(ctx, key, value, ifVersion)
+	}
+	if err == nil {
+		since(b.d.metrics.commit, start)
 	}
 	return rec, apiError(err)
 }
@@ -201,8 +207,10 @@ func (b backend) replicateWait(ctx context.Context, node *cluster.Node, rec stor
 	}
 	wctx, cancel := b.d.waitContext(ctx)
 	defer cancel()
+	start := time.Now()
 	acked, err := node.ReplicateWait(wctx, rec, opts.Wait, timeout)
 	if err == nil {
+		since(b.d.metrics.ack, start)
 		return nil
 	}
 	why := "within " + timeout.String()
@@ -267,6 +275,17 @@ func (b backend) Watch(ctx context.Context, prefix string, since uint64, fromNow
 	return b.d.ended(apiError(err))
 }
 
+// ChangeIndex implements rpc.ChangeIndexer: a watch says where it starts,
+// so ckctl watch resumes after a restart without a gap.
+func (b backend) ChangeIndex(context.Context) (uint64, error) {
+	release, err := b.d.enter()
+	if err != nil {
+		return 0, err
+	}
+	defer release()
+	return b.d.store.LastIndex(), nil
+}
+
 func (b backend) Export(ctx context.Context, prefix string, fn func(rpc.Record) error) error {
 	release, err := b.d.enter()
 	if err != nil {
@@ -287,52 +306,6 @@ func (d *Daemon) ended(err error) error {
 		return errRejoining
 	}
 	return err
-}
-
-func (b backend) Import(ctx context.Context, asNew bool, next func() (rpc.Record, error)) (rpc.ImportResult, error) {
-	var res rpc.ImportResult
-	release, err := b.d.enter()
-	if err != nil {
-		return res, err
-	}
-	defer release()
-	for {
-		r, err := next()
-		if errors.Is(err, io.EOF) {
-			return res, nil
-		}
-		if err != nil {
-			return res, err
-		}
-		res.Records++
-		applied, err := b.importOne(ctx, r, asNew)
-		if err != nil {
-			return res, fmt.Errorf("record %d (key %q): %w", res.Records, r.Key, err)
-		}
-		if applied {
-			res.Applied++
-		}
-	}
-}
-
-func (b backend) importOne(ctx context.Context, r rpc.Record, asNew bool) (bool, error) {
-	if asNew {
-		_, err := b.write(ctx, r.Key, r.Value, r.Deleted, rpc.WriteOptions{})
-		return err == nil, err
-	}
-	if err := b.d.beginWrite(); err != nil {
-		return false, err
-	}
-	defer b.d.writes.Done()
-	rec, err := fromRPC(r)
-	if err != nil {
-		return false, rpc.Errorf(rpc.ErrBadRequest, "%v", err)
-	}
-	res, err := b.d.store.Apply(ctx, rec)
-	if err != nil {
-		return false, apiError(err)
-	}
-	return res.Outcome == store.Applied || res.Outcome == store.Resolved, nil
 }
 
 func (b backend) Members(context.Context) ([]rpc.Member, error) {

@@ -23,8 +23,11 @@ import (
 // protocol node on it. Run starts the node.
 func (d *Daemon) startCluster(epoch uint64) error {
 	cl := d.cfg.Cluster
-	if err := d.checkSecurity(); err != nil {
+	if err := d.cfg.checkSecurity(); err != nil {
 		return err
+	}
+	if cl.Insecure && cl.Encrypt == "" && cl.KeyringFile == "" {
+		d.log.Warn("cluster traffic is neither encrypted nor authenticated (insecure = true): anyone on the network can read and write")
 	}
 	tr, err := d.openTransport()
 	if err != nil {
@@ -184,7 +187,7 @@ var (
 // (multicast, broadcast, peers) or NATS.
 func (d *Daemon) openTransport() (clusterTransport, error) {
 	if d.cfg.Cluster.Transport == "nats" {
-		ncfg, err := d.natsTransportConfig()
+		ncfg, err := d.cfg.natsTransportConfig(d.log.Named("transport"))
 		if err != nil {
 			return nil, err
 		}
@@ -194,7 +197,7 @@ func (d *Daemon) openTransport() (clusterTransport, error) {
 		}
 		return tr, nil
 	}
-	tcfg, err := d.transportConfig()
+	tcfg, err := d.cfg.transportConfig(d.log.Named("transport"))
 	if err != nil {
 		return nil, err
 	}
@@ -211,9 +214,9 @@ func (d *Daemon) openTransport() (clusterTransport, error) {
 // subjects are "<subject_prefix>.cluster.<cluster name as a subject
 // token>.>"; bind, advertise, peers, interface, group and port do not
 // apply.
-func (d *Daemon) natsTransportConfig() (natstransport.Config, error) {
-	cl := d.cfg.Cluster
-	bc, ok := d.cfg.NATSBridge()
+func (c *Config) natsTransportConfig(log hclog.Logger) (natstransport.Config, error) {
+	cl := c.Cluster
+	bc, ok := c.NATSBridge()
 	if !ok {
 		return natstransport.Config{}, errors.New(`nats: cluster.transport "nats" needs a nats block`)
 	}
@@ -223,7 +226,7 @@ func (d *Daemon) natsTransportConfig() (natstransport.Config, error) {
 	}
 	name := bc.Name
 	if name == "" {
-		name = "ckd-" + d.cfg.NodeName
+		name = "ckd-" + c.NodeName
 	}
 	prefix := bc.Prefix
 	if prefix == "" {
@@ -235,23 +238,23 @@ func (d *Daemon) natsTransportConfig() (natstransport.Config, error) {
 		Name:        name + "-cluster",
 		Subject:     prefix + ".cluster." + natsbridge.SubjectKey(cl.Name),
 		MaxDatagram: cl.MaxDatagram,
-		Logger:      d.log.Named("transport"),
+		Logger:      log,
 	}, nil
 }
 
 // transportConfig translates the cluster block for the UDP transport.
-func (d *Daemon) transportConfig() (transport.Config, error) {
-	cl := d.cfg.Cluster
+func (c *Config) transportConfig(log hclog.Logger) (transport.Config, error) {
+	cl := c.Cluster
 	tc := transport.Config{
 		Mode:        cl.Transport,
 		Interface:   cl.Interface,
 		Port:        cl.Port,
 		MaxDatagram: cl.MaxDatagram,
-		Logger:      d.log.Named("transport"),
+		Logger:      log,
 	}
 	tc.Group, _ = netip.ParseAddr(cl.Group)
 	// Off lo, an unset bind means the interface's own address (docs/PROTOCOL.md, Transports).
-	if _, set := d.cfg.ranges["cluster.bind"]; set || cl.Interface == "lo" {
+	if _, set := c.ranges["cluster.bind"]; set || cl.Interface == "lo" {
 		ap, err := resolveAddrPort(cl.Bind)
 		if err != nil {
 			return tc, fmt.Errorf("cluster.bind: %w", err)
@@ -286,13 +289,9 @@ func (d *Daemon) transportConfig() (transport.Config, error) {
 // loopback a node with no key uses its user's default key file
 // (loadKeyring), so that other users of the host cannot join: see
 // docs/ARCHITECTURE.md, "Local trust".
-func (d *Daemon) checkSecurity() error {
-	cl := d.cfg.Cluster
-	if cl.Encrypt != "" || cl.KeyringFile != "" {
-		return nil
-	}
-	if cl.Insecure {
-		d.log.Warn("cluster traffic is neither encrypted nor authenticated (insecure = true): anyone on the network can read and write")
+func (c *Config) checkSecurity() error {
+	cl := c.Cluster
+	if cl.Encrypt != "" || cl.KeyringFile != "" || cl.Insecure {
 		return nil
 	}
 	loopback := cl.Interface == "lo" && cl.Transport != "nats"

@@ -49,6 +49,12 @@ type Daemon struct {
 	nodeDone   chan struct{}
 	peers      *peerFile // when this node was last in sync with each peer
 
+	// notify tells systemd how the start goes (notify.go); nil when
+	// ckd was not started with $NOTIFY_SOCKET. announced is closed when
+	// announce has returned.
+	notify    *notifier
+	announced chan struct{}
+
 	// errc ends Run: a server's error, or a node that had to stop.
 	errc chan error
 
@@ -83,13 +89,16 @@ type Options struct {
 	Logger hclog.Logger // nil: a default logger on stderr at cfg.LogLevel
 	// LoadConfig re-reads the configuration (file and flags) on Reload.
 	LoadConfig func() (Config, error)
+	// ConfigFile names the configuration in force for the start log: the
+	// file's path, or "" for the embedded default.
+	ConfigFile string
 }
 
-// New validates cfg, opens the store, compiles the hooks and listens on the
+// New checks cfg (Config.Check), opens the store, compiles the hooks and listens on the
 // API socket. It fails, touching nothing of another running ckd, when the
 // data dir is locked or the socket is served by a live daemon.
 func New(cfg Config, opts Options) (*Daemon, error) {
-	if err := cfg.Validate(); err != nil {
+	if err := cfg.Check(); err != nil { // what ckd -check runs too
 		return nil, fmt.Errorf("config: %w", err)
 	}
 	log := opts.Logger
@@ -100,6 +109,11 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 		errc: make(chan error, 4)}
 	d.life, d.endLife = context.WithCancel(context.Background())
 	d.waits, d.endWaits = context.WithCancelCause(context.Background())
+	if n, err := newNotifier(os.Getenv(notifySocketEnv)); err != nil {
+		log.Warn("service manager", "error", err)
+	} else {
+		d.notify = n
+	}
 	hooks, err := loadHooks(cfg, log.Named("hooks"), d.localGet)
 	if err != nil {
 		return nil, err
@@ -149,8 +163,13 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 		MaxRequestBytes: cfg.MaxRequestBytes,
 		MaxConnections:  d.maxConnections(),
 		ErrorLog:        apiLog.StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Warn}),
+		Observe:         d.metrics.observeAPI,
 	})
-	log.Info("ckd ready", "version", rpc.Version, "node", cfg.NodeName, "id", d.store.NodeID(),
+	config := opts.ConfigFile
+	if config == "" {
+		config = EmbeddedDefault
+	}
+	log.Info("ckd ready", "version", rpc.Version, "config", config, "node", cfg.NodeName, "id", d.store.NodeID(),
 		"data_dir", cfg.DataDir, "socket", cfg.Socket, "keys", d.store.Keys(),
 		"cluster", cfg.Cluster.Name, "transport", cfg.Cluster.Transport, "addr", d.node.Addr())
 	return d, nil
@@ -183,9 +202,10 @@ func (d *Daemon) listen() error {
 	return nil
 }
 
-// Run serves the API (and, when configured, metrics on TCP) until ctx ends,
-// then stops gracefully. It returns the first serving error, or nil after a
-// clean stop.
+// Run serves the API (and, when configured, metrics and health on TCP)
+// until ctx ends, then stops gracefully. It returns the first serving
+// error, or nil after a clean stop. Under systemd it says READY=1 once the
+// node serves and has bootstrapped (announce).
 func (d *Daemon) Run(ctx context.Context) error {
 	errc := d.errc
 	d.runNode()
@@ -200,8 +220,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.Close()
 			return fmt.Errorf("metrics_addr: %w", err)
 		}
-		metricsSrv = &http.Server{Handler: d.metrics.handler(), ReadHeaderTimeout: 10 * time.Second}
+		// Only the documented paths: /metrics and the health checks.
+		metricsSrv = &http.Server{Handler: d.api.ProbeHandler(d.metrics.handler()), ReadHeaderTimeout: 10 * time.Second}
 		go func() { errc <- metricsSrv.Serve(mln) }()
+	}
+	if d.notify != nil {
+		d.announced = make(chan struct{})
+		go func() {
+			defer close(d.announced)
+			d.announce(d.life)
+		}()
 	}
 	var err error
 	select {
@@ -226,7 +254,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 func (d *Daemon) Close() error {
 	d.closeOnce.Do(func() {
 		d.log.Info("stopping")
-		d.endLife() // interrupts a rejoin
+		d.endLife() // interrupts a rejoin, ends announce
+		if d.notify != nil {
+			if d.announced != nil {
+				<-d.announced
+			}
+			if err := d.notify.send("STOPPING=1\nSTATUS=stopping"); err != nil {
+				d.log.Warn("telling the service manager", "error", err)
+			}
+		}
 		d.writesMu.Lock()
 		d.stopping.Store(true)
 		d.writesMu.Unlock()

@@ -35,20 +35,7 @@ func loadHooks(cfg Config, log hclog.Logger, get func(string) ([]byte, bool, err
 // reload compiles cfg's hooks and, only if every script compiles, puts
 // them in force.
 func (h *hookSet) reload(cfg Config) error {
-	specs := make([]scripting.HookSpec, 0, len(cfg.Hooks))
-	for _, hc := range cfg.Hooks {
-		specs = append(specs, scripting.HookSpec{Pattern: hc.Pattern, Script: cfg.ScriptPath(hc), Timeout: hc.HookTimeout()})
-	}
-	eng, err := scripting.New(scripting.Config{
-		Hooks:        specs,
-		PoolSize:     cfg.HookPool,
-		MemoryBudget: cfg.HookMemory,
-		HeapLimit:    uint64(cfg.HookHeapLimit),
-		MaxValueSize: cfg.MaxValueSize,
-		Logger:       h.log,
-		NodeName:     cfg.NodeName,
-		Get:          h.get,
-	})
+	eng, err := compileHooks(cfg, h.log, h.get)
 	if err != nil {
 		return err
 	}
@@ -57,6 +44,25 @@ func (h *hookSet) reload(cfg Config) error {
 		h.retire(old.Stats())
 	}
 	return nil
+}
+
+// compileHooks compiles cfg's hooks into an engine: the start, a reload
+// and ckd -check (Config.Check) all compile them here.
+func compileHooks(cfg Config, log hclog.Logger, get func(string) ([]byte, bool, error)) (*scripting.Engine, error) {
+	specs := make([]scripting.HookSpec, 0, len(cfg.Hooks))
+	for _, hc := range cfg.Hooks {
+		specs = append(specs, scripting.HookSpec{Pattern: hc.Pattern, Script: cfg.ScriptPath(hc), Timeout: hc.HookTimeout()})
+	}
+	return scripting.New(scripting.Config{
+		Hooks:        specs,
+		PoolSize:     cfg.HookPool,
+		MemoryBudget: cfg.HookMemory,
+		HeapLimit:    uint64(cfg.HookHeapLimit),
+		MaxValueSize: cfg.MaxValueSize,
+		Logger:       log,
+		NodeName:     cfg.NodeName,
+		Get:          get,
+	})
 }
 
 // retire adds a replaced engine's counters to the running totals, so that

@@ -18,6 +18,7 @@ type metrics struct {
 	reads       prometheus.Counter
 	writes      *prometheus.CounterVec
 	writeErrors *prometheus.CounterVec
+	*latency
 }
 
 func newMetrics(d *Daemon) *metrics {
@@ -33,7 +34,10 @@ func newMetrics(d *Daemon) *metrics {
 		writeErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "ck_write_errors_total", Help: "Local writes refused, by op and API error code.",
 		}, []string{"op", "code"}),
+		latency: newLatency(),
 	}
+	reg.MustRegister(m.latency.collectors()...)
+	reg.MustRegister(buildInfo(), newNodeCollector(d))
 	reg.MustRegister(m.reads, m.writes, m.writeErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ck_keys", Help: "Live keys in the store."},

@@ -7,9 +7,9 @@ import (
 	"io/fs"
 	"maps"
 	"os"
-	"path/filepath"
 
 	"github.com/cloudknowledge/ck/daemon/cluster"
+	"github.com/cloudknowledge/ck/internal/atomicfile"
 	"github.com/cloudknowledge/ck/store"
 )
 
@@ -75,43 +75,5 @@ func (pf *peerFile) Save(recs map[store.NodeID]cluster.PeerRecord) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(pf.path, append(b, '\n'), 0o640)
-}
-
-// writeFileAtomic replaces path with data: a crash leaves the old file or
-// the new one.
-func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	defer os.Remove(tmp) // after a successful rename there is nothing to remove
-	if _, err = f.Write(data); err == nil {
-		err = f.Chmod(mode)
-	}
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	return syncDir(dir)
-}
-
-// syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.WriteFile(pf.path, append(b, '\n'), 0o640)
 }

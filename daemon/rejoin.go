@@ -13,6 +13,7 @@ import (
 
 	"github.com/cloudknowledge/ck/daemon/cluster"
 	"github.com/cloudknowledge/ck/daemon/natsbridge"
+	"github.com/cloudknowledge/ck/internal/atomicfile"
 	"github.com/cloudknowledge/ck/rpc"
 	"github.com/cloudknowledge/ck/store"
 )
@@ -288,10 +289,10 @@ func moveAside(dir, stale string, names []string) ([]string, error) {
 		}
 		moved = append(moved, name)
 	}
-	if err := syncDir(dir); err != nil {
+	if err := atomicfile.SyncDir(dir); err != nil {
 		return moved, err
 	}
-	return moved, syncDir(stale)
+	return moved, atomicfile.SyncDir(stale)
 }
 
 // putBack undoes moveAside.

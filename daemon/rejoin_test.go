@@ -27,7 +27,7 @@ func TestRejoiningRefusesCalls(t *testing.T) {
 		},
 		"export": func() error { return b.Export(ctx, "", func(rpc.Record) error { return nil }) },
 		"import": func() error {
-			_, err := b.Import(ctx, false, func() (rpc.Record, error) { return rpc.Record{}, io.EOF })
+			_, err := b.Import(ctx, false, func() (rpc.Record, int, error) { return rpc.Record{}, 0, io.EOF })
 			return err
 		},
 		"members": func() error { _, err := b.Members(ctx); return err },

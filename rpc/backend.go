@@ -33,8 +33,11 @@ type Backend interface {
 	Export(ctx context.Context, prefix string, fn func(Record) error) error
 	// Import applies records like received ones (a restore, no on_set), or
 	// with asNew as new local writes through on_set. next returns the next
-	// record, or io.EOF at the end.
-	Import(ctx context.Context, asNew bool, next func() (Record, error)) (ImportResult, error)
+	// record and its line in the body, or io.EOF at the end (an error
+	// names its line, and returns it). Import returns what it imported,
+	// also with an error, whose line it sets in the result (Line); it
+	// applies nothing from that line on.
+	Import(ctx context.Context, asNew bool, next func() (Record, int, error)) (ImportResult, error)
 	Members(ctx context.Context) ([]Member, error)
 	Status(ctx context.Context) (Status, error)
 	// Health is nil when the node serves and has bootstrapped, else
@@ -62,4 +65,14 @@ type Backend interface {
 // not block.
 type Bootstrapper interface {
 	Bootstrapping() bool
+}
+
+// ChangeIndexer is implemented by a Backend that can tell the index of its
+// last change. The server then answers a watch with the header Ck-Index,
+// the last index when the watch started (a watch from now reports the
+// changes above it), so that a client can resume the watch after losing
+// the stream without missing or repeating an event. It must not block
+// for long; its error is answered as any other.
+type ChangeIndexer interface {
+	ChangeIndex(ctx context.Context) (uint64, error)
 }

@@ -181,7 +181,8 @@ func TestConnectionCap(t *testing.T) {
 	for _, tc := range []struct {
 		path   string
 		status int
-	}{{"/v1/health", 200}, {"/v1/status", 200}, {"/v1/kv/k", 503}, {"/v1/members", 503}} {
+	}{{"/v1/health", 200}, {"/v1/health/live", 200}, {"/v1/health/ready", 200}, {"/v1/status", 200},
+		{"/v1/kv/k", 503}, {"/v1/members", 503}} {
 		if status, err := ask(dial(), tc.path); err != nil || status != tc.status {
 			t.Errorf("at the cap, %s: %d %v, want %d", tc.path, status, err, tc.status)
 		}

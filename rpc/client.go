@@ -16,6 +16,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 )
 
@@ -29,9 +31,37 @@ const maxErrorBody = 64 << 10
 // Client talks to ckd's local API on its Unix socket. It is safe for
 // concurrent use.
 type Client struct {
-	socket string
-	hc     *http.Client
+	socket  string
+	hc      *http.Client
+	streams *http.Client // export and import: bounded until the answer starts
+	opts    ClientOptions
 }
+
+// ClientOptions tune how a Client waits. The zero value waits for
+// nothing: one dial, no bound on a call but its context.
+type ClientOptions struct {
+	// ConnectTimeout is how long a call keeps dialling a socket that is
+	// missing or refuses connections: a daemon still starting (its socket
+	// appears some tens of milliseconds after it starts) or restarting.
+	// Nothing has been sent when a dial fails, so dialling again is safe.
+	// 0: a single attempt.
+	ConnectTimeout time.Duration
+	// Timeout bounds each call, connecting included: past it the call
+	// fails with a *NoAnswerError (a daemon stopped, or overloaded). A
+	// write that waits for acknowledgements is bounded by its own wait
+	// plus WriteMargin instead. Streams are bounded only until the answer
+	// starts (Export, Import), or not at all (Watch, and Rejoin, which
+	// lasts as long as a bootstrap). 0: no bound.
+	Timeout time.Duration
+}
+
+// WriteMargin is what a write that waits for acknowledgements is given
+// beyond its wait: the local commit, hooks and the answer.
+const WriteMargin = 5 * time.Second
+
+// DefaultWaitTimeout is the daemon's bound on a write's wait for
+// acknowledgements when WriteOptions.Timeout is 0.
+const DefaultWaitTimeout = 5 * time.Second
 
 // UnreachableError is the error of a call that could not connect to the
 // daemon. It matches ErrUnreachable with errors.Is.
@@ -49,23 +79,37 @@ func (e *UnreachableError) Is(target error) bool { return target == ErrUnreachab
 
 func (e *UnreachableError) Unwrap() error { return e.Err }
 
-// NewClient returns a client of the daemon listening on socket. Each
-// connection is checked with CheckServer before a byte is written on it:
-// a call to a socket served by another user's process fails with an
-// *UntrustedServerError.
+// NoAnswerError is the error of a call the daemon did not answer within
+// ClientOptions.Timeout (or a write's wait plus WriteMargin): it accepted
+// the connection but said nothing, as a stopped (SIGSTOP) or hung daemon
+// does. It matches ErrNoAnswer with errors.Is. A write may have been
+// applied all the same.
+type NoAnswerError struct {
+	Socket string
+	After  time.Duration
+}
+
+func (e *NoAnswerError) Error() string {
+	return fmt.Sprintf("no answer in %v from ckd at %s", e.After, e.Socket)
+}
+
+// Is makes errors.Is(err, ErrNoAnswer) true.
+func (e *NoAnswerError) Is(target error) bool { return target == ErrNoAnswer }
+
+// NewClient returns a client of the daemon listening on socket, with the
+// zero ClientOptions. Each connection is checked with CheckServer before a
+// byte is written on it: a call to a socket served by another user's
+// process fails with an *UntrustedServerError.
 func NewClient(socket string) *Client {
-	var d net.Dialer
+	return NewClientOptions(socket, ClientOptions{})
+}
+
+// NewClientOptions is NewClient with options.
+func NewClientOptions(socket string, opts ClientOptions) *Client {
+	c := &Client{socket: socket, opts: opts}
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			c, err := d.DialContext(ctx, "unix", socket)
-			if err != nil {
-				return nil, &UnreachableError{Socket: socket, Err: unwrapOpError(err)}
-			}
-			if err := CheckServer(c, socket); err != nil {
-				c.Close()
-				return nil, err
-			}
-			return c, nil
+			return c.dial(ctx)
 		},
 		// Every goroutine sharing the client keeps its connection: with
 		// fewer idle slots than concurrent callers, each answer would
@@ -73,8 +117,146 @@ func NewClient(socket string) *Client {
 		MaxIdleConnsPerHost: 64,
 		DisableCompression:  true, // same machine: compression only costs
 	}
-	// No overall timeout: watches last until their context ends.
-	return &Client{socket: socket, hc: &http.Client{Transport: tr}}
+	// No overall timeout here: watches last until their context ends;
+	// calls are bounded one by one (bound).
+	c.hc = &http.Client{Transport: tr}
+	// Export and import last as long as the data does: only the wait for
+	// the answer, once the request is sent, is bounded.
+	str := tr.Clone()
+	str.ResponseHeaderTimeout = opts.Timeout
+	c.streams = &http.Client{Transport: str}
+	return c
+}
+
+// httpClient is the client a path is sent with.
+func (c *Client) httpClient(path string) *http.Client {
+	if path == "/v1/export" || path == "/v1/import" {
+		return c.streams
+	}
+	return c.hc
+}
+
+// dialState is what the dials of one call found, so that a call whose
+// bound ends while it is still dialling reports the daemon unreachable
+// rather than silent. The transport dials under a context that keeps the
+// call's values but not its deadline.
+type dialState struct {
+	mu      sync.Mutex
+	lastErr error // the last failed dial's error
+	ok      bool  // a dial succeeded
+}
+
+type dialStateKey struct{}
+
+func (d *dialState) note(err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err == nil {
+		d.ok = true
+	} else {
+		d.lastErr = err
+	}
+}
+
+// unreachable is the dial error to report for a call that never got a
+// connection, or nil.
+func (d *dialState) unreachable() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.ok {
+		return nil
+	}
+	return d.lastErr
+}
+
+// dial connects to the socket, dialling again for up to ConnectTimeout
+// while it is missing or refuses (a daemon starting), with short pauses.
+func (c *Client) dial(ctx context.Context) (net.Conn, error) {
+	ds, _ := ctx.Value(dialStateKey{}).(*dialState)
+	deadline := time.Now().Add(c.opts.ConnectTimeout)
+	pause := 5 * time.Millisecond
+	var d net.Dialer
+	for {
+		conn, err := d.DialContext(ctx, "unix", c.socket)
+		if err == nil {
+			if err := CheckServer(conn, c.socket); err != nil {
+				conn.Close()
+				return nil, err
+			}
+			if ds != nil {
+				ds.note(nil)
+			}
+			return conn, nil
+		}
+		err = unwrapOpError(err)
+		if ds != nil {
+			ds.note(err)
+		}
+		if !daemonStarting(err) || time.Now().Add(pause).After(deadline) {
+			return nil, &UnreachableError{Socket: c.socket, Err: err}
+		}
+		t := time.NewTimer(pause)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, &UnreachableError{Socket: c.socket, Err: err}
+		}
+		pause = min(2*pause, 50*time.Millisecond)
+	}
+}
+
+// daemonStarting reports a dial error that a daemon starting up gives: no
+// socket yet, or a socket file nobody listens on yet (a previous daemon's,
+// which the new one replaces), or a full listen queue.
+func daemonStarting(err error) bool {
+	return errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EAGAIN)
+}
+
+// bound runs call under the client's Timeout (or d when d > 0). A call
+// that ends because the bound passed is a *NoAnswerError, or an
+// *UnreachableError when it never got a connection.
+func (c *Client) bound(ctx context.Context, d time.Duration, call func(ctx context.Context) error) error {
+	if d <= 0 {
+		d = c.opts.Timeout
+	}
+	if d <= 0 {
+		return call(ctx)
+	}
+	ds := &dialState{}
+	bctx, cancel := context.WithTimeout(context.WithValue(ctx, dialStateKey{}, ds), d)
+	defer cancel()
+	err := call(bctx)
+	if err == nil || bctx.Err() == nil || ctx.Err() != nil {
+		return err
+	}
+	var ue *UnreachableError
+	if errors.As(err, &ue) {
+		return ue
+	}
+	if derr := ds.unreachable(); derr != nil {
+		return &UnreachableError{Socket: c.socket, Err: derr}
+	}
+	return &NoAnswerError{Socket: c.socket, After: d}
+}
+
+// writeBound is how long a write may take: a write that waits for
+// acknowledgements gets its wait plus WriteMargin (at least the client's
+// Timeout), since the caller said how long the daemon may wait.
+func (c *Client) writeBound(opts WriteOptions) time.Duration {
+	wait := time.Duration(opts.Timeout)
+	if wait <= 0 && opts.Wait > 0 {
+		wait = DefaultWaitTimeout
+	}
+	switch {
+	case wait <= 0:
+		return c.opts.Timeout
+	case opts.Timeout > 0:
+		return wait + WriteMargin
+	case c.opts.Timeout <= 0:
+		return 0
+	}
+	return max(c.opts.Timeout, wait+WriteMargin)
 }
 
 // unwrapOpError drops the "dial unix PATH:" part of a dial error, since
@@ -93,6 +275,7 @@ func (c *Client) Socket() string { return c.socket }
 // Close drops idle connections.
 func (c *Client) Close() error {
 	c.hc.CloseIdleConnections()
+	c.streams.CloseIdleConnections()
 	return nil
 }
 
@@ -139,11 +322,12 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 	if len(contentType) > 0 {
 		req.Header.Set("Content-Type", contentType[0])
 	}
-	resp, err := c.hc.Do(req)
+	resp, err := c.httpClient(path).Do(req)
 	if err != nil {
 		var (
 			ue *UnreachableError
 			te *UntrustedServerError
+			ne net.Error
 		)
 		if errors.As(err, &ue) {
 			return nil, ue
@@ -153,6 +337,9 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, body
 		}
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
+		}
+		if errors.As(err, &ne) && ne.Timeout() && c.opts.Timeout > 0 {
+			return nil, &NoAnswerError{Socket: c.socket, After: c.opts.Timeout} // ResponseHeaderTimeout
 		}
 		return nil, fmt.Errorf("%s %s: %w", method, path, unwrapURLError(err))
 	}
@@ -222,30 +409,37 @@ func decodeJSON(resp *http.Response, v any) error {
 }
 
 // Get returns key's record, and how the read was answered.
-func (c *Client) Get(ctx context.Context, key string, opts GetOptions) (GetResponse, ReadInfo, error) {
-	var g GetResponse
-	resp, err := c.do(ctx, http.MethodGet, keyPath(key), getQuery(opts.Fresh, false), nil)
-	if err != nil {
-		return g, ReadInfo{}, err
-	}
-	info := readInfo(resp)
-	err = decodeJSON(resp, &g)
+func (c *Client) Get(ctx context.Context, key string, opts GetOptions) (g GetResponse, info ReadInfo, err error) {
+	err = c.bound(ctx, 0, func(ctx context.Context) error {
+		resp, err := c.do(ctx, http.MethodGet, keyPath(key), getQuery(opts.Fresh, false), nil)
+		if err != nil {
+			return err
+		}
+		info = readInfo(resp)
+		return decodeJSON(resp, &g)
+	})
 	return g, info, err
 }
 
 // GetRaw returns key's value bytes and version, without the JSON.
 func (c *Client) GetRaw(ctx context.Context, key string, fresh bool) (value []byte, version uint64, info ReadInfo, err error) {
-	resp, err := c.do(ctx, http.MethodGet, keyPath(key), getQuery(fresh, true), nil)
+	err = c.bound(ctx, 0, func(ctx context.Context) error {
+		resp, err := c.do(ctx, http.MethodGet, keyPath(key), getQuery(fresh, true), nil)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		info = readInfo(resp)
+		if version, err = strconv.ParseUint(resp.Header.Get("Ck-Version"), 10, 64); err != nil {
+			return fmt.Errorf("bad Ck-Version header %q", resp.Header.Get("Ck-Version"))
+		}
+		if value, err = io.ReadAll(resp.Body); err != nil {
+			return fmt.Errorf("reading the value: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
-		return nil, 0, ReadInfo{}, err
-	}
-	defer resp.Body.Close()
-	info = readInfo(resp)
-	if version, err = strconv.ParseUint(resp.Header.Get("Ck-Version"), 10, 64); err != nil {
-		return nil, 0, info, fmt.Errorf("bad Ck-Version header %q", resp.Header.Get("Ck-Version"))
-	}
-	if value, err = io.ReadAll(resp.Body); err != nil {
-		return nil, 0, info, fmt.Errorf("reading the value: %w", err)
+		return nil, 0, info, err
 	}
 	return value, version, info, nil
 }
@@ -279,18 +473,26 @@ func readInfo(resp *http.Response) ReadInfo {
 // A write the daemon turns away busy (ErrBusy: too many request bodies or
 // connections at once) is sent again after a short pause, for up to
 // BusyRetryFor; then the busy error is returned.
-func (c *Client) Put(ctx context.Context, key string, value []byte, opts WriteOptions) (Record, error) {
-	return c.retryBusy(ctx, func() (Record, error) {
-		return c.write(ctx, http.MethodPut, key, bytes.NewReader(value), opts)
+func (c *Client) Put(ctx context.Context, key string, value []byte, opts WriteOptions) (rec Record, err error) {
+	err = c.bound(ctx, c.writeBound(opts), func(ctx context.Context) error {
+		rec, err = c.retryBusy(ctx, func() (Record, error) {
+			return c.write(ctx, http.MethodPut, key, bytes.NewReader(value), opts)
+		})
+		return err
 	})
+	return rec, err
 }
 
 // Delete deletes key (a tombstone). Deleting a missing key succeeds. It is
 // sent again when the daemon is busy, as Put is.
-func (c *Client) Delete(ctx context.Context, key string, opts WriteOptions) (Record, error) {
-	return c.retryBusy(ctx, func() (Record, error) {
-		return c.write(ctx, http.MethodDelete, key, nil, opts)
+func (c *Client) Delete(ctx context.Context, key string, opts WriteOptions) (rec Record, err error) {
+	err = c.bound(ctx, c.writeBound(opts), func(ctx context.Context) error {
+		rec, err = c.retryBusy(ctx, func() (Record, error) {
+			return c.write(ctx, http.MethodDelete, key, nil, opts)
+		})
+		return err
 	})
+	return rec, err
 }
 
 // BusyRetryFor is how long Put and Delete keep resending a write the
@@ -364,12 +566,15 @@ func (c *Client) List(ctx context.Context, opts ListOptions) (ListResponse, erro
 		q.Set("values", "")
 	}
 	var lr ListResponse
-	resp, err := c.do(ctx, http.MethodGet, "/v1/kv", q, nil)
-	if err != nil {
-		return lr, err
-	}
-	err = decodeJSON(resp, &lr)
-	lr.Syncing = resp.Header.Get("Ck-Syncing") == "true"
+	err := c.bound(ctx, 0, func(ctx context.Context) error {
+		resp, err := c.do(ctx, http.MethodGet, "/v1/kv", q, nil)
+		if err != nil {
+			return err
+		}
+		err = decodeJSON(resp, &lr)
+		lr.Syncing = resp.Header.Get("Ck-Syncing") == "true"
+		return err
+	})
 	return lr, err
 }
 
@@ -427,31 +632,39 @@ func (c *Client) Health(ctx context.Context) error {
 
 // Reload asks the daemon to re-read its reloadable configuration.
 func (c *Client) Reload(ctx context.Context) error {
-	resp, err := c.do(ctx, http.MethodPost, "/v1/reload", nil, nil)
-	if err != nil {
-		return err
-	}
-	var h Health
-	return decodeJSON(resp, &h)
+	return c.bound(ctx, 0, func(ctx context.Context) error {
+		resp, err := c.do(ctx, http.MethodPost, "/v1/reload", nil, nil)
+		if err != nil {
+			return err
+		}
+		var h Health
+		return decodeJSON(resp, &h)
+	})
 }
 
 // Metrics returns the daemon's metrics in the Prometheus text format.
 func (c *Client) Metrics(ctx context.Context) (string, error) {
-	resp, err := c.do(ctx, http.MethodGet, "/v1/metrics", nil, nil)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
+	var b []byte
+	err := c.bound(ctx, 0, func(ctx context.Context) error {
+		resp, err := c.do(ctx, http.MethodGet, "/v1/metrics", nil, nil)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, err = io.ReadAll(resp.Body)
+		return err
+	})
 	return string(b), err
 }
 
 func (c *Client) getJSON(ctx context.Context, path string, v any) error {
-	resp, err := c.do(ctx, http.MethodGet, path, nil, nil)
-	if err != nil {
-		return err
-	}
-	return decodeJSON(resp, v)
+	return c.bound(ctx, 0, func(ctx context.Context) error {
+		resp, err := c.do(ctx, http.MethodGet, path, nil, nil)
+		if err != nil {
+			return err
+		}
+		return decodeJSON(resp, v)
+	})
 }
 
 // isErrorLine reports whether a stream line is the server's closing
@@ -477,18 +690,42 @@ func lineError(line []byte) error {
 // or the daemon ends the stream (an *Error, for example ErrShuttingDown).
 // A since older than the daemon's log is ErrCompacted.
 func (c *Client) Watch(ctx context.Context, prefix string, since *uint64, fn func(Event) error) error {
+	return c.WatchWith(ctx, WatchOptions{Prefix: prefix, Since: since}, fn)
+}
+
+// WatchOptions are the parameters of WatchWith.
+type WatchOptions struct {
+	Prefix string
+	Since  *uint64 // nil: from now on
+	// Started, when set, is called once the daemon has taken the watch,
+	// before any event, with the index of the daemon's last change at
+	// that moment (the header Ck-Index; ok is false when the daemon does
+	// not send it). A watch from now reports the changes above it, so a
+	// client that resumes from it after losing the stream misses nothing.
+	// An error from Started ends the watch and is returned.
+	Started func(last uint64, ok bool) error
+}
+
+// WatchWith is Watch with every option.
+func (c *Client) WatchWith(ctx context.Context, opts WatchOptions, fn func(Event) error) error {
 	q := url.Values{}
-	if prefix != "" {
-		q.Set("prefix", prefix)
+	if opts.Prefix != "" {
+		q.Set("prefix", opts.Prefix)
 	}
-	if since != nil {
-		q.Set("since", strconv.FormatUint(*since, 10))
+	if opts.Since != nil {
+		q.Set("since", strconv.FormatUint(*opts.Since, 10))
 	}
 	resp, err := c.do(ctx, http.MethodGet, "/v1/watch", q, nil)
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
+	if opts.Started != nil {
+		last, perr := strconv.ParseUint(resp.Header.Get("Ck-Index"), 10, 64)
+		if err := opts.Started(last, perr == nil); err != nil {
+			return err
+		}
+	}
 	br := bufio.NewReader(resp.Body)
 	for {
 		line, err := br.ReadBytes('\n')

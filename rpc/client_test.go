@@ -316,3 +316,35 @@ func TestClientListAll(t *testing.T) {
 		}
 	}
 }
+
+// A watch answers Ck-Index, where it starts: from now, the last index.
+func TestClientWatchStarted(t *testing.T) {
+	c, _ := start(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for _, k := range []string{"a", "b"} {
+		if _, err := c.Put(ctx, k, nil, rpc.WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var since0 uint64
+	for _, tc := range []struct {
+		since *uint64
+		want  uint64
+	}{{nil, 2}, {&since0, 2}} {
+		got := make(chan uint64, 1)
+		err := c.WatchWith(ctx, rpc.WatchOptions{Since: tc.since, Started: func(last uint64, ok bool) error {
+			if !ok {
+				t.Error("no Ck-Index")
+			}
+			got <- last
+			return errors.New("enough")
+		}}, func(rpc.Event) error { return nil })
+		if err == nil || err.Error() != "enough" {
+			t.Errorf("since %v: %v", tc.since, err)
+		}
+		if last := <-got; last != tc.want {
+			t.Errorf("since %v: Ck-Index %d, want %d", tc.since, last, tc.want)
+		}
+	}
+}

@@ -19,6 +19,8 @@ type Error struct {
 	Acked int `json:"acked,omitempty"`
 	// Wanted is set on wait_timeout: how many acknowledgements were asked.
 	Wanted int `json:"wanted,omitempty"`
+	// Import is set on a failed import: what it imported before the failure.
+	Import *ImportResult `json:"import,omitempty"`
 
 	// retryAfter is the answer's Retry-After, for a client that resends.
 	retryAfter time.Duration
@@ -98,6 +100,10 @@ var (
 	// ErrUnreachable is returned by the Client when it cannot connect to
 	// the daemon's socket (missing, refused); the error names the socket.
 	ErrUnreachable = errors.New("cannot reach ckd")
+	// ErrNoAnswer is returned by a Client with a Timeout when the daemon
+	// took the call but did not answer in time (stopped or hung); the
+	// error is a *NoAnswerError naming the socket and the bound.
+	ErrNoAnswer = errors.New("no answer from ckd")
 	// ErrUntrustedServer is returned by the Client when the process serving
 	// the socket is neither root, nor the client's user, nor the owner of
 	// the socket and its private directory (CheckServer); nothing was

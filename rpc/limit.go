@@ -215,10 +215,10 @@ func liftDeadlines(w http.ResponseWriter, r *http.Request) {
 func (s *Server) restrictedAllows(w http.ResponseWriter, r *http.Request) bool {
 	w.Header().Set("Connection", "close")
 	path := r.URL.EscapedPath()
-	if r.Method == http.MethodGet && (path == "/v1/health" || path == "/v1/status") {
+	if r.Method == http.MethodGet && (isHealthPath(path) || path == "/v1/status") {
 		return true
 	}
 	writeError(w, Errorf(ErrBusy, "the daemon is busy: %d connections are open (max_connections); "+
-		"only /v1/health and /v1/status are answered until some close", s.opts.MaxConnections))
+		"only the health paths and /v1/status are answered until some close", s.opts.MaxConnections))
 	return false
 }

@@ -103,6 +103,12 @@ func prepareDir(dir string, gid int, group string) error {
 		}
 		return nil
 	}
+	return checkSocketDir(dir, di, owner)
+}
+
+// checkSocketDir refuses a socket directory other users may write that
+// is not sticky.
+func checkSocketDir(dir string, di fs.FileInfo, owner int) error {
 	if othersMayWrite(di, owner) && di.Mode()&fs.ModeSticky == 0 {
 		return fmt.Errorf("%w: %s (mode %04o, owner uid %d) may be written by other users and is not sticky: "+
 			"any of them could replace ckd's socket with their own; put the socket in a directory only ckd's user can write",

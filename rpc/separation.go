@@ -72,16 +72,20 @@ func (s *Server) handleRejoin(w http.ResponseWriter, r *http.Request) {
 // ErrBadRequest.
 func (c *Client) Trust(ctx context.Context, id string) (Member, error) {
 	var m Member
-	resp, err := c.do(ctx, http.MethodPost, "/v1/members/"+url.PathEscape(id)+"/trust", nil, nil)
-	if err != nil {
-		return m, err
-	}
-	return m, decodeJSON(resp, &m)
+	err := c.bound(ctx, 0, func(ctx context.Context) error {
+		resp, err := c.do(ctx, http.MethodPost, "/v1/members/"+url.PathEscape(id)+"/trust", nil, nil)
+		if err != nil {
+			return err
+		}
+		return decodeJSON(resp, &m)
+	})
+	return m, err
 }
 
 // Rejoin asks a node that quarantines its peers to start afresh from them
 // and re-apply its own writes made since it was last in sync. It returns
-// when that is done: as long as a bootstrap takes.
+// when that is done: as long as a bootstrap takes, so ClientOptions.Timeout
+// does not bound it.
 func (c *Client) Rejoin(ctx context.Context) (RejoinResult, error) {
 	var res RejoinResult
 	resp, err := c.do(ctx, http.MethodPost, "/v1/rejoin", nil, nil)

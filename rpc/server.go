@@ -14,11 +14,13 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/cloudknowledge/ck/internal/limits"
 )
 
 // DefaultMaxValueSize is the largest value a PUT accepts when
 // ServerOptions.MaxValueSize is 0 (max_value_size's default).
-const DefaultMaxValueSize = 4 << 20
+const DefaultMaxValueSize = limits.DefaultMaxValueSize
 
 // ServerOptions configure NewServer.
 type ServerOptions struct {
@@ -44,6 +46,9 @@ type ServerOptions struct {
 	// ErrorLog receives the HTTP server's own errors (bad connections);
 	// nil: the standard logger.
 	ErrorLog *log.Logger
+	// Observe, when set, is told of every request (observe.go): the
+	// daemon's latency histograms.
+	Observe Observer
 }
 
 // withDefaults fills the zero fields of o.
@@ -123,7 +128,9 @@ func NewServer(b Backend, log Logger, opts ServerOptions) *Server {
 		"/v1/import":  {post, s.handleImport},
 		"/v1/members": {get, s.handleMembers},
 		"/v1/status":  {get, s.handleStatus},
-		"/v1/health":  {get, s.handleHealth},
+		PathHealth:    {get, s.handleHealth},
+		PathReady:     {get, s.handleHealth},
+		PathLive:      {get, s.handleLive},
 		"/v1/metrics": {get, s.handleMetrics},
 		"/v1/reload":  {post, s.handleReload},
 		"/v1/rejoin":  {post, s.handleRejoin},
@@ -206,6 +213,9 @@ type debugLogger interface{ IsDebug() bool }
 // ServeHTTP routes a request and logs it at debug level.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	liftDeadlines(w, r)
+	if s.opts.Observe != nil {
+		defer s.observe(r, time.Now())
+	}
 	if d, ok := s.log.(debugLogger); ok && !d.IsDebug() {
 		s.route(w, r)
 		return
@@ -564,12 +574,19 @@ const retryAfterSeconds = 1
 type errorBody struct {
 	Error  string `json:"error"`
 	Code   string `json:"code"`
-	Acked  int    `json:"acked,omitempty"`
+	Acked  *int   `json:"acked,omitempty"` // wait_timeout only, 0 included
 	Wanted int    `json:"wanted,omitempty"`
+	// Import is a failed import's count of what it imported first.
+	Import *ImportResult `json:"import,omitempty"`
 }
 
 func errorLine(e *Error) []byte {
-	b, _ := json.Marshal(errorBody{Error: e.Message, Code: e.Code, Acked: e.Acked, Wanted: e.Wanted})
+	body := errorBody{Error: e.Message, Code: e.Code, Wanted: e.Wanted, Import: e.Import}
+	if e.Code == ErrWaitTimeout.Code {
+		acked := e.Acked
+		body.Acked = &acked
+	}
+	b, _ := json.Marshal(body)
 	return b
 }
 

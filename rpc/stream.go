@@ -209,9 +209,30 @@ func (s *Server) handleWatch(w http.ResponseWriter, r *http.Request) {
 		}
 		fromNow = false
 	}
+	nowAt := false
+	if ix, ok := s.b.(ChangeIndexer); ok {
+		// Say where the watch starts, so that a client that loses the
+		// stream (a daemon restart) resumes with since=that index: a watch
+		// "from now" becomes one from this index.
+		last, err := ix.ChangeIndex(r.Context())
+		if err != nil {
+			s.writeError(w, err)
+			return
+		}
+		if fromNow {
+			since, fromNow, nowAt = last, false, true
+		}
+		w.Header().Set("Ck-Index", strconv.FormatUint(last, 10))
+	}
 	ctx, server, cancel := s.streamContext(r)
 	defer cancel()
 	st := s.newStream(ctx, w, r, true)
+	if nowAt {
+		// No compacted error can come from the last index: send the 200
+		// and Ck-Index now, so that the client knows them even if the
+		// stream ends at once (a shutdown).
+		st.commit()
+	}
 	timer := time.AfterFunc(watchCommitDelay, st.commit)
 	defer timer.Stop()
 	err = s.b.Watch(ctx, q.Get("prefix"), since, fromNow, func(ev Event) error {
@@ -265,12 +286,27 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) {
 		// A backend that swallowed our error must not turn a bad file
 		// into a success.
 		err = lr.err
+		res.Line = lr.errLine
 	}
 	if err != nil {
-		s.writeError(w, err)
+		s.writeError(w, importError(err, res))
 		return
 	}
 	s.writeJSON(w, http.StatusOK, res)
+}
+
+// importError is a failed import's answer: the error, saying what was
+// imported before it, with the counts in Import.
+func importError(err error, res ImportResult) *Error {
+	c := *AsError(err)
+	c.Import = &res
+	if res.Line > 0 {
+		c.Message = fmt.Sprintf("%s: imported %d records (%d applied) from the lines before line %d; nothing from line %d on",
+			c.Message, res.Records, res.Applied, res.Line, res.Line)
+	} else {
+		c.Message = fmt.Sprintf("%s: imported %d records (%d applied) before the failure", c.Message, res.Records, res.Applied)
+	}
+	return &c
 }
 
 const (
@@ -292,15 +328,16 @@ const (
 // than importReadSize grows its buffer only into room taken from the
 // budget; the room is given back when the next line is read.
 type lineReader struct {
-	br     *bufio.Reader
-	limit  int
-	line   int   // lines read so far
-	err    error // the error that ended reading, other than io.EOF
-	ctx    context.Context
-	budget *budget
-	busy   func() *Error
-	held   int64  // taken from the budget
-	long   []byte // the buffer of a long line, reserved beyond the first held
+	br      *bufio.Reader
+	limit   int
+	line    int   // lines read so far
+	err     error // the error that ended reading, other than io.EOF
+	errLine int   // the line err is about
+	ctx     context.Context
+	budget  *budget
+	busy    func() *Error
+	held    int64  // taken from the budget
+	long    []byte // the buffer of a long line, reserved beyond the first held
 }
 
 // close gives back what the reader holds in the budget.
@@ -338,17 +375,19 @@ func (lr *lineReader) shrink() {
 	lr.long = nil
 }
 
-func (lr *lineReader) next() (Record, error) {
+// next returns the next record and its line (Backend.Import's next).
+func (lr *lineReader) next() (Record, int, error) {
 	if lr.err != nil {
-		return Record{}, lr.err
+		return Record{}, lr.errLine, lr.err
 	}
 	for {
 		b, err := lr.readLine()
 		if err != nil {
-			if err != io.EOF {
-				lr.err = err
+			if err == io.EOF {
+				return Record{}, lr.line, err
 			}
-			return Record{}, err
+			lr.err, lr.errLine = err, lr.line+1 // the line it could not read
+			return Record{}, lr.errLine, err
 		}
 		b = bytes.TrimSpace(b)
 		if len(b) == 0 {
@@ -356,10 +395,10 @@ func (lr *lineReader) next() (Record, error) {
 		}
 		var rec Record
 		if err := json.Unmarshal(b, &rec); err != nil {
-			lr.err = Errorf(ErrBadRequest, "line %d: %v", lr.line, err)
-			return Record{}, lr.err
+			lr.err, lr.errLine = Errorf(ErrBadRequest, "line %d: %v", lr.line, err), lr.line
+			return Record{}, lr.line, lr.err
 		}
-		return rec, nil
+		return rec, lr.line, nil
 	}
 }
 

@@ -247,8 +247,14 @@ type Health struct {
 	Status string `json:"status"` // "ok"
 }
 
-// ImportResult counts what an import did.
+// ImportResult counts what an import did. A failed import's error
+// carries it too (Error.Import): what was imported before the failure.
 type ImportResult struct {
-	Records uint64 `json:"records"` // lines read
+	Records uint64 `json:"records"` // records imported (stored, or older than the node's and ignored)
 	Applied uint64 `json:"applied"` // records that changed the store
+	// Line is set on a failed import: the line that stopped it. A record
+	// refused (bad JSON, key, value, or refused as hostile) stops it before
+	// anything from that line on is applied, so Records are exactly the
+	// records of the lines before it.
+	Line int `json:"line,omitempty"`
 }

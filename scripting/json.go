@@ -4,9 +4,10 @@ import (
 	"math"
 	"sort"
 	"strconv"
-	"unicode/utf8"
 
 	lua "github.com/yuin/gopher-lua"
+
+	"github.com/cloudknowledge/ck/internal/jsonstr"
 )
 
 // ck.json: encode and decode between JSON text and Lua values.
@@ -83,7 +84,7 @@ func (e *jsonEncoder) value(v lua.LValue) {
 		if int64(len(e.buf)+len(v)) > e.limit {
 			e.fail("result exceeds the hook memory budget")
 		}
-		e.buf = appendJSONString(e.buf, string(v))
+		e.buf = jsonstr.Append(e.buf, string(v), false)
 	case *lua.LTable:
 		e.table(v)
 	case *lua.LUserData:
@@ -195,55 +196,11 @@ func (e *jsonEncoder) object(t *lua.LTable, keys []string) {
 		if i > 0 {
 			e.buf = append(e.buf, ',')
 		}
-		e.buf = appendJSONString(e.buf, k)
+		e.buf = jsonstr.Append(e.buf, k, false)
 		e.buf = append(e.buf, ':')
 		e.value(t.RawGetString(k))
 	}
 	e.buf = append(e.buf, '}')
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString quotes s; invalid UTF-8 becomes U+FFFD.
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
-			i++
-			continue
-		}
-		if c >= utf8.RuneSelf {
-			r, size := utf8.DecodeRuneInString(s[i:])
-			if r != utf8.RuneError || size != 1 {
-				i += size
-				continue
-			}
-			b = append(b, s[start:i]...)
-			b = append(b, "\ufffd"...)
-			i++
-			start = i
-			continue
-		}
-		b = append(b, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			b = append(b, '\\', c)
-		case '\n':
-			b = append(b, '\\', 'n')
-		case '\r':
-			b = append(b, '\\', 'r')
-		case '\t':
-			b = append(b, '\\', 't')
-		default:
-			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-		}
-		i++
-		start = i
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
 
 // jsonMark returns a Lua function that sets a marker metatable on its

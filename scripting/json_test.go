@@ -15,7 +15,7 @@ var jsonCases = []struct{ expr, want string }{
 	{`rt('{}')`, `{}`},
 	{`rt(' [ {"x" : [ ] } , -0.5e1 , 1E2 ] ')`, `[{"x":[]},-5,100]`},
 	{`rt('"\\u00e9\\ud83d\\ude00\\n"')`, "\"é😀\\n\""},
-	{`rt('"a\\"b\\\\c\\/d\\b\\f\\r\\t"')`, `"a\"b\\c/d\u0008\u000c\r\t"`},
+	{`rt('"a\\"b\\\\c\\/d\\b\\f\\r\\t"')`, `"a\"b\\c/d\b\f\r\t"`},
 	{`rt('"\\ud800"')`, "\"\uFFFD\""},
 	{`rt('12345678901234')`, `12345678901234`},
 	{`rt('0.1')`, `0.1`},
@@ -34,7 +34,7 @@ var jsonCases = []struct{ expr, want string }{
 	{`enc(-0.5)`, `-0.5`},
 	{`enc(3)`, `3`},
 	{`enc("\1\127<>&")`, "\"\\u0001\x7f<>&\""},
-	{`enc("\255x")`, "\"\uFFFDx\""},
+	{`enc("\255x")`, `"\ufffdx"`}, // as encoding/json writes it
 	{`err(enc, {[1] = "a", [3] = "b"})`, "mixed or non-string keys"},
 	{`err(enc, {1, x = 2})`, "mixed or non-string keys"},
 	{`err(enc, {f = print or function() end})`, "cannot encode a function"},

@@ -25,8 +25,8 @@ func (s *Store) Check() error {
 	// if that fails (a full disk), the file and the pending sets are
 	// checked together.
 	_ = s.flushAll()
-	s.flushMu.Lock()
-	defer s.flushMu.Unlock()
+	s.flusher.Lock()
+	defer s.flusher.Unlock()
 	c := &checker{}
 	var pend pendingView
 	err := s.read(func() bool { pend = s.pendingAll(); return true }, func(tx *bolt.Tx) error {

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/cloudknowledge/ck/store/internal/wal"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 )
@@ -14,7 +15,7 @@ import (
 // Group commit. bbolt's Batch waits up to 10 ms for company, which is slow
 // with few writers; here one committer goroutine takes the first queued
 // request and whatever else is queued behind it (gather), computes the
-// batch, writes it to the log with one fsync (wal.go), and acknowledges
+// batch, writes it to the log with one fsync (internal/wal), and acknowledges
 // it. Under load the batch grows by itself: requests queue while the
 // previous fsync runs. A writer that finds nothing committing and nothing
 // queued commits its request itself (submit).
@@ -217,9 +218,9 @@ func (st *txState) build(batch []*request) error {
 // for the log, straight in the bbolt file. A batch that shrinks the store
 // may use the ring's spare (walSpace).
 func (s *Store) persist(st *txState, shrinks bool) error {
-	lsn := s.wal.lsn + 1
-	b := s.wal.encode(lsn, st.reserved, st.walChanges())
-	if int64(len(b)) > s.wal.maxBatch() {
+	lsn := s.wal.LSN() + 1
+	b := s.wal.Encode(lsn, st.reserved, st.walChanges())
+	if int64(len(b)) > s.wal.MaxBatch() {
 		return s.commitDirect(st)
 	}
 	n := int64(len(b))
@@ -227,7 +228,7 @@ func (s *Store) persist(st *txState, shrinks bool) error {
 	if err != nil {
 		return err
 	}
-	if err := s.wal.write(b, pos, lsn); err != nil {
+	if err := s.wal.Write(b, pos, lsn); err != nil {
 		return err
 	}
 	st.lsn, st.pos, st.size = lsn, pos, n
@@ -242,16 +243,26 @@ func (s *Store) persist(st *txState, shrinks bool) error {
 func (s *Store) walSpace(n int64, shrinks bool) (int64, error) {
 	need := n
 	if !shrinks {
-		need += s.wal.size / ringSpare // the spare stays clear after it
+		need += s.wal.Size() / ringSpare // the spare stays clear after it
 	}
+	flushed := false
 	for waited := false; ; waited = true {
-		pos := s.wal.place(need)
+		pos := s.wal.Place(need)
 		s.mu.RLock()
 		tail, busy := s.ringTail()
 		ferr, sig := s.flushErr, s.flushSig
 		s.mu.RUnlock()
-		if !busy || fits(pos, need, s.wal.head, tail) {
+		if !busy || wal.Fits(pos, need, s.wal.Head(), tail) {
 			return pos, nil
+		}
+		if shrinks && !flushed && isNoSpace(ferr) {
+			// A batch that frees space does not give up on a log that
+			// failing flushes keep full before it tried one itself: a
+			// flush writes the records that free space first
+			// (freeing.go), the deletes before this one among them.
+			flushed = true
+			_ = s.flushOnce()
+			continue
 		}
 		if waited && ferr != nil || isNoSpace(ferr) {
 			// Flushes failing for lack of space retry on their own
@@ -283,7 +294,7 @@ func (s *Store) commitDirect(st *txState) error {
 		<-sig
 	}
 	p := newPending()
-	p.add(s.wal.lsn, 0, 0, st)
+	p.add(s.wal.LSN(), 0, 0, st)
 	return s.db.Update(func(tx *bolt.Tx) error { return writePending(tx, p) })
 }
 
@@ -327,7 +338,7 @@ func (s *Store) publish(st *txState) {
 	if st.size > 0 {
 		s.active.add(st.lsn, st.pos, st.size, st)
 	}
-	kick := s.active.size >= s.wal.size/flushShare
+	kick := s.active.size >= s.wal.Size()/flushShare
 	s.reserved = st.reserved
 	s.lastIndex, s.firstIndex = st.last, st.first
 	for _, c := range st.changes {

@@ -218,3 +218,70 @@ func TestDiskFullOpen(t *testing.T) {
 		t.Fatalf("%d keys, want 19", c.Keys())
 	}
 }
+
+// Writes logged while the reserve was held can need more space to flush
+// than the reserve gives back: bbolt copies a whole leaf, with the large
+// records beside the one written. Such writes must not keep the deletes
+// logged after them from freeing space (docs/ARCHITECTURE.md, "A full
+// disk"). The layout is deterministic: every old record is flushed alone,
+// and the new ones are logged while flushes are held.
+func TestDiskFullStrandedWrites(t *testing.T) {
+	dir := mountTmpfs(t, "4m")
+	s := openAt(t, filepath.Join(dir, "store.db"), durable, store.WALSize(smallWAL))
+	const size = 24 << 10
+	var old []string
+	for i := range 20 {
+		old = append(old, fmt.Sprintf("old/%02d", i))
+		mustSet(t, s, old[i], string(make([]byte, size)))
+		if err := s.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fill(t, filepath.Join(dir, "filler"))
+
+	// Six 24 KiB writes fit in the log (with its spare clear), but not in
+	// the reserve with the copies of the old records beside them: each
+	// goes between two old keys, in another leaf.
+	release := s.HoldFlushes()
+	t.Cleanup(release)
+	var stranded []string
+	for i := range 6 {
+		stranded = append(stranded, old[3*i+1]+"+")
+		mustSet(t, s, stranded[i], string(make([]byte, size)))
+	}
+	release()
+	if err := s.Flush(); !errors.Is(err, store.ErrDiskFull) {
+		t.Fatalf("flush of the stranded writes: %v, want ErrDiskFull", err)
+	}
+	if got := s.DiskState(); got != store.DiskFull {
+		t.Fatalf("disk state %q, want %q", got, store.DiskFull)
+	}
+	if _, err := s.Set(t.Context(), "refused", []byte("x"), nil); !errors.Is(err, store.ErrDiskFull) {
+		t.Fatalf("a growing write while flushes fail: %v, want ErrDiskFull", err)
+	}
+
+	for _, k := range old[:len(old)/2] {
+		mustDelete(t, s, k)
+	}
+	for _, k := range old[len(old)/2:] {
+		mustSet(t, s, k, "small")
+	}
+	if err := s.Flush(); err != nil {
+		t.Fatalf("flush after deletes: %v", err)
+	}
+	if got := s.DiskState(); got != store.DiskLow {
+		t.Fatalf("disk state %q after the deletes were flushed, want %q", got, store.DiskLow)
+	}
+	mustSet(t, s, "after/deletes", string(make([]byte, size)))
+	for _, k := range append(stranded, "after/deletes") {
+		if r, found := mustGet(t, s, k); !found || len(r.Value) != size {
+			t.Fatalf("%s: found %v, %d bytes", k, found, len(r.Value))
+		}
+	}
+	s = reopen(t, s, durable, store.WALSize(smallWAL))
+	for _, k := range old[:len(old)/2] {
+		if r, _ := mustGet(t, s, k); !r.Deleted {
+			t.Fatalf("%s after reopening: %+v", k, r)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -12,16 +13,13 @@ import (
 // Flushing writes the pending batches into the bbolt file, in one
 // transaction with bbolt's own two fsyncs, and records the last batch's
 // number (wal_lsn) in the same transaction; only then may the log's space
-// be reused (pending.go, wal.go). It runs on its own goroutine, every
-// flushEvery or sooner when the pending batches take 1/flushShare of the
-// log or the committer needs their space, so commits go on while it
-// writes. Many writes of the same key or of neighbouring keys then cost
-// one page write, where a commit per write rewrote a dozen pages.
-//
-// While flushes fail for lack of space the flusher waits flushRetry after
-// each failure, doubling up to flushEvery, rather than retry on every
-// writer's kick: a failed flush of a large pending set costs as much as a
-// good one.
+// be reused (pending.go, internal/wal). The flusher (wal.Flusher) runs
+// it on its own goroutine, every flushEvery or sooner when the pending
+// batches take 1/flushShare of the log or the committer needs their
+// space, so commits go on while it writes. Many writes of the same key or
+// of neighbouring keys then cost one page write, where a commit per write
+// rewrote a dozen pages. While flushes fail for lack of space it waits
+// flushRetry after each failure, doubling up to flushEvery.
 const (
 	flushEvery = time.Second
 	flushShare = 4
@@ -29,44 +27,22 @@ const (
 )
 
 // kickFlush asks the flusher for a flush now.
-func (s *Store) kickFlush() {
-	select {
-	case s.flushKick <- struct{}{}:
-	default:
-	}
+func (s *Store) kickFlush() { s.flusher.Kick() }
+
+// runFlusher runs the flusher until Close stops it; Close then flushes
+// what is left itself.
+func (s *Store) runFlusher() {
+	s.flusher.Run(s.flushTimed, flushEvery, flushRetry, isNoSpace)
 }
 
-// runFlusher is the flusher goroutine. It returns when flushStop closes;
-// Close then flushes what is left itself.
-func (s *Store) runFlusher() {
-	defer close(s.flushDone)
-	t := time.NewTicker(flushEvery)
-	defer t.Stop()
-	backoff := flushRetry
-	for {
-		select {
-		case <-s.flushKick:
-		case <-t.C:
-		case <-s.flushStop:
-			return
-		}
-		err := s.flushOnce() // flushOnce keeps the error for the committer
-		if err == nil {
-			backoff = flushRetry
-			if s.space.limited.Load() {
-				s.refreshSpace()
-			}
-			continue
-		}
-		if isNoSpace(err) {
-			select {
-			case <-time.After(backoff):
-			case <-s.flushStop:
-				return
-			}
-			backoff = min(2*backoff, flushEvery)
-		}
+// flushTimed is the flusher's flush: flushOnce keeps its error for the
+// committer, and a limited store that flushed looks for space again.
+func (s *Store) flushTimed() error {
+	err := s.flushOnce()
+	if err == nil && s.space.limited.Load() {
+		s.refreshSpace()
 	}
+	return err
 }
 
 // refreshSpace allocates the reserve of a limited store again when there
@@ -91,8 +67,8 @@ func (s *Store) flushAll() error {
 // flushOnce writes the frozen set, freezing the active one first if
 // nothing is frozen. A failed flush keeps the frozen set for the next try.
 func (s *Store) flushOnce() error {
-	s.flushMu.Lock()
-	defer s.flushMu.Unlock()
+	s.flusher.Lock()
+	defer s.flusher.Unlock()
 	s.mu.Lock()
 	if s.frozen == nil {
 		if s.active.empty() {
@@ -104,10 +80,16 @@ func (s *Store) flushOnce() error {
 	fr := s.frozen
 	s.mu.Unlock()
 
-	err := s.db.Update(func(tx *bolt.Tx) error { return writePending(tx, fr) })
+	write := func() error { return s.db.Update(func(tx *bolt.Tx) error { return writePending(tx, fr) }) }
+	err := write()
 	if isNoSpace(err) && s.space.release() {
 		// What the reserve is for (space.go).
-		err = s.db.Update(func(tx *bolt.Tx) error { return writePending(tx, fr) })
+		err = write()
+	}
+	if isNoSpace(err) && s.flushFreeing() {
+		// Deletes and smaller overwrites went ahead and freed pages
+		// (freeing.go).
+		err = write()
 	}
 	if fr.batches > 0 {
 		s.space.flushed(isNoSpace(err))
@@ -147,9 +129,18 @@ func writePending(tx *bolt.Tx, p *pending) error {
 	kv, kh := tx.Bucket(bucketKV), tx.Bucket(bucketKeyHash)
 	log, meta := tx.Bucket(bucketChanges), tx.Bucket(bucketMeta)
 	tombs := tx.Bucket(bucketTombs)
+	var skip map[string]bool // written ahead by flushFreeing: no page to copy
 	for _, k := range p.sortedKeys() {
 		r := p.recs[k]
-		if err := reindexTomb(tombs, k, kv.Get([]byte(k)), false); err != nil {
+		old := kv.Get([]byte(k))
+		if old != nil && bytes.Equal(old, r.raw) {
+			if skip == nil {
+				skip = map[string]bool{}
+			}
+			skip[k] = true
+			continue
+		}
+		if err := reindexTomb(tombs, k, old, false); err != nil {
 			return err
 		}
 		if err := reindexTomb(tombs, k, r.raw, true); err != nil {
@@ -159,7 +150,7 @@ func writePending(tx *bolt.Tx, p *pending) error {
 			return err
 		}
 	}
-	if err := putKeyHashes(kh, p); err != nil {
+	if err := putKeyHashes(kh, p, skip); err != nil {
 		return err
 	}
 	for _, e := range p.events {
@@ -227,38 +218,38 @@ func (s *Store) replay() (*pending, error) {
 	if err != nil {
 		return nil, err
 	}
-	batches, err := s.wal.recover(lsn)
+	batches, err := s.wal.Recover(lsn)
 	if err != nil || len(batches) == 0 {
 		return nil, err
 	}
 	p := newPending()
-	p.last, p.first, p.pos = last, first, batches[0].pos
+	p.last, p.first, p.pos = last, first, batches[0].Pos
 	doubleFault := false
 	for _, b := range batches {
 		p.batches++
-		p.lsn, p.reserved = b.lsn, max(p.reserved, b.reserved)
-		p.size += b.end - b.pos
-		for _, c := range b.changes {
+		p.lsn, p.reserved = b.LSN, max(p.reserved, b.Reserved)
+		p.size += b.End - b.Pos
+		for _, c := range b.Changes {
 			// Indexes run on from the file's. One below is possible only
 			// after a double fault: a batch written directly (commitDirect)
 			// that reported an error yet reached the disk, which the logged
 			// batches after it do not know; they win.
-			if c.index > p.last+1 || c.index == 0 {
-				return nil, fmt.Errorf("store: %w: write-ahead log batch %d has change %d after %d", ErrCorrupt, b.lsn, c.index, p.last)
+			if c.Index > p.last+1 || c.Index == 0 {
+				return nil, fmt.Errorf("store: %w: write-ahead log batch %d has change %d after %d", ErrCorrupt, b.LSN, c.Index, p.last)
 			}
-			doubleFault = doubleFault || c.index <= p.last
-			p.last = c.index
-			ev, err := decodeEvent(u64(c.index), c.ev)
+			doubleFault = doubleFault || c.Index <= p.last
+			p.last = c.Index
+			ev, err := decodeEvent(u64(c.Index), c.Ev)
 			if err != nil {
-				return nil, fmt.Errorf("write-ahead log batch %d: %w", b.lsn, err)
+				return nil, fmt.Errorf("write-ahead log batch %d: %w", b.LSN, err)
 			}
-			p.put(&stagedPut{key: c.key, raw: c.raw, hash: hashBytes(c.raw), keyHash: KeyHash(c.key), event: ev, ev: c.ev})
+			p.put(&stagedPut{key: c.Key, raw: c.Raw, hash: hashBytes(c.Raw), keyHash: KeyHash(c.Key), event: ev, ev: c.Ev})
 		}
 	}
 	if hist := uint64(s.opts.WatchHistory); p.last >= hist && p.first+hist <= p.last {
 		p.first = p.last - hist + 1
 	}
-	s.log.Info("replaying the write-ahead log", "batches", len(batches), "from", batches[0].lsn, "to", p.lsn)
+	s.log.Info("replaying the write-ahead log", "batches", len(batches), "from", batches[0].LSN, "to", p.lsn)
 	if !doubleFault {
 		return p, nil
 	}

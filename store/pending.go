@@ -170,19 +170,6 @@ func (s *Store) ringTail() (int64, bool) {
 	return 0, false
 }
 
-// fits reports whether n bytes written at pos (the head, or 0 after a
-// wrap) stay clear of the batches not yet flushed, which occupy the ring
-// from tail up to head.
-func fits(pos, n, head, tail int64) bool {
-	switch {
-	case tail < head:
-		return pos == head || pos+n <= tail
-	case tail > head:
-		return pos == head && pos+n <= tail
-	}
-	return false // tail == head: the ring is full
-}
-
 // sortedKeys returns p's keys in byte order: a flush writes in key order,
 // which keeps bbolt's cursor on neighbouring pages.
 func (p *pending) sortedKeys() []string {

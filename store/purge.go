@@ -4,9 +4,12 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
+	"sync"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/cloudknowledge/ck/internal/limits"
 )
 
 // Tombstones and the purge log (docs/PROTOCOL.md). A tombstone is purged at
@@ -40,7 +43,7 @@ var (
 const (
 	// DefaultPurgeLogTTL is Options.PurgeLogTTL when TombstoneTTL is set
 	// and PurgeLogTTL is not.
-	DefaultPurgeLogTTL = 720 * time.Hour
+	DefaultPurgeLogTTL = limits.DefaultPurgeLogTTL
 	// purgeMaxEvery bounds how long an expired tombstone waits for the
 	// purger (shorter with a short TombstoneTTL).
 	purgeMaxEvery = time.Minute
@@ -80,12 +83,53 @@ func (s *Store) hide(rec *Record) bool {
 	return true
 }
 
-func (s *Store) kickPurge() {
+// purger is the purging goroutine's own state: its queue of expired
+// tombstones Apply hands it, its wake-ups and its pass lock.
+type purger struct {
+	pass      sync.Mutex    // held over a purge pass
+	lastPrune time.Time     // when the purge log was last pruned; under pass
+	mu        sync.Mutex    // guards q
+	q         []*purgeReq   // expired tombstones Apply hands to the purger
+	kick      chan struct{} // asks for a pass now
+	stop      chan struct{} // closed by Close: the purger exits
+	done      chan struct{} // closed when the purger has exited
+}
+
+func newPurger() *purger {
+	return &purger{kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+// enqueue hands r to the purger and wakes it.
+func (p *purger) enqueue(r *purgeReq) {
+	p.mu.Lock()
+	p.q = append(p.q, r)
+	p.mu.Unlock()
+	p.wake()
+}
+
+// take empties the queue.
+func (p *purger) take() []*purgeReq {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	q := p.q
+	p.q = nil
+	return q
+}
+
+func (p *purger) wake() {
 	select {
-	case s.purgeKick <- struct{}{}:
+	case p.kick <- struct{}{}:
 	default:
 	}
 }
+
+// halt makes the purger exit and waits for it.
+func (p *purger) halt() {
+	close(p.stop)
+	<-p.done
+}
+
+func (s *Store) kickPurge() { s.purger.wake() }
 
 // purgeReq is an expired tombstone Apply hands to the purger.
 type purgeReq struct {
@@ -108,10 +152,7 @@ func (s *Store) applyExpired(ctx context.Context, rec Record) (ApplyResult, erro
 	defer s.inflight.Done()
 	rec.Value = nil
 	r := &purgeReq{rec: rec, done: make(chan struct{})}
-	s.purgeMu.Lock()
-	s.purgeQ = append(s.purgeQ, r)
-	s.purgeMu.Unlock()
-	s.kickPurge()
+	s.purger.enqueue(r)
 	select {
 	case <-r.done:
 	case <-ctx.Done():
@@ -125,20 +166,20 @@ func (s *Store) applyExpired(ctx context.Context, rec Record) (ApplyResult, erro
 	return ApplyResult{Outcome: Dropped, Record: cur}, err
 }
 
-// runPurger is the purger goroutine; it returns when purgeStop closes.
+// runPurger is the purger goroutine; it returns when Close halts it.
 func (s *Store) runPurger() {
-	defer close(s.purgeDone)
+	defer close(s.purger.done)
 	if s.opts.TombstoneTTL <= 0 {
-		<-s.purgeStop // nothing expires, so nothing is ever queued
+		<-s.purger.stop // nothing expires, so nothing is ever queued
 		return
 	}
 	t := time.NewTicker(s.opts.purgeEvery())
 	defer t.Stop()
 	for {
 		select {
-		case <-s.purgeKick:
+		case <-s.purger.kick:
 		case <-t.C:
-		case <-s.purgeStop:
+		case <-s.purger.stop:
 			return
 		}
 		if err := s.purgePass(); err != nil && err != ErrClosed {
@@ -163,12 +204,9 @@ func (s *Store) Purge() (int, error) {
 
 // purgePass is one pass of the purger. Passes run one at a time.
 func (s *Store) purgePass() error {
-	s.passMu.Lock()
-	defer s.passMu.Unlock()
-	s.purgeMu.Lock()
-	q := s.purgeQ
-	s.purgeQ = nil
-	s.purgeMu.Unlock()
+	s.purger.pass.Lock()
+	defer s.purger.pass.Unlock()
+	q := s.purger.take()
 	fail := func(err error) error {
 		for _, r := range q {
 			r.err = err
@@ -184,7 +222,7 @@ func (s *Store) purgePass() error {
 		return fail(err)
 	}
 	s.mu.RLock()
-	prune := s.purgeLogN > 0 && now.Sub(s.lastPrune) >= min(time.Hour, max(s.opts.PurgeLogTTL/8, time.Millisecond))
+	prune := s.purgeLogN > 0 && now.Sub(s.purger.lastPrune) >= min(time.Hour, max(s.opts.PurgeLogTTL/8, time.Millisecond))
 	s.mu.RUnlock()
 	if !expiring && !prune && len(q) == 0 {
 		return nil
@@ -263,7 +301,7 @@ func (s *Store) publishPurge(p *purgeTx, pruned bool, now time.Time) {
 	}
 	s.purgeLogN = p.logN
 	if pruned {
-		s.lastPrune = now
+		s.purger.lastPrune = now
 	}
 	if len(p.changes) > 0 {
 		s.dig.computeRoot()

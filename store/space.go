@@ -10,24 +10,30 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/cloudknowledge/ck/store/internal/wal"
 	"github.com/hashicorp/go-hclog"
 )
 
 // A full disk (docs/ARCHITECTURE.md, "A full disk"). The log's ring is
-// allocated when it is created (wal.go, preallocate), so commits never
+// allocated when it is created (wal.Log.Preallocate), so commits never
 // need space; a flush into the bbolt file does, even one of deletes
 // (copy-on-write pages). For that flush a reserve file as large as the
 // ring, allocated next to the data file, is given back to the file system
 // (all but an eighth, see release) the first time a flush fails with
-// ENOSPC: what waits in the
-// ring can then be flushed, as long as bbolt needs no more than the log
-// did (large values, or small ones batched). Only deletes may fill the
-// ring's last eighth (ringSpare). From then on the store is limited:
+// ENOSPC: what waits in the ring can then be flushed, as long as bbolt
+// needs no more than that (flushFreeing explains why it may need more).
+// The eighth left is only for writing records that free space
+// (releaseKept), and only deletes and overwrites that are not larger may
+// fill the ring's last eighth (ringSpare). From then on the store is
+// limited:
 //
 //   - while flushes fail for lack of space ("full"), writes that grow the
 //     store are refused with ErrDiskFull and the flusher retries with a
 //     backoff; deletes and overwrites that are not larger are accepted
-//     into the log, and reads are served from it;
+//     into the log, and reads are served from it. Their records are
+//     written into the file ahead of the writes logged before them
+//     (flushFreeing), so that writes that cannot be flushed do not keep
+//     them from freeing space;
 //   - once a flush succeeds without the reserve ("low"), a batch that
 //     grows the store is written into the bbolt file directly, after
 //     everything pending (commitDirect), and fails alone if the file has
@@ -102,29 +108,40 @@ func (sp *space) hold() bool {
 	return sp.held
 }
 
-// release gives the reserve back to the file system, and reports whether
-// there was any to give: the first time all but an eighth, which the next
-// time goes too. The eighth is for a flush of deletes on a disk the
-// writes admitted while low filled again (their direct commits fail alone
-// and release nothing): once it succeeds, the pages the deletes free take
-// the next flushes.
+// release gives the reserve back to the file system, all but an eighth,
+// for a flush that failed for lack of space; it reports whether there was
+// any to give. The eighth is kept for releaseKept: a flush of the writes
+// admitted while the reserve was held can need far more than the log held
+// (bbolt copies whole leaves, see flushFreeing), and must not take the
+// room that deletes need to free space.
 func (sp *space) release() bool {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
-	var err error
-	switch {
-	case sp.held:
-		sp.held = false
-		err = os.Truncate(sp.path, sp.size/reserveKept)
-		sp.log.Warn("disk full: space reserve released for flushing; writes that grow the store are limited until space is freed", "file", sp.path, "size", sp.size)
-	case sp.kept:
-		sp.kept = false
-		err = os.Remove(sp.path)
-		sp.log.Warn("disk full: the last of the space reserve released for flushing", "file", sp.path)
-	default:
+	if !sp.held {
 		return false
 	}
+	sp.held = false
 	sp.setLocked()
+	sp.log.Warn("disk full: space reserve released for flushing; writes that grow the store are limited until space is freed", "file", sp.path, "size", sp.size)
+	return sp.removed(os.Truncate(sp.path, sp.size/reserveKept))
+}
+
+// releaseKept gives back the eighth release kept, for a transaction that
+// writes only records that free space (flushFreeing), and reports whether
+// there was any to give.
+func (sp *space) releaseKept() bool {
+	sp.mu.Lock()
+	defer sp.mu.Unlock()
+	if sp.held || !sp.kept {
+		return false
+	}
+	sp.kept = false
+	sp.log.Warn("disk full: the last of the space reserve released for a flush of deletes", "file", sp.path)
+	return sp.removed(os.Remove(sp.path))
+}
+
+// removed logs a failed release, and reports whether it succeeded.
+func (sp *space) removed(err error) bool {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		sp.log.Error("releasing the space reserve", "file", sp.path, "error", err)
 		return false
@@ -154,7 +171,7 @@ func (sp *space) flushed(noSpace bool) {
 // refresh allocates the reserve again, while the store is limited and not
 // stuck, once the file system has twice its size free (and the ring
 // first, if it is not allocated).
-func (sp *space) refresh(w *wal) {
+func (sp *space) refresh(w *wal.Log) {
 	sp.mu.Lock()
 	defer sp.mu.Unlock()
 	if sp.stuck || sp.held {
@@ -165,7 +182,7 @@ func (sp *space) refresh(w *wal) {
 		sp.log.Warn("measuring free space", "error", err)
 		return
 	}
-	if free >= 2*sp.size && w.reallocate() {
+	if free >= 2*sp.size && w.Reallocate() {
 		if _, err := allocateFile(sp.path, sp.size); err == nil {
 			sp.held, sp.kept = true, true
 			sp.log.Info("space reserve allocated again: writes are no longer limited", "file", sp.path)
@@ -242,15 +259,6 @@ func freeBytes(dir string) (int64, error) {
 func isNoSpace(err error) bool {
 	return err != nil && (errors.Is(err, ErrDiskFull) || errors.Is(err, syscall.ENOSPC) ||
 		strings.Contains(err.Error(), syscall.ENOSPC.Error()))
-}
-
-// reallocate allocates the ring of a log preallocate could not allocate,
-// now that there is space. It reports whether the ring is allocated.
-func (w *wal) reallocate() bool {
-	if !w.allocated && syscall.Fallocate(int(w.f.Fd()), 0, 0, w.size) == nil {
-		w.allocated = true
-	}
-	return w.allocated
 }
 
 // DiskState returns DiskOK, DiskLow or DiskFull: whether a full disk

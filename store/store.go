@@ -7,7 +7,7 @@
 // whatever is queued as one batch in a write-ahead log with one fsync, so
 // concurrent writers share an fsync (docs/PROTOCOL.md, Costs) and a write returns only
 // once it is durable. A flusher writes the logged batches into the bbolt
-// file in large transactions; reads see both (wal.go, pending.go,
+// file in large transactions; reads see both (internal/wal, pending.go,
 // flush.go). In-memory state (clock, digest tree, key count, change index)
 // changes only after a commit succeeds.
 package store
@@ -25,11 +25,14 @@ import (
 	"github.com/hashicorp/go-hclog"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/cloudknowledge/ck/internal/limits"
+	"github.com/cloudknowledge/ck/store/internal/wal"
 )
 
 // FormatVersion is the version of the file layout this code writes. A file
 // with a larger (or unknown) version is refused with ErrFormat rather than
-// misread. Version 2 added the write-ahead log (wal.go): such a file may
+// misread. Version 2 added the write-ahead log (internal/wal): such a file may
 // need its log to be complete, which version 1 code would not read.
 // Version 3 added the tombstone index and the purge log (purge.go). Files
 // of versions 1 and 2 are upgraded when opened.
@@ -66,13 +69,13 @@ type Options struct {
 	// after it expired; 0 with a TombstoneTTL: DefaultPurgeLogTTL.
 	PurgeLogTTL time.Duration
 
-	walSize int64 // the log's ring size; 0: walSize (tests make it small)
+	walSize int64 // the log's ring size; 0: wal.DefaultSize (tests make it small)
 }
 
 // Limits of Options.
 const (
-	DefaultMaxValueSize = 4 << 20
-	MaxMaxValueSize     = 64 << 20
+	DefaultMaxValueSize = limits.DefaultMaxValueSize
+	MaxMaxValueSize     = limits.MaxMaxValueSize
 	DefaultWatchHistory = 100000
 	DefaultListLimit    = 1000
 )
@@ -100,7 +103,7 @@ func (o Options) withDefaults() (Options, error) {
 		o.Now = time.Now
 	}
 	if o.walSize == 0 {
-		o.walSize = walSize
+		o.walSize = wal.DefaultSize
 	}
 	if o.TombstoneTTL < 0 || o.PurgeLogTTL < 0 {
 		return o, fmt.Errorf("store: TombstoneTTL %s or PurgeLogTTL %s is negative", o.TombstoneTTL, o.PurgeLogTTL)
@@ -130,25 +133,17 @@ type Store struct {
 	closeOnce sync.Once
 	closeErr  error
 	commitMu  sync.Mutex // held over a batch, from transaction to publish; Check takes it
-	wal       *wal       // written by the committer only
+	wal       *wal.Log   // written by the committer only
 
-	flushMu   sync.Mutex    // held over a flush; Check takes it
-	flushKick chan struct{} // asks the flusher for a flush
-	flushStop chan struct{} // closed by Close: the flusher exits
-	flushDone chan struct{} // closed when the flusher has exited
+	flusher *wal.Flusher // runs flushes (flush.go); Check and Close hold it off
 
 	commits, requests, flushes atomic.Uint64
 	purged, dropped            atomic.Uint64 // tombstones purged; records Apply dropped (purge.go)
 	refusedClock, refusedVV    atomic.Uint64 // records validate refused: lamport too far ahead; bad version vector
 
-	passMu    sync.Mutex  // held over a purge pass
-	purgeMu   sync.Mutex  // guards purgeQ
-	purgeQ    []*purgeReq // expired tombstones Apply hands to the purger
-	purgeKick chan struct{}
-	purgeStop chan struct{} // closed by Close: the purger exits
-	purgeDone chan struct{} // closed when the purger has exited
-	diskFull  atomic.Bool   // the last commit failed for lack of space (logged once)
-	space     *space        // the reserve, and what a full disk still admits (space.go)
+	purger   *purger     // purges expired tombstones (purge.go)
+	diskFull atomic.Bool // the last commit failed for lack of space (logged once)
+	space    *space      // the reserve, and what a full disk still admits (space.go)
 
 	mu         sync.RWMutex  // guards what follows
 	active     *pending      // committed batches not yet flushed (pending.go)
@@ -162,8 +157,7 @@ type Store struct {
 	notify     chan struct{} // closed and replaced by every commit that logs events
 	keys       uint64        // live (non-tombstone) records
 	dig        *digest
-	purgeLogN  int64     // entries in the purge log
-	lastPrune  time.Time // when the purge log was last pruned
+	purgeLogN  int64 // entries in the purge log
 }
 
 // Open opens the store file at path, creating it (0600, and its directory,
@@ -190,29 +184,25 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, openError(path, err)
 	}
 	s := &Store{
-		path:      path,
-		opts:      opts,
-		log:       opts.Logger.Named("store"),
-		db:        db,
-		reqs:      make(chan *request, 1024),
-		stop:      make(chan struct{}),
-		done:      make(chan struct{}),
-		closing:   make(chan struct{}),
-		notify:    make(chan struct{}),
-		dig:       new(digest),
-		active:    newPending(),
-		flushSig:  make(chan struct{}),
-		flushKick: make(chan struct{}, 1),
-		flushStop: make(chan struct{}),
-		flushDone: make(chan struct{}),
-		purgeKick: make(chan struct{}, 1),
-		purgeStop: make(chan struct{}),
-		purgeDone: make(chan struct{}),
-		space:     newSpace(path, opts.walSize, opts.Logger.Named("store")),
+		path:     path,
+		opts:     opts,
+		log:      opts.Logger.Named("store"),
+		db:       db,
+		reqs:     make(chan *request, 1024),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+		closing:  make(chan struct{}),
+		notify:   make(chan struct{}),
+		dig:      new(digest),
+		active:   newPending(),
+		flushSig: make(chan struct{}),
+		flusher:  wal.NewFlusher(),
+		purger:   newPurger(),
+		space:    newSpace(path, opts.walSize, opts.Logger.Named("store")),
 	}
 	if err := s.start(); err != nil {
 		if s.wal != nil {
-			s.wal.close()
+			s.wal.Close()
 		}
 		db.Close()
 		return nil, err
@@ -234,7 +224,7 @@ func (s *Store) start() error {
 	if s.storeID, err = s.readStoreID(); err != nil {
 		return err
 	}
-	if s.wal, err = openWAL(walPath(s.path), s.opts.walSize, s.storeID, s.opts.NoSync); err != nil {
+	if s.wal, err = wal.Open(walPath(s.path), s.opts.walSize, s.storeID, s.opts.NoSync); err != nil {
 		return err
 	}
 	s.allocate()
@@ -256,13 +246,13 @@ func (s *Store) start() error {
 // ring first: a ring the disk has no room for gets the reserve's
 // (docs/ARCHITECTURE.md, "A full disk").
 func (s *Store) allocate() {
-	if !s.wal.allocated {
+	if !s.wal.Allocated() {
 		if err := os.Remove(s.space.path); err == nil {
-			s.wal.preallocate()
+			s.wal.Preallocate()
 		}
 	}
-	if !s.wal.allocated {
-		s.log.Warn("the write-ahead log could not be allocated: commits may fail while the disk is full", "path", s.wal.path)
+	if !s.wal.Allocated() {
+		s.log.Warn("the write-ahead log could not be allocated: commits may fail while the disk is full", "path", s.wal.Path())
 		s.space.refresh(s.wal)
 		return
 	}
@@ -270,6 +260,9 @@ func (s *Store) allocate() {
 		s.space.refresh(s.wal)
 	}
 }
+
+// walPath is the log's file next to the store's.
+func walPath(path string) string { return path + "-wal" }
 
 func (s *Store) readStoreID() (id NodeID, err error) {
 	err = s.db.View(func(tx *bolt.Tx) error {
@@ -475,17 +468,15 @@ func (s *Store) Close() error {
 		close(s.closing)
 		s.mu.Unlock()
 		s.inflight.Wait()
-		close(s.purgeStop)
-		<-s.purgeDone
+		s.purger.halt()
 		close(s.stop)
 		<-s.done
-		close(s.flushStop)
-		<-s.flushDone
+		s.flusher.Stop()
 		// Everything into the file; then the log is not needed any more
 		// and goes, so that the closed store is its data file alone.
 		err := s.flushAll()
-		if werr := s.wal.close(); err == nil && werr == nil {
-			if rerr := os.Remove(s.wal.path); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
+		if werr := s.wal.Close(); err == nil && werr == nil {
+			if rerr := os.Remove(s.wal.Path()); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 				s.log.Warn("removing the write-ahead log", "error", rerr)
 			}
 		}
@@ -496,6 +487,20 @@ func (s *Store) Close() error {
 
 // Path returns the file's path.
 func (s *Store) Path() string { return s.path }
+
+// FileSizes returns the sizes in bytes of the data file and of the
+// write-ahead log (its ring, allocated whole), for metrics.
+func (s *Store) FileSizes() (data, log int64, err error) {
+	fi, err := os.Stat(s.path)
+	if err != nil {
+		return 0, 0, err
+	}
+	li, err := os.Stat(walPath(s.path))
+	if err != nil {
+		return fi.Size(), 0, err
+	}
+	return fi.Size(), li.Size(), nil
+}
 
 // NodeID returns this node's id, created with the file.
 func (s *Store) NodeID() NodeID { return s.nodeID }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/cloudknowledge/ck/store/internal/wal"
 	bolt "go.etcd.io/bbolt"
 )
 
@@ -110,6 +111,12 @@ func (s *Store) Apply(ctx context.Context, rec Record) (ApplyResult, error) {
 // its vv[self], a resolution's exceeds both sides' entries), so observing
 // the lamport observes the whole vector, and a later local write's
 // vv[self] = L+1 dominates it. A refused record is counted.
+// ValidateRecord makes the checks Apply and ApplyBatch make of a received
+// record before they store it, refusals counted as theirs are (Stats): a
+// record it passes they accept too, as the clock only rises. An import
+// validates a batch with it before it applies any of it.
+func (s *Store) ValidateRecord(rec *Record) error { return s.validate(rec) }
+
 func (s *Store) validate(rec *Record) error {
 	err := s.checkRecord(rec)
 	if errors.Is(err, ErrClockJump) {
@@ -417,10 +424,10 @@ func (st *txState) finish() {
 }
 
 // walChanges returns the batch's changes as the log stores them.
-func (st *txState) walChanges() []walChange {
-	out := make([]walChange, len(st.puts))
+func (st *txState) walChanges() []wal.Change {
+	out := make([]wal.Change, len(st.puts))
 	for i, p := range st.puts {
-		out[i] = walChange{index: p.index, key: p.key, raw: p.raw, ev: p.ev}
+		out[i] = wal.Change{Index: p.index, Key: p.key, Raw: p.raw, Ev: p.ev}
 	}
 	return out
 }

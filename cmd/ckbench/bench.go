@@ -81,6 +81,9 @@ func (r result) print(w io.Writer) {
 	case "fill":
 		fmt.Fprintf(w, "fill  %d keys, %d-byte values, %d clients: %.2fs, %.0f sets/s\n", r.Requests, r.Size, r.Clients, r.Seconds, r.OpsPerSec)
 		return
+	case "import":
+		fmt.Fprintf(w, "import  %d records, %d-byte values: %.2fs, %.0f records/s\n", r.Requests, r.Size, r.Seconds, r.OpsPerSec)
+		return
 	case "converge":
 		fmt.Fprintf(w, "converge  same digest root and %d keys after %.3fs\n", r.Keys, r.Seconds)
 		return

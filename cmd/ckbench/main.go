@@ -43,7 +43,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.wait, "wait", 0, "sets wait for this many peers to acknowledge (replication throughput)")
 	peer := fs.String("peer", "", "socket of another node, for the repl and converge tests")
 	idleFor := fs.Duration("idle", 10*time.Second, "how long the idle test watches")
-	tests := fs.String("t", "set,get,mixed", "tests to run: set, get, mixed, fresh, fill, fsync, repl, idle, converge (comma-separated)")
+	tests := fs.String("t", "set,get,mixed", "tests to run: set, get, mixed, fresh, fill, fsync, repl, idle, converge, import (comma-separated)")
 	convergeFor := fs.Duration("timeout", 5*time.Minute, "how long the converge test waits")
 	dir := fs.String("dir", defaultFsyncDir(), "directory for the fsync test: use the file system of ckd's data dir")
 	asJSON := fs.Bool("json", false, "print results as JSON lines")
@@ -77,10 +77,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			res, err = idleTest(ctx, cfg, *idleFor)
 		case name == "fill":
 			res, err = fillTest(ctx, cfg)
+		case name == "import":
+			res, err = importTest(ctx, cfg)
 		case name == "converge":
 			res, err = convergeTest(ctx, cfg, *peer, *convergeFor)
 		default:
-			fmt.Fprintf(stderr, "ckbench: unknown test %q (want set, get, mixed, fresh, fill, fsync, repl, idle or converge)\n", name)
+			fmt.Fprintf(stderr, "ckbench: unknown test %q (want set, get, mixed, fresh, fill, fsync, repl, idle, converge or import)\n", name)
 			return 2
 		}
 		if err != nil {

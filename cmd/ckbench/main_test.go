@@ -27,7 +27,7 @@ func testWorkloads(t *testing.T, client string) {
 	sock := rpctest.Start(t, b, rpc.ServerOptions{}).Socket
 	var out, errb bytes.Buffer
 	code := run(context.Background(), []string{"-socket", sock, "-client", client, "-c", "4", "-n", "200", "-d", "32", "-keys", "50",
-		"-t", "set,get,mixed,fresh,fsync,fill", "-dir", t.TempDir(), "-json"}, &out, &errb)
+		"-t", "set,get,mixed,fresh,fsync,fill,import", "-dir", t.TempDir(), "-json"}, &out, &errb)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
@@ -40,16 +40,19 @@ func testWorkloads(t *testing.T, client string) {
 		}
 		got = append(got, r)
 	}
-	if len(got) != 6 {
-		t.Fatalf("want 6 results, got %d:\n%s", len(got), out.String())
+	if len(got) != 7 {
+		t.Fatalf("want 7 results, got %d:\n%s", len(got), out.String())
 	}
 	for _, r := range got[:4] {
 		if r.Requests != 200 || r.Errors != 0 || r.OpsPerSec <= 0 || r.P50us <= 0 || r.P99us < r.P50us || r.MaxUs < r.P999us {
 			t.Errorf("implausible %s result: %+v", r.Test, r)
 		}
 	}
-	if b.Len() != 50 {
-		t.Errorf("the keyspace holds %d keys, want 50 (filled before get)", b.Len())
+	if b.Len() != 50+200 {
+		t.Errorf("the store holds %d keys, want 50 (filled before get) and 200 imported", b.Len())
+	}
+	if im := got[6]; im.Test != "import" || im.Requests != 200 || im.OpsPerSec <= 0 {
+		t.Errorf("import result: %+v", im)
 	}
 	if f := got[5]; f.Test != "fill" || f.Requests != 50 || f.OpsPerSec <= 0 {
 		t.Errorf("fill result: %+v", f)

@@ -48,7 +48,7 @@ empty='ck_sync_sessions_total{outcome="empty"}'
 declined='ck_sync_sessions_total{outcome="declined"}'
 kernel='ck_datagrams_dropped_total{reason="kernel"}'
 recv='ck_datagrams_total{direction="received"}'
-self='ck_datagrams_dropped_total{reason="self"}'
+self='ck_datagrams_self_total'
 snap() { echo "$(total "$opened") $(total "$empty") $(total "$declined") $(total "$kernel") $(value n1 "$recv") $(value n1 "$self") $(value n1 "$kernel")"; }
 
 if [ "$warmup" -gt 0 ]; then

@@ -100,7 +100,8 @@ type writeFlags struct {
 func (w *writeFlags) register(fs *flag.FlagSet) {
 	fs.Var(&w.ifVersion, "if-version", "write only if the local copy's version is `V` (0: only if absent or deleted)")
 	fs.IntVar(&w.wait, "wait", 0, "wait until `N` peers hold the write durably")
-	fs.DurationVar(&w.timeout, "timeout", 0, "how long --wait waits (`D`, such as 500ms or 5s; default the daemon's, 5s)")
+	fs.DurationVar(&w.timeout, "timeout", 0, "how long --wait waits (`D`, such as 500ms or 5s; default the daemon's, 5s); "+
+		"the call as a whole then gets D plus 5s")
 }
 
 func (w *writeFlags) options() (rpc.WriteOptions, error) {

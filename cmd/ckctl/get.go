@@ -13,12 +13,12 @@ var getCmd = &command{
 	args:    "KEY [-v] [--fresh]",
 	summary: "print a value",
 	detail: "Prints KEY's value byte-exact (a newline is added only on a terminal).\n" +
-		"-v prints the version to stderr; -o json prints the record (a value that is not\n" +
+		"-v prints \"version N\" to stderr; -o json prints the record (a value that is not\n" +
 		"UTF-8 is base64 there, with \"encoding\":\"base64\").",
 	minArgs: 1,
 	maxArgs: 1,
 	setup: func(fs *flag.FlagSet) func(*env, []string) error {
-		verbose := fs.Bool("v", false, "print the version to stderr")
+		verbose := fs.Bool("v", false, "print \"version N\" to stderr")
 		fresh := fs.Bool("fresh", false, "ask every node and take the newest answer")
 		return func(e *env, args []string) error {
 			key := args[0]
@@ -29,7 +29,7 @@ var getCmd = &command{
 				}
 				readWarnings(e, info)
 				if *verbose {
-					fmt.Fprintln(e.stderr, g.Version)
+					fmt.Fprintf(e.stderr, "version %d\n", g.Version)
 				}
 				return e.printJSON(g)
 			}
@@ -39,7 +39,7 @@ var getCmd = &command{
 			}
 			readWarnings(e, info)
 			if *verbose {
-				fmt.Fprintln(e.stderr, version)
+				fmt.Fprintf(e.stderr, "version %d\n", version)
 			}
 			if _, err := e.stdout.Write(value); err != nil {
 				return err

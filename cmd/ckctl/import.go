@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"time"
 )
 
 var importCmd = &command{
@@ -21,18 +19,22 @@ var importCmd = &command{
 		asNew := fs.Bool("as-new", false, "write the records as new local writes, through on_set")
 		return func(e *env, args []string) error {
 			var r io.Reader = e.stdin
+			var total int64
 			if len(args) == 1 && args[0] != "-" {
 				f, err := os.Open(args[0])
 				if err != nil {
 					return err
 				}
 				defer f.Close()
+				if isTerminal(e.stderr) {
+					total = countLines(f)
+				}
 				r = f
 			}
 			var p *progress
 			if isTerminal(e.stderr) {
-				p = &progress{r: r, w: e.stderr}
-				r = p
+				p = newProgress(e.stderr, "import", "sent", total)
+				r = lineCounter{r: r, p: p}
 			}
 			res, err := e.client.Import(e.ctx, r, *asNew)
 			p.done()
@@ -46,38 +48,4 @@ var importCmd = &command{
 			return err
 		}
 	},
-}
-
-// progress counts the lines sent and shows the count on a terminal, at
-// most a few times a second.
-type progress struct {
-	r     io.Reader
-	w     io.Writer
-	lines int
-	last  time.Time
-	shown bool
-}
-
-func (p *progress) Read(b []byte) (int, error) {
-	n, err := p.r.Read(b)
-	p.lines += bytes.Count(b[:n], []byte{'\n'})
-	if now := time.Now(); now.Sub(p.last) > 200*time.Millisecond {
-		p.last = now
-		p.show()
-	}
-	return n, err
-}
-
-func (p *progress) show() {
-	fmt.Fprintf(p.w, "\rckctl: import: %d records sent", p.lines)
-	p.shown = true
-}
-
-// done ends the progress line.
-func (p *progress) done() {
-	if p == nil || !p.shown {
-		return
-	}
-	p.show()
-	fmt.Fprintln(p.w)
 }

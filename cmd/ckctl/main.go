@@ -21,6 +21,7 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/cloudknowledge/ck/rpc"
 )
@@ -56,15 +57,71 @@ type env struct {
 
 // globals are the flags every command takes, before or after its name.
 type globals struct {
-	socket  string
-	output  string
-	version bool
+	socket         string
+	output         string
+	version        bool
+	connectTimeout time.Duration
+	timeout        time.Duration
 }
 
+// Defaults of the globals; README.md (ckctl) documents them.
+const (
+	defaultConnectTimeout = 2 * time.Second
+	defaultTimeout        = 30 * time.Second
+)
+
+// newGlobals returns the globals' defaults: the timeout from $CK_TIMEOUT
+// when it is set.
+func newGlobals() (*globals, error) {
+	g := &globals{output: "text", connectTimeout: defaultConnectTimeout, timeout: defaultTimeout}
+	if s := os.Getenv("CK_TIMEOUT"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 {
+			return g, fmt.Errorf("CK_TIMEOUT=%q: want a positive duration such as 10s", s)
+		}
+		g.timeout = d
+	}
+	return g, nil
+}
+
+// globalFlags are the names register defines, which a command's usage
+// does not repeat.
+var globalFlags = []string{"socket", "o", "version", "connect-timeout", "timeout"}
+
+// register defines the globals on fs, but for a name the command defines
+// already: set and del keep --timeout for their wait (writeFlags).
 func (g *globals) register(fs *flag.FlagSet) {
-	fs.StringVar(&g.socket, "socket", g.socket, "the daemon's socket `PATH` (default $CK_SOCKET, else ckd's default)")
-	fs.StringVar(&g.output, "o", g.output, "output `format`: text or json")
-	fs.BoolVar(&g.version, "version", g.version, "print ckctl's version and exit")
+	def := func(name string, f func()) {
+		if fs.Lookup(name) == nil {
+			f()
+		}
+	}
+	def("socket", func() {
+		fs.StringVar(&g.socket, "socket", g.socket, "the daemon's socket `PATH` (default $CK_SOCKET, else ckd's default)")
+	})
+	def("o", func() { fs.StringVar(&g.output, "o", g.output, "output `format`: text or json") })
+	def("version", func() {
+		fs.BoolVar(&g.version, "version", g.version, "print ckctl's version (and the daemon's) and exit")
+	})
+	def("connect-timeout", func() {
+		fs.DurationVar(&g.connectTimeout, "connect-timeout", g.connectTimeout, "how long to wait for a daemon that is starting (`D`)")
+	})
+	def("timeout", func() {
+		fs.DurationVar(&g.timeout, "timeout", g.timeout, "how long to wait for the daemon's answer (`D`, default $CK_TIMEOUT, else 30s)")
+	})
+}
+
+// check refuses globals that make no sense.
+func (g *globals) check() error {
+	switch {
+	case g.output != "text" && g.output != "json":
+		return usageErr(nil, "-o %q: want text or json", g.output)
+	case g.connectTimeout < 0:
+		return usageErr(nil, "--connect-timeout %v: want a duration, 0 or more", g.connectTimeout)
+	case g.timeout <= 0:
+		return usageErr(nil, "--timeout %v: want a positive duration", g.timeout)
+	}
+	return nil
 }
 
 // socketPath resolves the socket: --socket, then $CK_SOCKET, then the
@@ -78,6 +135,11 @@ func (g *globals) socketPath() string {
 		return s
 	}
 	return rpc.ClientSocket()
+}
+
+// newClient is the client every command but the offline ones uses.
+func (g *globals) newClient() *rpc.Client {
+	return rpc.NewClientOptions(g.socketPath(), rpc.ClientOptions{ConnectTimeout: g.connectTimeout, Timeout: g.timeout})
 }
 
 func (e *env) json() bool { return e.g.output == "json" }
@@ -112,8 +174,11 @@ var isTerminal = func(w any) bool {
 // run is ckctl without the process: it parses args, runs a command and
 // returns the exit status.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	g := &globals{output: "text"}
+	g, gerr := newGlobals()
 	e := &env{ctx: ctx, stdin: stdin, stdout: stdout, stderr: stderr, g: g}
+	if gerr != nil {
+		return e.report(usageErr(nil, "%v", gerr))
+	}
 
 	// Before the command's name only the globals and the seed's -s/-g
 	// may stand; the command parses the rest, globals included.
@@ -139,15 +204,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	case *seedGet:
 		name = "get"
 	case g.version:
-		fmt.Fprintln(stdout, "ckctl", rpc.Version)
-		return exitOK
+		return e.report(printVersion(e))
 	case len(rest) == 0:
 		return e.report(usageErr(nil, "no command given"))
 	default:
 		name, rest = rest[0], rest[1:]
-	}
-	if name == "help" {
-		return help(stdout, stderr, rest)
 	}
 	cmd := lookup(name)
 	if cmd == nil {
@@ -156,11 +217,18 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return e.report(e.runCommand(cmd, rest))
 }
 
-func (e *env) runCommand(cmd *command, args []string) error {
+// newFlagSet is cmd's flag set, its own flags and the globals, and the
+// function that runs it.
+func (e *env) newFlagSet(cmd *command) (*flag.FlagSet, func(*env, []string) error) {
 	fs := flag.NewFlagSet("ckctl "+cmd.name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	e.g.register(fs)
 	runFn := cmd.setup(fs)
+	e.g.register(fs)
+	return fs, runFn
+}
+
+func (e *env) runCommand(cmd *command, args []string) error {
+	fs, runFn := e.newFlagSet(cmd)
 	pos, err := parseArgs(fs, args)
 	if errors.Is(err, flag.ErrHelp) {
 		printCommandUsage(e.stdout, cmd, fs)
@@ -170,17 +238,16 @@ func (e *env) runCommand(cmd *command, args []string) error {
 		return usageErr(cmd, "%v", err)
 	}
 	if e.g.version {
-		fmt.Fprintln(e.stdout, "ckctl", rpc.Version)
-		return nil
+		return printVersion(e)
 	}
-	if e.g.output != "text" && e.g.output != "json" {
-		return usageErr(cmd, "-o %q: want text or json", e.g.output)
+	if err := e.g.check(); err != nil {
+		return err
 	}
 	if len(pos) < cmd.minArgs || (cmd.maxArgs >= 0 && len(pos) > cmd.maxArgs) {
 		return usageErr(cmd, "wrong number of arguments")
 	}
 	if !cmd.offline {
-		e.client = rpc.NewClient(e.g.socketPath())
+		e.client = e.g.newClient()
 		defer e.client.Close()
 	}
 	err = runFn(e, pos)
@@ -217,6 +284,7 @@ func (e *env) report(err error) int {
 	var (
 		ue *usageError
 		un *rpc.UnreachableError
+		na *rpc.NoAnswerError
 		ut *rpc.UntrustedServerError
 		nf *notFoundError
 		ae *rpc.Error
@@ -231,7 +299,10 @@ func (e *env) report(err error) int {
 		}
 		return exitUsage
 	case errors.As(err, &un):
-		e.warnf("cannot reach ckd at %s: %v; is ckd running? start it with `ckd`, or pass --socket / set CK_SOCKET", un.Socket, un.Err)
+		e.warnf("%v; is ckd running? start it with `ckd`, or pass --socket / set CK_SOCKET", err)
+		return exitUnreachable
+	case errors.As(err, &na):
+		e.warnf("%v: is it stopped or overloaded? (--timeout or CK_TIMEOUT sets how long ckctl waits)", err)
 		return exitUnreachable
 	case errors.As(err, &ut):
 		// Not the daemon this user meant to reach: as unreachable.
@@ -254,11 +325,7 @@ func (e *env) report(err error) int {
 		e.warnf("%s", msg)
 		return exitRejected
 	case errors.Is(err, rpc.ErrWaitTimeout) && errors.As(err, &ae):
-		if ae.Wanted > 0 {
-			e.warnf("stored, but only %d of %d peers acknowledged", ae.Acked, ae.Wanted)
-		} else {
-			e.warnf("%v", err)
-		}
+		e.reportShortfall(err, ae)
 		return exitWaitShortfall
 	case errors.Is(err, context.Canceled) && e.ctx.Err() != nil:
 		e.warnf("interrupted")
@@ -266,6 +333,27 @@ func (e *env) report(err error) int {
 	default:
 		e.warnf("%v", err)
 		return exitFailure
+	}
+}
+
+// reportShortfall tells that a write was stored but not acknowledged by as
+// many peers as --wait asked, with the daemon's reason ("within 5s", "only
+// 1 peers are alive"); -o json also prints the API's error object, acked
+// and wanted included, on stdout.
+func (e *env) reportShortfall(err error, ae *rpc.Error) {
+	msg := err.Error()
+	if ae.Wanted > 0 && !strings.Contains(msg, "acknowledged") {
+		msg = fmt.Sprintf("stored, but only %d of %d peers acknowledged: %s", ae.Acked, ae.Wanted, msg)
+	}
+	e.warnf("%s", msg)
+	var printed *jsonPrinted
+	if e.json() && !errors.As(err, &printed) {
+		e.printJSON(struct {
+			Error  string `json:"error"`
+			Code   string `json:"code"`
+			Acked  int    `json:"acked"`
+			Wanted int    `json:"wanted"`
+		}{msg, ae.Code, ae.Acked, ae.Wanted})
 	}
 }
 
@@ -282,10 +370,15 @@ type command struct {
 	setup   func(fs *flag.FlagSet) func(e *env, args []string) error
 }
 
-// commands lists the subcommands in the order help shows them.
-var commands = []*command{
-	setCmd, getCmd, delCmd, listCmd, watchCmd, membersCmd, statusCmd,
-	exportCmd, importCmd, reloadCmd, rejoinCmd, keygenCmd,
+// commands lists the subcommands in the order help shows them. It is
+// filled by init, since help and completion read it.
+var commands []*command
+
+func init() {
+	commands = []*command{
+		setCmd, getCmd, delCmd, listCmd, watchCmd, membersCmd, statusCmd, healthCmd,
+		exportCmd, importCmd, reloadCmd, rejoinCmd, keygenCmd, completionCmd, helpCmd,
+	}
 }
 
 func lookup(name string) *command {
@@ -295,85 +388,4 @@ func lookup(name string) *command {
 		}
 	}
 	return nil
-}
-
-func printShortUsage(w io.Writer) {
-	fmt.Fprintf(w, "usage: ckctl [--socket PATH] [-o text|json] COMMAND [ARGS] [FLAGS]\n")
-	fmt.Fprintf(w, "commands:")
-	for _, c := range commands {
-		fmt.Fprintf(w, " %s", c.name)
-	}
-	fmt.Fprintf(w, "\nRun 'ckctl help' for more.\n")
-}
-
-func printUsage(w io.Writer) {
-	fmt.Fprintf(w, `usage: ckctl [--socket PATH] [-o text|json] COMMAND [ARGS] [FLAGS]
-
-ckctl talks to ckd, the CloudKnowledge daemon, on its Unix socket
-(--socket, else $CK_SOCKET, else %s).
-It only talks to a daemon running as root, as you, or as the owner of the
-socket's private directory (exit status 7 otherwise).
-Flags may stand before or after the arguments; "--" ends the flags
-(write "ckctl set k -- -1" for a value that starts with "-").
-
-commands:
-`, rpc.ClientSocket())
-	for _, c := range commands {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
-	}
-	fmt.Fprintf(w, `
-global flags:
-  --socket PATH   the daemon's socket
-  -o text|json    output format; json is for programs
-  --version       print ckctl's version
-
-For the seed's users: "ckctl -s KEY VALUE" is set, "ckctl -g KEY" is get.
-Run 'ckctl help COMMAND' for a command's flags and output.
-
-exit status: 0 ok, 1 failure, 2 usage, 3 key not found, 4 version mismatch,
-5 rejected by a hook, 6 stored but fewer peers acknowledged than --wait,
-7 daemon unreachable.
-`)
-}
-
-// printCommandUsage shows a command's synopsis, summary and own flags.
-func printCommandUsage(w io.Writer, cmd *command, fs *flag.FlagSet) {
-	fmt.Fprintf(w, "usage: ckctl %s %s\n\n%s\n", cmd.name, cmd.args, cmd.detail)
-	var lines []string
-	fs.VisitAll(func(f *flag.Flag) {
-		if f.Name == "socket" || f.Name == "o" || f.Name == "version" {
-			return
-		}
-		arg, usage := flag.UnquoteUsage(f)
-		dash := "--"
-		if len(f.Name) == 1 {
-			dash = "-"
-		}
-		if arg != "" {
-			arg = " " + arg
-		}
-		lines = append(lines, fmt.Sprintf("  %s%s%s\n      %s\n", dash, f.Name, arg, usage))
-	})
-	if len(lines) > 0 {
-		fmt.Fprintf(w, "\nflags:\n%s", strings.Join(lines, ""))
-	}
-	fmt.Fprintf(w, "\nglobal flags: --socket PATH, -o text|json, --version\n")
-}
-
-// help prints the usage, or a command's.
-func help(stdout, stderr io.Writer, args []string) int {
-	if len(args) == 0 {
-		printUsage(stdout)
-		return exitOK
-	}
-	cmd := lookup(args[0])
-	if cmd == nil {
-		fmt.Fprintf(stderr, "ckctl: unknown command %q\n", args[0])
-		printShortUsage(stderr)
-		return exitUsage
-	}
-	fs := flag.NewFlagSet(cmd.name, flag.ContinueOnError)
-	cmd.setup(fs)
-	printCommandUsage(stdout, cmd, fs)
-	return exitOK
 }

@@ -58,7 +58,7 @@ func TestSetGet(t *testing.T) {
 	ck(t, s, "get", "app/a").want(t, 0, "hello")
 	r := ck(t, s, "get", "app/a", "-v")
 	r.want(t, 0, "hello")
-	if r.stderr != "1\n" {
+	if r.stderr != "version 1\n" {
 		t.Errorf("-v stderr = %q", r.stderr)
 	}
 	// The seed's forms.
@@ -100,7 +100,7 @@ func TestCKSocketEnv(t *testing.T) {
 	ckctlIn(t, "", "set", "k", "v").want(t, 0, "")
 	ckctlIn(t, "", "get", "k").want(t, 0, "v")
 	// --socket wins over the environment.
-	r := ckctlIn(t, "", "get", "k", "--socket", filepath.Join(t.TempDir(), "none.sock"))
+	r := ckctlIn(t, "", "get", "k", "--connect-timeout", "0", "--socket", filepath.Join(t.TempDir(), "none.sock"))
 	if r.code != exitUnreachable {
 		t.Errorf("--socket did not win: %+v", r)
 	}
@@ -219,7 +219,7 @@ func TestExitStatuses(t *testing.T) {
 
 func TestUnreachable(t *testing.T) {
 	sock := filepath.Join(t.TempDir(), "ckd.sock")
-	r := ckctlIn(t, "", "--socket", sock, "get", "k")
+	r := ckctlIn(t, "", "--socket", sock, "--connect-timeout", "0", "get", "k")
 	if r.code != exitUnreachable {
 		t.Fatalf("exit %d, want 7: %q", r.code, r.stderr)
 	}
@@ -229,7 +229,7 @@ func TestUnreachable(t *testing.T) {
 		}
 	}
 	for _, cmd := range [][]string{{"set", "k", "v"}, {"list"}, {"members"}, {"status"}, {"reload"}, {"export"}, {"watch"}} {
-		if r := ckctlIn(t, "", append([]string{"--socket", sock}, cmd...)...); r.code != exitUnreachable {
+		if r := ckctlIn(t, "", append([]string{"--socket", sock, "--connect-timeout=0"}, cmd...)...); r.code != exitUnreachable {
 			t.Errorf("%v: exit %d", cmd, r.code)
 		}
 	}
@@ -295,7 +295,7 @@ func TestWatch(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"watch", "app/", "--since", "0"}, "set app/a 1\ndel app/a 3\nset app/c 4\n"},
+		{[]string{"watch", "app/", "--since", "0"}, "1 set app/a 1\n3 del app/a 3\n4 set app/c 4\n"},
 		{[]string{"watch", "--since=2", "-o", "json"}, `{"index":3,"op":"del","key":"app/a","version":3,"origin":"` + rpctest.SelfID + `"}` + "\n"},
 	} {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -486,7 +486,7 @@ func TestImportProgress(t *testing.T) {
 	defer func() { isTerminal = old }()
 	in := `{"key":"a","value":"1","version":1,"origin":"o","vv":{"o":1}}` + "\n"
 	r := ckctlIn(t, in, "--socket", s.Socket, "import")
-	if r.code != 0 || !strings.Contains(r.stderr, "\rckctl: import: 1 records sent\n") {
+	if r.code != 0 || !strings.Contains(r.stderr, "\rckctl: import: 1 records sent") {
 		t.Errorf("progress: %+v", r)
 	}
 }
@@ -504,8 +504,21 @@ func TestReload(t *testing.T) {
 }
 
 func TestHelpAndVersion(t *testing.T) {
+	s := daemon(t)
 	for _, args := range [][]string{{"--version"}, {"-version"}, {"get", "--version"}} {
-		ckctlIn(t, "", args...).want(t, 0, "ckctl "+rpc.Version+"\n")
+		r := ckctlIn(t, "", append(args, "--socket", s.Socket)...)
+		want := "ckctl " + rpc.Version + " (commit unknown)\nckd " + rpc.Version + " (at " + s.Socket + ")\n"
+		r.want(t, 0, want) // go test records no commit
+	}
+	none := filepath.Join(t.TempDir(), "none.sock")
+	r := ckctlIn(t, "", "--version", "--socket", none)
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "ckctl "+rpc.Version+" (commit unknown)\nckd: no answer (cannot reach ckd at "+none) {
+		t.Errorf("--version without a daemon: %+v", r)
+	}
+	r = ckctlIn(t, "", "--version", "-o", "json", "--socket", s.Socket)
+	var v versionInfo
+	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil || v.Version != rpc.Version || v.Commit != "unknown" || v.Daemon != rpc.Version {
+		t.Errorf("--version -o json: %+v %v", r, err)
 	}
 	for _, args := range [][]string{{"help"}, {"-h"}, {"--help"}} {
 		r := ckctlIn(t, "", args...)
@@ -526,6 +539,21 @@ func TestHelpAndVersion(t *testing.T) {
 	}
 	if r := ckctlIn(t, "", "help", "nope"); r.code != 2 {
 		t.Errorf("help nope: %+v", r)
+	}
+	// help is a command like the others, with a usage of its own.
+	r = ckctlIn(t, "", "help", "help")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, "usage: ckctl help [COMMAND]\n") {
+		t.Errorf("help help: %+v", r)
+	}
+	// A command's usage shows its own flags, and set's --timeout as its own.
+	r = ckctlIn(t, "", "help", "set")
+	for _, want := range []string{"usage: ckctl set KEY", "  --if-version V\n", "  --timeout D\n      how long --wait waits", "global flags:"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("help set lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if r = ckctlIn(t, "", "help", "get"); strings.Contains(r.stdout, "--socket PATH\n") || !strings.Contains(r.stdout, "  -v\n") {
+		t.Errorf("help get shows the globals as its own, or lacks -v:\n%s", r.stdout)
 	}
 }
 

@@ -3,6 +3,9 @@ package main
 import (
 	"flag"
 	"fmt"
+	"time"
+
+	"github.com/cloudknowledge/ck/rpc"
 )
 
 var rejoinCmd = &command{
@@ -18,10 +21,7 @@ var rejoinCmd = &command{
 	maxArgs: 0,
 	setup: func(fs *flag.FlagSet) func(*env, []string) error {
 		return func(e *env, args []string) error {
-			if !e.json() {
-				e.warnf("rejoining: moving this node's data aside and pulling a fresh copy from the cluster; this takes as long as a bootstrap")
-			}
-			res, err := e.client.Rejoin(e.ctx)
+			res, err := rejoinWithNote(e)
 			if err != nil {
 				return err
 			}
@@ -39,4 +39,36 @@ var rejoinCmd = &command{
 			return err
 		}
 	},
+}
+
+// rejoinNoteAfter is how long a rejoin runs before ckctl says what it is
+// doing: a daemon that refuses (no long separation to settle, a rejoin
+// already running) answers at once, and then ckctl must not have claimed
+// the data was being moved. A variable for tests.
+var rejoinNoteAfter = 500 * time.Millisecond
+
+// rejoinWithNote asks for the rejoin and, in text mode, tells on stderr
+// that it is under way once the daemon has been at it for rejoinNoteAfter.
+func rejoinWithNote(e *env) (rpc.RejoinResult, error) {
+	type answer struct {
+		res rpc.RejoinResult
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		res, err := e.client.Rejoin(e.ctx)
+		done <- answer{res, err}
+	}()
+	t := time.NewTimer(rejoinNoteAfter)
+	defer t.Stop()
+	for {
+		select {
+		case a := <-done:
+			return a.res, a.err
+		case <-t.C:
+			if !e.json() {
+				e.warnf("rejoining: this node's data is moved aside and a fresh copy pulled from the cluster; this takes as long as a bootstrap")
+			}
+		}
+	}
 }

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/cloudknowledge/ck/rpc"
 	"github.com/cloudknowledge/ck/rpc/rpctest"
@@ -64,8 +66,8 @@ func TestRejoin(t *testing.T) {
 			t.Errorf("rejoin: stdout lacks %q: %+v", want, r)
 		}
 	}
-	if r.code != 0 || !strings.Contains(r.stderr, "rejoining") {
-		t.Errorf("rejoin: %+v", r)
+	if r.code != 0 || r.stderr != "" {
+		t.Errorf("rejoin answered at once: want no note on stderr: %+v", r)
 	}
 	r = ck(t, s, "rejoin", "-o", "json")
 	var res rpc.RejoinResult
@@ -75,7 +77,37 @@ func TestRejoin(t *testing.T) {
 	s.Backend.Lock()
 	s.Backend.RejoinErr = rpc.Errorf(rpc.ErrBadRequest, "no peer is quarantined: there is no long separation to settle")
 	s.Backend.Unlock()
-	if r := ck(t, s, "rejoin"); r.code != 1 || !strings.Contains(r.stderr, "no peer is quarantined") {
+	// Refused: ckctl never said it was moving data aside.
+	r = ck(t, s, "rejoin")
+	if r.code != 1 || r.stderr != "ckctl: no peer is quarantined: there is no long separation to settle\n" {
 		t.Errorf("rejoin refused: %+v", r)
 	}
+}
+
+// A rejoin under way for a while is announced on stderr (text mode only).
+func TestRejoinNote(t *testing.T) {
+	b := &slowRejoin{Backend: rpctest.NewBackend(), delay: 300 * time.Millisecond}
+	b.RejoinResult = rpc.RejoinResult{NewID: "new", OldID: "old"}
+	s := rpctest.Serve(t, b, rpc.ServerOptions{})
+	old := rejoinNoteAfter
+	rejoinNoteAfter = 10 * time.Millisecond
+	t.Cleanup(func() { rejoinNoteAfter = old })
+	r := ckctlIn(t, "", "--socket", s.Socket, "rejoin")
+	if r.code != 0 || !strings.HasPrefix(r.stderr, "ckctl: rejoining: this node's data is moved aside") {
+		t.Errorf("rejoin: %+v", r)
+	}
+	if r := ckctlIn(t, "", "--socket", s.Socket, "rejoin", "-o", "json"); r.code != 0 || r.stderr != "" {
+		t.Errorf("rejoin -o json: %+v", r)
+	}
+}
+
+// slowRejoin is a daemon whose rejoins take a while.
+type slowRejoin struct {
+	*rpctest.Backend
+	delay time.Duration
+}
+
+func (b *slowRejoin) Rejoin(ctx context.Context) (rpc.RejoinResult, error) {
+	time.Sleep(b.delay)
+	return b.Backend.Rejoin(ctx)
 }

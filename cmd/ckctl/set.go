@@ -11,7 +11,11 @@ var setCmd = &command{
 	args:    "KEY VALUE|- [--file F] [--if-version V] [--wait N [--timeout D]]",
 	summary: "store a value",
 	detail: "VALUE \"-\" reads the value from stdin; the bytes are stored exactly.\n" +
-		"Prints nothing; -o json prints the stored record.",
+		"Prints nothing; -o json prints the stored record.\n" +
+		"--timeout D here is how long the daemon waits for --wait's acknowledgements (not the\n" +
+		"global --timeout): ckctl then waits D plus 5s for the answer (without it, the global\n" +
+		"bound, and at least the daemon's 5s wait plus 5s with --wait). A shortfall exits 6 with\n" +
+		"the daemon's reason; -o json prints the API's error object (acked, wanted) on stdout.",
 	minArgs: 1,
 	maxArgs: 2,
 	setup: func(fs *flag.FlagSet) func(*env, []string) error {

@@ -329,9 +329,12 @@ func TestStuckClientsDuringRejoinAndStop(t *testing.T) {
 	if !strings.Contains(out, "rejoined as") {
 		t.Fatalf("ckctl rejoin: %s", out)
 	}
-	if took > 5*time.Second {
+	// A rejoin held by the stuck watcher would take at least its 10 s
+	// write deadline (the stuck --wait, 60 s); the rejoin's own work is
+	// half a second on a quiet machine and has taken 6 s on a loaded one.
+	if took > 9*time.Second {
 		lb, _ := os.ReadFile(filepath.Join(dir, "b.log"))
-		t.Errorf("the rejoin took %s, want a few seconds at most\n%s", took, lb)
+		t.Errorf("the rejoin took %s: held by a stuck client?\n%s", took, lb)
 	}
 	select {
 	case err := <-waitExit:
@@ -359,7 +362,9 @@ func TestStuckClientsDuringRejoinAndStop(t *testing.T) {
 	}
 	took = time.Since(start)
 	t.Logf("stop with a stuck watcher: %s", took.Round(time.Millisecond))
-	if took > 3*time.Second {
-		t.Errorf("SIGTERM took %s to stop ckd, want under 3s", took)
+	// Held by the stuck watcher, the stop would wait out the API's 5 s
+	// shutdown timeout; unheld it takes a tenth of a second.
+	if took > 4500*time.Millisecond {
+		t.Errorf("SIGTERM took %s to stop ckd, want under the 5 s a stuck client would cost", took)
 	}
 }

@@ -28,7 +28,7 @@ func TestCounterExactAcrossNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	cfg := loConfig(t, dir, fmt.Sprintf("hook \"counters/*\" {\n  script = %q\n}\n", filepath.Join(examples, "hooks/pn_counter.lua")))
+	cfg := loConfig(t, dir, fmt.Sprintf("hook \"counters/*\" {\n  script = %q\n  timeout = \"2s\"\n}\n", filepath.Join(examples, "hooks/pn_counter.lua"))) // not a timeout test: a loaded -race run can pass 50ms
 	var nodes []*loNode
 	for _, name := range []string{"a", "b", "c"} {
 		nodes = append(nodes, startLo(t, dir, cfg, name))

@@ -210,12 +210,12 @@ func awaitRead(t *testing.T, c *rpc.Client, before map[string]float64, want floa
 func floodCounts(before, after map[string]float64) (received, dropped float64, reasons map[string]float64) {
 	reasons = map[string]float64{}
 	for k, v := range after {
-		if r, ok := strings.CutPrefix(k, `ck_datagrams_dropped_total{reason="`); ok && !strings.HasPrefix(r, "self") {
+		if r, ok := strings.CutPrefix(k, `ck_datagrams_dropped_total{reason="`); ok {
 			reasons[strings.TrimSuffix(r, `"}`)] = v - before[k]
 			dropped += v - before[k]
 		}
 	}
-	self := after[`ck_datagrams_dropped_total{reason="self"}`] - before[`ck_datagrams_dropped_total{reason="self"}`]
+	self := after[`ck_datagrams_self_total`] - before[`ck_datagrams_self_total`]
 	received = after[`ck_datagrams_total{direction="received"}`] - before[`ck_datagrams_total{direction="received"}`] - self
 	return received, dropped, reasons
 }

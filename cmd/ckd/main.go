@@ -1,6 +1,9 @@
 // Command ckd is the CloudKnowledge daemon: it keeps the key-value store on
 // this machine and serves the local API that ckctl uses. With no -config it
-// runs on the embedded default (one node on lo; see config.hcl.example).
+// reads $CKD_CONFIG, else its default file when there is one
+// ($XDG_CONFIG_HOME/ckd/config.hcl, /etc/ckd/config.hcl as root,
+// ~/.config/ckd/config.hcl), else runs on the embedded default (one node on
+// lo; see config.hcl.example).
 package main
 
 import (
@@ -26,7 +29,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("ckd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
-		path    = fs.String("config", "", "HCL config `file` (default: the embedded default)")
+		path    = fs.String("config", "", "HCL config `file` (default: $CKD_CONFIG, else the default file if present, else the embedded default)")
 		o       daemon.Overrides
 		check   = fs.Bool("check", false, "validate the configuration and exit")
 		version = fs.Bool("version", false, "print the version and exit")
@@ -53,27 +56,52 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "ckd %s\n", rpc.Version)
 		return 0
 	}
-	load := func() (daemon.Config, error) { return daemon.LoadWithOverrides(*path, o) }
+	file, from := *path, "-config"
+	if file == "" {
+		var err error
+		if file, from, err = daemon.FindConfig(); err != nil {
+			fmt.Fprintf(stderr, "ckd: config: %v\n", err)
+			return 1
+		}
+	}
+	load := func() (daemon.Config, error) { return daemon.LoadWithOverrides(file, o) }
 	cfg, err := load()
 	if err == nil {
 		err = cfg.Validate()
 	}
 	if err != nil {
+		if from == "$"+daemon.ConfigEnv {
+			err = fmt.Errorf("%s: %w", from, err)
+		}
 		fmt.Fprintf(stderr, "ckd: config: %v\n", err)
 		return 1
 	}
 	if *check {
-		fmt.Fprintf(stdout, "ckd: configuration is valid\n")
+		// What a start checks, binding nothing (daemon.Config.Check).
+		if err := cfg.Check(); err != nil {
+			fmt.Fprintf(stderr, "ckd: config: %v\n", err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "ckd: configuration is valid (%s)\n", describeConfig(file, from))
 		return 0
 	}
-	return serve(cfg, load, stderr)
+	return serve(cfg, load, file, stderr)
 }
 
-func serve(cfg daemon.Config, load func() (daemon.Config, error), stderr io.Writer) int {
+// describeConfig names the configuration in force: a file and how it was
+// found, or the embedded default.
+func describeConfig(file, from string) string {
+	if file == "" {
+		return daemon.EmbeddedDefault
+	}
+	return file + ", " + from
+}
+
+func serve(cfg daemon.Config, load func() (daemon.Config, error), file string, stderr io.Writer) int {
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(cfg.MemoryLimit())
 	}
-	d, err := daemon.New(cfg, daemon.Options{LoadConfig: load})
+	d, err := daemon.New(cfg, daemon.Options{LoadConfig: load, ConfigFile: file})
 	if err != nil {
 		fmt.Fprintf(stderr, "ckd: %v\n", err)
 		return 1

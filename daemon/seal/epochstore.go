@@ -7,12 +7,12 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 
+	"github.com/cloudknowledge/ck/internal/atomicfile"
 	"github.com/cloudknowledge/ck/store"
 )
 
@@ -145,42 +145,8 @@ func (f *EpochFile) write() error {
 	for _, id := range ids {
 		fmt.Fprintf(buf, "%s %d %d\n", id, f.m[id].Epoch, f.m[id].Counter)
 	}
-	return writeAtomic(f.path, buf.Bytes())
-}
-
-// writeAtomic replaces path with b: after a crash the file holds either
-// the old contents or the new, never a mixture or nothing.
-func writeAtomic(path string, b []byte) (err error) {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
-	if err != nil {
+	if err := atomicfile.WriteFile(f.path, buf.Bytes(), 0o600); err != nil {
 		return fmt.Errorf("replay marks: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err = tmp.Write(b); err != nil {
-		return fmt.Errorf("replay marks: %w", err)
-	}
-	if err = tmp.Sync(); err != nil {
-		return fmt.Errorf("replay marks: %w", err)
-	}
-	if err = tmp.Close(); err != nil {
-		return fmt.Errorf("replay marks: %w", err)
-	}
-	if err = os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("replay marks: %w", err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("replay marks: %w", err)
-	}
-	defer d.Close()
-	if err = d.Sync(); err != nil {
-		return fmt.Errorf("replay marks: syncing %s: %w", dir, err)
 	}
 	return nil
 }

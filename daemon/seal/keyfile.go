@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/cloudknowledge/ck/internal/atomicfile"
 )
 
 // LoadOwnKeyringFile is LoadKeyringFile for a key file that must belong
@@ -77,14 +79,5 @@ func createKeyFile(path, key string) (bool, error) {
 	if err := os.Remove(tmp.Name()); err != nil {
 		return true, err
 	}
-	return true, syncDir(dir)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return true, atomicfile.SyncDir(dir)
 }

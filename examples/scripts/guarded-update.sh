@@ -18,9 +18,9 @@ tries=0
 while :; do
   tries=$((tries + 1))
   # get -v prints the value on stdout and its version on stderr (a line
-  # of digits; other stderr lines are warnings).
+  # "version N"; other stderr lines are warnings).
   if cur=$(ckctl get -v "$key" 2>"$ver"); then
-    version=$(grep -E '^[0-9]+$' "$ver")
+    version=$(sed -n 's/^version \([0-9][0-9]*\)$/\1/p' "$ver")
   else
     rc=$?
     [ "$rc" -eq 3 ] || exit "$rc"

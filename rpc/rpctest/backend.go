@@ -54,10 +54,11 @@ type Backend struct {
 	RejoinErr    error
 	Rejoins      int
 
-	lamport uint64
-	recs    map[string]rpc.Record
-	log     []rpc.Event
-	changed chan struct{} // closed and replaced at every change
+	lamport  uint64
+	watching int // Watch calls running
+	recs     map[string]rpc.Record
+	log      []rpc.Event
+	changed  chan struct{} // closed and replaced at every change
 }
 
 // NewBackend returns an empty backend.
@@ -66,8 +67,9 @@ func NewBackend() *Backend {
 }
 
 var (
-	_ rpc.Backend      = (*Backend)(nil)
-	_ rpc.Bootstrapper = (*Backend)(nil)
+	_ rpc.Backend       = (*Backend)(nil)
+	_ rpc.Bootstrapper  = (*Backend)(nil)
+	_ rpc.ChangeIndexer = (*Backend)(nil)
 )
 
 // ValidKey applies the key rules (docs/PROTOCOL.md, Data model).
@@ -120,6 +122,9 @@ func (b *Backend) LastIndex() uint64 {
 	defer b.Unlock()
 	return uint64(len(b.log))
 }
+
+// ChangeIndex implements rpc.ChangeIndexer.
+func (b *Backend) ChangeIndex(context.Context) (uint64, error) { return b.LastIndex(), nil }
 
 // store keeps r and logs it; b is locked.
 func (b *Backend) store(r rpc.Record) {
@@ -254,8 +259,24 @@ func (b *Backend) List(ctx context.Context, opts rpc.ListOptions) (rpc.ListRespo
 	return resp, nil
 }
 
+// Watchers is how many watches are running, for tests that must know a
+// watch has started before they write.
+func (b *Backend) Watchers() int {
+	b.Lock()
+	defer b.Unlock()
+	return b.watching
+}
+
 // Watch implements rpc.Backend.
 func (b *Backend) Watch(ctx context.Context, prefix string, since uint64, fromNow bool, fn func(rpc.Event) error) error {
+	b.Lock()
+	b.watching++
+	b.Unlock()
+	defer func() {
+		b.Lock()
+		b.watching--
+		b.Unlock()
+	}()
 	b.Lock()
 	if !fromNow && since+1 < b.CompactedBelow {
 		b.Unlock()
@@ -303,17 +324,22 @@ func (b *Backend) Export(ctx context.Context, prefix string, fn func(rpc.Record)
 
 // Import implements rpc.Backend: a restore keeps a record unless the
 // store holds one at least as new; asNew puts each value.
-func (b *Backend) Import(ctx context.Context, asNew bool, next func() (rpc.Record, error)) (rpc.ImportResult, error) {
-	var res rpc.ImportResult
+func (b *Backend) Import(ctx context.Context, asNew bool, next func() (rpc.Record, int, error)) (res rpc.ImportResult, err error) {
+	var line int
+	defer func() {
+		if err != nil {
+			res.Line = line
+		}
+	}()
 	for {
-		r, err := next()
+		var r rpc.Record
+		r, line, err = next()
 		if errors.Is(err, io.EOF) {
 			return res, nil
 		}
 		if err != nil {
 			return res, fmt.Errorf("import: %w", err)
 		}
-		res.Records++
 		if asNew {
 			if r.Deleted {
 				_, err = b.Delete(ctx, r.Key, rpc.WriteOptions{})
@@ -323,12 +349,14 @@ func (b *Backend) Import(ctx context.Context, asNew bool, next func() (rpc.Recor
 			if err != nil {
 				return res, err
 			}
+			res.Records++
 			res.Applied++
 			continue
 		}
 		if err := ValidKey(r.Key); err != nil {
 			return res, err
 		}
+		res.Records++
 		b.Lock()
 		if cur, ok := b.recs[r.Key]; !ok || cur.Version < r.Version {
 			b.store(r)

@@ -1,4 +1,8 @@
-package store
+// Package wal is the store's write-ahead log: a ring file of batches, each
+// acknowledged once it is on the device, read back at open. It knows
+// nothing of records: a change is a key and opaque bytes (the store's
+// record and change-log entry).
+package wal
 
 import (
 	"encoding/binary"
@@ -12,16 +16,17 @@ import (
 	"unsafe"
 )
 
-// The write-ahead log. A commit is acknowledged once its batch is in the
+// A commit is acknowledged once its batch is in the
 // log and the log is fdatasynced: one write and one fsync, where a bbolt
 // commit costs two fsyncs (data pages, then the meta page) and a dozen
-// scattered page writes. The batches are then held in memory (pending.go)
-// and written into the bbolt file in large transactions (flush.go), with
+// scattered page writes. The batches are then held in memory (the store's
+// pending sets) and written into the bbolt file in large transactions (the
+// store's flush), with
 // bbolt's own two-fsync ordering intact, so the bbolt file is always a
 // consistent state as of some batch (its meta value wal_lsn).
 //
 // The log is one file of a fixed size used as a ring: each batch starts on
-// a walBlock boundary and is padded to whole blocks (a full-block write
+// a Block boundary and is padded to whole blocks (a full-block write
 // needs no read of the old block, and a batch is found by looking at block
 // starts only). A batch goes at the head, or at offset 0 when it does not
 // fit before the end; the space of batches is reused only once a flush
@@ -50,24 +55,21 @@ import (
 // log file is removed: a closed store is its data file alone, to copy or
 // move like before.
 const (
-	walBlock  = 4096
-	walMagic  = 0x434b5731 // "CKW1"
-	walHeader = 4 + 4 + 8 + 16 + 4
-	walSize   = 32 << 20 // the ring's size (Options.walSize in tests)
+	Block       = 4096
+	magic       = 0x434b5731 // "CKW1"
+	header      = 4 + 4 + 8 + 16 + 4
+	DefaultSize = 32 << 20 // the ring's size (tests make it smaller)
 )
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
 
-// walPath is the log's file next to the store's.
-func walPath(path string) string { return path + "-wal" }
-
-// wal is the open log. Only the committer writes it.
-type wal struct {
+// Log is the open log. Only the store's committer writes it.
+type Log struct {
 	f      *os.File // buffered: reads, and writes without direct
 	direct *os.File // O_DIRECT|O_DSYNC, or nil
 	path   string
 	size   int64 // the ring's size
-	store  NodeID
+	store  [16]byte
 	noSync bool
 
 	head int64  // where the next batch goes (before wrapping)
@@ -85,40 +87,40 @@ type wal struct {
 	empty bool
 }
 
-// walChange is one stored change in a batch.
-type walChange struct {
-	index uint64 // its change-log index
-	key   string
-	raw   []byte // the record's canonical encoding
-	ev    []byte // its change-log entry
+// Change is one stored change in a batch.
+type Change struct {
+	Index uint64 // its change-log index
+	Key   string
+	Raw   []byte // the record's canonical encoding
+	Ev    []byte // its change-log entry
 }
 
-// walBatch is a decoded batch.
-type walBatch struct {
-	lsn      uint64
-	pos, end int64 // where it starts and where its blocks end
-	reserved uint64
-	changes  []walChange
+// Batch is a decoded batch.
+type Batch struct {
+	LSN      uint64
+	Pos, End int64 // where it starts and where its blocks end
+	Reserved uint64
+	Changes  []Change
 }
 
-// openWAL opens (creating it, and syncing its directory, if missing) the
+// Open opens (creating it, and syncing its directory, if missing) the
 // log at path, of the ring size size.
-func openWAL(path string, size int64, store NodeID, noSync bool) (*wal, error) {
+func Open(path string, size int64, store [16]byte, noSync bool) (*Log, error) {
 	_, statErr := os.Stat(path)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, fmt.Errorf("store: write-ahead log: %w", err)
+		return nil, fmt.Errorf("write-ahead log: %w", err)
 	}
 	if errors.Is(statErr, os.ErrNotExist) && !noSync {
 		// The log's directory entry must be durable before a batch
 		// written to it counts as durable.
 		if err := syncDir(filepath.Dir(path)); err != nil {
 			f.Close()
-			return nil, fmt.Errorf("store: write-ahead log: %w", err)
+			return nil, fmt.Errorf("write-ahead log: %w", err)
 		}
 	}
-	w := &wal{f: f, path: path, size: size, store: store, noSync: noSync}
-	w.preallocate()
+	w := &Log{f: f, path: path, size: size, store: store, noSync: noSync}
+	w.Preallocate()
 	if !noSync {
 		if d, err := os.OpenFile(path, os.O_RDWR|syscall.O_DIRECT|syscall.O_DSYNC, 0); err == nil {
 			w.direct = d
@@ -127,18 +129,18 @@ func openWAL(path string, size int64, store NodeID, noSync bool) (*wal, error) {
 	return w, nil
 }
 
-// minWALSize is the smallest ring preallocate settles for on a nearly full
+// MinSize is the smallest ring Preallocate settles for on a nearly full
 // disk: 64 blocks, batches of up to 16 blocks.
-const minWALSize = 64 * walBlock
+const MinSize = 64 * Block
 
-// preallocate allocates the ring's blocks (fallocate), so that appending a
+// Preallocate allocates the ring's blocks (fallocate), so that appending a
 // batch never needs space of the file system and a full disk cannot fail a
 // commit (docs/ARCHITECTURE.md, "A full disk"). A new log on a disk without
 // room for the whole ring gets the largest power-of-two fraction of it
-// that fits, down to minWALSize; when even that fails the log stays sparse
+// that fits, down to MinSize; when even that fails the log stays sparse
 // (writes may then fail with ENOSPC, as they did before). Allocating an
 // existing log only fills its holes: the batches in it are not touched.
-func (w *wal) preallocate() {
+func (w *Log) Preallocate() {
 	fi, err := w.f.Stat()
 	if err != nil {
 		return
@@ -154,7 +156,7 @@ func (w *wal) preallocate() {
 		if !fresh {
 			break
 		}
-		if !errors.Is(err, syscall.ENOSPC) || size/2 < minWALSize {
+		if !errors.Is(err, syscall.ENOSPC) || size/2 < MinSize {
 			// A failed allocation may leave blocks allocated: a fresh log
 			// gives them back.
 			_ = w.f.Truncate(0)
@@ -163,11 +165,48 @@ func (w *wal) preallocate() {
 	}
 	// A log left by a crash that cannot grow to the ring's size keeps the
 	// size it has as its ring, allocated: its batches all lie within it.
-	if n := fi.Size() / walBlock * walBlock; n >= minWALSize && n < w.size {
+	if n := fi.Size() / Block * Block; n >= MinSize && n < w.size {
 		if syscall.Fallocate(int(w.f.Fd()), 0, 0, n) == nil {
 			w.size, w.allocated = n, true
 		}
 	}
+}
+
+// Path is the log's file.
+func (w *Log) Path() string { return w.path }
+
+// Size is the ring's size: what Open asked for, or less on a full disk.
+func (w *Log) Size() int64 { return w.size }
+
+// Head is where the next batch goes (before wrapping).
+func (w *Log) Head() int64 { return w.head }
+
+// LSN is the number of the last batch written (or recovered).
+func (w *Log) LSN() uint64 { return w.lsn }
+
+// Allocated reports whether the ring's blocks are allocated.
+func (w *Log) Allocated() bool { return w.allocated }
+
+// Reallocate allocates the ring of a log Preallocate could not allocate,
+// now that there is space. It reports whether the ring is allocated.
+func (w *Log) Reallocate() bool {
+	if !w.allocated && syscall.Fallocate(int(w.f.Fd()), 0, 0, w.size) == nil {
+		w.allocated = true
+	}
+	return w.allocated
+}
+
+// Fits reports whether n bytes written at pos (the head, or 0 after a
+// wrap) stay clear of the batches not yet flushed, which occupy the ring
+// from tail up to head.
+func Fits(pos, n, head, tail int64) bool {
+	switch {
+	case tail < head:
+		return pos == head || pos+n <= tail
+	case tail > head:
+		return pos == head && pos+n <= tail
+	}
+	return false // tail == head: the ring is full
 }
 
 func syncDir(dir string) error {
@@ -179,7 +218,7 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-func (w *wal) close() error {
+func (w *Log) Close() error {
 	if w.direct != nil {
 		w.direct.Close()
 	}
@@ -187,7 +226,7 @@ func (w *wal) close() error {
 }
 
 // writeSync writes b at pos durably: directly, or buffered and synced.
-func (w *wal) writeSync(b []byte, pos int64) error {
+func (w *Log) writeSync(b []byte, pos int64) error {
 	if w.direct != nil {
 		if cap(w.abuf) < len(b) {
 			w.abuf = alignedBlocks(len(b))
@@ -217,27 +256,27 @@ func (e errSyncFailed) Unwrap() error { return e.error }
 // alignedBlocks returns n bytes (whole blocks) starting on a block
 // boundary, as O_DIRECT wants them.
 func alignedBlocks(n int) []byte {
-	b := make([]byte, n+walBlock)
-	off := (walBlock - int(uintptr(unsafe.Pointer(&b[0]))%walBlock)) % walBlock
+	b := make([]byte, n+Block)
+	off := (Block - int(uintptr(unsafe.Pointer(&b[0]))%Block)) % Block
 	return b[off : off+n : off+n]
 }
 
-// encode lays out a batch in w.buf, padded to whole blocks, and returns it.
-func (w *wal) encode(lsn, reserved uint64, changes []walChange) []byte {
-	b := append(w.buf[:0], make([]byte, walHeader)...)
+// Encode lays out a batch in w.buf, padded to whole blocks, and returns it.
+func (w *Log) Encode(lsn, reserved uint64, changes []Change) []byte {
+	b := append(w.buf[:0], make([]byte, header)...)
 	b = binary.BigEndian.AppendUint64(b, reserved)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(changes)))
 	for _, c := range changes {
-		b = binary.BigEndian.AppendUint64(b, c.index)
-		b = binary.BigEndian.AppendUint16(b, uint16(len(c.key)))
-		b = append(b, c.key...)
-		b = binary.BigEndian.AppendUint32(b, uint32(len(c.raw)))
-		b = append(b, c.raw...)
-		b = binary.BigEndian.AppendUint16(b, uint16(len(c.ev)))
-		b = append(b, c.ev...)
+		b = binary.BigEndian.AppendUint64(b, c.Index)
+		b = binary.BigEndian.AppendUint16(b, uint16(len(c.Key)))
+		b = append(b, c.Key...)
+		b = binary.BigEndian.AppendUint32(b, uint32(len(c.Raw)))
+		b = append(b, c.Raw...)
+		b = binary.BigEndian.AppendUint16(b, uint16(len(c.Ev)))
+		b = append(b, c.Ev...)
 	}
-	payload := len(b) - walHeader
-	binary.BigEndian.PutUint32(b[0:], walMagic)
+	payload := len(b) - header
+	binary.BigEndian.PutUint32(b[0:], magic)
 	binary.BigEndian.PutUint64(b[8:], lsn)
 	copy(b[16:32], w.store[:])
 	binary.BigEndian.PutUint32(b[32:], uint32(payload))
@@ -249,22 +288,22 @@ func (w *wal) encode(lsn, reserved uint64, changes []walChange) []byte {
 	return b
 }
 
-func roundBlock(n int64) int64 { return (n + walBlock - 1) / walBlock * walBlock }
+func roundBlock(n int64) int64 { return (n + Block - 1) / Block * Block }
 
-// maxBatch is the largest batch the log takes; a larger one is written to
+// MaxBatch is the largest batch the log takes; a larger one is written to
 // the file directly (commitDirect).
-func (w *wal) maxBatch() int64 { return w.size / 4 }
+func (w *Log) MaxBatch() int64 { return w.size / 4 }
 
-// place returns where a batch of n bytes (whole blocks) goes: at the head,
+// Place returns where a batch of n bytes (whole blocks) goes: at the head,
 // or at 0 when it does not fit before the end of the ring.
-func (w *wal) place(n int64) int64 {
+func (w *Log) Place(n int64) int64 {
 	if w.head+n > w.size {
 		return 0
 	}
 	return w.head
 }
 
-// write writes a batch encoded by encode at pos and syncs it; the caller
+// Write writes a batch encoded by Encode at pos and syncs it; the caller
 // has checked that the space is free (fits). On error the head and the
 // LSN stay, and the batch must never be replayed (its commit failed): a
 // failed write has its header zeroed, synced, before the log is used
@@ -272,7 +311,7 @@ func (w *wal) place(n int64) int64 {
 // reopened: after one, the kernel may have dropped the pages it could not
 // write and report the next fsync clean, so nothing written since could be
 // trusted (the replay at the next Open decides what is there).
-func (w *wal) write(b []byte, pos int64, lsn uint64) error {
+func (w *Log) Write(b []byte, pos int64, lsn uint64) error {
 	if w.err != nil {
 		return w.err
 	}
@@ -295,7 +334,7 @@ func (w *wal) write(b []byte, pos int64, lsn uint64) error {
 
 // unwrite zeroes the header block of a batch whose write failed, as far
 // as the file reaches.
-func (w *wal) unwrite(pos int64) error {
+func (w *Log) unwrite(pos int64) error {
 	fi, err := w.f.Stat()
 	if err != nil {
 		return err
@@ -303,37 +342,37 @@ func (w *wal) unwrite(pos int64) error {
 	if fi.Size() <= pos {
 		return nil
 	}
-	return w.writeSync(make([]byte, walBlock), pos)
+	return w.writeSync(make([]byte, Block), pos)
 }
 
-// recover returns the batches after lsn, in order, and leaves the head
+// Recover returns the batches after lsn, in order, and leaves the head
 // after the last one (at 0 when there is none) and w.lsn at the last
 // number. A log too short for a header, or without the batch lsn+1,
 // yields none.
-func (w *wal) recover(lsn uint64) ([]walBatch, error) {
+func (w *Log) Recover(lsn uint64) ([]Batch, error) {
 	w.head, w.lsn = 0, lsn
 	if w.empty {
 		return nil, nil
 	}
 	fi, err := w.f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("store: write-ahead log: %w", err)
+		return nil, fmt.Errorf("write-ahead log: %w", err)
 	}
 	data := make([]byte, fi.Size())
 	if _, err := io.ReadFull(io.NewSectionReader(w.f, 0, int64(len(data))), data); err != nil {
-		return nil, fmt.Errorf("store: write-ahead log: %w", err)
+		return nil, fmt.Errorf("write-ahead log: %w", err)
 	}
 	start := int64(-1)
-	for pos := int64(0); pos+walHeader <= int64(len(data)); pos += walBlock {
-		if b, ok := w.decode(data, pos); ok && b.lsn == lsn+1 {
+	for pos := int64(0); pos+header <= int64(len(data)); pos += Block {
+		if b, ok := w.decode(data, pos); ok && b.LSN == lsn+1 {
 			start = pos
 			break
 		}
 	}
-	var out []walBatch
+	var out []Batch
 	for pos := start; pos >= 0; {
 		b, ok := w.decode(data, pos)
-		if !ok || b.lsn != lsn+1 {
+		if !ok || b.LSN != lsn+1 {
 			if pos == 0 {
 				break
 			}
@@ -341,40 +380,40 @@ func (w *wal) recover(lsn uint64) ([]walBatch, error) {
 			continue
 		}
 		out = append(out, b)
-		lsn = b.lsn
-		w.head, w.lsn = b.end, b.lsn
-		pos = b.end
+		lsn = b.LSN
+		w.head, w.lsn = b.End, b.LSN
+		pos = b.End
 	}
 	return out, nil
 }
 
 // decode reads the batch at pos, if there is a whole valid one there.
-func (w *wal) decode(data []byte, pos int64) (walBatch, bool) {
-	if pos+walHeader > int64(len(data)) {
-		return walBatch{}, false
+func (w *Log) decode(data []byte, pos int64) (Batch, bool) {
+	if pos+header > int64(len(data)) {
+		return Batch{}, false
 	}
 	h := data[pos:]
-	if binary.BigEndian.Uint32(h) != walMagic || [16]byte(h[16:32]) != w.store {
-		return walBatch{}, false
+	if binary.BigEndian.Uint32(h) != magic || [16]byte(h[16:32]) != w.store {
+		return Batch{}, false
 	}
 	n := int64(binary.BigEndian.Uint32(h[32:]))
-	if pos+walHeader+n > int64(len(data)) {
-		return walBatch{}, false
+	if pos+header+n > int64(len(data)) {
+		return Batch{}, false
 	}
-	if crc32.Checksum(h[8:walHeader+n], crcTable) != binary.BigEndian.Uint32(h[4:]) {
-		return walBatch{}, false
+	if crc32.Checksum(h[8:header+n], crcTable) != binary.BigEndian.Uint32(h[4:]) {
+		return Batch{}, false
 	}
-	b := walBatch{lsn: binary.BigEndian.Uint64(h[8:]), pos: pos, end: pos + roundBlock(walHeader+n)}
-	p := payloadReader{b: h[walHeader : walHeader+n], ok: true}
-	b.reserved = p.u64()
+	b := Batch{LSN: binary.BigEndian.Uint64(h[8:]), Pos: pos, End: pos + roundBlock(header+n)}
+	p := payloadReader{b: h[header : header+n], ok: true}
+	b.Reserved = p.u64()
 	count := p.u32()
 	for i := uint32(0); i < count && p.ok; i++ {
-		var c walChange
-		c.index = p.u64()
-		c.key = string(p.bytes(int(p.u16())))
-		c.raw = p.bytes(int(p.u32()))
-		c.ev = p.bytes(int(p.u16()))
-		b.changes = append(b.changes, c)
+		var c Change
+		c.Index = p.u64()
+		c.Key = string(p.bytes(int(p.u16())))
+		c.Raw = p.bytes(int(p.u32()))
+		c.Ev = p.bytes(int(p.u16()))
+		b.Changes = append(b.Changes, c)
 	}
 	// A batch whose CRC holds but whose payload does not parse was not
 	// written by this code: stop there rather than guess.

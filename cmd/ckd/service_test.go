@@ -1,0 +1,252 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cloudknowledge/ck/rpc"
+)
+
+// TestServiceNotifyAndHealth runs ckd as systemd would run the packaged
+// unit (Type=notify): under a NOTIFY_SOCKET of the test's own, as a
+// second node joining a node that holds data. While it bootstraps it
+// sends STATUS lines and its liveness answers 200 and its readiness 503
+// syncing, on the socket and on metrics_addr; READY=1 comes only once it
+// holds every key; STOPPING=1 at SIGTERM. metrics_addr answers only its
+// documented paths.
+func TestServiceNotifyAndHealth(t *testing.T) {
+	t.Parallel() // see parallelism in harness_test.go
+	if testing.Short() {
+		t.Skip("starts real daemons; skipped with -short")
+	}
+	// As in TestJoiningNodeAnswersReads: enough keys that the bootstrap
+	// lasts a few hundred milliseconds, so the probes below see it.
+	keys := 10000
+	if raceEnabled {
+		keys = 4000
+	}
+	dir := t.TempDir()
+	cfg := loConfig(t, dir, "")
+	a := startLo(t, dir, cfg, "a")
+	if err := awaitHealth(a.c, 15*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	fillKeys(t, a.sock(), "k/", keys)
+
+	notes := listenNotify(t, filepath.Join(dir, "notify"))
+	metricsAddr := freeLoopbackAddr(t)
+	src, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bcfg := filepath.Join(dir, "b.hcl")
+	if err := os.WriteFile(bcfg, fmt.Appendf(src, "metrics_addr = %q\n", metricsAddr), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	b := startNotified(t, dir, bcfg, "b", filepath.Join(dir, "notify"))
+	c := rpc.NewClient(b.sock)
+	t.Cleanup(func() { c.Close() })
+	tcp := &http.Client{Timeout: 5 * time.Second}
+	ctx := context.Background()
+
+	// Until READY: the probes, as a supervisor would send them.
+	var statuses []string
+	probes := map[string]int{} // "socket" and "tcp": live 200 with ready 503 syncing
+	deadline := time.Now().Add(30 * time.Second)
+	ready := false
+	for !ready {
+		if time.Now().After(deadline) {
+			t.Fatalf("no READY=1 after 30s; STATUS lines %q\n%s", statuses, b.log())
+		}
+		if live, rdy := c.Live(ctx), c.Ready(ctx); live == nil && errors.Is(rdy, rpc.ErrSyncing) {
+			probes["socket"]++
+		}
+		if live, _ := tcpGet(tcp, metricsAddr, rpc.PathLive); live == 200 {
+			if rdy, body := tcpGet(tcp, metricsAddr, rpc.PathReady); rdy == 503 && strings.Contains(body, `"syncing"`) {
+				probes["tcp"]++
+			}
+		}
+		for drained := false; !drained; {
+			select {
+			case n := <-notes:
+				for _, line := range strings.Split(n, "\n") {
+					if s, ok := strings.CutPrefix(line, "STATUS="); ok {
+						statuses = append(statuses, s)
+					}
+					ready = ready || line == "READY=1"
+				}
+			default:
+				drained = true
+			}
+		}
+		if !ready {
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	took := time.Since(start)
+	// READY means bootstrapped: every key is there, at once.
+	st, err := c.Status(ctx)
+	if err != nil || st.Sync.State != "synced" || st.Keys != uint64(keys) {
+		t.Fatalf("at READY=1: %+v, %v; want synced with %d keys", st, err, keys)
+	}
+	t.Logf("READY=1 %v after start; STATUS lines %q; live 200 with ready 503 seen %d times on the socket, %d on TCP",
+		took.Round(time.Millisecond), statuses, probes["socket"], probes["tcp"])
+	if len(statuses) < 2 || !strings.HasPrefix(statuses[0], "bootstrapping: received") || statuses[len(statuses)-1] != "serving" {
+		t.Errorf("STATUS lines %q: want bootstrapping: received N first and serving last", statuses)
+	}
+	if probes["socket"] == 0 || probes["tcp"] == 0 {
+		t.Fatalf("no probe saw live 200 with ready 503 during the bootstrap (%v): the test needs more keys", probes)
+	}
+	if err := c.Ready(ctx); err != nil {
+		t.Errorf("ready after READY=1: %v", err)
+	}
+
+	// metrics_addr: the metrics, the health paths, and nothing else.
+	for _, tc := range []struct {
+		path   string
+		status int
+		body   string
+	}{
+		{rpc.PathTCPMetrics, 200, "ck_keys"},
+		{rpc.PathHealth, 200, `"ok"`},
+		{rpc.PathLive, 200, `"ok"`},
+		{rpc.PathReady, 200, `"ok"`},
+		{"/", 404, "unknown_path"},
+		{"/v1/metrics", 404, "unknown_path"},
+		{"/v1/kv/k/1", 404, "unknown_path"},
+	} {
+		if status, body := tcpGet(tcp, metricsAddr, tc.path); status != tc.status || !strings.Contains(body, tc.body) {
+			t.Errorf("GET %s on metrics_addr: %d %q, want %d with %q", tc.path, status, body, tc.status, tc.body)
+		}
+	}
+
+	b.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-b.exited:
+		b.exited <- err // for the cleanup
+		if err != nil {
+			t.Errorf("ckd b exited with %v", err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("ckd b did not stop within 15s of SIGTERM")
+	}
+	stopping := false
+	for drained := false; !drained && !stopping; {
+		select {
+		case n := <-notes:
+			stopping = strings.Contains(n, "STOPPING=1")
+		default:
+			drained = true
+		}
+	}
+	if !stopping {
+		t.Error("no STOPPING=1 at SIGTERM")
+	}
+}
+
+// listenNotify is the service manager's side of sd_notify: a datagram
+// socket whose datagrams come out of the channel.
+func listenNotify(t *testing.T, path string) <-chan string {
+	t.Helper()
+	ln, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	out := make(chan string, 1024)
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := ln.Read(buf)
+			if err != nil {
+				return
+			}
+			out <- string(buf[:n])
+		}
+	}()
+	return out
+}
+
+// freeLoopbackAddr is a TCP address on 127.0.0.1 free a moment ago.
+func freeLoopbackAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// tcpGet is a GET on addr: the status and body, or 0 when it cannot connect.
+func tcpGet(c *http.Client, addr, path string) (int, string) {
+	resp, err := c.Get("http://" + addr + path)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// notifiedNode is a ckd started with NOTIFY_SOCKET, as by systemd.
+type notifiedNode struct {
+	cmd       *exec.Cmd
+	exited    chan error
+	sock, out string
+}
+
+func (n *notifiedNode) log() string {
+	b, _ := os.ReadFile(n.out)
+	return string(b)
+}
+
+// startNotified starts ckd NAME with NOTIFY_SOCKET set and returns once
+// its socket exists (it may still be bootstrapping). The test's cleanup
+// kills it.
+func startNotified(t *testing.T, dir, cfg, name, notify string) *notifiedNode {
+	t.Helper()
+	n := &notifiedNode{sock: filepath.Join(dir, name+".sock"), out: filepath.Join(dir, name+".log"), exited: make(chan error, 1)}
+	n.cmd = exec.Command(filepath.Join(binDir, "ckd"), "-config", cfg, "-node-name", name,
+		"-data-dir", filepath.Join(dir, name), "-socket", n.sock)
+	n.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notify)
+	logf, err := os.Create(n.out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.cmd.Stdout, n.cmd.Stderr = logf, logf
+	if err := n.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	cmd, exited := n.cmd, n.exited
+	go func() { exited <- cmd.Wait(); logf.Close() }()
+	t.Cleanup(func() { cmd.Process.Kill(); err := <-exited; exited <- err })
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if _, err := os.Stat(n.sock); err == nil {
+			return n
+		}
+		select {
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("ckd %s exited during start: %v\n%s", name, err, n.log())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ckd %s: no socket after 15s\n%s", name, n.log())
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
