@@ -333,8 +333,8 @@ func (n *Node) handle(ctx context.Context, from netip.AddrPort, hdr wire.Header,
 	case *wire.Hello:
 		n.handleHello(ctx, from, hdr, m)
 	case *wire.Bye:
-		if n.members.bye(m.ID, m.Epoch, time.Now()) {
-			n.log.Info("member left", "id", m.ID)
+		if left, news := n.members.bye(m.ID, m.Epoch, time.Now()); news {
+			n.log.Info("member left", "name", left.Name, "id", m.ID)
 		}
 	case *wire.Update:
 		n.spawnApply(ctx, func() { n.handleUpdate(ctx, from, m) })
