@@ -401,7 +401,17 @@ func (b backend) Status(context.Context) (rpc.Status, error) {
 		Socket:     d.cfg.Socket,
 		KeySource:  d.KeySource(),
 		UptimeMS:   time.Since(d.started).Milliseconds(),
+		Drops:      d.datagramDrops(),
 	}, nil
+}
+
+// datagramDrops is what the transport lost on this node's side.
+func (d *Daemon) datagramDrops() rpc.DatagramDrops {
+	if d.transport == nil {
+		return rpc.DatagramDrops{}
+	}
+	t := d.transport.Stats()
+	return rpc.DatagramDrops{Kernel: t.DroppedKernel, QueueFull: t.DroppedQueueFull, SendBuffer: t.SendDropped}
 }
 
 func (d *Daemon) natsState() string {

@@ -14,6 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/cloudknowledge/ck/daemon/natsbridge"
+	"github.com/cloudknowledge/ck/internal/limits"
 	"github.com/cloudknowledge/ck/rpc"
 )
 
@@ -120,8 +121,8 @@ type HookConfig struct {
 
 // Limits on values (docs/PROTOCOL.md, Data model).
 const (
-	DefaultMaxValueSize = 4 << 20
-	MaxMaxValueSize     = 64 << 20
+	DefaultMaxValueSize = limits.DefaultMaxValueSize
+	MaxMaxValueSize     = limits.MaxMaxValueSize
 )
 
 // DefaultConfig is the embedded default: one node on lo, data and socket in

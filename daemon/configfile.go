@@ -116,6 +116,9 @@ func ParseConfig(name string, src []byte) (Config, error) {
 	if diags.HasErrors() {
 		return Config{}, diagError(diags)
 	}
+	if diags := resolveSizes(file.Body); diags.HasErrors() {
+		return Config{}, diagError(diags)
+	}
 	if diags := gohcl.DecodeBody(file.Body, nil, &cfg); diags.HasErrors() {
 		return Config{}, diagError(diags)
 	}

@@ -24,7 +24,7 @@ func newClusterCollector(d *Daemon) *clusterCollector {
 		bytes: prometheus.NewDesc("ck_datagram_bytes_total",
 			"Cluster datagram bytes, by direction (sent, received).", []string{"direction"}, nil),
 		drops: prometheus.NewDesc("ck_datagrams_dropped_total",
-			"Datagrams dropped, by reason: transport (too_big, queue_full, send_buffer) and protocol (short, magic, version, cluster, key, malformed, hash, ...).",
+			"Datagrams dropped, by reason: transport (too_big, queue_full, send_buffer, kernel) and protocol (short, magic, version, cluster, key, malformed, hash, ...).",
 			[]string{"reason"}, nil),
 		records: prometheus.NewDesc("ck_replicated_records_total",
 			"Records received from peers, by outcome (applied, ignored, conflict, dropped: expired tombstones and deleted values coming back).", []string{"outcome"}, nil),
@@ -33,7 +33,7 @@ func newClusterCollector(d *Daemon) *clusterCollector {
 		reads: prometheus.NewDesc("ck_fresh_reads_total",
 			"Fresh reads, by event (query: asked; repair: an answerer pushed the newer record).", []string{"event"}, nil),
 		sessions: prometheus.NewDesc("ck_sync_sessions_total",
-			"Anti-entropy sessions, by outcome (opened, completed, failed, refused; served, declined for peers).",
+			"Anti-entropy sessions, by outcome (opened, completed, failed, refused; empty: completed, repairing nothing; served, declined for peers).",
 			[]string{"outcome"}, nil),
 		syncRecords: prometheus.NewDesc("ck_sync_records_total",
 			"Records moved by anti-entropy and bootstrap, by direction (in, out).", []string{"direction"}, nil),
@@ -62,6 +62,7 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.drops, t.DroppedTooBig, "too_big")
 		counter(c.drops, t.DroppedQueueFull, "queue_full")
 		counter(c.drops, t.SendDropped, "send_buffer")
+		counter(c.drops, t.DroppedKernel, "kernel") // scale: SO_RXQ_OVFL
 		counter(c.streams, t.StreamsAccepted, "accepted")
 		counter(c.streams, t.StreamsRefused, "refused")
 		counter(c.streams, t.StreamsDialed, "dialed")
@@ -78,7 +79,8 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.reads, s.Queries, "query")
 		counter(c.reads, s.ReadRepairs, "repair")
 		for outcome, v := range map[string]uint64{"opened": s.SyncOpened, "completed": s.SyncCompleted,
-			"failed": s.SyncFailed, "refused": s.SyncRefused, "served": s.SyncServed, "declined": s.SyncDeclined} {
+			"failed": s.SyncFailed, "refused": s.SyncRefused, "served": s.SyncServed, "declined": s.SyncDeclined,
+			"empty": s.SyncEmpty} { // scale: completed, repairing nothing
 			counter(c.sessions, v, outcome)
 		}
 		counter(c.syncRecords, s.SyncRecordsIn, "in")

@@ -14,11 +14,13 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/cloudknowledge/ck/internal/limits"
 )
 
 // DefaultMaxValueSize is the largest value a PUT accepts when
 // ServerOptions.MaxValueSize is 0 (max_value_size's default).
-const DefaultMaxValueSize = 4 << 20
+const DefaultMaxValueSize = limits.DefaultMaxValueSize
 
 // ServerOptions configure NewServer.
 type ServerOptions struct {

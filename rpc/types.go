@@ -243,6 +243,16 @@ type Status struct {
 	// "keyring_file PATH", "default key file PATH" or "none (insecure)".
 	KeySource string `json:"key_source"`
 	UptimeMS  int64  `json:"uptime_ms"`
+	// Drops counts cluster datagrams lost at this node before it could
+	// handle them (ck_datagrams_dropped_total has them too).
+	Drops DatagramDrops `json:"drops"`
+}
+
+// DatagramDrops counts cluster datagrams this node lost on its own side.
+type DatagramDrops struct {
+	Kernel     uint64 `json:"kernel"`      // received, but the socket's buffer was full (SO_RXQ_OVFL)
+	QueueFull  uint64 `json:"queue_full"`  // received, but ckd's receive queue was full
+	SendBuffer uint64 `json:"send_buffer"` // not sent: the socket's send buffer was full
 }
 
 // SyncState tells whether the node has finished its bootstrap.

@@ -11,6 +11,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	lua "github.com/yuin/gopher-lua"
+
+	"github.com/cloudknowledge/ck/internal/limits"
 )
 
 // Defaults (the hook_* keys of config.hcl.example; a hook block's timeout).
@@ -18,7 +20,7 @@ const (
 	DefaultTimeout      = 50 * time.Millisecond
 	DefaultMemoryBudget = 16 << 20
 	DefaultHeapLimit    = 512 << 20
-	DefaultMaxValueSize = 4 << 20
+	DefaultMaxValueSize = limits.DefaultMaxValueSize
 )
 
 // HookSpec is one `hook "pattern" { script = ..., timeout = ... }` block.

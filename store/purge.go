@@ -8,6 +8,8 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/cloudknowledge/ck/internal/limits"
 )
 
 // Tombstones and the purge log (docs/PROTOCOL.md). A tombstone is purged at
@@ -41,7 +43,7 @@ var (
 const (
 	// DefaultPurgeLogTTL is Options.PurgeLogTTL when TombstoneTTL is set
 	// and PurgeLogTTL is not.
-	DefaultPurgeLogTTL = 720 * time.Hour
+	DefaultPurgeLogTTL = limits.DefaultPurgeLogTTL
 	// purgeMaxEvery bounds how long an expired tombstone waits for the
 	// purger (shorter with a short TombstoneTTL).
 	purgeMaxEvery = time.Minute

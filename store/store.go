@@ -22,10 +22,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/cloudknowledge/ck/store/internal/wal"
 	"github.com/hashicorp/go-hclog"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/cloudknowledge/ck/internal/limits"
+	"github.com/cloudknowledge/ck/store/internal/wal"
 )
 
 // FormatVersion is the version of the file layout this code writes. A file
@@ -74,8 +76,8 @@ type Options struct {
 
 // Limits of Options.
 const (
-	DefaultMaxValueSize = 4 << 20
-	MaxMaxValueSize     = 64 << 20
+	DefaultMaxValueSize = limits.DefaultMaxValueSize
+	MaxMaxValueSize     = limits.MaxMaxValueSize
 	DefaultWatchHistory = 100000
 	DefaultListLimit    = 1000
 )

@@ -21,6 +21,7 @@ type config struct {
 	clients, requests, size int
 	keys, readPct           int
 	prefix                  string
+	rate                    float64 // requests per second in all, paced; 0: as fast as the clients go
 }
 
 func (c config) validate() error {
@@ -33,6 +34,8 @@ func (c config) validate() error {
 		return errors.New("-d must not be negative")
 	case c.keys < 1:
 		return errors.New("-keys must be at least 1")
+	case c.rate < 0:
+		return errors.New("-rate must not be negative")
 	case c.readPct < 0 || c.readPct > 100:
 		return errors.New("-read-pct must be between 0 and 100")
 	case c.client != "raw" && c.client != "rpc":
@@ -115,7 +118,10 @@ func runTest(ctx context.Context, cfg config, k kind) (result, error) {
 			defer cl.close()
 			rng := rand.New(rand.NewPCG(uint64(c), 1))
 			mine := make([]time.Duration, 0, cfg.requests/cfg.clients+1)
-			for next.Add(1) <= int64(cfg.requests) && ctx.Err() == nil {
+			for i := next.Add(1); i <= int64(cfg.requests) && ctx.Err() == nil; i = next.Add(1) {
+				if cfg.rate > 0 { // request i is due at its place in a steady stream
+					time.Sleep(time.Until(start.Add(time.Duration(float64(i-1) / cfg.rate * float64(time.Second)))))
+				}
 				key := cfg.prefix + strconv.Itoa(rng.IntN(cfg.keys))
 				t0 := time.Now()
 				err := op(ctx, cl, k, key, value, rng.IntN(100) < cfg.readPct, cfg.wait)

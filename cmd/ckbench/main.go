@@ -39,6 +39,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.readPct, "read-pct", 80, "percentage of gets in the mixed test")
 	fs.StringVar(&cfg.client, "client", "raw", "raw: a lean HTTP/1.1 connection per client, like redis-benchmark's; rpc: the Go client (rpc.Client), which costs as much CPU as the daemon")
 	fs.BoolVar(&cfg.jsonValues, "json-values", false, "send values that are JSON documents (a quoted string)")
+	fs.Float64Var(&cfg.rate, "rate", 0, "pace the requests to this many per second in all (0: as fast as the clients go)")
 	fs.IntVar(&cfg.wait, "wait", 0, "sets wait for this many peers to acknowledge (replication throughput)")
 	peer := fs.String("peer", "", "socket of another node, for the repl and converge tests")
 	idleFor := fs.Duration("idle", 10*time.Second, "how long the idle test watches")

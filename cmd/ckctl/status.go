@@ -50,6 +50,7 @@ func statusFields(st rpc.Status) [][2]string {
 		{"socket", st.Socket},
 		{"key source", st.KeySource},
 		{"uptime", (time.Duration(st.UptimeMS) * time.Millisecond).Round(time.Second).String()},
+		{"drops", fmt.Sprintf("kernel=%d queue_full=%d send_buffer=%d", st.Drops.Kernel, st.Drops.QueueFull, st.Drops.SendBuffer)},
 	}
 }
 

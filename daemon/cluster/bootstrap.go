@@ -102,7 +102,7 @@ func (n *Node) pullFrom(ctx context.Context, peer Member) bool {
 				"per_second", rate(got, now.Sub(start)))
 		}
 	}
-	if err := n.openSession(ctx, peer, progress); err != nil {
+	if _, err := n.openSession(ctx, peer, progress); err != nil {
 		if ctx.Err() == nil {
 			n.log.Warn("bootstrap: session did not complete; trying again", "peer", peer.Name, "received", got, "error", err)
 		}

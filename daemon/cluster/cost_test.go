@@ -100,7 +100,7 @@ func syncCostOneKey(t *testing.T, keys int) {
 		if !ok {
 			t.Fatal("a does not know b")
 		}
-		if err := a.node.openSession(context.Background(), peer, nil); err != nil {
+		if _, err := a.node.openSession(context.Background(), peer, nil); err != nil {
 			t.Fatal(err)
 		}
 		if err := converged(nodes); err != nil {

@@ -25,7 +25,11 @@
 // when it does not fit max_datagram). Receivers apply it — newer is
 // stored, concurrent is resolved, older is ignored, so duplicates and
 // reorderings change nothing — and ACK once they hold it or a descendant
-// durably. WaitAcks resends until enough distinct peers have.
+// durably, if the UPDATE asks them to: a write nobody waits for asks
+// nobody, a waiting one a few peers (askAcks), so that a writer's fan-in
+// does not grow with the cluster. ACKs owed to one writer at the same
+// moment share a datagram (acker). WaitAcks resends, asking more peers
+// each time, until enough distinct peers have answered.
 //
 // # Fresh reads
 //
@@ -48,8 +52,11 @@
 // cross a write in flight; a duplicated datagram is not a second HELLO),
 // the node opens a sync session with it: one session of its own at a time,
 // at most one per peer per sync_interval (jittered), never with a peer that
-// is bootstrapping. A node serves at most a few sessions at once and
-// refuses more (SYNC_DONE with Refused).
+// is bootstrapping, and no sooner than its pacing allows: after a session
+// that repaired nothing (brought nothing new here older than a heartbeat
+// or two), a node waits 1 s, doubling to 60 s, before opening another;
+// evidence of a fault (syncer.fault) lifts the wait. A node serves at most
+// a few sessions at once and refuses more (SYNC_DONE with Refused).
 //
 // A session runs over one stream in turns — one side writes, ending with
 // SYNC_DONE, while the other only reads — so neither can block on a full

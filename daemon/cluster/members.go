@@ -41,6 +41,10 @@ type member struct {
 	Member
 	left       bool
 	firstHeard time.Time // when this boot of the member was first heard
+	// wasGone: heard (which runs before hello for every message) found
+	// the member gone; hello, which then sees a fresh LastHeard, still
+	// treats the HELLO as a return.
+	wasGone bool
 }
 
 // members is the member table: every node heard since start.
@@ -76,7 +80,8 @@ func (ms *members) hello(h *wire.Hello, addr netip.AddrPort, now time.Time) (m M
 	}
 	// A new boot counts as a return, even within dead_after: it is a
 	// starting node, which wants to hear its peers at once.
-	returned := cur.left || ms.stateLocked(cur, now) == Gone || !isNew && h.Epoch != cur.Epoch
+	returned := cur.left || cur.wasGone || ms.stateLocked(cur, now) == Gone || !isNew && h.Epoch != cur.Epoch
+	cur.wasGone = false
 	if isNew || returned {
 		cur.firstHeard = now
 	}
@@ -87,26 +92,36 @@ func (ms *members) hello(h *wire.Hello, addr netip.AddrPort, now time.Time) (m M
 	return cur.Member, isNew || returned, true
 }
 
-// bye marks a member as left, unless the BYE is from an older boot.
-func (ms *members) bye(id store.NodeID, epoch uint64, now time.Time) bool {
+// bye marks a member as left, unless the BYE is from an older boot. It
+// returns the member, and whether this BYE is news (a leaving node's BYE
+// may arrive twice: by the group and to its unicast peers).
+func (ms *members) bye(id store.NodeID, epoch uint64, now time.Time) (Member, bool) {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
 	cur := ms.m[id]
 	if cur == nil || epoch < cur.Epoch {
-		return false
+		return Member{}, false
 	}
+	news := !cur.left || epoch > cur.Epoch
 	cur.left = true
 	cur.LastHeard = now
-	return true
+	return cur.Member, news
 }
 
-// heard refreshes a member's last-heard time on any valid message.
-func (ms *members) heard(id store.NodeID, now time.Time) {
+// heard refreshes a member's last-heard time on any valid message. It
+// reports whether the member was suspect or gone until now.
+func (ms *members) heard(id store.NodeID, now time.Time) (back bool) {
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
-	if cur := ms.m[id]; cur != nil && !cur.left {
-		cur.LastHeard = now
+	cur := ms.m[id]
+	if cur == nil || cur.left {
+		return false
 	}
+	age := now.Sub(cur.LastHeard)
+	back = age >= 3*ms.heartbeat
+	cur.wasGone = cur.wasGone || age >= ms.deadAfter
+	cur.LastHeard = now
+	return back
 }
 
 func (ms *members) stateLocked(m *member, now time.Time) State {

@@ -88,6 +88,7 @@ type Node struct {
 	sealer  wire.Sealer
 	members *members
 	acks    *ackTable
+	acker   acker // ACKs owed, coalesced per writer
 	queries *queryTable
 	sync    *syncer
 	stats   Stats
@@ -137,7 +138,7 @@ func New(cfg Config, tr transport.Transport, st Store) *Node {
 		members:  newMembers(cfg.Heartbeat, cfg.DeadAfter),
 		acks:     newAckTable(),
 		queries:  newQueryTable(),
-		sync:     newSyncer(cfg.PurgeLogTTL),
+		sync:     newSyncer(cfg.PurgeLogTTL, cfg.SyncInterval),
 		dupID:    make(chan uint64, 1),
 		applying: make(chan struct{}, 64),
 		logged:   map[string]bool{},
@@ -190,6 +191,7 @@ func (n *Node) Run(ctx context.Context) error {
 				ErrDuplicateID, n.id, epoch, n.cfg.Epoch)
 		case <-t.C:
 			n.sendHello()
+			n.sync.tick(n.st.Lamport(), n.transportDrops(), time.Now())
 			t.Reset(n.jitter())
 		case <-save.C:
 			n.savePeers(false)
@@ -204,6 +206,21 @@ func (n *Node) shutdown(cancel context.CancelFunc) {
 	n.tr.Close()
 	n.wg.Wait()
 	n.savePeers(true)
+}
+
+// dropCounter is a transport that counts the datagrams it dropped on
+// receipt (transport.UDP, natstransport, simnet).
+type dropCounter interface{ Stats() transport.Stats }
+
+// transportDrops is how many received datagrams the transport dropped
+// (its queue full, the kernel's buffer full): lost UPDATEs, perhaps.
+func (n *Node) transportDrops() uint64 {
+	dc, ok := n.tr.(dropCounter)
+	if !ok {
+		return 0
+	}
+	st := dc.Stats()
+	return st.DroppedQueueFull + st.DroppedKernel
 }
 
 // heardRound reports whether a heartbeat has passed since Run started, so
@@ -278,6 +295,11 @@ func (n *Node) sendTo(to netip.AddrPort, msg wire.Message) {
 		n.log.Error("encode", "type", msg.Type(), "error", err)
 		return
 	}
+	n.send(to, b)
+}
+
+// send sends an encoded frame to one node.
+func (n *Node) send(to netip.AddrPort, b []byte) {
 	if err := n.tr.SendTo(to, b); err != nil {
 		n.stats.sendErrors.Add(1)
 		n.log.Debug("send", "to", to, "error", err)
@@ -298,7 +320,9 @@ func (n *Node) receive(ctx context.Context) {
 			n.fromSelf(hdr, msg)
 			continue
 		}
-		n.members.heard(hdr.Sender, time.Now())
+		if n.members.heard(hdr.Sender, time.Now()) {
+			n.sync.fault("member back", time.Now())
+		}
 		if carriesData(msg) && n.sync.isQuarantined(hdr.Sender) {
 			n.drop("quarantined", fmt.Errorf("%v from a quarantined peer", msg.Type()))
 			continue
@@ -312,8 +336,8 @@ func (n *Node) handle(ctx context.Context, from netip.AddrPort, hdr wire.Header,
 	case *wire.Hello:
 		n.handleHello(ctx, from, hdr, m)
 	case *wire.Bye:
-		if n.members.bye(m.ID, m.Epoch, time.Now()) {
-			n.log.Info("member left", "id", m.ID)
+		if left, news := n.members.bye(m.ID, m.Epoch, time.Now()); news {
+			n.log.Info("member left", "name", left.Name, "id", m.ID)
 		}
 	case *wire.Update:
 		n.spawnApply(ctx, func() { n.handleUpdate(ctx, from, m) })
@@ -321,6 +345,9 @@ func (n *Node) handle(ctx context.Context, from netip.AddrPort, hdr wire.Header,
 		n.spawnApply(ctx, func() { n.handleAnnounce(ctx, from, m) })
 	case *wire.Ack:
 		n.acks.ack(ackKey{m.Key, m.Origin, m.Lamport}, m.From)
+		for _, e := range m.More {
+			n.acks.ack(ackKey{e.Key, e.Origin, e.Lamport}, m.From)
+		}
 	case *wire.Query:
 		n.spawnApply(ctx, func() { n.handleQuery(from, m) })
 	case *wire.Answer:
@@ -377,6 +404,7 @@ func (n *Node) handleHello(ctx context.Context, from netip.AddrPort, hdr wire.He
 	}
 	n.st.Observe(h.Lamport)
 	if fresh {
+		n.sync.fault("member new", time.Now()) // a new member, a restart, or back after BYE
 		n.log.Info("member joined", "name", m.Name, "id", m.ID, "addr", m.Addr)
 		// Answer a newcomer at once rather than at our next heartbeat, so
 		// that a starting node learns the cluster (and whom to bootstrap

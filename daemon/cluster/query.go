@@ -341,7 +341,7 @@ func (n *Node) readRepair(rec store.Record, answers map[store.NodeID]answer, com
 			continue
 		}
 		if msg == nil {
-			msg = n.updateFor(rec)
+			msg = n.updateFor(rec, wire.AckRequest{NoAck: true}) // nobody waits for a repair
 		}
 		n.sendTo(a.from, msg)
 		repaired++

@@ -3,6 +3,8 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"maps"
+	"math/rand/v2"
 	"net"
 	"net/netip"
 	"sync"
@@ -71,6 +73,13 @@ func (t *ackTable) ack(k ackKey, from store.NodeID) {
 	w.changed = make(chan struct{})
 }
 
+// from returns a copy of the nodes that acknowledged w so far.
+func (t *ackTable) from(w *ackWait) map[store.NodeID]bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return maps.Clone(w.from)
+}
+
 func (t *ackTable) count(w *ackWait) (int, <-chan struct{}) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -79,6 +88,7 @@ func (t *ackTable) count(w *ackWait) (int, <-chan struct{}) {
 
 // Replicate sends a local write to every node: whole when it fits a
 // datagram, else announced so that receivers fetch it over a stream.
+// Nobody waits for it, so it asks for no ACK.
 //
 // With no peer alive it sends nothing: a peer that is suspect, starting or
 // away catches up through anti-entropy, and a lone node saves the datagram
@@ -87,25 +97,33 @@ func (n *Node) Replicate(rec store.Record) {
 	if n.AlivePeers() == 0 {
 		return
 	}
-	n.broadcast(n.updateFor(rec))
+	n.broadcast(n.updateFor(rec, wire.AckRequest{NoAck: true}))
 }
 
-func (n *Node) updateFor(rec store.Record) wire.Message {
-	if wire.UpdateSize(&rec, n.sealer) <= n.cfg.MaxDatagram {
-		return wire.NewUpdate(rec)
+// updateFor is the UPDATE (or ANNOUNCE) of rec asking req for ACKs. When
+// req's fields would push an UPDATE that fits max_datagram over it, they
+// are left out (every receiver then ACKs, as before they existed) rather
+// than turn the UPDATE into an ANNOUNCE and a fetch.
+func (n *Node) updateFor(rec store.Record, req wire.AckRequest) wire.Message {
+	if size := wire.UpdateSize(&rec, n.sealer); size <= n.cfg.MaxDatagram {
+		up := wire.NewUpdate(rec)
+		if size+wire.AckRequestSize(req) <= n.cfg.MaxDatagram {
+			up.AckRequest = req
+		}
+		return up
 	}
 	return &wire.Announce{
 		KeyHash: store.KeyHash(rec.Key), Key: rec.Key, Origin: rec.Origin, Lamport: rec.Lamport,
-		Hash: rec.Hash(), Holder: n.tr.Addr().String(),
+		Hash: rec.Hash(), Holder: n.tr.Addr().String(), NoAck: req.NoAck, AckFrom: req.AckFrom,
 	}
 }
 
 // WaitAcks waits until want distinct peers acknowledge holding rec (or a
 // descendant) durably, resending it every 200 ms, until timeout or ctx
 // ends. It returns how many acknowledged. With fewer alive peers than
-// want it returns at once with ErrTooFewPeers. rec was replicated before:
-// it sends it again at once, since an ACK may have come back before the
-// wait was registered. ReplicateWait does both without that second send.
+// want it returns at once with ErrTooFewPeers. rec was replicated before,
+// asking nobody to ACK: it sends it again at once, asking a few peers
+// (askAcks). ReplicateWait does both without that second send.
 func (n *Node) WaitAcks(ctx context.Context, rec store.Record, want int, timeout time.Duration) (int, error) {
 	if want <= 0 {
 		return 0, nil
@@ -139,10 +157,10 @@ func (n *Node) waitAcks(ctx context.Context, rec store.Record, want int, timeout
 	defer deadline.Stop()
 	resend := time.NewTicker(resendEvery)
 	defer resend.Stop()
-	msg := n.updateFor(rec)
-	n.broadcast(msg)
+	asked := map[store.NodeID]bool{}
+	n.broadcast(n.updateFor(rec, n.askAcks(w, asked, want, 0)))
 	sent := time.Now()
-	for {
+	for round := 1; ; {
 		got, changed := n.acks.count(w)
 		if got >= want {
 			return got, nil
@@ -150,16 +168,53 @@ func (n *Node) waitAcks(ctx context.Context, rec store.Record, want int, timeout
 		select {
 		case <-changed:
 		case <-resend.C:
-			if rec.TTL > 0 {
-				msg = n.updateFor(aged(rec, time.Since(sent)))
-			}
-			n.broadcast(msg)
+			// A resend carries its age: a receiver that missed the
+			// first UPDATE gives the record no longer life.
+			n.broadcast(n.updateFor(aged(rec, time.Since(sent)), n.askAcks(w, asked, want, round)))
+			round++
 		case <-deadline.C:
+			// Some peer alive by our table does not hold the write:
+			// evidence of a fault for anti-entropy (sync.go).
+			n.sync.fault("wait missed", time.Now())
 			return got, context.DeadlineExceeded
 		case <-ctx.Done():
 			return got, ctx.Err()
 		}
 	}
+}
+
+// ackSpare is how many peers beyond those it waits for a write asks to
+// ACK: one slow or lost answer then costs no resend.
+const ackSpare = 1
+
+// askAcks chooses which peers a write waiting for want ACKs asks
+// (docs/ARCHITECTURE.md, Fan-in): want-acked+ackSpare peers at first, twice
+// as many each resend, those asked before that have not answered first,
+// then others at random. When that would be every alive peer that has not
+// answered, or more than wire.MaxAckFrom, it asks everyone (the zero
+// AckRequest). asked keeps the peers asked so far.
+func (n *Node) askAcks(w *ackWait, asked map[store.NodeID]bool, want, round int) wire.AckRequest {
+	acked := n.acks.from(w)
+	var pending, fresh []store.NodeID
+	for _, m := range n.members.alive(time.Now()) {
+		switch {
+		case acked[m.ID]:
+		case asked[m.ID]:
+			pending = append(pending, m.ID)
+		default:
+			fresh = append(fresh, m.ID)
+		}
+	}
+	target := (want - len(acked) + ackSpare) << min(round, 8)
+	if target >= len(pending)+len(fresh) || target > wire.MaxAckFrom {
+		return wire.AckRequest{}
+	}
+	rand.Shuffle(len(fresh), func(i, j int) { fresh[i], fresh[j] = fresh[j], fresh[i] })
+	list := append(pending, fresh[:max(target-len(pending), 0)]...)
+	for _, id := range list {
+		asked[id] = true
+	}
+	return wire.AckRequest{AckFrom: list}
 }
 
 // handleUpdate applies a received record and acknowledges it once this
@@ -173,8 +228,8 @@ func (n *Node) handleUpdate(ctx context.Context, from netip.AddrPort, up *wire.U
 	if err != nil {
 		return
 	}
-	if held.VV.Dominates(up.Record.VV) {
-		n.sendTo(from, up.Ack(n.id))
+	if up.Wants(n.id) && held.VV.Dominates(up.Record.VV) {
+		n.acker.send(n, from, wire.AckEntry{Key: up.Record.Key, Origin: up.Record.Origin, Lamport: up.Record.Lamport})
 	}
 }
 
@@ -200,8 +255,8 @@ func (n *Node) handleAnnounce(ctx context.Context, from netip.AddrPort, a *wire.
 		}
 	}
 	// vv[origin] >= lamport means cur descends from the announced write.
-	if cur.VV[a.Origin] >= a.Lamport {
-		n.sendTo(from, &wire.Ack{Key: a.Key, Origin: a.Origin, Lamport: a.Lamport, From: n.id})
+	if a.Acks().Wants(n.id) && cur.VV[a.Origin] >= a.Lamport {
+		n.acker.send(n, from, wire.AckEntry{Key: a.Key, Origin: a.Origin, Lamport: a.Lamport})
 	}
 }
 

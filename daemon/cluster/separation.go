@@ -4,6 +4,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/cloudknowledge/ck/internal/limits"
 	"github.com/cloudknowledge/ck/store"
 )
 
@@ -56,7 +57,7 @@ type PeerBook interface {
 
 const (
 	// DefaultPurgeLogTTL is Config.PurgeLogTTL's default (docs/PROTOCOL.md, Long separations).
-	DefaultPurgeLogTTL = 720 * time.Hour
+	DefaultPurgeLogTTL = limits.DefaultPurgeLogTTL
 	// peersSaveEvery is how often changed peer records are saved.
 	peersSaveEvery = 5 * time.Second
 	// refusedQuarantined starts the Refused reason of a session declined

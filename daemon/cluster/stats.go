@@ -16,6 +16,7 @@ type Stats struct {
 	syncOpened, syncCompleted                   atomic.Uint64
 	syncFailed, syncRefused                     atomic.Uint64
 	syncServed, syncDeclined                    atomic.Uint64
+	syncEmpty                                   atomic.Uint64
 	syncRecordsIn, syncRecordsOut               atomic.Uint64
 	duplicateID                                 atomic.Bool
 
@@ -33,9 +34,13 @@ type StatsSnapshot struct {
 	// Sync sessions this node opened, by outcome (Refused: by the peer);
 	// those it served, and those it declined (serving too many).
 	SyncOpened, SyncCompleted, SyncFailed, SyncRefused, SyncServed, SyncDeclined uint64
-	SyncRecordsIn, SyncRecordsOut                                                uint64            // records received and sent in sessions
-	Dropped                                                                      map[string]uint64 // by reason
-	DuplicateID                                                                  bool
+	// SyncEmpty counts the completed sessions this node opened that
+	// repaired nothing: every record they moved, if any, was written after
+	// this node's previous heartbeat, so replication was bringing it.
+	SyncEmpty                     uint64
+	SyncRecordsIn, SyncRecordsOut uint64            // records received and sent in sessions
+	Dropped                       map[string]uint64 // by reason
+	DuplicateID                   bool
 }
 
 func (s *Stats) dropped(reason string) {
@@ -76,6 +81,7 @@ func (n *Node) Stats() StatsSnapshot {
 		Queries: s.queries.Load(), ReadRepairs: s.readRepairs.Load(),
 		SyncOpened: s.syncOpened.Load(), SyncCompleted: s.syncCompleted.Load(), SyncFailed: s.syncFailed.Load(),
 		SyncRefused: s.syncRefused.Load(), SyncServed: s.syncServed.Load(), SyncDeclined: s.syncDeclined.Load(),
+		SyncEmpty:     s.syncEmpty.Load(),
 		SyncRecordsIn: s.syncRecordsIn.Load(), SyncRecordsOut: s.syncRecordsOut.Load(),
 		Dropped: drops, DuplicateID: s.duplicateID.Load(),
 	}

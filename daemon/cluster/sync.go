@@ -31,16 +31,34 @@ type SyncState struct {
 	Received uint64 // records received from peers in bootstrap sessions
 }
 
+// maxGapFactor caps the wait between the sessions a node opens while
+// they find nothing, in sync intervals: at the default 1 s, a node opens
+// at most about one session a minute under steady writes, whatever the
+// number of nodes (docs/ARCHITECTURE.md, Anti-entropy at scale).
+const maxGapFactor = 60
+
 // syncer is the node's anti-entropy state: per peer, the HELLO roots seen,
 // when they were last in sync and whether it is quarantined
 // (separation.go); node-wide, the session this node runs and those it
-// serves.
+// serves, and how long to wait before opening the next.
 type syncer struct {
 	mu      sync.Mutex
 	peers   map[store.NodeID]*peerSync
 	running bool // a session this node opened is in progress
 	serving int  // sessions served now
 	state   SyncState
+
+	// Pacing (docs/ARCHITECTURE.md, Anti-entropy at scale): after a
+	// session that found nothing replication was not already carrying,
+	// this node opens no other before nextOpen, gap later; gap doubles
+	// from interval to maxGapFactor intervals while sessions find
+	// nothing, and falls to zero on evidence of a fault (fault).
+	interval time.Duration // sync_interval
+	gap      time.Duration
+	nextOpen time.Time
+	ticks    [2]uint64         // this node's Lamport clock at its last two heartbeats, older first
+	drops    uint64            // datagrams the transport had dropped at the last heartbeat
+	faults   map[string]uint64 // evidence taken, by kind (fault's reason), for tests and debugging
 
 	ttl       time.Duration // purge_log_ttl: longer apart is a long separation
 	saveGrain time.Duration // a last-in-sync time moving less is not saved before the stop
@@ -50,22 +68,24 @@ type syncer struct {
 }
 
 type peerSync struct {
-	epoch      uint64    // boot epoch and frame counter of the last HELLO
-	counter    uint64    // counted, so a duplicate does not count twice
-	diffs      int       // consecutive HELLOs whose root differed from ours
-	next       time.Time // no session opened with this peer before then
-	lastInSync time.Time // equal roots in a HELLO, or a completed session
-	name       string    // the peer's name, for the peer book
+	epoch      uint64      // boot epoch and frame counter of the last HELLO
+	counter    uint64      // counted, so a duplicate does not count twice
+	diffs      int         // consecutive HELLOs whose root differed from ours
+	roots      [2][32]byte // the peer's root in its last HELLO, and ours then
+	stable     [32]byte    // the peer root of the last stable difference taken as a fault
+	next       time.Time   // no session opened with this peer before then
+	lastInSync time.Time   // equal roots in a HELLO, or a completed session
+	name       string      // the peer's name, for the peer book
 
 	trusted     time.Time // the operator trusted it (Trust)
 	quarantined bool      // met again after a long separation (separation.go)
 	saved       time.Time // lastInSync as last saved
 }
 
-func newSyncer(ttl time.Duration) *syncer {
+func newSyncer(ttl, interval time.Duration) *syncer {
 	return &syncer{
 		peers: map[store.NodeID]*peerSync{}, state: SyncState{State: StateBootstrapping},
-		ttl: ttl, saveGrain: ttl / 100,
+		ttl: ttl, saveGrain: ttl / 100, interval: interval,
 	}
 }
 
@@ -90,8 +110,11 @@ type helloVerdict struct {
 // session with it now: its root differed in two consecutive HELLOs (one
 // may just have crossed a write in flight), it is not quarantined nor
 // bootstrapping (it pulls from one peer at a time), no other session of
-// ours runs, and none ran with it within the last interval.
-func (s *syncer) noteHello(id store.NodeID, name string, hdr wire.Header, equal, peerSyncing bool, now time.Time, interval time.Duration) (v helloVerdict) {
+// ours runs, none ran with it within the last interval, and this node's
+// pacing allows one (nextOpen). Two consecutive HELLOs with the same
+// differing root while ours stayed the same too are a difference no write
+// in flight explains: a fault, which lifts the pacing, once per such root.
+func (s *syncer) noteHello(id store.NodeID, name string, hdr wire.Header, theirs, ours [32]byte, peerSyncing bool, now time.Time) (v helloVerdict) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p := s.peer(id)
@@ -103,7 +126,9 @@ func (s *syncer) noteHello(id store.NodeID, name string, hdr wire.Header, equal,
 	if p.name != name {
 		p.name, s.dirty = name, s.dirty || !p.lastInSync.IsZero()
 	}
-	if equal {
+	stable := p.roots == [2][32]byte{theirs, ours}
+	p.roots = [2][32]byte{theirs, ours}
+	if theirs == ours {
 		v.lifted = s.inSyncLocked(p, now)
 		return v
 	}
@@ -112,13 +137,74 @@ func (s *syncer) noteHello(id store.NodeID, name string, hdr wire.Header, equal,
 		return v
 	}
 	p.diffs++
-	if p.diffs < 2 || peerSyncing || s.state.State != StateSynced || s.running || now.Before(p.next) {
+	if stable && p.stable != theirs {
+		p.stable = theirs
+		s.faultLocked("stable difference", now)
+	}
+	if p.diffs < 2 || peerSyncing || s.state.State != StateSynced || s.running || now.Before(p.next) || now.Before(s.nextOpen) {
 		return v
 	}
 	s.running = true
-	p.next = now.Add(jitterAround(interval))
+	p.next = now.Add(jitterAround(s.interval))
 	v.open = true
 	return v
+}
+
+// fault takes evidence that this node may lack what replication will not
+// bring, or hold what its peers lack: a member back from suspect, gone or
+// left, or restarted; a write whose wait for ACKs timed out; datagrams
+// dropped; a session that repaired something. The next session may open
+// at once, and sessions run at the full rate until one finds nothing.
+func (s *syncer) fault(reason string, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.faultLocked(reason, now)
+}
+
+func (s *syncer) faultLocked(reason string, now time.Time) {
+	s.gap, s.nextOpen = 0, now
+	if s.faults == nil {
+		s.faults = map[string]uint64{}
+	}
+	s.faults[reason]++
+}
+
+// sessionDone paces the next session this node opens after one it opened
+// completed: at once if this one repaired something (repaired), else
+// after a gap that doubles each time up to maxGapFactor intervals.
+func (s *syncer) sessionDone(repaired bool, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if repaired {
+		s.faultLocked("repaired", now)
+		return
+	}
+	s.gap = min(max(2*s.gap, s.interval), maxGapFactor*s.interval)
+	s.nextOpen = now.Add(jitterAround(s.gap))
+}
+
+// tick is called every heartbeat with this node's Lamport clock and the
+// datagrams its transport dropped so far: more drops than at the last
+// heartbeat are a fault.
+func (s *syncer) tick(lamport, drops uint64, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ticks = [2]uint64{s.ticks[1], lamport}
+	if drops > s.drops {
+		s.faultLocked("drops", now)
+	}
+	s.drops = drops
+}
+
+// settled is this node's Lamport clock as of a heartbeat or two ago. A
+// record a session moves whose lamport is no higher was written before
+// then and did not arrive by replication: the session repaired something.
+// Higher ones were most likely in flight, and replication was bringing
+// them anyway.
+func (s *syncer) settled() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.ticks[0]
 }
 
 // jitterAround spreads d by ±20%, so that nodes that saw a difference at
@@ -217,7 +303,7 @@ func (n *Node) LastInSync(peer store.NodeID) (t time.Time, ok bool) {
 // shows the peer as alive, so that a bootstrap never picks a peer this
 // HELLO quarantines. The caller passes the verdict to helloDone.
 func (n *Node) helloRoot(h *wire.Hello, hdr wire.Header) helloVerdict {
-	return n.sync.noteHello(h.ID, h.Name, hdr, h.Root == n.st.Root(), h.Syncing, time.Now(), n.cfg.SyncInterval)
+	return n.sync.noteHello(h.ID, h.Name, hdr, h.Root, n.st.Root(), h.Syncing, time.Now())
 }
 
 // helloDone logs a change of quarantine and starts the anti-entropy
@@ -236,6 +322,9 @@ func (n *Node) helloDone(ctx context.Context, m Member, v helloVerdict) {
 	go func() {
 		defer n.wg.Done()
 		defer n.sync.end()
-		n.openSession(ctx, m, nil)
+		s, err := n.openSession(ctx, m, nil)
+		if err == nil {
+			n.sync.sessionDone(s.repaired > 0, time.Now())
+		}
 	}()
 }

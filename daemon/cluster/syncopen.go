@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"errors"
+	"math"
 	"time"
 
 	"github.com/cloudknowledge/ck/daemon/wire"
@@ -11,15 +12,18 @@ import (
 
 // openSession runs a sync session with peer as its opener, logs and
 // counts the outcome. onRecv, if set, is told of each batch applied.
-func (n *Node) openSession(ctx context.Context, peer Member, onRecv func(int)) error {
+func (n *Node) openSession(ctx context.Context, peer Member, onRecv func(int)) (*session, error) {
 	n.stats.syncOpened.Add(1)
 	start := time.Now()
 	s, err := n.runOpener(ctx, peer, onRecv)
 	switch {
 	case err == nil:
 		n.stats.syncCompleted.Add(1)
+		if s.repaired == 0 {
+			n.stats.syncEmpty.Add(1)
+		}
 		n.log.Debug("sync session completed", "peer", peer.Name, "sent", s.sent, "received", s.recvd,
-			"took", time.Since(start))
+			"repaired", s.repaired, "took", time.Since(start))
 	case errors.Is(err, errQuarantined):
 		n.log.Debug("no sync session with a quarantined peer", "peer", peer.Name)
 	case errors.Is(err, errQuarantinedByPeer):
@@ -32,7 +36,7 @@ func (n *Node) openSession(ctx context.Context, peer Member, onRecv func(int)) e
 		n.stats.syncFailed.Add(1)
 		n.log.Warn("sync session failed", "peer", peer.Name, "sent", s.sent, "received", s.recvd, "error", err)
 	}
-	return err
+	return s, err
 }
 
 // runOpener is the opener's side of a session. Its turns:
@@ -50,7 +54,10 @@ func (n *Node) openSession(ctx context.Context, peer Member, onRecv func(int)) e
 func (n *Node) runOpener(ctx context.Context, peer Member, onRecv func(int)) (*session, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	s := &session{n: n, ctx: ctx, peer: peer.ID, onRecv: onRecv}
+	s := &session{n: n, ctx: ctx, peer: peer.ID, onRecv: onRecv, settled: n.sync.settled()}
+	if onRecv != nil {
+		s.settled = math.MaxUint64 // a bootstrap: nothing it moves was on its way
+	}
 	if n.sync.isQuarantined(peer.ID) {
 		return s, errQuarantined
 	}

@@ -11,7 +11,7 @@ import (
 
 // serveSync answers a sync session a peer opened with open on c.
 func (n *Node) serveSync(ctx context.Context, c net.Conn, peer store.NodeID, open *wire.SyncTop) {
-	s := &session{n: n, ctx: ctx, c: c, peer: peer}
+	s := &session{n: n, ctx: ctx, c: c, peer: peer, settled: n.sync.settled()}
 	// The rule is applied here too: the opener's HELLO may not have
 	// arrived yet (equal top digests are equal roots).
 	refuse, newly := n.sync.refuseSession(peer, open.Tops == n.st.TopDigests(), time.Now())
@@ -42,7 +42,11 @@ func (n *Node) serveSync(ctx context.Context, c net.Conn, peer store.NodeID, ope
 		return
 	}
 	n.sync.completed(peer, time.Now())
-	n.log.Debug("served sync session", "peer", peer, "sent", s.sent, "received", s.recvd, "took", time.Since(start))
+	if s.repaired > 0 {
+		n.sync.fault("served repaired", time.Now()) // this node lacked something, or a peer did: look further
+	}
+	n.log.Debug("served sync session", "peer", peer, "sent", s.sent, "received", s.recvd,
+		"repaired", s.repaired, "took", time.Since(start))
 }
 
 // respond is the other side of runOpener's turns.

@@ -39,6 +39,15 @@ type session struct {
 	recvd  int       // records received
 	onRecv func(int) // told of each applied batch (bootstrap progress); may be nil
 
+	// settled: records with a lamport up to this were written before this
+	// node's previous heartbeat (syncer.settled); repaired counts those
+	// the session brought that were new here: what replication had not
+	// brought. Records sent are not counted: where both sides hold a key
+	// differently both versions travel, the older one too, and the peer
+	// counts what it lacked.
+	settled  uint64
+	repaired int
+
 	purged []string // keys whose received record the purge log dropped: answered at the end of our turn
 }
 
@@ -104,6 +113,9 @@ func (s *session) applyRecords(recs []store.Record) error {
 			continue
 		}
 		s.n.stats.applied(res[i].Outcome)
+		if o := res[i].Outcome; (o == store.Applied || o == store.Resolved) && recs[i].Lamport <= s.settled {
+			s.repaired++
+		}
 		if res[i].Outcome == store.Dropped && !s.n.st.Expired(&recs[i]) {
 			s.purged = append(s.purged, recs[i].Key)
 		}

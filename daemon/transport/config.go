@@ -54,6 +54,7 @@ func (c *Config) defaultSizes() error {
 		{"max_datagram", &c.MaxDatagram, DefaultMaxDatagram, maxUDPPayload},
 		{"packet_queue", &c.PacketQueue, DefaultPacketQueue, 1 << 20},
 		{"stream_queue", &c.StreamQueue, DefaultStreamQueue, 1 << 20},
+		{"read_buffer", &c.ReadBuffer, DefaultReadBuffer, 1 << 30},
 	} {
 		if *f.v == 0 {
 			*f.v = f.def

@@ -24,3 +24,14 @@ func sendNoWait(uc *net.UDPConn, _ syscall.RawConn, to netip.AddrPort, b []byte)
 	_, err := uc.WriteToUDPAddrPort(b, to)
 	return err == nil, err
 }
+
+// oobSize is zero: the kernel's drop count is read on Linux only.
+const oobSize = 0
+
+// prepareReceive asks for a receive buffer of size bytes; the granted size
+// is not known here, so it returns size.
+func prepareReceive(uc *net.UDPConn, size int) (int, error) {
+	return size, uc.SetReadBuffer(size)
+}
+
+func rxqOverflow([]byte) (uint32, bool) { return 0, false }

@@ -17,6 +17,9 @@ type Stats struct {
 	DroppedSelf       uint64 // our own broadcast looping back
 	DroppedTooBig     uint64 // longer than MaxDatagram
 	DroppedQueueFull  uint64 // Packets() was full
+	// DroppedKernel: datagrams the kernel dropped before we read them, its
+	// socket receive buffer full (SO_RXQ_OVFL; Linux UDP only, else 0).
+	DroppedKernel uint64
 
 	StreamsAccepted uint64
 	StreamsRefused  uint64 // Streams() was full: closed at once
@@ -28,6 +31,7 @@ type Stats struct {
 type Counters struct {
 	Sent, BytesSent, SendDropped, SendErrors                          atomic.Uint64
 	Received, BytesReceived, DroppedSelf, DroppedTooBig, DroppedQueue atomic.Uint64
+	DroppedKernel                                                     atomic.Uint64
 	StreamsAccepted, StreamsRefused, StreamsDialed                    atomic.Uint64
 }
 
@@ -43,6 +47,7 @@ func (c *Counters) Snapshot() Stats {
 		DroppedSelf:       c.DroppedSelf.Load(),
 		DroppedTooBig:     c.DroppedTooBig.Load(),
 		DroppedQueueFull:  c.DroppedQueue.Load(),
+		DroppedKernel:     c.DroppedKernel.Load(),
 		StreamsAccepted:   c.StreamsAccepted.Load(),
 		StreamsRefused:    c.StreamsRefused.Load(),
 		StreamsDialed:     c.StreamsDialed.Load(),

@@ -26,6 +26,11 @@ const (
 	DefaultMaxDatagram = 1200
 	DefaultPacketQueue = 1024
 	DefaultStreamQueue = 64
+	// DefaultReadBuffer is the receive buffer asked for each UDP socket:
+	// room for about 3,500 datagrams of 1,200 bytes, what a node takes
+	// while a hundred peers answer it at once (the kernel's default, ~208
+	// KiB, held under 200 at N=40 and dropped ACKs).
+	DefaultReadBuffer = 4 << 20
 )
 
 // maxUDPPayload is the largest IPv4 UDP payload.
@@ -50,6 +55,7 @@ type Config struct {
 	// DefaultMaxDatagram.
 	MaxDatagram int
 	PacketQueue int          // capacity of Packets(); default DefaultPacketQueue
+	ReadBuffer  int          // each UDP socket's receive buffer, bytes; default DefaultReadBuffer
 	StreamQueue int          // capacity of Streams(); default DefaultStreamQueue
 	Logger      hclog.Logger // named by the caller; default: discard
 }
@@ -101,6 +107,7 @@ func New(cfg Config) (*UDP, error) {
 		u.closeSockets()
 		return nil, err
 	}
+	u.sizeBuffers()
 	u.wg.Add(2)
 	go u.readLoop(u.uc)
 	go u.acceptLoop()
@@ -258,13 +265,38 @@ func (u *UDP) send(to netip.AddrPort, b []byte) error {
 	return nil
 }
 
+// sizeBuffers asks for Config.ReadBuffer on each UDP socket and for the
+// kernel's drop count on every read, and logs a buffer the kernel capped
+// (net.core.rmem_max) below what was asked: drops are then likelier, and
+// counted (Stats.DroppedKernel).
+func (u *UDP) sizeBuffers() {
+	for _, c := range []*net.UDPConn{u.uc, u.shared} {
+		if c == nil {
+			continue
+		}
+		got, err := prepareReceive(c, u.cfg.ReadBuffer)
+		switch {
+		case err != nil:
+			u.log.Warn("could not size the receive buffer or count kernel drops", "local", c.LocalAddr(), "error", err)
+		case got < u.cfg.ReadBuffer:
+			u.log.Warn("the kernel capped the receive buffer below what was asked; raise net.core.rmem_max",
+				"local", c.LocalAddr(), "asked", u.cfg.ReadBuffer, "got", got)
+		default:
+			u.log.Debug("receive buffer", "local", c.LocalAddr(), "bytes", got)
+		}
+	}
+}
+
 // readLoop moves datagrams from c to Packets until c is closed. It never
-// blocks on the channel.
+// blocks on the channel. It counts what the kernel dropped on c
+// (SO_RXQ_OVFL, carried by each read) into Stats.DroppedKernel.
 func (u *UDP) readLoop(c *net.UDPConn) {
 	defer u.wg.Done()
 	buf := make([]byte, u.cfg.MaxDatagram+1) // one spare byte reveals truncation
+	oob := make([]byte, oobSize)
+	var dropped uint32 // the kernel's count at the last read; it wraps
 	for {
-		n, from, err := c.ReadFromUDPAddrPort(buf)
+		n, oobn, _, from, err := c.ReadMsgUDPAddrPort(buf, oob)
 		if err != nil {
 			if u.closing.Load() || errors.Is(err, net.ErrClosed) {
 				return
@@ -272,6 +304,10 @@ func (u *UDP) readLoop(c *net.UDPConn) {
 			u.log.Debug("read", "local", c.LocalAddr(), "error", err)
 			time.Sleep(10 * time.Millisecond) // do not spin on a persistent error
 			continue
+		}
+		if d, ok := rxqOverflow(oob[:oobn]); ok && d != dropped {
+			u.stats.DroppedKernel.Add(uint64(d - dropped))
+			dropped = d
 		}
 		u.receive(buf[:n], from)
 	}

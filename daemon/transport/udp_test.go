@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -470,4 +471,62 @@ func rawSender(t *testing.T) *ipv4.PacketConn {
 		}
 	}
 	return p
+}
+
+// Datagrams the kernel drops because a socket's buffer is full are counted
+// (SO_RXQ_OVFL): every datagram sent is either read or counted dropped.
+func TestKernelDropsCounted(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("SO_RXQ_OVFL is Linux's")
+	}
+	// The smallest buffer the kernel grants holds a datagram or two.
+	u := newUDP(t, Config{Mode: ModePeers, Bind: netip.AddrPortFrom(loopback, 0), ReadBuffer: 1, PacketQueue: 1 << 16})
+	c, err := net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(u.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	const burst = 5000
+	payload := make([]byte, 1000)
+	for range burst {
+		if _, err := c.Write(payload); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The count travels with the next datagram read: send one more at a
+	// time until every datagram sent is read or counted.
+	markers := 0
+	waitFor(t, 10*time.Second, func() error {
+		s := u.Stats()
+		if got := s.DatagramsReceived + s.DroppedKernel; got != uint64(burst+markers) {
+			if _, err := c.Write(payload); err != nil {
+				return err
+			}
+			markers++
+			return fmt.Errorf("%d sent, %d read, %d counted as dropped", burst+markers-1, s.DatagramsReceived, s.DroppedKernel)
+		}
+		return nil
+	})
+	s := u.Stats()
+	if s.DroppedKernel == 0 {
+		t.Errorf("%d datagrams sent at once into a tiny buffer: %d read, %d counted as dropped by the kernel", burst, s.DatagramsReceived, s.DroppedKernel)
+	}
+	t.Logf("%d read, %d dropped by the kernel", s.DatagramsReceived, s.DroppedKernel)
+}
+
+// The receive buffer asked for is granted (up to net.core.rmem_max, or
+// beyond it with CAP_NET_ADMIN).
+func TestReadBufferSized(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("reads the granted size on Linux")
+	}
+	u := newUDP(t, Config{Mode: ModePeers, Bind: netip.AddrPortFrom(loopback, 0), ReadBuffer: 1 << 20})
+	got, err := prepareReceive(u.uc, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got < 200<<10 { // the usual default, at least, whatever rmem_max says
+		t.Errorf("receive buffer %d bytes", got)
+	}
+	t.Logf("asked 1 MiB, granted %d bytes", got)
 }

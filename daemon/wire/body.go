@@ -133,14 +133,14 @@ func (m *Update) check(Header) error {
 	if m.Record.Hash() != m.Hash {
 		return errors.New("hash is not the record's")
 	}
-	return nil
+	return m.AckRequest.check()
 }
 
 func (m *Announce) check(Header) error {
 	if store.KeyHash(m.Key) != m.KeyHash {
 		return errors.New("key hash is not the key's")
 	}
-	return nil
+	return m.Acks().check()
 }
 
 func (m *Ack) check(h Header) error {

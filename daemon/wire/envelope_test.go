@@ -247,7 +247,7 @@ func TestUpdateAck(t *testing.T) {
 	r.Origin, r.Lamport = nodeB, 12
 	got := wire.NewUpdate(r).Ack(nodeA)
 	want := &wire.Ack{Key: "k", Origin: nodeB, Lamport: 12, From: nodeA}
-	if *got != *want {
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("Ack = %+v, want %+v", got, want)
 	}
 }

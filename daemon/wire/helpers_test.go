@@ -71,7 +71,20 @@ func messages() map[string]wire.Message {
 			KeyHash: store.KeyHash("big/blob"), Key: "big/blob", Origin: nodeA,
 			Lamport: 8, Hash: store.Hash{9, 9, 9}, Holder: "127.0.0.1:40001",
 		},
-		"ack":            &wire.Ack{Key: "config/db/host", Origin: nodeB, Lamport: 5, From: nodeA},
+		"ack": &wire.Ack{Key: "config/db/host", Origin: nodeB, Lamport: 5, From: nodeA},
+		"ack-more": &wire.Ack{Key: "config/db/host", Origin: nodeB, Lamport: 5, From: nodeA, More: []wire.AckEntry{
+			{Key: "config/db/port", Origin: nodeB, Lamport: 6}, {Key: "x", Origin: nodeA, Lamport: 1 << 40},
+		}},
+		"update-no-ack":   &wire.Update{Record: small, Hash: small.Hash(), AckRequest: wire.AckRequest{NoAck: true}},
+		"update-ack-from": &wire.Update{Record: small, Hash: small.Hash(), AckRequest: wire.AckRequest{AckFrom: []store.NodeID{nodeB, nodeA}}},
+		"announce-ack-from": &wire.Announce{
+			KeyHash: store.KeyHash("big/blob"), Key: "big/blob", Origin: nodeA,
+			Lamport: 8, Hash: store.Hash{9, 9, 9}, Holder: "127.0.0.1:40001", AckFrom: []store.NodeID{nodeB},
+		},
+		"announce-no-ack": &wire.Announce{
+			KeyHash: store.KeyHash("big/blob"), Key: "big/blob", Origin: nodeA,
+			Lamport: 8, Hash: store.Hash{9, 9, 9}, Holder: "127.0.0.1:40001", NoAck: true,
+		},
 		"query":          &wire.Query{ID: 1234, Key: "config/db/host"},
 		"answer-missing": &wire.Answer{ID: 1234, Hash: store.Hash{}},
 		"answer-version": &wire.Answer{ID: 1234, Found: true, Lamport: 7, VV: store.VV{nodeA: 7, nodeB: 3}, Hash: small.Hash()},

@@ -1,7 +1,9 @@
 package wire
 
 import (
+	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/cloudknowledge/ck/store"
 )
@@ -124,8 +126,42 @@ type Bye struct {
 // for is (Record.Key, Record.Origin, Record.Lamport); ACKs name it so.
 type Update struct {
 	Record store.Record `cbor:"1,keyasint"`
-	Hash   store.Hash   `cbor:"2,keyasint"`           // Record.Hash(), checked on both sides
-	Left   int64        `cbor:"3,keyasint,omitempty"` // Record.Left: ms of its TTL left at the sender (ttl.go)
+	Hash   store.Hash   `cbor:"2,keyasint"` // Record.Hash(), checked on both sides
+	AckRequest
+	Left int64 `cbor:"5,keyasint,omitempty"` // Record.Left: ms of its TTL left at the sender (ttl.go)
+}
+
+// AckRequest says which receivers of an UPDATE or ANNOUNCE answer ACK
+// (docs/PROTOCOL.md, Replication). The zero value, what writers before
+// these fields send, asks every receiver. NoAck asks none: nobody waits for
+// the write (a plain write, a read repair). AckFrom asks only the listed
+// nodes: a writer that waits for N ACKs asks a few peers, not the whole
+// cluster, so that its fan-in does not grow with the cluster.
+type AckRequest struct {
+	NoAck   bool           `cbor:"3,keyasint,omitempty"`
+	AckFrom []store.NodeID `cbor:"4,keyasint,omitempty"` // at most MaxAckFrom
+}
+
+// MaxAckFrom bounds AckRequest.AckFrom: a writer that would ask more asks
+// everyone.
+const MaxAckFrom = 16
+
+// Wants reports whether the node id is asked to ACK.
+func (r AckRequest) Wants(id store.NodeID) bool {
+	if r.NoAck {
+		return false
+	}
+	return len(r.AckFrom) == 0 || slices.Contains(r.AckFrom, id)
+}
+
+func (r AckRequest) check() error {
+	switch {
+	case r.NoAck && len(r.AckFrom) > 0:
+		return errors.New("no_ack with ack_from")
+	case len(r.AckFrom) > MaxAckFrom:
+		return fmt.Errorf("ack_from lists %d nodes, more than %d", len(r.AckFrom), MaxAckFrom)
+	}
+	return nil
 }
 
 // NewUpdate returns the UPDATE carrying r.
@@ -147,15 +183,34 @@ type Announce struct {
 	Lamport uint64       `cbor:"4,keyasint"` // the write's
 	Hash    store.Hash   `cbor:"5,keyasint"` // the record's
 	Holder  string       `cbor:"6,keyasint"` // host:port to fetch from: the sender's Addr
+	// Which receivers ACK, as an UPDATE's fields 3 and 4 (here 7 and 8).
+	NoAck   bool           `cbor:"7,keyasint,omitempty"`
+	AckFrom []store.NodeID `cbor:"8,keyasint,omitempty"`
 }
 
+// Acks returns the announce's AckRequest.
+func (a *Announce) Acks() AckRequest { return AckRequest{NoAck: a.NoAck, AckFrom: a.AckFrom} }
+
 // Ack says From holds, durably, the write (Key, Origin, Lamport) or a
-// version descending from it. It goes unicast to the UPDATE's sender.
+// version descending from it, and each write of More likewise. It goes
+// unicast to the UPDATE's sender. More coalesces the ACKs one receiver owes
+// one writer at the same moment into one datagram; a receiver that
+// ignores it (written before the field) takes the first write only, and
+// the writer's resend asks again for the others.
 type Ack struct {
 	Key     string       `cbor:"1,keyasint"`
 	Origin  store.NodeID `cbor:"2,keyasint"`
 	Lamport uint64       `cbor:"3,keyasint"`
 	From    store.NodeID `cbor:"4,keyasint"` // must equal the header's Sender
+	More    []AckEntry   `cbor:"5,keyasint,omitempty"`
+}
+
+// AckEntry is one more write an ACK acknowledges.
+type AckEntry struct {
+	_       struct{} `cbor:",toarray"`
+	Key     string
+	Origin  store.NodeID
+	Lamport uint64
 }
 
 // Query asks every node for its version of Key (a fresh read).

@@ -38,11 +38,25 @@ func RecordSize(r *store.Record) int {
 // NewUpdate(*r) with s: what the origin of a write compares with
 // max_datagram to choose between UPDATE and ANNOUNCE.
 func UpdateSize(r *store.Record, s Sealer) int {
-	// type byte; map head; key 1, record; key 2, 16-byte string; key 3,
+	// type byte; map head; key 1, record; key 2, 16-byte string; key 5,
 	// the ttl left (when not 0).
 	n := HeaderSize + 1 + 1 + 1 + RecordSize(r) + 1 + hashLen + s.Overhead()
 	if r.Left > 0 {
 		n += 1 + intLen(r.Left)
+	}
+	return n
+}
+
+// AckRequestSize is how many bytes r adds to an UPDATE's frame (what
+// UpdateSize counts without it): its fields, as long as the body map keeps
+// fewer than 24 pairs, as it does.
+func AckRequestSize(r AckRequest) int {
+	n := 0
+	if r.NoAck {
+		n += 1 + 1
+	}
+	if len(r.AckFrom) > 0 {
+		n += 1 + headLen(uint64(len(r.AckFrom))) + len(r.AckFrom)*idLen
 	}
 	return n
 }

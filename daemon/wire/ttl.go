@@ -11,7 +11,7 @@ import (
 // bytes or hash: the receiver's deadline is its own now + that (never
 // later than one it holds), so no clock is shared (docs/PROTOCOL.md,
 // Expiring keys). Each message that carries records carries
-// their Left in a field of its own: UPDATE 3, ANSWER 8, FETCH_REPLY 3,
+// their Left in a field of its own: UPDATE 5, ANSWER 8, FETCH_REPLY 3,
 // SYNC_RECORDS 2 (a list in the records' order, left out when no record
 // has a TTL). A receiver that finds it missing for a record with a TTL
 // takes 0: expired at once, never a longer life.

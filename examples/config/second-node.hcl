@@ -1,6 +1,6 @@
 # A second node on the same host, beside a first one on the defaults.
 # Each node needs its own data dir and socket; on lo they find each other
-# by multicast (once the cluster lands, see README), and share the key file
+# by multicast with no configuration, and share the key file
 # ckd made for this user at the first start (~/.config/ckd/cluster.key, or
 # /etc/ckd/cluster.key as root): another user's nodes cannot join. /tmp is
 # sticky, so the socket stays this user's once made; ckctl talks to it only

@@ -182,8 +182,11 @@ func (n *Network) deliver(dst *Endpoint, p transport.Packet) {
 	select {
 	case dst.packets <- p:
 		n.stats.Delivered++
+		dst.counters.Received.Add(1)
+		dst.counters.BytesReceived.Add(uint64(len(p.Buf)))
 	default:
 		n.stats.Dropped++
+		dst.counters.DroppedQueue.Add(1)
 	}
 }
 
@@ -224,6 +227,8 @@ type Endpoint struct {
 	once    sync.Once
 	closed  bool
 	mu      sync.Mutex
+
+	counters transport.Counters // this endpoint's, like a real transport's
 }
 
 var _ transport.Transport = (*Endpoint)(nil)
@@ -236,6 +241,8 @@ func (e *Endpoint) Broadcast(b []byte) error {
 	if e.isClosed() {
 		return net.ErrClosed
 	}
+	e.counters.Sent.Add(1)
+	e.counters.BytesSent.Add(uint64(len(b)))
 	e.net.send(e.addr, netip.AddrPort{}, b)
 	return nil
 }
@@ -245,9 +252,15 @@ func (e *Endpoint) SendTo(to netip.AddrPort, b []byte) error {
 	if e.isClosed() {
 		return net.ErrClosed
 	}
+	e.counters.Sent.Add(1)
+	e.counters.BytesSent.Add(uint64(len(b)))
 	e.net.send(e.addr, to, b)
 	return nil
 }
+
+// Stats returns the endpoint's counters: datagrams sent (once per
+// Broadcast or SendTo), delivered to it, and dropped on its full queue.
+func (e *Endpoint) Stats() transport.Stats { return e.counters.Snapshot() }
 
 // Packets delivers received datagrams.
 func (e *Endpoint) Packets() <-chan transport.Packet { return e.packets }

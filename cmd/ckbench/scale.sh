@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# What a cluster of N real ckd nodes on this host (lo multicast) spends on
+# a steady write load (docs/BENCHMARKS.md, Scale): one node takes RATE
+# writes a second from 16 clients, each waiting for one ACK (--wait 1):
+# WARMUP seconds for the anti-entropy pacing to settle, then SECONDS
+# counted. The script counts, over those and all nodes, the
+# anti-entropy sessions opened (and those that repaired nothing), the
+# datagrams the writer received per write beside the HELLOs it must
+# receive anyway, and the datagrams the kernel dropped; then a fresh read's
+# latency, one client.
+#
+#   cmd/ckbench/scale.sh N [SECONDS [RATE [WARMUP]]]   (defaults 60, 200, 90)
+set -euo pipefail
+nodes=${1:?usage: scale.sh N [SECONDS [RATE [WARMUP]]]}
+secs=${2:-60}
+rate=${3:-200}
+warmup=${4:-90}
+root=$(cd "$(dirname "$0")/../.." && pwd)
+work=$(mktemp -d /var/tmp/ck-scale-XXXXXX)
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+(cd "$root" && go build -o "$work/bin/" ./cmd/ckd ./cmd/ckctl ./cmd/ckbench)
+
+cl="scale-$$-$RANDOM"; port=$((20000 + RANDOM))
+for i in $(seq 1 "$nodes"); do
+  printf 'cluster {\n  name = "%s"\n  port = %s\n}\n' "$cl" "$port" >"$work/n$i.hcl"
+  "$work/bin/ckd" -config "$work/n$i.hcl" -data-dir "$work/n$i" -socket "$work/n$i.sock" -node-name "n$i" >>"$work/n$i.log" 2>&1 &
+  pids+=($!)
+done
+metrics() { curl -s --unix-socket "$work/$1.sock" http://ckd/v1/metrics; }
+# value NODE METRIC: one sample's value (0 when absent)
+value() { metrics "$1" | awk -v m="$2" '$1 == m { v = $2 } END { printf "%d\n", v + 0 }'; }
+# total METRIC: summed over every node
+total() { local s=0; for i in $(seq 1 "$nodes"); do s=$((s + $(value "n$i" "$1"))); done; echo "$s"; }
+
+echo "== $nodes nodes on lo ($(uptime | sed 's/.*load/load/'))"
+for _ in $(seq 300); do
+  alive=$(CK_SOCKET="$work/n1.sock" "$work/bin/ckctl" status 2>/dev/null | sed -n 's/^members: *alive=\([0-9]*\).*/\1/p')
+  [ "${alive:-0}" -ge "$nodes" ] && break
+  sleep 0.2
+done
+echo "alive as n1 sees it: ${alive:-0} of $nodes"
+sleep 3 # every node's bootstrap done, and a few HELLOs heard
+
+opened='ck_sync_sessions_total{outcome="opened"}'
+empty='ck_sync_sessions_total{outcome="empty"}'
+declined='ck_sync_sessions_total{outcome="declined"}'
+kernel='ck_datagrams_dropped_total{reason="kernel"}'
+recv='ck_datagrams_total{direction="received"}'
+self='ck_datagrams_self_total'
+snap() { echo "$(total "$opened") $(total "$empty") $(total "$declined") $(total "$kernel") $(value n1 "$recv") $(value n1 "$self") $(value n1 "$kernel")"; }
+
+if [ "$warmup" -gt 0 ]; then
+  echo "-- warm-up, ${warmup} s"
+  "$work/bin/ckbench" -socket "$work/n1.sock" -c 16 -n $((warmup * rate)) -rate "$rate" -keys 1000 -prefix scale/ -d 256 -wait 1 -t set
+fi
+echo "-- counted, ${secs} s"
+read -r o0 e0 d0 k0 r0 s0 w0 < <(snap)
+t0=$(date +%s.%N)
+"$work/bin/ckbench" -socket "$work/n1.sock" -c 16 -n $((secs * rate)) -rate "$rate" -keys 1000 -prefix scale/ -d 256 -wait 1 -t set
+t1=$(date +%s.%N)
+read -r o1 e1 d1 k1 r1 s1 w1 < <(snap)
+
+awk -v n="$nodes" -v t0="$t0" -v t1="$t1" -v w=$((secs * rate)) \
+  -v o=$((o1 - o0)) -v e=$((e1 - e0)) -v d=$((d1 - d0)) -v k=$((k1 - k0)) -v r=$((r1 - r0 - (s1 - s0))) -v wk=$((w1 - w0)) 'BEGIN {
+  el = t1 - t0; hellos = (n - 1) * el # one HELLO a heartbeat (1 s) from each peer
+  printf "over %.1f s: sessions opened %d (%.2f per node per minute), %d of them empty, %d declined busy\n", el, o, o / n / (el / 60), e, d
+  printf "writer: %d datagrams received (~%d HELLOs among them): %.2f per write besides HELLOs; the kernel dropped %d there, %d on all nodes\n", r, hellos, (r - hellos) / w, wk, k
+}'
+"$work/bin/ckbench" -socket "$work/n1.sock" -c 1 -n 2000 -keys 1000 -prefix fresh/ -d 256 -t fresh
