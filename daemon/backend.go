@@ -46,13 +46,28 @@ func (b backend) Get(ctx context.Context, key string, opts rpc.GetOptions) (rpc.
 	// A joining node does not hold everything yet: what it lacks, it asks
 	// its peers for rather than answer "not found" (docs/ARCHITECTURE.md,
 	// "A joining node").
-	if opts.Fresh || err == nil && !found && info.Syncing {
+	fallback := !opts.Fresh && err == nil && !found && info.Syncing
+	if opts.Fresh || fallback {
 		var res cluster.FreshResult
-		start := time.Now()
-		res, err = b.d.node.FreshGet(ctx, key, 0)
-		since(b.d.metrics.fresh, start)
+		// A joining node's miss is only an answer once a peer has given
+		// one: a fresh read that no alive peer answered in time (a loaded
+		// peer, a lost datagram) is asked again, twice, and then the
+		// client is told the node does not know yet, never "not found".
+		// With no peer alive there is no one to ask: the miss stands.
+		for try := 0; ; try++ {
+			start := time.Now()
+			res, err = b.d.node.FreshGet(ctx, key, 0)
+			since(b.d.metrics.fresh, start)
+			if err != nil || !fallback || res.Answered > 1 || res.Alive == 1 || try == 2 {
+				break
+			}
+		}
 		rec, found, info.Answered, info.Alive = res.Record, res.Found, res.Answered, res.Alive
 		info.Fresh = true
+		if err == nil && fallback && res.Answered == 1 && res.Alive > 1 && !found { // both count this node
+			return rpc.Record{}, info, rpc.Errorf(rpc.ErrSyncing,
+				"this node is still bootstrapping and no peer answered for %q: try again", key)
+		}
 	}
 	if err != nil {
 		return rpc.Record{}, info, apiError(err)
