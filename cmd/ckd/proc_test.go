@@ -41,6 +41,9 @@ type ckdProc struct {
 	prefix  []string                                    // a command that execs the rest: prlimit, setpriv
 	command func(name string, args ...string) *exec.Cmd // builds the command (default exec.Command)
 	timeout time.Duration                               // for the API to answer (default 15 s)
+	// upOnSocket: start returns as soon as the socket exists (polled every
+	// 2 ms), for tests that watch the start itself.
+	upOnSocket bool
 
 	cmd    *exec.Cmd
 	exited chan error // receives Wait's result once; whoever takes it puts it back
@@ -146,12 +149,20 @@ func (p *ckdProc) awaitUp() error {
 	c := rpc.NewClient(p.sock())
 	defer c.Close()
 	exitedErr := errors.New("exited")
-	err := poll(timeout, 20*time.Millisecond, func() error {
+	every := 20 * time.Millisecond
+	if p.upOnSocket {
+		every = 2 * time.Millisecond
+	}
+	err := poll(timeout, every, func() error {
 		select {
 		case err := <-p.exited:
 			p.exited <- err
 			return fmt.Errorf("%w during start: %v", exitedErr, err)
 		default:
+		}
+		if p.upOnSocket {
+			_, err := os.Stat(p.sock())
+			return err
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
@@ -194,7 +205,7 @@ func (p *ckdProc) killAtCleanup(t testing.TB) {
 	t.Cleanup(func() { stopProcess(cmd, exited, syscall.SIGKILL) })
 }
 
-// stop sends sig and waits (at most 10 s, then kills it) for the exit; it
+// stop sends sig and waits (at most 15 s, then kills it) for the exit; it
 // returns the exit error (nil for status 0).
 func (p *ckdProc) stop(sig syscall.Signal) error {
 	return stopProcess(p.cmd, p.exited, sig)
@@ -227,11 +238,11 @@ func stopProcess(cmd *exec.Cmd, exited chan error, sig syscall.Signal) error {
 	case err := <-exited:
 		exited <- err
 		return err
-	case <-time.After(10 * time.Second):
+	case <-time.After(15 * time.Second):
 		_ = cmd.Process.Kill()
 		err := <-exited
 		exited <- err
-		return fmt.Errorf("did not exit within 10s of %v", sig)
+		return fmt.Errorf("did not exit within 15s of %v", sig)
 	}
 }
 
