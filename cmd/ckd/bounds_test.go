@@ -267,14 +267,14 @@ func stuckWatcher(t *testing.T, sock string) net.Conn {
 // manyChanges writes count records with long keys in one import: 800
 // make 0.8 MB of change events, several times what the socket buffers of
 // a watcher that reads nothing hold (the rejoin then re-applies them all).
-func manyChanges(t *testing.T, n *natsNode, prefix string, count int) {
+func manyChanges(t *testing.T, n *ckdProc, prefix string, count int) {
 	t.Helper()
 	var b strings.Builder
 	long := strings.Repeat("x", 900)
 	for i := range count {
 		fmt.Fprintf(&b, "{\"key\":\"%s/%s/%05d\",\"value\":\"dg==\"}\n", prefix, long, i)
 	}
-	n.ckctl(t, b.String(), "import", "--as-new")
+	n.mustCkctl(t, b.String(), "import", "--as-new")
 }
 
 // TestStuckClientsDuringRejoinAndStop: a watcher that reads nothing and a
@@ -294,16 +294,16 @@ func TestStuckClientsDuringRejoinAndStop(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(hcl), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	a := &natsNode{name: "a", dir: dir, cfg: cfg}
-	b := &natsNode{name: "b", dir: dir, cfg: cfg}
+	a := &ckdProc{name: "a", dir: dir, cfg: cfg}
+	b := &ckdProc{name: "b", dir: dir, cfg: cfg}
 	a.start(t)
 	b.start(t)
 	ca, cb := rpc.NewClient(a.sock()), rpc.NewClient(b.sock())
 	awaitAlive(t, []*rpc.Client{ca, cb}, 2)
-	a.ckctl(t, "", "set", "--wait", "1", "before", "v0")
+	a.mustCkctl(t, "", "set", "--wait", "1", "before", "v0")
 	time.Sleep(time.Second) // HELLOs carrying the same root: in sync
-	b.stop(t)
-	a.ckctl(t, "", "set", "during/a", "x")
+	b.shutdown(t)
+	a.mustCkctl(t, "", "set", "during/a", "x")
 	time.Sleep(2 * time.Second) // longer than purge_log_ttl
 	b.start(t)
 	awaitState(t, ca, "b", "quarantined")
@@ -323,7 +323,7 @@ func TestStuckClientsDuringRejoinAndStop(t *testing.T) {
 	manyChanges(t, b, "fill1", 800)
 
 	start := time.Now()
-	out := b.ckctl(t, "", "rejoin")
+	out := b.mustCkctl(t, "", "rejoin")
 	took := time.Since(start)
 	t.Logf("rejoin with a stuck watcher and a stuck --wait: %s", took.Round(time.Millisecond))
 	if !strings.Contains(out, "rejoined as") {
@@ -350,15 +350,8 @@ func TestStuckClientsDuringRejoinAndStop(t *testing.T) {
 	stuckWatcher(t, b.sock())
 	manyChanges(t, b, "fill2", 800)
 	start = time.Now()
-	b.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-b.exited:
-		b.exited <- err
-		if err != nil {
-			t.Errorf("ckd exited with %v after SIGTERM", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("ckd did not stop within 10s of SIGTERM with a stuck watcher")
+	if err := b.stop(syscall.SIGTERM); err != nil {
+		t.Errorf("ckd after SIGTERM with a stuck watcher: %v", err)
 	}
 	took = time.Since(start)
 	t.Logf("stop with a stuck watcher: %s", took.Round(time.Millisecond))

@@ -315,19 +315,7 @@ func cmdMembersAlive(ts *testscript.TestScript, neg bool, args []string) {
 
 // waitAlive polls a node until it sees want members alive, itself included.
 func waitAlive(c *rpc.Client, want int, timeout time.Duration) error {
-	return poll(timeout, 50*time.Millisecond, func() error {
-		ms, err := c.Members(context.Background())
-		alive := 0
-		for _, m := range ms {
-			if m.State == "alive" {
-				alive++
-			}
-		}
-		if err == nil && alive == want {
-			return nil
-		}
-		return fmt.Errorf("%d members alive, want %d (err %v): %+v", alive, want, err, ms)
-	})
+	return poll(timeout, 50*time.Millisecond, membersAlive(c, want))
 }
 
 // awaitAlive waits until every client's node sees want members alive.
@@ -348,13 +336,7 @@ func cmdAwaitValue(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	c := rpc.NewClient(ts.MkAbs(args[0] + ".sock"))
 	defer c.Close()
-	if err := poll(15*time.Second, 50*time.Millisecond, func() error {
-		v, _, _, err := c.GetRaw(context.Background(), args[1], false)
-		if err == nil && string(v) == args[2] {
-			return nil
-		}
-		return fmt.Errorf("%s is %q (err %v), want %q", args[1], v, err, args[2])
-	}); err != nil {
+	if err := poll(15*time.Second, 50*time.Millisecond, valueIs(c, args[1], args[2])); err != nil {
 		ts.Fatalf("%s: %v", args[0], err)
 	}
 }
@@ -409,16 +391,8 @@ func cmdAwaitState(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	c := rpc.NewClient(ts.MkAbs(args[0] + ".sock"))
 	defer c.Close()
-	if err := poll(15*time.Second, 50*time.Millisecond, func() error {
-		ms, err := c.Members(context.Background())
-		for _, m := range ms {
-			if m.Name == args[1] && m.State == args[2] {
-				return nil
-			}
-		}
-		return fmt.Errorf("does not show %s %s (err %v): %+v", args[1], args[2], err, ms)
-	}); err != nil {
-		ts.Fatalf("%s %v", args[0], err)
+	if err := poll(15*time.Second, 50*time.Millisecond, memberIs(c, args[1], args[2])); err != nil {
+		ts.Fatalf("%s: %v", args[0], err)
 	}
 }
 

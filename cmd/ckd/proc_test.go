@@ -318,3 +318,55 @@ func eventually(t testing.TB, timeout time.Duration, what string, f func() error
 func healthy(c *rpc.Client) func() error {
 	return func() error { return c.Health(context.Background()) }
 }
+
+// shutdown stops the process with SIGTERM and fails the test unless it
+// exits 0 within the bound of stop.
+func (p *ckdProc) shutdown(t testing.TB) {
+	t.Helper()
+	if err := p.stop(syscall.SIGTERM); err != nil {
+		t.Fatalf("ckd %s exited with %v", p.stem(), err)
+	}
+}
+
+// valueIs is a condition for eventually: key holds want on the node.
+func valueIs(c *rpc.Client, key, want string) func() error {
+	return func() error {
+		v, _, _, err := c.GetRaw(context.Background(), key, false)
+		if err == nil && string(v) == want {
+			return nil
+		}
+		return fmt.Errorf("%s = %.40q (%v), want %.40q", key, v, err, want)
+	}
+}
+
+// memberIs is a condition for eventually: the node shows the member
+// named name in state.
+func memberIs(c *rpc.Client, name, state string) func() error {
+	return func() error {
+		ms, err := c.Members(context.Background())
+		for _, m := range ms {
+			if m.Name == name && m.State == state {
+				return nil
+			}
+		}
+		return fmt.Errorf("member %s is not %s: %+v (%v)", name, state, ms, err)
+	}
+}
+
+// membersAlive is a condition for eventually: the node sees want members
+// alive, itself included.
+func membersAlive(c *rpc.Client, want int) func() error {
+	return func() error {
+		ms, err := c.Members(context.Background())
+		alive := 0
+		for _, m := range ms {
+			if m.State == "alive" {
+				alive++
+			}
+		}
+		if err == nil && alive == want {
+			return nil
+		}
+		return fmt.Errorf("%d members alive, want %d (err %v): %+v", alive, want, err, ms)
+	}
+}
