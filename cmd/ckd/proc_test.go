@@ -28,8 +28,8 @@ import (
 type ckdProc struct {
 	dir    string // where its files live unless set below (default: a t.TempDir)
 	name   string // -node-name, and the stem of its files; "" means ckd's own name, files ckd.*
-	cfg    string // config file; if "", hcl is written to dir/NAME.hcl
-	hcl    string // config text used when cfg is "" (default: a cluster of its own)
+	cfg    string // config file (default dir/NAME.hcl)
+	hcl    string // config text, written to cfg at start (default, with no cfg: a cluster of its own)
 	data   string // -data-dir (default dir/NAME, or dir/data without a name)
 	socket string // -socket (default dir/NAME.sock)
 	logf   string // stdout and stderr, appended (default dir/NAME.log)
@@ -89,13 +89,14 @@ func ownCluster(prefix string) string {
 // launch starts the process without waiting for its API; a goroutine
 // waits for its exit.
 func (p *ckdProc) launch() error {
-	if p.cfg == "" {
-		hcl := p.hcl
-		if hcl == "" {
-			hcl = ownCluster("e2e")
+	if p.cfg == "" || p.hcl != "" {
+		if p.hcl == "" {
+			p.hcl = ownCluster("e2e")
 		}
-		p.cfg = filepath.Join(p.dir, p.stem()+".hcl")
-		if err := os.WriteFile(p.cfg, []byte(hcl), 0o644); err != nil {
+		if p.cfg == "" {
+			p.cfg = filepath.Join(p.dir, p.stem()+".hcl")
+		}
+		if err := os.WriteFile(p.cfg, []byte(p.hcl), 0o644); err != nil {
 			return err
 		}
 	}
@@ -177,8 +178,8 @@ func (p *ckdProc) awaitUp() error {
 
 // start launches ckd and waits until its API answers (it may still be
 // bootstrapping); a ckd that exits first fails the test at once, with its
-// log. The test's cleanup kills this process and closes p.c, a client of
-// its API.
+// log. The test's cleanup kills this process and closes p.c, a new client
+// of its API.
 func (p *ckdProc) start(t testing.TB) {
 	t.Helper()
 	if p.dir == "" {
@@ -191,12 +192,13 @@ func (p *ckdProc) start(t testing.TB) {
 	if err := p.awaitUp(); err != nil {
 		t.Fatalf("ckd %s: %v\nlog:\n%s", p.stem(), err, p.log())
 	}
-	if p.c == nil {
-		c := rpc.NewClient(p.sock())
-		p.c = c
-		t.Cleanup(func() { c.Close() })
-	}
+	c := rpc.NewClient(p.sock())
+	p.c = c
+	t.Cleanup(func() { c.Close() })
 }
+
+// client is a client of the API of the process last started.
+func (p *ckdProc) client() *rpc.Client { return p.c }
 
 // killAtCleanup kills the process now running, by its pid, when the test
 // ends, and waits for it.
