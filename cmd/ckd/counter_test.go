@@ -34,9 +34,7 @@ func TestCounterExactAcrossNodes(t *testing.T) {
 		nodes = append(nodes, startLo(t, dir, cfg, name))
 	}
 	for _, n := range nodes {
-		if err := waitAlive(n.c, len(nodes), 20*time.Second); err != nil {
-			t.Fatalf("%s: %v", n.name, err)
-		}
+		eventually(t, 20*time.Second, n.name, membersAlive(n.c, len(nodes)))
 	}
 
 	start := time.Now()

@@ -137,11 +137,12 @@ func mountTmpfs(t *testing.T, dir, size string) {
 	t.Cleanup(func() {
 		// A killed ckd may still be exiting: busy for a moment.
 		var err error
-		for start := time.Now(); time.Since(start) < 10*time.Second; time.Sleep(50 * time.Millisecond) {
-			if err = syscall.Unmount(dir, 0); !errors.Is(err, syscall.EBUSY) {
-				break
+		_ = poll(10*time.Second, 50*time.Millisecond, func() error {
+			if err = syscall.Unmount(dir, 0); errors.Is(err, syscall.EBUSY) {
+				return err
 			}
-		}
+			return nil
+		})
 		if err != nil {
 			t.Errorf("unmount %s: %v", dir, err)
 			_ = syscall.Unmount(dir, syscall.MNT_DETACH)

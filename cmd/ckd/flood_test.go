@@ -124,15 +124,14 @@ func TestFlood(t *testing.T) {
 	var after map[string]float64
 	var received, dropped float64
 	var reasons map[string]float64
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	_ = poll(20*time.Second, 100*time.Millisecond, func() error { // the counts are checked below
 		after = scrape(t, c)
 		received, dropped, reasons = floodCounts(before, after)
-		if (received >= n && dropped == received) || time.Now().After(deadline) {
-			break
+		if received >= n && dropped == received {
+			return nil
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return fmt.Errorf("%v received, %v dropped", received, dropped)
+	})
 	conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 	if _, _, err := conn.ReadFromUDPAddrPort(make([]byte, 2048)); err == nil {
 		t.Error("the daemon answered a hostile datagram")

@@ -308,23 +308,16 @@ func cmdMembersAlive(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(err)
 	c := rpc.NewClient(ts.MkAbs(args[0] + ".sock"))
 	defer c.Close()
-	if err := waitAlive(c, want, 15*time.Second); err != nil {
+	if err := poll(15*time.Second, 50*time.Millisecond, membersAlive(c, want)); err != nil {
 		ts.Fatalf("%s: %v", args[0], err)
 	}
-}
-
-// waitAlive polls a node until it sees want members alive, itself included.
-func waitAlive(c *rpc.Client, want int, timeout time.Duration) error {
-	return poll(timeout, 50*time.Millisecond, membersAlive(c, want))
 }
 
 // awaitAlive waits until every client's node sees want members alive.
 func awaitAlive(t *testing.T, clients []*rpc.Client, want int) {
 	t.Helper()
 	for _, c := range clients {
-		if err := waitAlive(c, want, 20*time.Second); err != nil {
-			t.Fatalf("%s: %v", c.Socket(), err)
-		}
+		eventually(t, 20*time.Second, c.Socket(), membersAlive(c, want))
 	}
 }
 
@@ -482,29 +475,4 @@ func scriptEnv(ts *testscript.TestScript) []string {
 		env = append(env, k+"="+ts.Getenv(k))
 	}
 	return env
-}
-
-// awaitHealthy polls the daemon until its API answers, the process exits,
-// or the timeout passes. It asks for the status, not the health: a node
-// serves reads and writes while it bootstraps (health answers 503 syncing
-// for its first heartbeats), and the scripts check health themselves.
-func awaitHealthy(sock string, exited chan error, timeout time.Duration) error {
-	c := rpc.NewClient(sock)
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		select {
-		case err := <-exited:
-			exited <- err
-			return fmt.Errorf("exited during start: %v", err)
-		default:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := c.Status(ctx)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return fmt.Errorf("not healthy within %s", timeout)
 }

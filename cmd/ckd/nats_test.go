@@ -101,15 +101,17 @@ func checkSubscriberExample(t *testing.T, url string, c *rpc.Client) {
 	}
 	defer func() { sub.Process.Kill(); sub.Wait() }()
 	want := `set example/greeting version=`
-	for deadline := time.Now().Add(15 * time.Second); !strings.Contains(out.String(), want); {
-		if time.Now().After(deadline) {
-			t.Fatalf("the subscriber example printed %q, want a line with %q", out.String(), want)
+	if err := poll(15*time.Second, 200*time.Millisecond, func() error {
+		if strings.Contains(out.String(), want) {
+			return nil
 		}
 		// Until the example has subscribed, changes pass it by: write again.
 		if _, err := c.Put(context.Background(), "example/greeting", []byte("hi"), rpc.WriteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(200 * time.Millisecond)
+		return fmt.Errorf("no line with %q", want)
+	}); err != nil {
+		t.Fatalf("the subscriber example printed %q: %v", out.String(), err)
 	}
 	if !strings.Contains(out.String(), `value="hi"`) {
 		t.Errorf("the subscriber example printed %q", out.String())
