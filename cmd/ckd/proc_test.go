@@ -248,7 +248,7 @@ func stopProcess(cmd *exec.Cmd, exited chan error, sig syscall.Signal) error {
 	}
 }
 
-// ckctl runs the real ckctl against the node, with stdin, and returns its
+// ckctlIn runs the real ckctl against the node, with stdin, and returns its
 // output and exit status.
 func (p *ckdProc) ckctlIn(t testing.TB, stdin string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
