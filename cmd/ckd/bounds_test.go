@@ -26,36 +26,6 @@ import (
 	"github.com/cloudknowledge/ck/rpc"
 )
 
-// startLimited starts a ckd of its own cluster in dir, through prefix (a
-// command such as prlimit that execs the rest), and returns its pid.
-func startLimited(t *testing.T, dir string, prefix ...string) (sock string, pid int) {
-	t.Helper()
-	cfg := filepath.Join(dir, "ckd.hcl")
-	hcl := fmt.Sprintf("cluster {\n  name = \"bounds-%08x\"\n  port = %d\n}\n", rand.Uint32(), 20000+rand.IntN(40000))
-	if err := os.WriteFile(cfg, []byte(hcl), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	sock = filepath.Join(dir, "ckd.sock")
-	args := append(prefix, filepath.Join(binDir, "ckd"), "-config", cfg, "-data-dir", filepath.Join(dir, "data"), "-socket", sock)
-	cmd := exec.Command(args[0], args[1:]...)
-	logf, err := os.Create(filepath.Join(dir, "ckd.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait(); logf.Close() }()
-	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
-	if err := awaitHealthy(sock, exited, 15*time.Second); err != nil {
-		b, _ := os.ReadFile(filepath.Join(dir, "ckd.log"))
-		t.Fatalf("ckd: %v\n%s", err, b)
-	}
-	return sock, cmd.Process.Pid
-}
-
 // peakRSS is a process's peak resident memory (VmHWM), in bytes.
 func peakRSS(t *testing.T, pid int) int64 {
 	t.Helper()
@@ -97,7 +67,9 @@ func TestConcurrentLargePuts(t *testing.T) {
 		// checked without it (docs/BENCHMARKS.md); this checks the bound.
 		clients, limit = 100, 1<<30
 	}
-	sock, pid := startLimited(t, t.TempDir())
+	p := &ckdProc{hcl: ownCluster("bounds")}
+	p.start(t)
+	sock, pid := p.sock(), p.pid()
 	before := peakRSS(t, pid)
 	value := bytes.Repeat([]byte("v"), size)
 	hc := unixHTTP(sock, time.Minute)
@@ -147,17 +119,16 @@ func TestConnectionFlood(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a real daemon; skipped with -short")
 	}
-	dir := t.TempDir()
-	sock, _ := startLimited(t, dir, "prlimit", "--nofile=512:512")
-	logb, _ := os.ReadFile(filepath.Join(dir, "ckd.log"))
+	p := &ckdProc{hcl: ownCluster("bounds"), prefix: []string{"prlimit", "--nofile=512:512"}}
+	p.start(t)
+	sock := p.sock()
+	logb := []byte(p.log())
 	m := regexp.MustCompile(`max_connections lowered.* now=(\d+)`).FindSubmatch(logb)
 	if m == nil {
 		t.Fatalf("ckd did not lower max_connections under 512 descriptors:\n%s", logb)
 	}
 	capacity, _ := strconv.Atoi(string(m[1]))
-	if err := awaitHealth(rpc.NewClient(sock), 15*time.Second); err != nil { // bootstrapped: alone
-		t.Fatal(err)
-	}
+	eventually(t, 15*time.Second, "bootstrapped: alone", healthy(p.c))
 
 	var held []net.Conn
 	t.Cleanup(func() {
@@ -216,7 +187,7 @@ func TestConnectionFlood(t *testing.T) {
 	if _, err := c.Put(context.Background(), "after/flood", []byte("ok"), rpc.WriteOptions{}); err != nil {
 		t.Fatalf("a write after the flood: %v", err)
 	}
-	if logb, _ := os.ReadFile(filepath.Join(dir, "ckd.log")); bytes.Contains(logb, []byte("too many open files")) {
+	if logb := p.log(); strings.Contains(logb, "too many open files") {
 		t.Errorf("ckd ran out of descriptors:\n%s", logb)
 	}
 }
@@ -267,14 +238,14 @@ func stuckWatcher(t *testing.T, sock string) net.Conn {
 // manyChanges writes count records with long keys in one import: 800
 // make 0.8 MB of change events, several times what the socket buffers of
 // a watcher that reads nothing hold (the rejoin then re-applies them all).
-func manyChanges(t *testing.T, n *natsNode, prefix string, count int) {
+func manyChanges(t *testing.T, n *ckdProc, prefix string, count int) {
 	t.Helper()
 	var b strings.Builder
 	long := strings.Repeat("x", 900)
 	for i := range count {
 		fmt.Fprintf(&b, "{\"key\":\"%s/%s/%05d\",\"value\":\"dg==\"}\n", prefix, long, i)
 	}
-	n.ckctl(t, b.String(), "import", "--as-new")
+	n.mustCkctl(t, b.String(), "import", "--as-new")
 }
 
 // TestStuckClientsDuringRejoinAndStop: a watcher that reads nothing and a
@@ -294,16 +265,16 @@ func TestStuckClientsDuringRejoinAndStop(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(hcl), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	a := &natsNode{name: "a", dir: dir, cfg: cfg}
-	b := &natsNode{name: "b", dir: dir, cfg: cfg}
+	a := &ckdProc{name: "a", dir: dir, cfg: cfg}
+	b := &ckdProc{name: "b", dir: dir, cfg: cfg}
 	a.start(t)
 	b.start(t)
 	ca, cb := rpc.NewClient(a.sock()), rpc.NewClient(b.sock())
 	awaitAlive(t, []*rpc.Client{ca, cb}, 2)
-	a.ckctl(t, "", "set", "--wait", "1", "before", "v0")
+	a.mustCkctl(t, "", "set", "--wait", "1", "before", "v0")
 	time.Sleep(time.Second) // HELLOs carrying the same root: in sync
-	b.stop(t)
-	a.ckctl(t, "", "set", "during/a", "x")
+	b.shutdown(t)
+	a.mustCkctl(t, "", "set", "during/a", "x")
 	time.Sleep(2 * time.Second) // longer than purge_log_ttl
 	b.start(t)
 	awaitState(t, ca, "b", "quarantined")
@@ -323,7 +294,7 @@ func TestStuckClientsDuringRejoinAndStop(t *testing.T) {
 	manyChanges(t, b, "fill1", 800)
 
 	start := time.Now()
-	out := b.ckctl(t, "", "rejoin")
+	out := b.mustCkctl(t, "", "rejoin")
 	took := time.Since(start)
 	t.Logf("rejoin with a stuck watcher and a stuck --wait: %s", took.Round(time.Millisecond))
 	if !strings.Contains(out, "rejoined as") {
@@ -350,15 +321,8 @@ func TestStuckClientsDuringRejoinAndStop(t *testing.T) {
 	stuckWatcher(t, b.sock())
 	manyChanges(t, b, "fill2", 800)
 	start = time.Now()
-	b.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-b.exited:
-		b.exited <- err
-		if err != nil {
-			t.Errorf("ckd exited with %v after SIGTERM", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("ckd did not stop within 10s of SIGTERM with a stuck watcher")
+	if err := b.stop(syscall.SIGTERM); err != nil {
+		t.Errorf("ckd after SIGTERM with a stuck watcher: %v", err)
 	}
 	took = time.Since(start)
 	t.Logf("stop with a stuck watcher: %s", took.Round(time.Millisecond))

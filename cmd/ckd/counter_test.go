@@ -29,14 +29,12 @@ func TestCounterExactAcrossNodes(t *testing.T) {
 	}
 	dir := t.TempDir()
 	cfg := loConfig(t, dir, fmt.Sprintf("hook \"counters/*\" {\n  script = %q\n  timeout = \"2s\"\n}\n", filepath.Join(examples, "hooks/pn_counter.lua"))) // not a timeout test: a loaded -race run can pass 50ms
-	var nodes []*loNode
+	var nodes []*ckdProc
 	for _, name := range []string{"a", "b", "c"} {
 		nodes = append(nodes, startLo(t, dir, cfg, name))
 	}
 	for _, n := range nodes {
-		if err := waitAlive(n.c, len(nodes), 20*time.Second); err != nil {
-			t.Fatalf("%s: %v", n.name, err)
-		}
+		eventually(t, 20*time.Second, n.name, membersAlive(n.c, len(nodes)))
 	}
 
 	start := time.Now()
@@ -63,25 +61,20 @@ func TestCounterExactAcrossNodes(t *testing.T) {
 
 	want := fmt.Sprint(len(nodes) * clientsPerNode * increments)
 	for _, n := range nodes {
-		var last string
-		deadline := time.Now().Add(30 * time.Second)
-		for {
+		eventually(t, 30*time.Second, n.name+" reads the sum", func() error {
 			v, _, _, err := n.c.GetRaw(context.Background(), "counters/x", false)
-			if last = fmt.Sprintf("%q (err %v)", v, err); err == nil && string(v) == want {
-				break
+			if err != nil || string(v) != want {
+				return fmt.Errorf("reads %q (err %v); want %s", v, err, want)
 			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s reads %s after 30s; want %s", n.name, last, want)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			return nil
+		})
 		checkCounterParts(t, n, clientsPerNode*increments)
 	}
 }
 
 // checkCounterParts checks the stored state on n: each node's part holds
 // exactly its own increments, and nothing was decremented.
-func checkCounterParts(t *testing.T, n *loNode, each int) {
+func checkCounterParts(t *testing.T, n *ckdProc, each int) {
 	t.Helper()
 	var buf bytes.Buffer
 	if err := n.c.Export(context.Background(), "counters/x", &buf); err != nil {

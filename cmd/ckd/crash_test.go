@@ -6,12 +6,9 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -46,12 +43,14 @@ func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 	t.Logf("seed %d (replay with -crash-seed %d)", seed, seed)
 	rng := rand.New(rand.NewPCG(seed, 0))
 	dir := t.TempDir()
-	sock := filepath.Join(dir, "ckd.sock")
+	// A cluster of its own (random name and port), so that parallel tests
+	// never join it; the same files in dir every cycle.
+	p := &ckdProc{dir: dir, hcl: ownCluster("crash")}
 	acked := map[string]ack{}
 	var maxVersion uint64
 	for cycle := 0; cycle < *crashCycles; cycle++ {
-		cmd, exited := startCkd(t, dir, sock)
-		client := rpc.NewClient(sock)
+		p.start(t)
+		client := rpc.NewClient(p.sock())
 		checkAcked(t, client, acked)
 		// A new write after the restart gets a version above every one before.
 		rec, err := client.Put(context.Background(), "probe", []byte(strconv.Itoa(cycle)), rpc.WriteOptions{})
@@ -63,7 +62,7 @@ func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 		}
 		acked["probe"] = ack{strconv.Itoa(cycle), rec.Version}
 		maxVersion = rec.Version
-		got := runWritersUntilKilled(t, client, cmd, exited, cycle, rng.IntN(250)+50)
+		got := runWritersUntilKilled(t, client, p, cycle, rng.IntN(250)+50)
 		for k, a := range got {
 			acked[k] = a
 			maxVersion = max(maxVersion, a.version)
@@ -87,38 +86,9 @@ func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 	}
 }
 
-func startCkd(t *testing.T, dir, sock string) (*exec.Cmd, chan error) {
-	t.Helper()
-	// A cluster of its own (random name and port), so that parallel tests
-	// never join it.
-	cfg := filepath.Join(dir, "ckd.hcl")
-	hcl := fmt.Sprintf("cluster {\n  name = \"crash-%08x\"\n  port = %d\n}\n", rand.Uint32(), 20000+rand.IntN(40000))
-	if err := os.WriteFile(cfg, []byte(hcl), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(filepath.Join(binDir, "ckd"), "-config", cfg, "-data-dir", filepath.Join(dir, "data"), "-socket", sock)
-	logf, err := os.OpenFile(filepath.Join(dir, "ckd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	if err := awaitHealthy(sock, exited, 15*time.Second); err != nil {
-		b, _ := os.ReadFile(filepath.Join(dir, "ckd.log"))
-		t.Fatalf("ckd: %v\n%s", err, b)
-	}
-	return cmd, exited
-}
-
 // runWritersUntilKilled runs 8 writers against the daemon, kills it with
 // SIGKILL after killAfterMS, and returns the writes acknowledged before.
-func runWritersUntilKilled(t *testing.T, c *rpc.Client, cmd *exec.Cmd, exited chan error, cycle, killAfterMS int) map[string]ack {
+func runWritersUntilKilled(t *testing.T, c *rpc.Client, p *ckdProc, cycle, killAfterMS int) map[string]ack {
 	var mu sync.Mutex
 	got := map[string]ack{}
 	var wg sync.WaitGroup
@@ -144,8 +114,7 @@ func runWritersUntilKilled(t *testing.T, c *rpc.Client, cmd *exec.Cmd, exited ch
 		}()
 	}
 	time.Sleep(time.Duration(killAfterMS) * time.Millisecond)
-	_ = cmd.Process.Signal(syscall.SIGKILL)
-	<-exited
+	p.kill()
 	cancel()
 	wg.Wait()
 	return got

@@ -39,8 +39,9 @@ func TestDiskFullEndToEnd(t *testing.T) {
 	// allocated at start; the reserve is allocated again once twice its
 	// size is free.
 	mountTmpfs(t, data, "160m")
-	sock := filepath.Join(dir, "ckd.sock")
-	cmd, exited := startCkd(t, dir, sock)
+	p := &ckdProc{dir: dir, hcl: ownCluster("disk")}
+	p.start(t)
+	sock := p.sock()
 	c := rpc.NewClient(sock)
 	ctx := t.Context()
 	acked := map[string]ack{}
@@ -94,13 +95,12 @@ func TestDiskFullEndToEnd(t *testing.T) {
 	if err := put("old/4", []byte("small")); err != nil {
 		t.Fatalf("smaller overwrite on a full disk: %v", err)
 	}
-	awaitNoError(t, "a write after deletes", func() error { return put("after/deletes", value("after/deletes", size)) })
+	eventually(t, 20*time.Second, "a write after deletes", func() error { return put("after/deletes", value("after/deletes", size)) })
 	t.Logf("write after deletes at %s", time.Since(start))
 
 	// kill -9 on the full disk; the restart replays the log without space.
-	_ = cmd.Process.Signal(syscall.SIGKILL)
-	<-exited
-	cmd, exited = startCkd(t, dir, sock)
+	p.kill()
+	p.start(t)
 	checkAcked(t, c, acked)
 	for i := range 4 {
 		if _, _, err := c.Get(ctx, fmt.Sprintf("old/%d", i), rpc.GetOptions{}); !errors.Is(err, rpc.ErrNotFound) {
@@ -120,8 +120,7 @@ func TestDiskFullEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkAcked(t, c, acked)
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	if err := <-exited; err != nil {
+	if err := p.stop(syscall.SIGTERM); err != nil {
 		t.Fatalf("ckd stop: %v", err)
 	}
 }
@@ -138,11 +137,12 @@ func mountTmpfs(t *testing.T, dir, size string) {
 	t.Cleanup(func() {
 		// A killed ckd may still be exiting: busy for a moment.
 		var err error
-		for start := time.Now(); time.Since(start) < 10*time.Second; time.Sleep(50 * time.Millisecond) {
-			if err = syscall.Unmount(dir, 0); !errors.Is(err, syscall.EBUSY) {
-				break
+		_ = poll(10*time.Second, 50*time.Millisecond, func() error {
+			if err = syscall.Unmount(dir, 0); errors.Is(err, syscall.EBUSY) {
+				return err
 			}
-		}
+			return nil
+		})
 		if err != nil {
 			t.Errorf("unmount %s: %v", dir, err)
 			_ = syscall.Unmount(dir, syscall.MNT_DETACH)
@@ -174,7 +174,7 @@ func fillDisk(t *testing.T, path string) {
 // awaitDiskHealth waits until health answers 503 disk_full (full) or 200.
 func awaitDiskHealth(t *testing.T, c *rpc.Client, full bool) {
 	t.Helper()
-	awaitNoError(t, fmt.Sprintf("health with disk full %v", full), func() error {
+	eventually(t, 20*time.Second, fmt.Sprintf("health with disk full %v", full), func() error {
 		err := c.Health(t.Context())
 		switch {
 		case full && errors.Is(err, rpc.ErrDiskFull), !full && err == nil:
@@ -199,20 +199,4 @@ func healthStatus(t *testing.T, sock string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
-}
-
-// awaitNoError polls f for up to 20 s.
-func awaitNoError(t *testing.T, what string, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }

@@ -8,8 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -41,31 +39,11 @@ func TestFlood(t *testing.T) {
 	keyText := seal.GenerateKey()
 	cluster := fmt.Sprintf("flood-%08x", rng.Uint32())
 	port := 20000 + rng.IntN(40000)
-	dir := t.TempDir()
-	cfg := filepath.Join(dir, "ckd.hcl")
-	hcl := fmt.Sprintf("cluster {\n  name = %q\n  port = %d\n  encrypt = %q\n}\n", cluster, port, keyText)
-	if err := os.WriteFile(cfg, []byte(hcl), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(dir, "ckd.sock")
-	cmd := exec.Command(filepath.Join(binDir, "ckd"), "-config", cfg, "-data-dir", filepath.Join(dir, "data"), "-socket", sock)
-	logf, _ := os.Create(filepath.Join(dir, "ckd.log"))
-	defer logf.Close()
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() { cmd.Process.Kill(); <-exited }()
-	if err := awaitHealthy(sock, exited, 15*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	c := rpc.NewClient(sock)
+	p := &ckdProc{hcl: fmt.Sprintf("cluster {\n  name = %q\n  port = %d\n  encrypt = %q\n}\n", cluster, port, keyText)}
+	p.start(t)
+	c := p.c
 	ctx := context.Background()
-	if err := awaitHealth(c, 15*time.Second); err != nil { // bootstrapped: alone
-		t.Fatal(err)
-	}
+	eventually(t, 15*time.Second, "bootstrapped: alone", healthy(c))
 	if _, err := c.Put(ctx, "before", []byte("flood"), rpc.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +103,7 @@ func TestFlood(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	drain(conn)
 	before := scrape(t, c)
-	rssBefore := rss(t, cmd.Process.Pid)
+	rssBefore := rss(t, p.pid())
 
 	for i, b := range frames {
 		to := unicast
@@ -146,15 +124,14 @@ func TestFlood(t *testing.T) {
 	var after map[string]float64
 	var received, dropped float64
 	var reasons map[string]float64
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	_ = poll(20*time.Second, 100*time.Millisecond, func() error { // the counts are checked below
 		after = scrape(t, c)
 		received, dropped, reasons = floodCounts(before, after)
-		if (received >= n && dropped == received) || time.Now().After(deadline) {
-			break
+		if received >= n && dropped == received {
+			return nil
 		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return fmt.Errorf("%v received, %v dropped", received, dropped)
+	})
 	conn.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
 	if _, _, err := conn.ReadFromUDPAddrPort(make([]byte, 2048)); err == nil {
 		t.Error("the daemon answered a hostile datagram")
@@ -167,7 +144,7 @@ func TestFlood(t *testing.T) {
 	if reasons["replay"] != n/4 {
 		t.Errorf("%v replays dropped, want %d", reasons["replay"], n/4)
 	}
-	if grow := rss(t, cmd.Process.Pid) - rssBefore; grow >= 32<<20 {
+	if grow := rss(t, p.pid()) - rssBefore; grow >= 32<<20 {
 		t.Errorf("resident memory grew by %d MiB", grow>>20)
 	}
 	var keys []string
@@ -175,34 +152,19 @@ func TestFlood(t *testing.T) {
 	if strings.Join(keys, ",") != "before" {
 		t.Errorf("the store changed: %v", keys)
 	}
-	if err := awaitHealth(c, 10*time.Second); err != nil {
-		t.Errorf("health after the flood: %v", err)
-	}
+	eventually(t, 10*time.Second, "health after the flood", healthy(c))
 }
 
-// awaitHealth polls /v1/health until it answers 200 or the timeout passes.
-func awaitHealth(c *rpc.Client, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := c.Health(context.Background())
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// awaitRead waits until the daemon has read at least want datagrams since
-// before.
+// awaitRead waits (at most 10 s, without failing: the counts are checked
+// after) until the daemon has read at least want datagrams since before.
 func awaitRead(t *testing.T, c *rpc.Client, before map[string]float64, want float64) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if received, _, _ := floodCounts(before, scrape(t, c)); received >= want || time.Now().After(deadline) {
-			return
+	_ = poll(10*time.Second, time.Millisecond, func() error {
+		if received, _, _ := floodCounts(before, scrape(t, c)); received < want {
+			return fmt.Errorf("read %v datagrams, want %v", received, want)
 		}
-		time.Sleep(time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // floodCounts is what the daemon read (its own multicast echoes aside) and

@@ -145,14 +145,8 @@ func setupScript(env *testscript.Env) error {
 	return nil
 }
 
-// proc is one ckd a script started.
-type proc struct {
-	cmd    *exec.Cmd
-	exited chan error // receives Wait's result once; stopDaemon puts it back
-}
-
 // daemons tracks the ckd processes a script started, by node name.
-type daemons map[string]*proc
+type daemons map[string]*ckdProc
 
 type daemonsKey struct{}
 
@@ -168,33 +162,25 @@ func cmdStart(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("usage: ckd-start NAME [flags]")
 	}
 	name := args[0]
-	sock := ts.MkAbs(name + ".sock")
-	flags := clusterConfig(ts, name, args[1:])
-	full := append([]string{"-data-dir", ts.MkAbs(name), "-socket", sock, "-node-name", name}, flags...)
-	logf, err := os.OpenFile(ts.MkAbs(name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	ts.Check(err)
-	cmd := exec.Command(filepath.Join(binDir, "ckd"), full...)
-	cmd.Dir = ts.MkAbs(".")
-	cmd.Env = scriptEnv(ts)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	ts.Check(cmd.Start())
-	logf.Close()
-	p := &proc{cmd: cmd, exited: make(chan error, 1)}
-	go func() { p.exited <- cmd.Wait() }()
-	ts.Defer(func() { stopDaemon(p, syscall.SIGKILL) })
+	cfg, flags := clusterConfig(ts, name, args[1:])
+	p := &ckdProc{
+		dir: ts.MkAbs("."), name: name, cfg: cfg, args: flags,
+		data: ts.MkAbs(name), socket: ts.MkAbs(name + ".sock"), logf: ts.MkAbs(name + ".log"),
+		wd: ts.MkAbs("."), env: scriptEnv(ts),
+	}
+	ts.Check(p.launch())
+	ts.Defer(p.kill)
 	if neg {
-		select {
-		case err := <-p.exited:
-			p.exited <- err // for the deferred stop, which would wait 10 s for it
-		case <-time.After(3 * time.Second): // a refused start exits within 2 s (docs/PROTOCOL.md, Local API)
+		// A refused start exits within 2 s (docs/PROTOCOL.md, Local API).
+		if exited, _ := p.waitExited(3 * time.Second); !exited {
 			ts.Fatalf("ckd %s kept running, but it should have refused to start", name)
 		}
 		return
 	}
 	daemonTable(ts)[name] = p
-	ts.Setenv("CK_SOCKET", sock)
-	if err := awaitHealthy(sock, p.exited, 15*time.Second); err != nil {
-		ts.Fatalf("ckd %s: %v\nlog:\n%s", name, err, ts.ReadFile(name+".log"))
+	ts.Setenv("CK_SOCKET", p.sock())
+	if err := p.awaitUp(); err != nil {
+		ts.Fatalf("ckd %s: %v\nlog:\n%s", name, err, p.log())
 	}
 }
 
@@ -202,17 +188,14 @@ func cmdStart(ts *testscript.TestScript, neg bool, args []string) {
 // cluster (a random name and port), so that scripts running in parallel
 // never join each other's clusters. Without -config it writes NAME.hcl with
 // just that; with -config FILE it expands ${CK_CLUSTER} and ${CK_PORT} in
-// FILE into NAME.hcl. It returns the flags with -config pointing there.
-func clusterConfig(ts *testscript.TestScript, name string, flags []string) []string {
+// FILE into NAME.hcl. It returns that file and the other flags.
+func clusterConfig(ts *testscript.TestScript, name string, flags []string) (string, []string) {
 	out := ts.MkAbs(name + ".hcl")
 	src := "cluster {\n  name = \"${CK_CLUSTER}\"\n  port = ${CK_PORT}\n}\n"
 	flags = slices.Clone(flags)
-	at := slices.Index(flags, "-config")
-	if at >= 0 && at+1 < len(flags) {
+	if at := slices.Index(flags, "-config"); at >= 0 && at+1 < len(flags) {
 		src = ts.ReadFile(flags[at+1])
-		flags[at+1] = out
-	} else {
-		flags = append(flags, "-config", out)
+		flags = slices.Delete(flags, at, at+2)
 	}
 	expanded := os.Expand(src, func(v string) string {
 		if v == "CK_CLUSTER" || v == "CK_PORT" {
@@ -221,7 +204,7 @@ func clusterConfig(ts *testscript.TestScript, name string, flags []string) []str
 		return "$" + v
 	})
 	ts.Check(os.WriteFile(out, []byte(expanded), 0o644))
-	return flags
+	return out, flags
 }
 
 // cmdStop: ckd-stop NAME [TERM|INT|KILL] stops a daemon and waits for it;
@@ -242,29 +225,11 @@ func cmdStop(ts *testscript.TestScript, neg bool, args []string) {
 			ts.Fatalf("unknown signal %q", args[1])
 		}
 	}
-	err := stopDaemon(p, sig)
+	err := p.stop(sig)
 	if sig != syscall.SIGKILL && err != nil && !neg {
 		ts.Fatalf("ckd %s exited with %v\nlog:\n%s", args[0], err, ts.ReadFile(args[0]+".log"))
 	}
 	delete(daemonTable(ts), args[0])
-}
-
-func stopDaemon(p *proc, sig syscall.Signal) error {
-	select {
-	case err := <-p.exited: // already gone
-		p.exited <- err
-		return err
-	default:
-	}
-	_ = p.cmd.Process.Signal(sig)
-	select {
-	case err := <-p.exited:
-		p.exited <- err
-		return err
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		return fmt.Errorf("did not exit within 10s of %v", sig)
-	}
 }
 
 // cmdExits: exits N PROG [ARGS...] runs PROG like exec and checks that it
@@ -308,16 +273,15 @@ func cmdWaitFor(ts *testscript.TestScript, neg bool, args []string) {
 		ts.Fatalf("usage: waitfor FILE REGEXP")
 	}
 	re := regexp.MustCompile(args[1])
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		b, _ := os.ReadFile(ts.MkAbs(args[0]))
-		if re.Match(b) {
-			return
+	var b []byte
+	if err := poll(10*time.Second, 20*time.Millisecond, func() error {
+		b, _ = os.ReadFile(ts.MkAbs(args[0]))
+		if !re.Match(b) {
+			return fmt.Errorf("%s does not match %q", args[0], args[1])
 		}
-		if time.Now().After(deadline) {
-			ts.Fatalf("waitfor: %s does not match %q after 10s; it holds:\n%s", args[0], args[1], b)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return nil
+	}); err != nil {
+		ts.Fatalf("waitfor: %v; it holds:\n%s", err, b)
 	}
 }
 
@@ -344,29 +308,8 @@ func cmdMembersAlive(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(err)
 	c := rpc.NewClient(ts.MkAbs(args[0] + ".sock"))
 	defer c.Close()
-	if err := waitAlive(c, want, 15*time.Second); err != nil {
+	if err := poll(15*time.Second, 50*time.Millisecond, membersAlive(c, want)); err != nil {
 		ts.Fatalf("%s: %v", args[0], err)
-	}
-}
-
-// waitAlive polls a node until it sees want members alive, itself included.
-func waitAlive(c *rpc.Client, want int, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		ms, err := c.Members(context.Background())
-		alive := 0
-		for _, m := range ms {
-			if m.State == "alive" {
-				alive++
-			}
-		}
-		if err == nil && alive == want {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%d members alive after %s, want %d (err %v): %+v", alive, timeout, want, err, ms)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -374,9 +317,7 @@ func waitAlive(c *rpc.Client, want int, timeout time.Duration) error {
 func awaitAlive(t *testing.T, clients []*rpc.Client, want int) {
 	t.Helper()
 	for _, c := range clients {
-		if err := waitAlive(c, want, 20*time.Second); err != nil {
-			t.Fatalf("%s: %v", c.Socket(), err)
-		}
+		eventually(t, 20*time.Second, c.Socket(), membersAlive(c, want))
 	}
 }
 
@@ -388,16 +329,8 @@ func cmdAwaitValue(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	c := rpc.NewClient(ts.MkAbs(args[0] + ".sock"))
 	defer c.Close()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		v, _, _, err := c.GetRaw(context.Background(), args[1], false)
-		if err == nil && string(v) == args[2] {
-			return
-		}
-		if time.Now().After(deadline) {
-			ts.Fatalf("%s: %s is %q (err %v) after 15s, want %q", args[0], args[1], v, err, args[2])
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := poll(15*time.Second, 50*time.Millisecond, valueIs(c, args[1], args[2])); err != nil {
+		ts.Fatalf("%s: %v", args[0], err)
 	}
 }
 
@@ -414,11 +347,11 @@ func cmdRSSBelow(ts *testscript.TestScript, neg bool, args []string) {
 	if p == nil {
 		ts.Fatalf("no daemon %q", args[0])
 	}
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.pid()))
 	ts.Check(err)
 	m := regexp.MustCompile(`(?m)^VmHWM:\s+(\d+) kB$`).FindSubmatch(status)
 	if m == nil {
-		ts.Fatalf("no VmHWM in /proc/%d/status", p.cmd.Process.Pid)
+		ts.Fatalf("no VmHWM in /proc/%d/status", p.pid())
 	}
 	kb, err := strconv.ParseInt(string(m[1]), 10, 64)
 	ts.Check(err)
@@ -436,16 +369,10 @@ func cmdAwaitHealthy(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	c := rpc.NewClient(ts.MkAbs(args[0] + ".sock"))
 	defer c.Close()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		err := c.Health(context.Background())
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			ts.Fatalf("%s not healthy after 15s: %v", args[0], err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := poll(15*time.Second, 50*time.Millisecond, func() error {
+		return c.Health(context.Background())
+	}); err != nil {
+		ts.Fatalf("%s not healthy: %v", args[0], err)
 	}
 }
 
@@ -457,18 +384,8 @@ func cmdAwaitState(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	c := rpc.NewClient(ts.MkAbs(args[0] + ".sock"))
 	defer c.Close()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		ms, err := c.Members(context.Background())
-		for _, m := range ms {
-			if m.Name == args[1] && m.State == args[2] {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			ts.Fatalf("%s does not show %s %s after 15s (err %v): %+v", args[0], args[1], args[2], err, ms)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := poll(15*time.Second, 50*time.Millisecond, memberIs(c, args[1], args[2])); err != nil {
+		ts.Fatalf("%s: %v", args[0], err)
 	}
 }
 
@@ -480,16 +397,14 @@ func cmdAwaitMissing(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	c := rpc.NewClient(ts.MkAbs(args[0] + ".sock"))
 	defer c.Close()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	if err := poll(15*time.Second, 50*time.Millisecond, func() error {
 		_, _, _, err := c.GetRaw(context.Background(), args[1], false)
 		if errors.Is(err, rpc.ErrNotFound) {
-			return
+			return nil
 		}
-		if time.Now().After(deadline) {
-			ts.Fatalf("%s: %s is still there after 15s (err %v)", args[0], args[1], err)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return fmt.Errorf("%s is still there (err %v)", args[1], err)
+	}); err != nil {
+		ts.Fatalf("%s: %v", args[0], err)
 	}
 }
 
@@ -499,8 +414,7 @@ func cmdAwaitSame(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) < 2 || neg {
 		ts.Fatalf("usage: await-same NAME NAME...")
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	if err := poll(15*time.Second, 50*time.Millisecond, func() error {
 		var seen []string
 		first, same := "", true
 		for _, name := range args {
@@ -517,13 +431,12 @@ func cmdAwaitSame(ts *testscript.TestScript, neg bool, args []string) {
 			same = same && state == first
 			seen = append(seen, name+": "+state)
 		}
-		if same {
-			return
+		if !same {
+			return fmt.Errorf("not converged:\n%s", strings.Join(seen, "\n"))
 		}
-		if time.Now().After(deadline) {
-			ts.Fatalf("await-same: not converged after 15s:\n%s", strings.Join(seen, "\n"))
-		}
-		time.Sleep(50 * time.Millisecond)
+		return nil
+	}); err != nil {
+		ts.Fatalf("await-same: %v", err)
 	}
 }
 
@@ -562,29 +475,4 @@ func scriptEnv(ts *testscript.TestScript) []string {
 		env = append(env, k+"="+ts.Getenv(k))
 	}
 	return env
-}
-
-// awaitHealthy polls the daemon until its API answers, the process exits,
-// or the timeout passes. It asks for the status, not the health: a node
-// serves reads and writes while it bootstraps (health answers 503 syncing
-// for its first heartbeats), and the scripts check health themselves.
-func awaitHealthy(sock string, exited chan error, timeout time.Duration) error {
-	c := rpc.NewClient(sock)
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		select {
-		case err := <-exited:
-			exited <- err
-			return fmt.Errorf("exited during start: %v", err)
-		default:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := c.Status(ctx)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return fmt.Errorf("not healthy within %s", timeout)
 }

@@ -31,9 +31,7 @@ func TestJoiningNodeAnswersReads(t *testing.T) {
 	dir := t.TempDir()
 	cfg := loConfig(t, dir, "")
 	a := startLo(t, dir, cfg, "a")
-	if err := awaitHealth(a.c, 15*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	eventually(t, 15*time.Second, "a healthy", healthy(a.c))
 	start := time.Now()
 	fillKeys(t, a.sock(), "k/", keys)
 	t.Logf("%d keys written on a in %v", keys, time.Since(start))
@@ -77,9 +75,7 @@ func TestJoiningNodeAnswersReads(t *testing.T) {
 		t.Fatalf("b had bootstrapped before the first read: the test needs more keys\n%s", b.log())
 	}
 
-	if err := awaitHealth(b.c, 30*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	eventually(t, 30*time.Second, "b healthy", healthy(b.c))
 	for _, line := range strings.Split(b.log(), "\n") {
 		if strings.Contains(line, "bootstrap complete") {
 			t.Log(line)

@@ -1,19 +1,13 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/cloudknowledge/ck/rpc"
 )
@@ -22,78 +16,25 @@ import (
 // multicast, in a cluster of the test's own (a random name and port), and
 // drive them through rpc clients and the real ckctl.
 
-// loNode is one ckd of such a test.
-type loNode struct {
-	name, dir, cfg string
-	cmd            *exec.Cmd
-	exited         chan error
-	c              *rpc.Client
-}
-
 // loConfig writes a config file for a cluster of the test's own, with
 // extra HCL after the cluster block (hooks, say), and returns its path.
 func loConfig(t *testing.T, dir, extra string) string {
 	t.Helper()
 	cfg := filepath.Join(dir, "ckd.hcl")
-	hcl := fmt.Sprintf("cluster {\n  name = \"lo-%08x\"\n  port = %d\n}\n%s", rand.Uint32(), 20000+rand.IntN(40000), extra)
-	if err := os.WriteFile(cfg, []byte(hcl), 0o644); err != nil {
+	if err := os.WriteFile(cfg, []byte(ownCluster("lo")+extra), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return cfg
 }
 
-// startLo starts ckd NAME with the config and waits until its API answers
-// (it may still be bootstrapping). The test's cleanup kills it.
-func startLo(t *testing.T, dir, cfg, name string) *loNode {
+// startLo starts ckd NAME with the config, its files in dir, and waits
+// until its API answers (it may still be bootstrapping). The test's
+// cleanup kills it.
+func startLo(t *testing.T, dir, cfg, name string) *ckdProc {
 	t.Helper()
-	n := &loNode{name: name, dir: dir, cfg: cfg}
-	n.cmd = exec.Command(filepath.Join(binDir, "ckd"), "-config", cfg, "-node-name", name,
-		"-data-dir", filepath.Join(dir, name), "-socket", n.sock())
-	logf, err := os.OpenFile(filepath.Join(dir, name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.cmd.Stdout, n.cmd.Stderr = logf, logf
-	if err := n.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	n.exited = exited
-	cmd := n.cmd
-	go func() { exited <- cmd.Wait(); logf.Close() }()
-	t.Cleanup(func() { cmd.Process.Kill(); err := <-exited; exited <- err })
-	if err := awaitHealthy(n.sock(), exited, 15*time.Second); err != nil {
-		t.Fatalf("ckd %s: %v\n%s", name, err, n.log())
-	}
-	n.c = rpc.NewClient(n.sock())
-	t.Cleanup(func() { n.c.Close() })
+	n := &ckdProc{dir: dir, name: name, cfg: cfg}
+	n.start(t)
 	return n
-}
-
-func (n *loNode) sock() string { return filepath.Join(n.dir, n.name+".sock") }
-
-func (n *loNode) log() string {
-	b, _ := os.ReadFile(filepath.Join(n.dir, n.name+".log"))
-	return string(b)
-}
-
-// ckctl runs the real ckctl against the node and returns its output and
-// exit status.
-func (n *loNode) ckctl(t *testing.T, args ...string) (stdout, stderr string, code int) {
-	t.Helper()
-	cmd := exec.Command(filepath.Join(binDir, "ckctl"), append([]string{"--socket", n.sock()}, args...)...)
-	cmd.Env = append(os.Environ(), "GORACE=atexit_sleep_ms=0")
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	case err != nil:
-		t.Fatalf("ckctl %s: %v", strings.Join(args, " "), err)
-	}
-	return out.String(), errb.String(), code
 }
 
 // fillKeys writes keys prefix0..prefix(n-1), value "v<i>", from 32

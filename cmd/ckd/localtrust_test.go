@@ -46,8 +46,15 @@ func needOtherUser(t *testing.T) {
 
 // asOther runs a program as otherUID, with no supplementary groups.
 func asOther(name string, args ...string) *exec.Cmd {
+	prefix := asOtherPrefix()
+	return exec.Command(prefix[0], append(append(prefix[1:], name), args...)...)
+}
+
+// asOtherPrefix is the command that runs the rest of its arguments as
+// otherUID, with no supplementary groups.
+func asOtherPrefix() []string {
 	id := fmt.Sprint(otherUID)
-	return exec.Command("setpriv", append([]string{"--reuid=" + id, "--regid=" + id, "--clear-groups", "--", name}, args...)...)
+	return []string{"setpriv", "--reuid=" + id, "--regid=" + id, "--clear-groups", "--"}
 }
 
 // sharedBase is a directory every user may traverse and read (the
@@ -78,28 +85,6 @@ func otherHome(t *testing.T, base string) string {
 	return dir
 }
 
-// startAs starts ckd (cmd, with config dir xdg) and waits until its API
-// answers; it is killed at the end of the test.
-func startAs(t *testing.T, cmd *exec.Cmd, xdg, logPath, sock string) {
-	t.Helper()
-	cmd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+xdg)
-	logf, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait(); logf.Close() }()
-	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
-	if err := awaitHealthy(sock, exited, 15*time.Second); err != nil {
-		b, _ := os.ReadFile(logPath)
-		t.Fatalf("%v\nlog:\n%s", err, b)
-	}
-}
-
 // TestOtherUserLearnsNothing: with no key configured, a second user's ckd
 // on the same cluster name, group and port as ours (what the default
 // config gives every user of a host) shares no key with ours, so its
@@ -118,11 +103,9 @@ func TestOtherUserLearnsNothing(t *testing.T) {
 
 	// Our node: no key configured.
 	mine := t.TempDir()
-	sock := filepath.Join(mine, "a.sock")
-	startAs(t, exec.Command(filepath.Join(binDir, "ckd"), "-config", cfg, "-node-name", "a",
-		"-data-dir", filepath.Join(mine, "a"), "-socket", sock), filepath.Join(mine, "config"), filepath.Join(mine, "a.log"), sock)
-	a := rpc.NewClient(sock)
-	defer a.Close()
+	ours := &ckdProc{dir: mine, name: "a", cfg: cfg, moreEnv: []string{"XDG_CONFIG_HOME=" + filepath.Join(mine, "config")}}
+	ours.start(t)
+	a := ours.c
 	ctx := context.Background()
 	if _, err := a.Put(ctx, "db/password", []byte("s3cret"), rpc.WriteOptions{}); err != nil {
 		t.Fatal(err)
@@ -138,10 +121,10 @@ func TestOtherUserLearnsNothing(t *testing.T) {
 	home := otherHome(t, base)
 	evilSock := filepath.Join(home, "evil.sock")
 	start := time.Now()
-	startAs(t, asOther(filepath.Join(binDir, "ckd"), "-config", cfg, "-node-name", "evil",
-		"-data-dir", filepath.Join(home, "data"), "-socket", evilSock), filepath.Join(home, "config"), filepath.Join(base, "evil.log"), evilSock)
-	evil := rpc.NewClient(evilSock)
-	defer evil.Close()
+	theirs := &ckdProc{dir: home, name: "evil", cfg: cfg, data: filepath.Join(home, "data"), socket: evilSock,
+		logf: filepath.Join(base, "evil.log"), prefix: asOtherPrefix(), moreEnv: []string{"XDG_CONFIG_HOME=" + filepath.Join(home, "config")}}
+	theirs.start(t)
+	evil := theirs.c
 	st, err := evil.Status(ctx)
 	evilKey := filepath.Join(home, "config", "ckd", "cluster.key")
 	if err != nil || st.KeySource != "default key file "+evilKey {
@@ -159,19 +142,18 @@ func TestOtherUserLearnsNothing(t *testing.T) {
 	// Its frames do reach our node, and are refused for their key: wait
 	// until our node has refused more than 5 heartbeats' worth sent after
 	// its write, checking the whole time that it never joins.
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	var dropped float64
+	if err := poll(15*time.Second, 100*time.Millisecond, func() error {
 		checkNotMember(t, a, "evil")
-		dropped := scrape(t, a)[`ck_datagrams_dropped_total{reason="key"}`]
+		dropped = scrape(t, a)[`ck_datagrams_dropped_total{reason="key"}`]
 		if dropped-before >= 5 && time.Since(wrote) > 1500*time.Millisecond {
-			t.Logf("our node refused %.0f frames under an unknown key in %s", dropped-before, time.Since(start).Round(time.Millisecond))
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after 15 s our node refused %.0f frames for their key: the other node's traffic does not reach it, so this test proves nothing", dropped-before)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return fmt.Errorf("%.0f frames refused for their key", dropped-before)
+	}); err != nil {
+		t.Fatalf("%v: the other node's traffic does not reach our node, so this test proves nothing", err)
 	}
+	t.Logf("our node refused %.0f frames under an unknown key in %s", dropped-before, time.Since(start).Round(time.Millisecond))
 	if _, _, _, err := a.GetRaw(ctx, "bla", false); !errors.Is(err, rpc.ErrNotFound) {
 		t.Errorf("the other user's write reached our node: get bla = %v", err)
 	}
@@ -276,33 +258,19 @@ func TestSocketImpostor(t *testing.T) {
 
 	// Our ckd will not serve there either: the path is another user's.
 	mine := t.TempDir()
-	cfg := filepath.Join(mine, "beta.hcl")
-	hcl := fmt.Sprintf("cluster {\n  name = %q\n  port = %d\n}\n", fmt.Sprintf("trust-%08x", rand.Uint32()), 20000+rand.IntN(40000))
-	if err := os.WriteFile(cfg, []byte(hcl), 0o644); err != nil {
+	beta := &ckdProc{dir: mine, name: "beta", data: filepath.Join(mine, "data"), socket: sock,
+		hcl: ownCluster("trust"), moreEnv: []string{"XDG_CONFIG_HOME=" + filepath.Join(mine, "config")}}
+	if err := beta.launch(); err != nil {
 		t.Fatal(err)
 	}
-	ckd := exec.Command(filepath.Join(binDir, "ckd"), "-config", cfg, "-node-name", "beta", "-data-dir", filepath.Join(mine, "data"), "-socket", sock)
-	ckd.Env = append(os.Environ(), "XDG_CONFIG_HOME="+filepath.Join(mine, "config"))
-	msg, err := runWithin(ckd, 10*time.Second)
-	if err == nil || !strings.Contains(msg, fmt.Sprintf("uid %d", otherUID)) {
-		t.Errorf("ckd on the impostor's path: %v, want a refusal naming uid %d\n%s", err, otherUID, msg)
+	beta.killAtCleanup(t)
+	exited, err := beta.waitExited(10 * time.Second)
+	if msg := beta.log(); !exited || err == nil || !strings.Contains(msg, fmt.Sprintf("uid %d", otherUID)) {
+		t.Errorf("ckd on the impostor's path: exited %v (%v), want a refusal naming uid %d\n%s", exited, err, otherUID, msg)
 	}
 	if b, _ := os.ReadFile(record); len(b) != len(got) {
 		t.Errorf("the impostor received %q from ckd's probe", b[len(got):])
 	}
-}
-
-// runWithin runs cmd, killing it after d; it returns its output.
-func runWithin(cmd *exec.Cmd, d time.Duration) (string, error) {
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		return "", err
-	}
-	timer := time.AfterFunc(d, func() { cmd.Process.Kill() })
-	defer timer.Stop()
-	err := cmd.Wait()
-	return out.String(), err
 }
 
 func copyFile(t *testing.T, from, to string, mode os.FileMode) {
@@ -327,15 +295,11 @@ func copyFile(t *testing.T, from, to string, mode os.FileMode) {
 // awaitFile waits (at most 15 s) until path exists.
 func awaitFile(t *testing.T, path string, out *bytes.Buffer) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if _, err := os.Stat(path); err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not appear within 15 s; impostor output:\n%s", path, out)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := poll(15*time.Second, 20*time.Millisecond, func() error {
+		_, err := os.Stat(path)
+		return err
+	}); err != nil {
+		t.Fatalf("%s did not appear: %v; impostor output:\n%s", path, err, out)
 	}
 }
 

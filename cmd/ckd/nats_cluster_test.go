@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -42,9 +41,9 @@ func TestNATSCluster(t *testing.T) {
 	dir := t.TempDir()
 	cluster := fmt.Sprintf("natsc-%08x", r.Uint32())
 	cfg := natsClusterConfig(t, dir, cluster, ns.ClientURL())
-	nodes := make([]*natsNode, 3)
+	nodes := make([]*ckdProc, 3)
 	for i := range nodes {
-		nodes[i] = &natsNode{name: fmt.Sprintf("n%d", i), dir: dir, cfg: cfg}
+		nodes[i] = &ckdProc{name: fmt.Sprintf("n%d", i), dir: dir, cfg: cfg}
 		nodes[i].start(t)
 	}
 	clients := make([]*rpc.Client, 3)
@@ -61,20 +60,20 @@ func TestNATSCluster(t *testing.T) {
 	}
 
 	big := strings.Repeat("0123456789abcdef", 500) // 8,000 bytes > max_datagram
-	nodes[0].ckctl(t, "", "set", "--wait", "2", "small", "v1")
-	nodes[1].ckctl(t, big, "set", "--wait", "2", "big", "-")
+	nodes[0].mustCkctl(t, "", "set", "--wait", "2", "small", "v1")
+	nodes[1].mustCkctl(t, big, "set", "--wait", "2", "big", "-")
 	for _, c := range clients {
 		natsAwaitValue(t, c, "small", "v1")
 		natsAwaitValue(t, c, "big", big)
 	}
 
 	// n2 stops; writes go on without it; back, it bootstraps over streams.
-	nodes[2].stop(t)
+	nodes[2].shutdown(t)
 	awaitAlive(t, clients[:2], 2)
 	for i := range 20 {
-		nodes[i%2].ckctl(t, "", "set", "--wait", "1", fmt.Sprintf("while-away/%d", i), fmt.Sprint(i))
+		nodes[i%2].mustCkctl(t, "", "set", "--wait", "1", fmt.Sprintf("while-away/%d", i), fmt.Sprint(i))
 	}
-	nodes[0].ckctl(t, big+"2", "set", "big", "-")
+	nodes[0].mustCkctl(t, big+"2", "set", "big", "-")
 	nodes[2].start(t)
 	awaitAlive(t, clients, 3)
 	for i := range 20 {
@@ -87,7 +86,7 @@ func TestNATSCluster(t *testing.T) {
 		Answered int    `json:"answered"`
 		Alive    int    `json:"alive"`
 	}
-	out := nodes[2].ckctl(t, "", "-o", "json", "get", "--fresh", "small")
+	out := nodes[2].mustCkctl(t, "", "-o", "json", "get", "--fresh", "small")
 	if err := json.Unmarshal([]byte(out), &got); err != nil || got.Value != "v1" || got.Answered != 3 || got.Alive != 3 {
 		t.Errorf("get --fresh: %s (%v); want v1, answered 3 of 3 alive", out, err)
 	}
@@ -219,71 +218,11 @@ func natsClusterConfig(t *testing.T, dir, cluster, url string, clusterLines ...s
 	return path
 }
 
-// natsNode is one ckd of the test, restartable on its data dir.
-type natsNode struct {
-	name, dir, cfg string
-	cmd            *exec.Cmd
-	exited         chan error
-}
-
-func (n *natsNode) sock() string { return filepath.Join(n.dir, n.name+".sock") }
-
-func (n *natsNode) start(t *testing.T) {
-	t.Helper()
-	n.cmd = exec.Command(filepath.Join(binDir, "ckd"), "-config", n.cfg, "-node-name", n.name,
-		"-data-dir", filepath.Join(n.dir, n.name), "-socket", n.sock())
-	logf, err := os.OpenFile(filepath.Join(n.dir, n.name+".log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.cmd.Stdout, n.cmd.Stderr = logf, logf
-	if err := n.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	n.exited = exited
-	cmd := n.cmd
-	go func() { exited <- cmd.Wait(); logf.Close() }()
-	t.Cleanup(func() { cmd.Process.Kill(); err := <-exited; exited <- err })
-	if err := awaitHealthy(n.sock(), exited, 15*time.Second); err != nil {
-		b, _ := os.ReadFile(filepath.Join(n.dir, n.name+".log"))
-		t.Fatalf("ckd %s: %v\n%s", n.name, err, b)
-	}
-}
-
-func (n *natsNode) stop(t *testing.T) {
-	t.Helper()
-	n.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-n.exited:
-		n.exited <- err
-		if err != nil {
-			t.Fatalf("ckd %s exited with %v", n.name, err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("ckd %s did not stop within 10s", n.name)
-	}
-}
-
-// ckctl runs ckctl against the node with stdin and returns its stdout.
-func (n *natsNode) ckctl(t *testing.T, stdin string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command(filepath.Join(binDir, "ckctl"), append([]string{"--socket", n.sock()}, args...)...)
-	cmd.Stdin = strings.NewReader(stdin)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("ckctl %s on %s: %v\n%s", strings.Join(args, " "), n.name, err, stderr.String())
-	}
-	return string(out)
-}
-
 // checkNATSWriteScript runs examples/scripts/nats-write.sh with a stand-in
 // for the nats CLI that prints its arguments, checks them (the subject key
 // among them), sends the request they describe, and finds the write on
 // another node.
-func checkNATSWriteScript(t *testing.T, url string, via *natsNode, other *rpc.Client) {
+func checkNATSWriteScript(t *testing.T, url string, via *ckdProc, other *rpc.Client) {
 	bin := t.TempDir()
 	fake := "#!/bin/sh\nprintf '%s\\n' \"$@\"\n"
 	if err := os.WriteFile(filepath.Join(bin, "nats"), []byte(fake), 0o755); err != nil {
@@ -320,15 +259,5 @@ func checkNATSWriteScript(t *testing.T, url string, via *natsNode, other *rpc.Cl
 // natsAwaitValue polls a node (at most 20 s) until key holds want there.
 func natsAwaitValue(t *testing.T, c *rpc.Client, key, want string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		v, _, _, err := c.GetRaw(context.Background(), key, false)
-		if err == nil && string(v) == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %s = %.40q (%v), want %.40q", c.Socket(), key, v, err, want)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	eventually(t, 20*time.Second, c.Socket(), valueIs(c, key, want))
 }

@@ -32,24 +32,24 @@ func TestNATSRejoin(t *testing.T) {
 	dir := t.TempDir()
 	cfg := natsClusterConfig(t, dir, fmt.Sprintf("natsr-%08x", r.Uint32()), ns.ClientURL(),
 		`tombstone_ttl = "2s"`, `purge_log_ttl = "3s"`)
-	a := &natsNode{name: "a", dir: dir, cfg: cfg}
-	b := &natsNode{name: "b", dir: dir, cfg: cfg}
+	a := &ckdProc{name: "a", dir: dir, cfg: cfg}
+	b := &ckdProc{name: "b", dir: dir, cfg: cfg}
 	a.start(t)
 	b.start(t)
 	ca, cb := rpc.NewClient(a.sock()), rpc.NewClient(b.sock())
 	awaitAlive(t, []*rpc.Client{ca, cb}, 2)
-	a.ckctl(t, "", "set", "--wait", "1", "before", "v0")
+	a.mustCkctl(t, "", "set", "--wait", "1", "before", "v0")
 	time.Sleep(time.Second) // HELLOs carrying the same root: in sync
 
-	b.stop(t)
-	a.ckctl(t, "", "set", "during/a", "x")
+	b.shutdown(t)
+	a.mustCkctl(t, "", "set", "during/a", "x")
 	time.Sleep(4 * time.Second) // longer than purge_log_ttl
 	b.start(t)
 	awaitState(t, ca, "b", "quarantined")
 	awaitState(t, cb, "a", "quarantined")
-	b.ckctl(t, "", "set", "mine/b", "y")
+	b.mustCkctl(t, "", "set", "mine/b", "y")
 
-	out := b.ckctl(t, "", "rejoin")
+	out := b.mustCkctl(t, "", "rejoin")
 	if !strings.Contains(out, "rejoined as") || !strings.Contains(out, "re-applied 1 of this node's writes") {
 		t.Fatalf("ckctl rejoin: %s", out)
 	}
@@ -61,14 +61,15 @@ func TestNATSRejoin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for st.NATS != "connected" && time.Now().Before(deadline) {
-		time.Sleep(50 * time.Millisecond)
-		st, _ = cb.Status(context.Background())
-	}
-	if st.NATS != "connected" {
-		t.Fatalf("the bridge after the rejoin: %q, want connected", st.NATS)
-	}
+	eventually(t, 10*time.Second, "the bridge after the rejoin", func() error {
+		if st.NATS != "connected" {
+			st, _ = cb.Status(context.Background())
+		}
+		if st.NATS != "connected" {
+			return fmt.Errorf("%q, want connected", st.NATS)
+		}
+		return nil
+	})
 	nc, err := nats.Connect(ns.ClientURL())
 	if err != nil {
 		t.Fatal(err)
@@ -81,7 +82,7 @@ func TestNATSRejoin(t *testing.T) {
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
 	}
-	b.ckctl(t, "", "set", "after", "z")
+	b.mustCkctl(t, "", "set", "after", "z")
 	msg, err := sub.NextMsg(10 * time.Second)
 	if err != nil {
 		t.Fatalf("a write after the rejoin was not published: %v", err)
@@ -95,17 +96,5 @@ func TestNATSRejoin(t *testing.T) {
 // name shows state.
 func awaitState(t *testing.T, c *rpc.Client, name, state string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		ms, err := c.Members(context.Background())
-		for _, m := range ms {
-			if m.Name == name && m.State == state {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: member %s is not %s: %+v (%v)", c.Socket(), name, state, ms, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	eventually(t, 20*time.Second, c.Socket(), memberIs(c, name, state))
 }

@@ -6,11 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -31,10 +31,7 @@ func TestNATSBridge(t *testing.T) {
 	}
 	ns := startNATSServer(t)
 
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "ckd.sock")
-	cfg := filepath.Join(dir, "ckd.hcl")
-	hcl := fmt.Sprintf(`cluster {
+	p := &ckdProc{name: "n1", hcl: fmt.Sprintf(`cluster {
   name = "nats-%08x"
   port = %d
 }
@@ -42,24 +39,10 @@ nats {
   url       = %q
   subscribe = true
 }
-`, rand.Uint32(), 20000+rand.IntN(40000), ns.ClientURL())
-	if err := os.WriteFile(cfg, []byte(hcl), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(filepath.Join(binDir, "ckd"), "-config", cfg, "-data-dir", filepath.Join(dir, "data"), "-socket", sock, "-node-name", "n1")
-	logf, _ := os.Create(filepath.Join(dir, "ckd.log"))
-	defer logf.Close()
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() { cmd.Process.Signal(os.Interrupt); <-exited }()
-	if err := awaitHealthy(sock, exited, 15*time.Second); err != nil {
-		b, _ := os.ReadFile(filepath.Join(dir, "ckd.log"))
-		t.Fatalf("ckd: %v\n%s", err, b)
-	}
+`, rand.Uint32(), 20000+rand.IntN(40000), ns.ClientURL())}
+	p.start(t)
+	defer p.stop(syscall.SIGINT)
+	sock := p.sock()
 
 	nc, err := nats.Connect(ns.ClientURL())
 	if err != nil {
@@ -118,15 +101,17 @@ func checkSubscriberExample(t *testing.T, url string, c *rpc.Client) {
 	}
 	defer func() { sub.Process.Kill(); sub.Wait() }()
 	want := `set example/greeting version=`
-	for deadline := time.Now().Add(15 * time.Second); !strings.Contains(out.String(), want); {
-		if time.Now().After(deadline) {
-			t.Fatalf("the subscriber example printed %q, want a line with %q", out.String(), want)
+	if err := poll(15*time.Second, 200*time.Millisecond, func() error {
+		if strings.Contains(out.String(), want) {
+			return nil
 		}
 		// Until the example has subscribed, changes pass it by: write again.
 		if _, err := c.Put(context.Background(), "example/greeting", []byte("hi"), rpc.WriteOptions{}); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(200 * time.Millisecond)
+		return fmt.Errorf("no line with %q", want)
+	}); err != nil {
+		t.Fatalf("the subscriber example printed %q: %v", out.String(), err)
 	}
 	if !strings.Contains(out.String(), `value="hi"`) {
 		t.Errorf("the subscriber example printed %q", out.String())
@@ -151,19 +136,16 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// waitState polls (at most 15 s) until the node's NATS bridge is in state want.
 func waitState(t *testing.T, c *rpc.Client, want string) {
 	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for {
+	eventually(t, 15*time.Second, "nats state", func() error {
 		st, err := c.Status(context.Background())
 		if err == nil && st.NATS == want {
-			return
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nats state %q (%v), want %q", st.NATS, err, want)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return fmt.Errorf("%q (%v), want %q", st.NATS, err, want)
+	})
 }
 
 // startNATSServer starts an embedded nats-server on a random loopback port,

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -19,77 +20,28 @@ import (
 	"github.com/cloudknowledge/ck/rpc"
 )
 
-// hostNode is a ckd running on a lab host (its own network namespace);
-// its data dir and socket are on the shared file system.
-type hostNode struct {
-	name, dir, sock string
-	cmd             *exec.Cmd
-	exited          chan error
-}
-
 // startOnHost starts ckd in host's namespace with the given cluster block
-// and waits until its API answers.
-func startOnHost(t *testing.T, lab *netlab.Lab, host, clusterHCL string) *hostNode {
+// and waits until its API answers; its data dir and socket are on the
+// shared file system.
+func startOnHost(t *testing.T, lab *netlab.Lab, host, clusterHCL string) *ckdProc {
 	t.Helper()
 	dir := filepath.Join(t.TempDir(), host)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	return startIn(t, lab, host, dir, clusterHCL)
-}
-
-// startIn starts ckd on host with its files in dir (data, socket, log).
-func startIn(t *testing.T, lab *netlab.Lab, host, dir, clusterHCL string) *hostNode {
-	t.Helper()
-	cfg := filepath.Join(dir, "ckd.hcl")
-	if err := os.WriteFile(cfg, []byte(clusterHCL), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	n := &hostNode{name: host, dir: dir, sock: filepath.Join(dir, "ckd.sock"), exited: make(chan error, 1)}
-	n.cmd = lab.Command(host, filepath.Join(binDir, "ckd"), "-config", cfg, "-data-dir", filepath.Join(dir, "data"),
-		"-socket", n.sock, "-node-name", host)
-	logf, err := os.OpenFile(filepath.Join(dir, "ckd.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer logf.Close()
-	n.cmd.Stdout, n.cmd.Stderr = logf, logf
-	if err := n.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { n.exited <- n.cmd.Wait() }()
-	t.Cleanup(func() { n.stop() })
-	if err := awaitHealthy(n.sock, n.exited, 15*time.Second); err != nil {
-		b, _ := os.ReadFile(filepath.Join(dir, "ckd.log"))
-		t.Fatalf("ckd on %s: %v\n%s", host, err, b)
-	}
+	n := &ckdProc{dir: dir, name: host, hcl: clusterHCL, cfg: filepath.Join(dir, "ckd.hcl"),
+		data: filepath.Join(dir, "data"), socket: filepath.Join(dir, "ckd.sock"), logf: filepath.Join(dir, "ckd.log"),
+		command: func(name string, args ...string) *exec.Cmd { return lab.Command(host, name, args...) }}
+	n.start(t)
 	return n
 }
 
-func (n *hostNode) stop() {
-	select {
-	case err := <-n.exited:
-		n.exited <- err
-		return
-	default:
-	}
-	n.cmd.Process.Signal(os.Interrupt)
-	select {
-	case err := <-n.exited:
-		n.exited <- err
-	case <-time.After(10 * time.Second):
-		n.cmd.Process.Kill()
-	}
-}
-
-func (n *hostNode) client() *rpc.Client { return rpc.NewClient(n.sock) }
-
 // awaitMembers waits until every node sees want members alive.
-func awaitMembers(t *testing.T, want int, nodes ...*hostNode) {
+func awaitMembers(t *testing.T, want int, nodes ...*ckdProc) {
 	t.Helper()
 	clients := make([]*rpc.Client, len(nodes))
 	for i, n := range nodes {
-		clients[i] = n.client()
+		clients[i] = n.c
 	}
 	awaitAlive(t, clients, want)
 }
@@ -117,7 +69,7 @@ func TestHostsReplicate(t *testing.T) {
 			if mode == "broadcast" {
 				hosts = hosts[:2]
 			}
-			var nodes []*hostNode
+			var nodes []*ckdProc
 			for _, h := range hosts {
 				nodes = append(nodes, startOnHost(t, lab, h, hcl))
 			}
@@ -139,7 +91,7 @@ func TestHostsReplicate(t *testing.T) {
 				}
 			}
 			for _, n := range nodes {
-				n.stop()
+				n.stop(syscall.SIGINT)
 			}
 		})
 	}
@@ -178,14 +130,14 @@ hook "sets/*" {
 `, name, port, key, union)
 	}
 	key := seal.GenerateKey()
-	var nodes []*hostNode
+	var nodes []*ckdProc
 	for _, h := range []string{"h1", "h2", "h3"} {
 		nodes = append(nodes, startOnHost(t, lab, h, hcl(key)))
 	}
 	intruder := startOnHost(t, lab, "h4", hcl(seal.GenerateKey()))
 	awaitMembers(t, 3, nodes...)
 	ctx := context.Background()
-	put := func(n *hostNode, key, value string) {
+	put := func(n *ckdProc, key, value string) {
 		t.Helper()
 		if _, err := n.client().Put(ctx, key, []byte(value), rpc.WriteOptions{}); err != nil {
 			t.Fatalf("%s: set %s: %v", n.name, key, err)
@@ -256,7 +208,7 @@ func TestHostsEncryptedTutorial(t *testing.T) {
 	}
 	h2 := startOnHost(t, lab, "h2", cfg(key))
 	awaitValue(t, h2, "bla", "blub")
-	h1.stop()
+	h1.stop(syscall.SIGINT)
 	if v, _, _, err := h2.client().GetRaw(ctx, "bla", true); err != nil || string(v) != "blub" {
 		t.Fatalf("h2, h1 stopped: get --fresh bla = %q, %v", v, err)
 	}
@@ -272,7 +224,7 @@ func TestHostsEncryptedTutorial(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(2 * time.Second) // several heartbeats and sync intervals
-	for _, n := range []*hostNode{h1, h2} {
+	for _, n := range []*ckdProc{h1, h2} {
 		if v, _, _, _ := n.client().GetRaw(ctx, "bla", false); string(v) != "blub" {
 			t.Errorf("%s: bla = %q after a node with another key wrote it", n.name, v)
 		}
@@ -290,37 +242,19 @@ func TestHostsEncryptedTutorial(t *testing.T) {
 	if !strings.Contains(metrics, `ck_datagrams_dropped_total{reason="key"}`) {
 		t.Errorf("h1 counts no frame dropped for its key")
 	}
-	if strings.Contains(metrics, key) || strings.Contains(readLog(h1), key) {
+	if strings.Contains(metrics, key) || strings.Contains(h1.log(), key) {
 		t.Errorf("the cluster key appears in metrics or logs")
 	}
 }
 
-func awaitValue(t *testing.T, n *hostNode, key, want string) {
+func awaitValue(t *testing.T, n *ckdProc, key, want string) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		v, _, _, err := n.client().GetRaw(context.Background(), key, false)
-		if err == nil && string(v) == want {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %s = %q (%v), want %q", n.name, key, v, err, want)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	eventually(t, 20*time.Second, n.name, valueIs(n.c, key, want))
 }
 
 // restartOnHost starts a stopped node again on its data dir and config.
-func restartOnHost(t *testing.T, lab *netlab.Lab, old *hostNode) *hostNode {
+func restartOnHost(t *testing.T, lab *netlab.Lab, old *ckdProc) *ckdProc {
 	t.Helper()
-	cfg, err := os.ReadFile(filepath.Join(old.dir, "ckd.hcl"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return startIn(t, lab, old.name, old.dir, string(cfg))
-}
-
-func readLog(n *hostNode) string {
-	b, _ := os.ReadFile(filepath.Join(n.dir, "ckd.log"))
-	return string(b)
+	old.start(t)
+	return old
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -34,24 +33,10 @@ func TestKeyRotation(t *testing.T) {
 		name := fmt.Sprintf("n%d", i)
 		ring := filepath.Join(dir, name+".keys")
 		writeRing(t, ring, oldKey)
-		cfg := filepath.Join(dir, name+".hcl")
-		hcl := fmt.Sprintf("cluster {\n  name = %q\n  port = %d\n  keyring_file = %q\n  heartbeat = \"200ms\"\n  dead_after = \"2s\"\n}\n", cluster, port, ring)
-		if err := os.WriteFile(cfg, []byte(hcl), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		sock := filepath.Join(dir, name+".sock")
-		cmd := exec.Command(filepath.Join(binDir, "ckd"), "-config", cfg, "-data-dir", filepath.Join(dir, name), "-socket", sock, "-node-name", name)
-		logf, _ := os.Create(filepath.Join(dir, name+".log"))
-		cmd.Stdout, cmd.Stderr = logf, logf
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait(); logf.Close() }()
-		t.Cleanup(func() { cmd.Process.Kill(); <-exited })
-		if err := awaitHealthy(sock, exited, 15*time.Second); err != nil {
-			t.Fatal(err)
-		}
+		p := &ckdProc{dir: dir, name: name,
+			hcl: fmt.Sprintf("cluster {\n  name = %q\n  port = %d\n  keyring_file = %q\n  heartbeat = \"200ms\"\n  dead_after = \"2s\"\n}\n", cluster, port, ring)}
+		p.start(t)
+		sock := p.sock()
 		socks = append(socks, sock)
 	}
 	clients := make([]*rpc.Client, 3)

@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -39,9 +38,7 @@ func TestServiceNotifyAndHealth(t *testing.T) {
 	dir := t.TempDir()
 	cfg := loConfig(t, dir, "")
 	a := startLo(t, dir, cfg, "a")
-	if err := awaitHealth(a.c, 15*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	eventually(t, 15*time.Second, "a healthy", healthy(a.c))
 	fillKeys(t, a.sock(), "k/", keys)
 
 	notes := listenNotify(t, filepath.Join(dir, "notify"))
@@ -55,21 +52,19 @@ func TestServiceNotifyAndHealth(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	b := startNotified(t, dir, bcfg, "b", filepath.Join(dir, "notify"))
-	c := rpc.NewClient(b.sock)
-	t.Cleanup(func() { c.Close() })
+	// Started with NOTIFY_SOCKET, as by systemd; up once its socket exists
+	// (it may still be bootstrapping).
+	b := &ckdProc{dir: dir, name: "b", cfg: bcfg, moreEnv: []string{"NOTIFY_SOCKET=" + filepath.Join(dir, "notify")}, upOnSocket: true}
+	b.start(t)
+	c := b.c
 	tcp := &http.Client{Timeout: 5 * time.Second}
 	ctx := context.Background()
 
 	// Until READY: the probes, as a supervisor would send them.
 	var statuses []string
 	probes := map[string]int{} // "socket" and "tcp": live 200 with ready 503 syncing
-	deadline := time.Now().Add(30 * time.Second)
 	ready := false
-	for !ready {
-		if time.Now().After(deadline) {
-			t.Fatalf("no READY=1 after 30s; STATUS lines %q\n%s", statuses, b.log())
-		}
+	if err := poll(30*time.Second, 5*time.Millisecond, func() error {
 		if live, rdy := c.Live(ctx), c.Ready(ctx); live == nil && errors.Is(rdy, rpc.ErrSyncing) {
 			probes["socket"]++
 		}
@@ -92,8 +87,11 @@ func TestServiceNotifyAndHealth(t *testing.T) {
 			}
 		}
 		if !ready {
-			time.Sleep(5 * time.Millisecond)
+			return errors.New("no READY=1")
 		}
+		return nil
+	}); err != nil {
+		t.Fatalf("%v; STATUS lines %q\n%s", err, statuses, b.log())
 	}
 	took := time.Since(start)
 	// READY means bootstrapped: every key is there, at once.
@@ -132,15 +130,8 @@ func TestServiceNotifyAndHealth(t *testing.T) {
 		}
 	}
 
-	b.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-b.exited:
-		b.exited <- err // for the cleanup
-		if err != nil {
-			t.Errorf("ckd b exited with %v", err)
-		}
-	case <-time.After(15 * time.Second):
-		t.Fatal("ckd b did not stop within 15s of SIGTERM")
+	if err := b.stop(syscall.SIGTERM); err != nil {
+		t.Errorf("ckd b exited with %v", err)
 	}
 	stopping := false
 	for drained := false; !drained && !stopping; {
@@ -199,54 +190,4 @@ func tcpGet(c *http.Client, addr, path string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
-}
-
-// notifiedNode is a ckd started with NOTIFY_SOCKET, as by systemd.
-type notifiedNode struct {
-	cmd       *exec.Cmd
-	exited    chan error
-	sock, out string
-}
-
-func (n *notifiedNode) log() string {
-	b, _ := os.ReadFile(n.out)
-	return string(b)
-}
-
-// startNotified starts ckd NAME with NOTIFY_SOCKET set and returns once
-// its socket exists (it may still be bootstrapping). The test's cleanup
-// kills it.
-func startNotified(t *testing.T, dir, cfg, name, notify string) *notifiedNode {
-	t.Helper()
-	n := &notifiedNode{sock: filepath.Join(dir, name+".sock"), out: filepath.Join(dir, name+".log"), exited: make(chan error, 1)}
-	n.cmd = exec.Command(filepath.Join(binDir, "ckd"), "-config", cfg, "-node-name", name,
-		"-data-dir", filepath.Join(dir, name), "-socket", n.sock)
-	n.cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+notify)
-	logf, err := os.Create(n.out)
-	if err != nil {
-		t.Fatal(err)
-	}
-	n.cmd.Stdout, n.cmd.Stderr = logf, logf
-	if err := n.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	cmd, exited := n.cmd, n.exited
-	go func() { exited <- cmd.Wait(); logf.Close() }()
-	t.Cleanup(func() { cmd.Process.Kill(); err := <-exited; exited <- err })
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		if _, err := os.Stat(n.sock); err == nil {
-			return n
-		}
-		select {
-		case err := <-exited:
-			exited <- err
-			t.Fatalf("ckd %s exited during start: %v\n%s", name, err, n.log())
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("ckd %s: no socket after 15s\n%s", name, n.log())
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
 }
