@@ -1,0 +1,187 @@
+package rpc_test
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cloudknowledge/ck/rpc"
+	"github.com/cloudknowledge/ck/rpc/rpctest"
+)
+
+// sendRaw writes req on a new connection to addr and reads one answer.
+func sendRaw(t *testing.T, network, addr, req string) (*http.Response, string) {
+	t.Helper()
+	c, err := net.Dial(network, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, req); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("%q: %v", req, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%q: %v", req, err)
+	}
+	return resp, string(b)
+}
+
+// The fast path answers what net/http answers: the same requests, sent
+// byte for byte to the socket (fast path) and to the same handlers behind
+// net/http alone (Handler), get the same status, headers (but Date) and
+// body.
+func TestFastPathMatchesNetHTTP(t *testing.T) {
+	opts := rpc.ServerOptions{MaxValueSize: 64, MaxRequestBytes: 64}
+	fastBackend, slowBackend := rpctest.NewBackend(), rpctest.NewBackend()
+	seed(t, fastBackend)
+	seed(t, slowBackend)
+	fast := rpctest.Serve(t, fastBackend, opts)
+	hs := httptest.NewServer(rpc.NewServer(slowBackend, nil, opts).Handler())
+	t.Cleanup(hs.Close)
+	head := "HTTP/1.1\r\nHost: ckd\r\n"
+	for _, req := range []string{
+		"GET /v1/kv/app/a?raw " + head + "\r\n",
+		"GET /v1/kv/app/a " + head + "\r\n",
+		"GET /v1/kv/bin " + head + "\r\n",
+		"GET /v1/kv/missing?raw " + head + "\r\n",
+		"GET /v1/kv/app%2Fa " + head + "\r\n",
+		"GET /v1/kv/ " + head + "\r\n",
+		"GET /v1/kv/bad%zz " + head + "\r\n",
+		"PUT /v1/kv/new " + head + "Content-Length: 5\r\n\r\nhello",
+		"PUT /v1/kv/bin2 " + head + "Content-Length: 3\r\n\r\n\xff\x00\xfe",
+		"PUT /v1/kv/empty " + head + "Content-Length: 0\r\n\r\n",
+		"PUT /v1/kv/big " + head + "Content-Length: 65\r\n\r\n" + strings.Repeat("x", 65),
+		"PUT /v1/kv/a%20b " + head + "Content-Length: 1\r\n\r\nx",
+		"PUT /v1/kv/close " + head + "Connection: close\r\nContent-Length: 1\r\n\r\nx",
+		"PUT /v1/kv/raw?raw " + head + "Content-Length: 1\r\n\r\nx",
+		"PUT /v1/kv/chunked " + head + "Transfer-Encoding: chunked\r\n\r\n1\r\nx\r\n0\r\n\r\n",
+		"POST /v1/kv/app/a " + head + "Content-Length: 0\r\n\r\n",
+		"GET /v1/kv/app/a?raw HTTP/1.0\r\n\r\n",
+		"GET /v1/kv/app/a?raw HTTP/1.1\r\n\r\n", // no Host: 400
+		"GET /v1/kv/app/a?raw " + head + "X-Big: " + strings.Repeat("y", 5000) + "\r\n\r\n",
+		"GET /v1/kv/app/a?raw HTTP/1.1\nHost: ckd\n\n",
+	} {
+		fresp, fbody := sendRaw(t, "unix", fast.Socket, req)
+		sresp, sbody := sendRaw(t, "tcp", strings.TrimPrefix(hs.URL, "http://"), req)
+		name := strings.SplitN(req, "\r\n", 2)[0]
+		if fresp.StatusCode != sresp.StatusCode || fbody != sbody {
+			t.Errorf("%s: fast %d %q, net/http %d %q", name, fresp.StatusCode, fbody, sresp.StatusCode, sbody)
+		}
+		fresp.Header.Del("Date")
+		sresp.Header.Del("Date")
+		if !equalHeaders(fresp.Header, sresp.Header) || fresp.Close != sresp.Close {
+			t.Errorf("%s: headers\nfast     %v close=%v\nnet/http %v close=%v", name, fresp.Header, fresp.Close, sresp.Header, sresp.Close)
+		}
+	}
+}
+
+func equalHeaders(a, b http.Header) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, v := range a {
+		if !slices.Equal(v, b[k]) {
+			return false
+		}
+	}
+	return true
+}
+
+// Requests sent back to back on one connection, fast or not, are
+// answered in order, and a connection handed to net/http keeps working.
+func TestFastPathPipelined(t *testing.T) {
+	s := rpctest.Start(t, rpctest.NewBackend(), rpc.ServerOptions{})
+	c, err := net.Dial("unix", s.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	reqs := "PUT /v1/kv/p HTTP/1.1\r\nHost: ckd\r\nContent-Length: 2\r\n\r\nv1" +
+		"GET /v1/kv/p?raw HTTP/1.1\r\nHost: ckd\r\n\r\n" +
+		"PUT /v1/kv/p?if_version=1 HTTP/1.1\r\nHost: ckd\r\nContent-Length: 2\r\n\r\nv2" + // net/http's from here on
+		"GET /v1/kv/p?raw HTTP/1.1\r\nHost: ckd\r\n\r\n"
+	if _, err := io.WriteString(c, reqs); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	for i, want := range []string{"200 " + `{"key":"p","value":"v1"`, "200 v1", "200 " + `{"key":"p","value":"v2"`, "200 v2"} {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("answer %d: %v", i, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if got := resp.Status[:4] + string(b); !strings.HasPrefix(got, want) {
+			t.Errorf("answer %d: %q, want %q...", i, got, want)
+		}
+	}
+}
+
+// Shutdown closes idle fast-path connections at once and lets a request
+// in flight finish.
+func TestFastPathShutdown(t *testing.T) {
+	h := &heldPut{Backend: rpctest.NewBackend(), release: make(chan struct{})}
+	dir := shortDir(t)
+	ln, err := rpc.Listen(dir+"/ckd.sock", 0o600, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := rpc.NewServer(h, nil, rpc.ServerOptions{})
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	dial := func() net.Conn {
+		c, err := net.Dial("unix", dir+"/ckd.sock")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		return c
+	}
+	idle, busy := dial(), dial()
+	if _, err := io.WriteString(idle, "GET /v1/kv/x?raw HTTP/1.1\r\nHost: ckd\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if resp, err := http.ReadResponse(bufio.NewReader(idle), nil); err != nil || resp.StatusCode != 404 {
+		t.Fatalf("first request: %v %v", resp, err)
+	}
+	if _, err := io.WriteString(busy, "PUT /v1/kv/x HTTP/1.1\r\nHost: ckd\r\nContent-Length: 1\r\n\r\nv"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { return h.inPut.Load() == 1 })
+	down := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		down <- srv.Shutdown(ctx)
+	}()
+	if n, err := idle.Read(make([]byte, 1)); err == nil {
+		t.Errorf("idle connection still open after Shutdown (read %d bytes)", n)
+	}
+	close(h.release)
+	resp, err := http.ReadResponse(bufio.NewReader(busy), nil)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("request in flight at Shutdown: %v %v", resp, err)
+	}
+	if err := <-down; err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	if err := <-served; err != nil {
+		t.Errorf("Serve: %v", err)
+	}
+}
