@@ -111,14 +111,14 @@ func (s *Store) run() {
 	for {
 		select {
 		case r := <-s.reqs:
-			s.commit(gather(s.reqs, r))
+			s.commitQueued(r)
 		case <-s.stop:
 			// No caller can submit any more; commit what callers that
 			// gave up waiting (ctx) left in the queue.
 			for {
 				select {
 				case r := <-s.reqs:
-					s.commit(gather(s.reqs, r))
+					s.commitQueued(r)
 				default:
 					return
 				}
@@ -147,15 +147,21 @@ func gather(reqs <-chan *request, first *request) []*request {
 	return batch
 }
 
-// commit runs a batch: it computes the records against the current ones,
-// writes them to the log as one batch and syncs it (persist), then makes
-// them visible (publish). A request whose condition fails gets its own
-// error and does not fail the others; a failing write fails every request
-// and changes nothing in memory.
-func (s *Store) commit(batch []*request) {
+// commitQueued runs a batch of first and the requests queued behind it:
+// it computes the records against the current ones, writes them to the
+// log as one batch and syncs it (persist), then makes them visible
+// (publish). A request whose condition fails gets its own error and does
+// not fail the others; a failing write fails every request and changes
+// nothing in memory.
+//
+// The batch is gathered once the commit lock is held, not before: while
+// a writer commits on its own goroutine (submit), everything that arrives
+// during its log write joins this batch, where gathering first held the
+// committer to the few requests queued before it (docs/BENCHMARKS.md).
+func (s *Store) commitQueued(first *request) {
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
-	s.commitLocked(batch)
+	s.commitLocked(gather(s.reqs, first))
 }
 
 // commitLocked is commit with commitMu held.
