@@ -55,14 +55,27 @@ num() { awk -v w="$1" '{for (i = 1; i <= NF; i++) { if (w == "ops/s" && $i == "o
 # median of the numbers on stdin
 median() { sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 
+# Each ckd is a cluster of its own (a random name and port, its own default
+# key): on the default cluster the nodes of one user on this host, this
+# run's two among them, would replicate to each other.
+export XDG_CONFIG_HOME="$work/xdg"
+alone() {
+  cat >"$work/$1.hcl" <<HCL
+cluster {
+  name = "compare-$1-$$-$RANDOM"
+  port = $((20000 + RANDOM % 40000))
+}
+HCL
+  echo "$work/$1.hcl"
+}
 mkdir -p "$work/redis"
 redis-server --port 0 --unixsocket "$work/redis.sock" --dir "$work/redis" \
   --appendonly yes --appendfsync always --save '' --daemonize no >"$work/redis.log" 2>&1 &
 pids+=($!)
-"$work/bin/ckd" -data-dir "$work/ckd" -socket "$work/ckd.sock" -node-name bench >"$work/ckd.log" 2>&1 &
+"$work/bin/ckd" -config "$(alone ckd)" -data-dir "$work/ckd" -socket "$work/ckd.sock" -node-name bench >"$work/ckd.log" 2>&1 &
 pids+=($!)
 if [ -n "$base" ]; then
-  "$work/base/ckd" -data-dir "$work/ckd-base" -socket "$work/base.sock" -node-name base >"$work/base.log" 2>&1 &
+  "$work/base/ckd" -config "$(alone base)" -data-dir "$work/ckd-base" -socket "$work/base.sock" -node-name base >"$work/base.log" 2>&1 &
   pids+=($!)
 fi
 for _ in $(seq 100); do [ -S "$work/redis.sock" ] && [ -S "$work/ckd.sock" ] && { [ -z "$base" ] || [ -S "$work/base.sock" ]; } && break; sleep 0.05; done
