@@ -517,7 +517,7 @@ func (r *fastRequest) parse(head []byte) bool {
 		}
 		switch {
 		case bytes.EqualFold(name, []byte("Host")):
-			if host || !isToken(value) && len(value) > 0 {
+			if host || !isHost(value) {
 				return false
 			}
 			host = true
@@ -597,17 +597,24 @@ func cutCRLF(b []byte) (line, rest []byte) {
 }
 
 // isToken reports whether b is a non-empty HTTP token (a header name):
-// letters, digits and !#$%&'*+-.^_`|~. Host values are checked with it
-// too, with ':' '[' ']' for ports and IPv6 (anything else goes to net/http,
-// which checks them properly).
+// letters, digits and !#$%&'*+-.^_`|~.
 func isToken(b []byte) bool {
-	if len(b) == 0 {
-		return false
-	}
+	return len(b) > 0 && onlyBytes(b, "!#$%&'*+-.^_`|~")
+}
+
+// isHost reports a Host value net/http takes: letters, digits and the
+// bytes of a host name, IPv6 literal and port (net/http may take more;
+// anything else goes to it, and it judges).
+func isHost(b []byte) bool {
+	return onlyBytes(b, "!$%&'()*+,-.:;=[]_~")
+}
+
+// onlyBytes reports whether b holds only letters, digits and bytes of extra.
+func onlyBytes(b []byte, extra string) bool {
 	for _, c := range b {
 		switch {
 		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~:[]", c) >= 0:
+		case strings.IndexByte(extra, c) >= 0:
 		default:
 			return false
 		}

@@ -74,6 +74,13 @@ func TestFastPathMatchesNetHTTP(t *testing.T) {
 		"GET /v1/kv/app/a?raw HTTP/1.1\r\n\r\n", // no Host: 400
 		"GET /v1/kv/app/a?raw " + head + "X-Big: " + strings.Repeat("y", 5000) + "\r\n\r\n",
 		"GET /v1/kv/app/a?raw HTTP/1.1\nHost: ckd\n\n",
+		"GET /v1/kv/app/a?raw HTTP/1.1\r\nHost: a#b\r\n\r\n",
+		"GET /v1/kv/app/a?raw HTTP/1.1\r\nHost: ckd\r\nBad[name]: x\r\n\r\n",
+		"GET /v1/kv/app/a?raw HTTP/1.1\r\nHost: ckd\r\nX: a\x01b\r\n\r\n",
+		"GET /v1/kv/app/a?raw HTTP/1.1\r\nHost: ckd\r\nHost: other\r\n\r\n",
+		"PUT /v1/kv/two HTTP/1.1\r\nHost: ckd\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
+		"PUT /v1/kv/neg HTTP/1.1\r\nHost: ckd\r\nContent-Length: -1\r\n\r\n",
+		"PUT /v1/kv/expect HTTP/1.1\r\nHost: ckd\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\nx",
 	} {
 		fresp, fbody := sendRaw(t, "unix", fast.Socket, req)
 		sresp, sbody := sendRaw(t, "tcp", strings.TrimPrefix(hs.URL, "http://"), req)
