@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -211,7 +212,7 @@ type fastConn struct {
 	w      *bufio.Writer
 	req    fastRequest
 	resp   fastResponse
-	body   io.LimitedReader
+	body   bodyLimit
 	bodyR  bodyReader
 }
 
@@ -294,7 +295,8 @@ func (fc *fastConn) await() bool {
 
 // readHead reads until the request's head is buffered and returns its
 // length with ok. ok false with n ≥ 0: the head is not for the fast path
-// (too large, or a line not ended by CRLF); n < 0: the connection failed.
+// (too large, a line not ended by CRLF, cut short); n < 0: it did not
+// arrive in time.
 func (fc *fastConn) readHead() (n int, ok bool) {
 	deadline := false
 	for {
@@ -311,7 +313,12 @@ func (fc *fastConn) readHead() (n int, ok bool) {
 			fc.c.SetReadDeadline(time.Now().Add(headerTimeout))
 		}
 		if _, err := fc.r.Peek(len(b) + 1); err != nil {
-			return -1, false
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				return -1, false
+			}
+			// A head cut short (the client closed its side): net/http's
+			// answer to what came (400, or the request if it is one).
+			return 0, false
 		}
 	}
 }
@@ -401,7 +408,7 @@ func (fc *fastConn) handle() bool {
 func (fc *fastConn) put() {
 	s, w := fc.s, &fc.resp
 	n := fc.req.length
-	fc.body = io.LimitedReader{R: fc.r, N: n}
+	fc.body = bodyLimit{r: fc.r, n: n}
 	// A value already in the buffer needs no deadline to be read.
 	var dl readDeadliner = fc.c
 	if int64(fc.r.Buffered()) >= n {
@@ -410,14 +417,15 @@ func (fc *fastConn) put() {
 	fc.bodyR = bodyReader{r: &fc.body, rc: dl, idle: s.opts.BodyTimeout, until: time.Now().Add(s.opts.BodyTimeout)}
 	body := &fc.bodyR
 	s.put(fc.ctx, w, fc.req.key, WriteOptions{}, n, false, body)
-	if fc.body.N > 0 {
-		if fc.body.N > maxDrain {
-			w.close, w.unread = true, true
-			return
-		}
-		if _, err := io.Copy(io.Discard, body); err != nil || fc.body.N > 0 {
-			w.close, w.unread = true, true
-		}
+	if fc.body.n > 0 && fc.body.n <= maxDrain && !fc.body.short {
+		io.Copy(io.Discard, body)
+	}
+	switch {
+	case fc.body.n == 0:
+	case fc.body.short:
+		w.dead = true // the client stopped sending: nothing to tell it
+	default:
+		w.close, w.unread = true, true
 	}
 }
 
@@ -437,6 +445,31 @@ func (fc *fastConn) lingerClose() {
 		cw.CloseWrite()
 	}
 	time.Sleep(rstDelay)
+}
+
+// bodyLimit reads a body of n bytes from the connection's buffer; a
+// connection that ends before them is io.ErrUnexpectedEOF, as net/http has
+// it, and marks the body short.
+type bodyLimit struct {
+	r     *bufio.Reader
+	n     int64
+	short bool
+}
+
+func (b *bodyLimit) Read(p []byte) (int, error) {
+	if b.n <= 0 {
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.n {
+		p = p[:b.n]
+	}
+	n, err := b.r.Read(p)
+	b.n -= int64(n)
+	if err == io.EOF && b.n > 0 {
+		b.short = true
+		err = io.ErrUnexpectedEOF
+	}
+	return n, err
 }
 
 type noDeadline struct{}
@@ -646,6 +679,7 @@ type fastResponse struct {
 	chunked bool
 	close   bool
 	unread  bool // the connection closes with the request body unread
+	dead    bool // the connection closes after the answer, silently
 	hold    []byte
 	bytes   int64
 	keys    []string
@@ -655,7 +689,7 @@ type fastResponse struct {
 
 func (w *fastResponse) reset(close bool) {
 	clear(w.h)
-	w.status, w.sent, w.chunked, w.close, w.unread, w.bytes = 0, false, false, close, false, 0
+	w.status, w.sent, w.chunked, w.close, w.unread, w.dead, w.bytes = 0, false, false, close, false, false, 0
 	w.hold = w.hold[:0]
 }
 
@@ -766,5 +800,5 @@ func (w *fastResponse) finish() bool {
 	if cap(w.hold) > 64<<10 {
 		w.hold = nil
 	}
-	return w.fc.w.Flush() == nil && !w.close
+	return w.fc.w.Flush() == nil && !w.close && !w.dead
 }
