@@ -10,17 +10,26 @@ import (
 // toRPC shows a store record in the API's shape. withValue false leaves the
 // value out (key listings).
 func toRPC(r store.Record, withValue bool) rpc.Record {
+	// The origin is usually the only vv entry and the lww origin too: its
+	// hex is made once (every answer to a get or set comes through here).
+	origin := r.Origin.String()
+	name := func(id store.NodeID) string {
+		if id == r.Origin {
+			return origin
+		}
+		return id.String()
+	}
 	vv := make(map[string]uint64, len(r.VV))
 	for id, l := range r.VV {
-		vv[id.String()] = l
+		vv[name(id)] = l
 	}
 	out := rpc.Record{
 		Key:      r.Key,
 		Version:  r.Lamport,
-		Origin:   r.Origin.String(),
+		Origin:   origin,
 		VV:       vv,
 		Deleted:  r.Deleted,
-		LWW:      &rpc.Stamp{Lamport: r.LWW.Lamport, Origin: r.LWW.Origin.String()},
+		LWW:      &rpc.Stamp{Lamport: r.LWW.Lamport, Origin: name(r.LWW.Origin)},
 		At:       r.At,
 		Fallback: r.Fallback,
 	}

@@ -3,7 +3,6 @@ package rpc
 import (
 	"errors"
 	"io"
-	"net/http"
 	"os"
 	"sync/atomic"
 	"time"
@@ -24,15 +23,21 @@ const DefaultBodyTimeout = 10 * time.Second
 // lifts the deadline once the body has been read.
 type bodyReader struct {
 	r       io.Reader
-	rc      *http.ResponseController
+	rc      readDeadliner
 	idle    time.Duration
 	until   time.Time
 	stopped atomic.Bool
 	eof     bool // the body was read to its end
 }
 
-func newBodyReader(w http.ResponseWriter, r io.Reader, idle time.Duration, until time.Time) *bodyReader {
-	return &bodyReader{r: r, rc: http.NewResponseController(w), idle: idle, until: until}
+// readDeadliner sets the read deadline of a request's connection: an
+// http.ResponseController, or the connection itself on the fast path.
+type readDeadliner interface {
+	SetReadDeadline(time.Time) error
+}
+
+func newBodyReader(rc readDeadliner, r io.Reader, idle time.Duration, until time.Time) *bodyReader {
+	return &bodyReader{r: r, rc: rc, idle: idle, until: until}
 }
 
 // errBodyStopped ends a body read by stop.

@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -83,6 +84,7 @@ type Server struct {
 	budget   *budget
 	routes   map[string]route
 	srv      *http.Server
+	fast     fastConns // connections on the fast path (fastpath.go)
 
 	// streams ends the watch, export and import streams: Shutdown ends it
 	// for good (they never go idle by themselves, so http.Server.Shutdown
@@ -152,7 +154,12 @@ func NewServer(b Backend, log Logger, opts ServerOptions) *Server {
 // MaxConnections connections at once, and a few more for health and
 // status only (limitListener).
 func (s *Server) Serve(ln net.Listener) error {
-	err := s.srv.Serve(newLimitListener(ln, s.opts.MaxConnections, s.log))
+	// Connections are read first by the fast path (fastpath.go), which
+	// hands to net/http every one whose request is not a plain key GET or
+	// PUT.
+	hl := newHandoffListener(newLimitListener(ln, s.opts.MaxConnections, s.log))
+	go s.acceptFast(hl)
+	err := s.srv.Serve(hl)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
@@ -194,11 +201,13 @@ func (s *Server) currentStreams() context.Context {
 // listeners Serve was given. Safe to call more than once.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.closeStreams()
+	fast := make(chan error, 1)
+	go func() { fast <- s.fast.shutdown(ctx) }()
 	err := s.srv.Shutdown(ctx)
 	if err != nil {
 		s.srv.Close()
 	}
-	return err
+	return cmp.Or(err, <-fast)
 }
 
 // Handler returns the API as an http.Handler, for tests and for mounting
@@ -288,7 +297,7 @@ func (s *Server) handleKey(w http.ResponseWriter, r *http.Request, key string) {
 	}
 	switch r.Method {
 	case http.MethodGet:
-		s.handleGet(w, r, key, q)
+		s.handleGet(r.Context(), w, key, q)
 	case http.MethodPut:
 		s.handlePut(w, r, key, q)
 	case http.MethodDelete:
@@ -302,9 +311,9 @@ func (s *Server) handleKey(w http.ResponseWriter, r *http.Request, key string) {
 	}
 }
 
-func (s *Server) handleGet(w http.ResponseWriter, r *http.Request, key string, q url.Values) {
+func (s *Server) handleGet(ctx context.Context, w http.ResponseWriter, key string, q url.Values) {
 	opts := GetOptions{Fresh: has(q, "fresh")}
-	rec, info, err := s.b.Get(r.Context(), key, opts)
+	rec, info, err := s.b.Get(ctx, key, opts)
 	h := w.Header()
 	if err != nil {
 		if info.Syncing { // a not-found from a joining node says so too
@@ -341,20 +350,33 @@ func (s *Server) handlePut(w http.ResponseWriter, r *http.Request, key string, q
 		s.writeError(w, err)
 		return
 	}
-	if r.ContentLength > int64(s.maxValue) {
-		s.writeError(w, Errorf(ErrTooLarge, "value too large: %d bytes, over the limit of %d", r.ContentLength, s.maxValue))
+	body := newBodyReader(http.NewResponseController(w), r.Body, s.opts.BodyTimeout, time.Now().Add(s.opts.BodyTimeout))
+	s.put(r.Context(), w, key, opts, r.ContentLength, expectsContinue(r), body)
+}
+
+// put reads a PUT's value of length n (-1: unknown) from body and stores
+// it: the net/http path and the fast path (fastpath.go) share it, and so
+// the budget, the limits and the answers.
+func (s *Server) put(ctx context.Context, w http.ResponseWriter, key string, opts WriteOptions, n int64, expect bool, body *bodyReader) {
+	if n > int64(s.maxValue) {
+		s.writeError(w, Errorf(ErrTooLarge, "value too large: %d bytes, over the limit of %d", n, s.maxValue))
 		return
 	}
-	body := newBodyReader(w, r.Body, s.opts.BodyTimeout, time.Now().Add(s.opts.BodyTimeout))
-	value, held, err := s.readValue(r, body)
+	value, held, err := s.readValue(n, expect, body)
 	body.done()
 	defer s.budget.release(held)
 	if err != nil {
 		s.writeError(w, err)
 		return
 	}
-	rec, err := s.b.Put(r.Context(), key, value, opts)
+	rec, err := s.b.Put(ctx, key, value, opts)
 	s.answer(w, rec, err)
+}
+
+// expectsContinue reports a request whose client waits to be told to send
+// its body (Expect: 100-continue).
+func expectsContinue(r *http.Request) bool {
+	return strings.EqualFold(r.Header.Get("Expect"), "100-continue")
 }
 
 // errBusyBodies answers a request whose body finds no room in the budget.
@@ -368,10 +390,10 @@ func (s *Server) errBusyBodies() *Error {
 // size, else growing, each growth reserved before it is made. It returns
 // the bytes held in the budget, which the caller releases when done with
 // the value, even on error.
-func (s *Server) readValue(r *http.Request, body io.Reader) (value []byte, held int64, err error) {
-	if n := r.ContentLength; n >= 0 && n <= int64(s.maxValue) {
+func (s *Server) readValue(n int64, expect bool, body io.Reader) (value []byte, held int64, err error) {
+	if n >= 0 && n <= int64(s.maxValue) {
 		if !s.budget.tryTake(n) {
-			s.discard(r, body, n)
+			s.discard(expect, body, n)
 			return nil, 0, s.errBusyBodies()
 		}
 		value := make([]byte, n)
@@ -418,8 +440,8 @@ func (s *Server) readChunked(body io.Reader) (value []byte, held int64, err erro
 // so that the client, still sending it, reads the answer instead of a
 // broken connection. It holds no memory of its own; a client that asked
 // to be told first (Expect: 100-continue) has sent nothing and is spared.
-func (s *Server) discard(r *http.Request, body io.Reader, n int64) {
-	if strings.EqualFold(r.Header.Get("Expect"), "100-continue") {
+func (s *Server) discard(expect bool, body io.Reader, n int64) {
+	if expect {
 		return
 	}
 	io.Copy(io.Discard, io.LimitReader(body, n))

@@ -267,7 +267,7 @@ func (s *Server) handleImport(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, server, cancel := s.streamContext(r)
 	defer cancel()
-	body := newBodyReader(w, r.Body, s.opts.BodyTimeout, time.Time{})
+	body := newBodyReader(http.NewResponseController(w), r.Body, s.opts.BodyTimeout, time.Time{})
 	defer context.AfterFunc(ctx, body.stop)()
 	defer body.done()
 	lr := &lineReader{br: bufio.NewReaderSize(body, importReadSize), limit: 2*s.maxValue + importSlack,

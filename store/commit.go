@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/cloudknowledge/ck/store/internal/wal"
 	bolt "go.etcd.io/bbolt"
@@ -78,8 +79,9 @@ func (s *Store) submit(ctx context.Context, r *request) error {
 	}
 
 	r.done = make(chan struct{})
-	if len(s.reqs) == 0 && s.commitMu.TryLock() {
-		// Nothing committing and nothing queued: commit here, on the
+	if len(s.reqs) == 0 && s.company.lone() && s.commitMu.TryLock() {
+		// Nothing committing, nothing queued, no crowd of writers of
+		// late (company.go): commit here, on the
 		// caller's goroutine. A lone writer then pays no hand-over to the
 		// committer and back (two wake-ups of parked threads, which cost
 		// tens of microseconds on a virtual machine). Whoever queues
@@ -113,14 +115,14 @@ func (s *Store) run() {
 	for {
 		select {
 		case r := <-s.reqs:
-			s.commit(gather(s.reqs, r))
+			s.commitQueued(r)
 		case <-s.stop:
 			// No caller can submit any more; commit what callers that
 			// gave up waiting (ctx) left in the queue.
 			for {
 				select {
 				case r := <-s.reqs:
-					s.commit(gather(s.reqs, r))
+					s.commitQueued(r)
 				default:
 					return
 				}
@@ -149,14 +151,26 @@ func gather(reqs <-chan *request, first *request) []*request {
 	return batch
 }
 
-// commit runs a batch: it computes the records against the current ones,
-// writes them to the log as one batch and syncs it (persist), then makes
-// them visible (publish). A request whose condition fails gets its own
-// error and does not fail the others; a failing write fails every request
-// and changes nothing in memory.
-func (s *Store) commit(batch []*request) {
+// commitQueued runs a batch of first and the requests queued behind it:
+// it computes the records against the current ones, writes them to the
+// log as one batch and syncs it (persist), then makes them visible
+// (publish). A request whose condition fails gets its own error and does
+// not fail the others; a failing write fails every request and changes
+// nothing in memory.
+//
+// The batch is gathered once the commit lock is held, not before: while
+// a writer commits on its own goroutine (submit), everything that arrives
+// during its log write joins this batch, where gathering first held the
+// committer to the few requests queued before it; and a batch smaller
+// than the recent ones waits a little for the writers of the last batch
+// (company.go).
+func (s *Store) commitQueued(first *request) {
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
+	batch := gather(s.reqs, first)
+	if want := s.company.expect(); len(batch) < want {
+		batch = s.company.await(s.reqs, batch, want)
+	}
 	s.commitLocked(batch)
 }
 
@@ -170,6 +184,7 @@ func (s *Store) commitLocked(batch []*request) {
 		}
 		return
 	}
+	start := time.Now()
 	st, err := s.begin()
 	var shrinks, direct bool
 	if err == nil {
@@ -189,6 +204,7 @@ func (s *Store) commitLocked(batch []*request) {
 	}
 	s.commits.Add(1)
 	s.requests.Add(uint64(len(batch)))
+	s.company.committed(len(batch), time.Since(start))
 	if err != nil {
 		err = s.commitError(err, len(batch))
 		for _, r := range batch {

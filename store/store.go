@@ -135,6 +135,7 @@ type Store struct {
 	closeOnce sync.Once
 	closeErr  error
 	commitMu  sync.Mutex // held over a batch, from transaction to publish; Check takes it
+	company   company    // recent batches, for the next one (company.go)
 	wal       *wal.Log   // written by the committer only
 
 	flusher *wal.Flusher // runs flushes (flush.go); Check and Close hold it off

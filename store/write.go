@@ -436,7 +436,8 @@ func (st *txState) put(rec *Record, raw []byte, cur *stored) error {
 	st.l = max(st.l, rec.Lamport)
 	st.last++
 	event := Event{Index: st.last, Op: opOf(rec), Key: rec.Key, Version: rec.Lamport, Origin: rec.Origin}
-	ev := appendEvent(nil, event.Op, event.Key, event.Version, event.Origin)
+	// Sized for the event at once: op, key, version and origin with their heads.
+	ev := appendEvent(make([]byte, 0, 40+len(rec.Key)), event.Op, event.Key, event.Version, event.Origin)
 	meta := *rec
 	meta.Value = nil
 	st.puts = append(st.puts, stagedPut{

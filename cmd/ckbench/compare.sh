@@ -17,6 +17,10 @@
 # redis-benchmark uses a lean RESP one); figures with the Go client
 # (rpc.Client) follow for reference. ckctl is timed as `go build` makes it
 # (cgo on: dynamically linked) and built with CGO_ENABLED=0 (static).
+#
+# CK_BASE=REV (a git revision) also builds ckd as it was at REV and runs it
+# in every throughput round beside the current one, so that a change is
+# measured before and after in the same run.
 set -euo pipefail
 n=${1:-100000}
 rounds=${2:-3}
@@ -38,6 +42,12 @@ import "fmt"
 func main() { fmt.Println("hello") }
 GO
 (cd "$work/hello" && GO111MODULE=off go build -o "$work/bin/hello" main.go)
+base=${CK_BASE:-}
+if [ -n "$base" ]; then
+  mkdir -p "$work/base-src"
+  git -C "$root" archive "$base" | tar -x -C "$work/base-src"
+  (cd "$work/base-src" && go build -o "$work/base/" ./cmd/ckd)
+fi
 
 # num WORD: per line of ckbench's text, the number after WORD ("ops/s": the
 # one before).
@@ -45,13 +55,30 @@ num() { awk -v w="$1" '{for (i = 1; i <= NF; i++) { if (w == "ops/s" && $i == "o
 # median of the numbers on stdin
 median() { sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}'; }
 
+# Each ckd is a cluster of its own (a random name and port, its own default
+# key): on the default cluster the nodes of one user on this host, this
+# run's two among them, would replicate to each other.
+export XDG_CONFIG_HOME="$work/xdg"
+alone() {
+  cat >"$work/$1.hcl" <<HCL
+cluster {
+  name = "compare-$1-$$-$RANDOM"
+  port = $((20000 + RANDOM % 40000))
+}
+HCL
+  echo "$work/$1.hcl"
+}
 mkdir -p "$work/redis"
 redis-server --port 0 --unixsocket "$work/redis.sock" --dir "$work/redis" \
   --appendonly yes --appendfsync always --save '' --daemonize no >"$work/redis.log" 2>&1 &
 pids+=($!)
-"$work/bin/ckd" -data-dir "$work/ckd" -socket "$work/ckd.sock" -node-name bench >"$work/ckd.log" 2>&1 &
+"$work/bin/ckd" -config "$(alone ckd)" -data-dir "$work/ckd" -socket "$work/ckd.sock" -node-name bench >"$work/ckd.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 100); do [ -S "$work/redis.sock" ] && [ -S "$work/ckd.sock" ] && break; sleep 0.05; done
+if [ -n "$base" ]; then
+  "$work/base/ckd" -config "$(alone base)" -data-dir "$work/ckd-base" -socket "$work/base.sock" -node-name base >"$work/base.log" 2>&1 &
+  pids+=($!)
+fi
+for _ in $(seq 100); do [ -S "$work/redis.sock" ] && [ -S "$work/ckd.sock" ] && { [ -z "$base" ] || [ -S "$work/base.sock" ]; } && break; sleep 0.05; done
 export CK_SOCKET="$work/ckd.sock"
 echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)"
 echo "Redis $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p') with appendfsync always on a Unix socket; ckd $("$work/bin/ckd" -version | awk '{print $2}'); $n requests, 16 clients, 256-byte values"
@@ -61,11 +88,22 @@ for r in $(seq "$rounds"); do
   redis-benchmark -s "$work/redis.sock" -c 16 -n "$n" -d 256 -t set,get -r 10000 -q | tr '\r' '\n' | grep -v 'rps=' | grep . | tr '\r' '\n' |
     grep 'requests per second' | sed 's/^/redis /' | tee -a "$work/redis.txt"
   "$work/bin/ckbench" -c 16 -n "$n" -d 256 -t set,get | sed 's/^/ckd   /' | tee -a "$work/ck16.txt"
+  if [ -n "$base" ]; then
+    "$work/bin/ckbench" -socket "$work/base.sock" -c 16 -n "$n" -d 256 -t set,get | sed 's/^/base  /' | tee -a "$work/base16.txt"
+  fi
 done
 paste <(grep 'redis SET' "$work/redis.txt" | awk '{print $3}') <(grep 'ckd   set' "$work/ck16.txt" | num ops/s) |
   awk '{print $2 / $1}' | median >"$work/set.ratio"
 paste <(grep 'redis GET' "$work/redis.txt" | awk '{print $3}') <(grep 'ckd   get' "$work/ck16.txt" | num ops/s) |
   awk '{print $2 / $1}' | median >"$work/get.ratio"
+
+if [ -n "$base" ]; then
+  for t in set get; do
+    T=$(echo $t | tr a-z A-Z)
+    paste <(grep "redis $T" "$work/redis.txt" | awk '{print $3}') <(grep "base  $t" "$work/base16.txt" | num ops/s) |
+      awk '{print $2 / $1}' | median >"$work/base-$t.ratio"
+  done
+fi
 
 echo "== one client: set, next to fdatasync (4 KiB write + fdatasync in the data dir's file system)"
 redis-benchmark -s "$work/redis.sock" -c 1 -n 2000 -d 256 -t set -r 10000 --precision 3 | tr '\r' '\n' |
@@ -90,9 +128,12 @@ echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null) (oth
 echo "== ratios (medians of the rounds)"
 awk -v s="$(cat "$work/set.ratio")" -v g="$(cat "$work/get.ratio")" -v p="$(cat "$work/p50.ratio")" \
   -v c="${means[0]}" -v t="${means[1]}" -v h="${means[2]}" 'BEGIN {
-  printf "durable set, 16 clients:   ckd/Redis        %.2fx  (target >= 0.6)\n", s
-  printf "get, 16 clients:           ckd/Redis        %.2fx  (target >= 0.4)\n", g
+  printf "durable set, 16 clients:   ckd/Redis        %.2fx  (target >= 0.8)\n", s
+  printf "get, 16 clients:           ckd/Redis        %.2fx  (target >= 0.7)\n", g
   printf "set p50, 1 client:         ckd/fdatasync    %.2fx  (target <= 3)\n", p
   printf "ckctl get, go build:       ckctl/hello      %.2fx  (target <= 2.5)  %.2f ms / %.2f ms\n", c / h, c * 1000, h * 1000
   printf "ckctl get, CGO_ENABLED=0:  ckctl/hello      %.2fx                  %.2f ms / %.2f ms\n", t / h, t * 1000, h * 1000
 }'
+if [ -n "$base" ]; then
+  printf "ckd at %s, same run:  durable set %.2fx, get %.2fx of Redis\n" "$base" "$(cat "$work/base-set.ratio")" "$(cat "$work/base-get.ratio")"
+fi
