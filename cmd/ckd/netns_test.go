@@ -258,3 +258,47 @@ func restartOnHost(t *testing.T, lab *netlab.Lab, old *ckdProc) *ckdProc {
 	old.start(t)
 	return old
 }
+
+// TestHostsEphemeralPartition: a host's ephemeral key, on two hosts in
+// network namespaces. Cutting the owner's link hides the key on the other
+// host once the owner is gone there (dead_after), while the owner still
+// reads it; restoring the link brings it back, with no action by anyone.
+func TestHostsEphemeralPartition(t *testing.T) {
+	t.Parallel() // see parallelism in harness_test.go
+	if testing.Short() {
+		t.Skip("starts real daemons in network namespaces; skipped with -short")
+	}
+	lab := netlab.New(t, "h1", "h2")
+	hcl := fmt.Sprintf(`cluster {
+  name          = %q
+  interface     = "ck0"
+  port          = %d
+  encrypt       = %q
+  heartbeat     = "200ms"
+  dead_after    = "2s"
+  sync_interval = "200ms"
+}
+`, fmt.Sprintf("eph-%08x", rand.Uint32()), 20000+rand.IntN(40000), seal.GenerateKey())
+	h1, h2 := startOnHost(t, lab, "h1", hcl), startOnHost(t, lab, "h2", hcl)
+	awaitMembers(t, 2, h1, h2)
+	ctx := context.Background()
+	if _, err := h1.client().Put(ctx, "hosts/h1/addr", []byte(lab.Addr("h1")), rpc.WriteOptions{Ephemeral: true, Wait: 1}); err != nil {
+		t.Fatalf("ephemeral set on h1: %v", err)
+	}
+	awaitValue(t, h2, "hosts/h1/addr", lab.Addr("h1"))
+
+	lab.Cut("h1")
+	cut := time.Now()
+	eventually(t, 20*time.Second, "h2 hides h1's ephemeral key while h1 is cut off", func() error {
+		_, _, _, err := h2.client().GetRaw(ctx, "hosts/h1/addr", false)
+		if errors.Is(err, rpc.ErrNotFound) {
+			return nil
+		}
+		return fmt.Errorf("get: %v", err)
+	})
+	t.Logf("hidden on h2 %v after the cut (dead_after 2s)", time.Since(cut).Round(time.Millisecond))
+	awaitValue(t, h1, "hosts/h1/addr", lab.Addr("h1")) // its owner still holds it
+
+	lab.Restore("h1")
+	awaitValue(t, h2, "hosts/h1/addr", lab.Addr("h1"))
+}
