@@ -71,7 +71,13 @@ type Options struct {
 	// after it expired; 0 with a TombstoneTTL: DefaultPurgeLogTTL.
 	PurgeLogTTL time.Duration
 
-	walSize int64 // the log's ring size; 0: wal.DefaultSize (tests make it small)
+	// LogSize is the write-ahead log's ring size in bytes, and so the size
+	// of the space reserve beside it (0: 32 MiB, wal.DefaultSize). A smaller
+	// ring flushes more often; the simulated network's many stores use one
+	// so that they fit a tmpfs. At least wal.MinSize.
+	LogSize int64
+
+	walSize int64 // the log's ring size in force: LogSize, or a test's (WALSize)
 }
 
 // Limits of Options.
@@ -103,6 +109,12 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.LogSize != 0 && o.LogSize < wal.MinSize {
+		return o, fmt.Errorf("store: LogSize %d is below the minimum %d", o.LogSize, wal.MinSize)
+	}
+	if o.walSize == 0 {
+		o.walSize = o.LogSize
 	}
 	if o.walSize == 0 {
 		o.walSize = wal.DefaultSize

@@ -63,7 +63,7 @@ const (
 func runScale(t *testing.T, seed uint64, n, keys, rate int) {
 	rng := rand.New(rand.NewPCG(seed, 16))
 	nw := simnet.New(seed, simnet.Options{MinDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond, Queue: 4096})
-	dir := t.TempDir()
+	dir := simDir(t) // tmpfs: each store's log and reserve take 2 MiB (simLogSize)
 	nodes := make([]*simNode, n)
 	counters := make([]*typeCounter, n)
 	for i := range nodes {

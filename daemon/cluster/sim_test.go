@@ -92,6 +92,10 @@ type simNode struct {
 
 var simHeartbeat = time.Second
 
+// simLogSize is a simulated store's log ring (and so its space reserve):
+// 1 MiB rather than 32, so that a hundred stores fit /dev/shm (simDir).
+const simLogSize = 1 << 20
+
 // simDir is where simulated nodes keep their files: tmpfs when there is
 // one, since bbolt syncs a new file once even without fsync, and on a busy
 // disk that, not the simulation, would set the pace.
@@ -125,6 +129,7 @@ func (sn *simNode) open(t *testing.T) {
 	}
 	st, err := store.Open(sn.path, store.Options{
 		NoSync: true, Resolver: sn.res, TombstoneTTL: sn.tombTTL(), PurgeLogTTL: sn.purgeLogTTL(),
+		LogSize: simLogSize,
 	})
 	if err != nil {
 		t.Fatal(err)
