@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/cloudknowledge/ck/daemon/cluster"
@@ -522,7 +521,7 @@ func apiError(err error) error {
 		{store.ErrClosed, rpc.ErrShuttingDown},
 	} {
 		if errors.Is(err, m.from) {
-			return rpc.Errorf(m.to, "%s", strings.TrimPrefix(err.Error(), "store: "))
+			return rpc.Errorf(m.to, "%s", err)
 		}
 	}
 	return err

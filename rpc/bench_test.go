@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudknowledge/ck/internal/rpctest"
 	"github.com/cloudknowledge/ck/rpc"
-	"github.com/cloudknowledge/ck/rpc/rpctest"
 )
 
 // The server's cost per request on its Unix socket, with an in-memory

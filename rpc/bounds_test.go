@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudknowledge/ck/internal/rpctest"
 	"github.com/cloudknowledge/ck/rpc"
-	"github.com/cloudknowledge/ck/rpc/rpctest"
 )
 
 // heldPut is a backend whose Puts wait for release: the bodies they were

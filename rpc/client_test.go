@@ -12,8 +12,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cloudknowledge/ck/internal/rpctest"
 	"github.com/cloudknowledge/ck/rpc"
-	"github.com/cloudknowledge/ck/rpc/rpctest"
 )
 
 func start(t *testing.T) (*rpc.Client, *rpctest.Backend) {

@@ -10,8 +10,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cloudknowledge/ck/internal/rpctest"
 	"github.com/cloudknowledge/ck/rpc"
-	"github.com/cloudknowledge/ck/rpc/rpctest"
 )
 
 // diskFullHealth is the daemon's health answer on a full disk: disk_full

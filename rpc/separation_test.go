@@ -7,8 +7,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cloudknowledge/ck/internal/rpctest"
 	"github.com/cloudknowledge/ck/rpc"
-	"github.com/cloudknowledge/ck/rpc/rpctest"
 )
 
 const peerID = "fedcba9876543210fedcba9876543210"

@@ -11,9 +11,10 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/cloudknowledge/ck/rpc"
-	"github.com/cloudknowledge/ck/rpc/rpctest"
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/cloudknowledge/ck/internal/rpctest"
+	"github.com/cloudknowledge/ck/rpc"
 )
 
 // raw is a plain HTTP client of a socket, to see exactly what the server

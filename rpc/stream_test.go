@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudknowledge/ck/internal/rpctest"
 	"github.com/cloudknowledge/ck/rpc"
-	"github.com/cloudknowledge/ck/rpc/rpctest"
 )
 
 // watcher runs a client watch in the background and hands over its events.

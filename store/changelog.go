@@ -77,7 +77,7 @@ func (s *Store) Watch(ctx context.Context, prefix string, since uint64, fromNow 
 		since = last
 	}
 	if since+1 < first {
-		return fmt.Errorf("store: %w: changes after %d asked, the log starts at %d", ErrCompacted, since, first)
+		return fmt.Errorf("%w: changes after %d asked, the log starts at %d", ErrCompacted, since, first)
 	}
 	cursor := since
 	for {
@@ -123,7 +123,7 @@ func (s *Store) readLog(cursor, last uint64) ([]Event, error) {
 		return true
 	}, func(tx *bolt.Tx) error {
 		if cursor+1 < first { // trimmed, though perhaps not yet from the file
-			return fmt.Errorf("store: %w: the log was trimmed past index %d while watching", ErrCompacted, cursor)
+			return fmt.Errorf("%w: the log was trimmed past index %d while watching", ErrCompacted, cursor)
 		}
 		c := tx.Bucket(bucketChanges).Cursor()
 		var fileLast uint64
@@ -133,7 +133,7 @@ func (s *Store) readLog(cursor, last uint64) ([]Event, error) {
 		if cursor < fileLast {
 			k, v := c.Seek(u64(cursor + 1))
 			if k == nil || !bytes.Equal(k, u64(cursor+1)) {
-				return fmt.Errorf("store: %w: the log was trimmed past index %d while watching", ErrCompacted, cursor)
+				return fmt.Errorf("%w: the log was trimmed past index %d while watching", ErrCompacted, cursor)
 			}
 			for ; k != nil && len(evs) < watchChunk; k, v = c.Next() {
 				ev, err := decodeEvent(k, v)
@@ -163,12 +163,12 @@ func (s *Store) readLog(cursor, last uint64) ([]Event, error) {
 
 func decodeEvent(k, v []byte) (Event, error) {
 	if len(k) != 8 {
-		return Event{}, fmt.Errorf("store: %w: change-log key %x", ErrCorrupt, k)
+		return Event{}, fmt.Errorf("%w: change-log key %x", ErrCorrupt, k)
 	}
 	w, ok := parseEvent(v)
 	if !ok {
 		if err := decMode.Unmarshal(v, &w); err != nil {
-			return Event{}, fmt.Errorf("store: %w: change %x: %v", ErrCorrupt, k, err)
+			return Event{}, fmt.Errorf("%w: change %x: %v", ErrCorrupt, k, err)
 		}
 	}
 	return Event{Index: binary.BigEndian.Uint64(k), Op: w.Op, Key: w.Key, Version: w.Version, Origin: w.Origin}, nil

@@ -85,7 +85,7 @@ func (c *checker) err() error {
 	if len(c.problems) == 0 {
 		return nil
 	}
-	return fmt.Errorf("store: %w: %w", ErrCorrupt, errors.Join(c.problems...))
+	return fmt.Errorf("%w: %w", ErrCorrupt, errors.Join(c.problems...))
 }
 
 // checkRecords checks every record, the file's with the pending ones

@@ -8,9 +8,10 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/cloudknowledge/ck/store/internal/wal"
 	bolt "go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
+
+	"github.com/cloudknowledge/ck/store/internal/wal"
 )
 
 // Group commit. bbolt's Batch waits up to 10 ms for company, which is slow
@@ -340,14 +341,26 @@ func (s *Store) classify(err error) error {
 	case errors.Is(err, ErrDiskFull), errors.Is(err, ErrClosed):
 		return err
 	case errors.Is(err, syscall.ENOSPC) || strings.Contains(err.Error(), syscall.ENOSPC.Error()):
-		return fmt.Errorf("store: commit: %w: %w", ErrDiskFull, err)
+		return fmt.Errorf("commit: %w: %w", ErrDiskFull, err)
 	case errors.Is(err, berrors.ErrDatabaseNotOpen):
 		return ErrClosed
 	}
-	if strings.HasPrefix(err.Error(), "store: ") {
+	if isOwn(err) {
 		return err
 	}
-	return fmt.Errorf("store: commit: %w", err)
+	return fmt.Errorf("commit: %w", err)
+}
+
+// isOwn reports whether err is one the store made (it wraps one of the
+// store's errors), so classify does not wrap it a second time.
+func isOwn(err error) bool {
+	for _, own := range []error{ErrBadKey, ErrTooLarge, ErrBadRecord, ErrBadTTL, ErrVersionMismatch,
+		ErrDiskFull, ErrClosed, ErrLocked, ErrFormat, ErrCompacted, ErrCorrupt} {
+		if errors.Is(err, own) {
+			return true
+		}
+	}
+	return false
 }
 
 // publish applies a committed batch to the in-memory state.

@@ -46,11 +46,11 @@ func (s *Store) SetWith(ctx context.Context, key string, value []byte, o SetOpti
 		return s.SetTTL(ctx, key, value, o.IfVersion, o.TTL)
 	}
 	if o.TTL != 0 {
-		return Record{}, fmt.Errorf("store: %w: a record is either ephemeral or has a ttl", ErrBadTTL)
+		return Record{}, fmt.Errorf("%w: a record is either ephemeral or has a ttl", ErrBadTTL)
 	}
 	epoch := s.epoch.Load()
 	if epoch == 0 {
-		return Record{}, fmt.Errorf("store: %w: no boot epoch taken (NextEpoch)", ErrBadTTL)
+		return Record{}, fmt.Errorf("%w: no boot epoch taken (NextEpoch)", ErrBadTTL)
 	}
 	return s.set(ctx, key, value, o.IfVersion, 0, epoch)
 }

@@ -44,7 +44,7 @@ func (s *Store) NextEpoch(nowMS uint64) (uint64, error) {
 		return epoch, nil
 	}
 	if err != nil {
-		return 0, fmt.Errorf("store: boot epoch: %w", s.commitError(err, 1))
+		return 0, fmt.Errorf("boot epoch: %w", s.commitError(err, 1))
 	}
 	s.epoch.Store(epoch)
 	return epoch, nil

@@ -186,7 +186,7 @@ func reindexTomb(tombs *bolt.Bucket, key string, raw []byte, put bool) error {
 	}
 	h, err := decodeHeadAt(raw)
 	if err != nil {
-		return fmt.Errorf("store: %w: %q: %v", ErrCorrupt, key, err)
+		return fmt.Errorf("%w: %q: %v", ErrCorrupt, key, err)
 	}
 	if !h.indexed() {
 		return nil
@@ -236,7 +236,7 @@ func (s *Store) replay() (*pending, error) {
 			// that reported an error yet reached the disk, which the logged
 			// batches after it do not know; they win.
 			if c.Index > p.last+1 || c.Index == 0 {
-				return nil, fmt.Errorf("store: %w: write-ahead log batch %d has change %d after %d", ErrCorrupt, b.LSN, c.Index, p.last)
+				return nil, fmt.Errorf("%w: write-ahead log batch %d has change %d after %d", ErrCorrupt, b.LSN, c.Index, p.last)
 			}
 			doubleFault = doubleFault || c.Index <= p.last
 			p.last = c.Index
@@ -268,7 +268,7 @@ func (s *Store) replay() (*pending, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("store: replaying the write-ahead log: %w", err)
+		return nil, fmt.Errorf("replaying the write-ahead log: %w", err)
 	}
 	return nil, nil
 }

@@ -369,7 +369,7 @@ func (p *purgeTx) expire(cutoff int64) (more bool, err error) {
 		var cur Record
 		if raw != nil {
 			if cur, err = decodeMeta(raw); err != nil {
-				return false, fmt.Errorf("store: %w: %q: %v", ErrCorrupt, key, err)
+				return false, fmt.Errorf("%w: %q: %v", ErrCorrupt, key, err)
 			}
 		}
 		if raw == nil || !(tombHead{Deleted: cur.Deleted, TTL: cur.TTL}).indexed() || max(cur.At+max(cur.TTL, 0), 0) != at {
@@ -398,7 +398,7 @@ func (p *purgeTx) applyExpired(rec *Record) error {
 	if raw := p.kv.Get([]byte(rec.Key)); raw != nil {
 		cur, err := decodeMeta(raw)
 		if err != nil {
-			return fmt.Errorf("store: %w: %q: %v", ErrCorrupt, rec.Key, err)
+			return fmt.Errorf("%w: %q: %v", ErrCorrupt, rec.Key, err)
 		}
 		if o := rec.VV.Compare(cur.VV); o == Newer || o == Same {
 			cur.Key = rec.Key
@@ -459,7 +459,7 @@ func (p *purgeTx) logPurged(rec *Record) error {
 	if old := p.purg.Get(k); old != nil {
 		prev, err := decodeMeta(old)
 		if err != nil {
-			return fmt.Errorf("store: %w: purge log %q: %v", ErrCorrupt, rec.Key, err)
+			return fmt.Errorf("%w: purge log %q: %v", ErrCorrupt, rec.Key, err)
 		}
 		switch rec.VV.Compare(prev.VV) {
 		case Older, Same:
@@ -484,7 +484,7 @@ func (p *purgeTx) prune(nowMs int64) error {
 	err := p.purg.ForEach(func(k, v []byte) error {
 		rec, err := decodeMeta(v)
 		if err != nil {
-			return fmt.Errorf("store: %w: purge log %x: %v", ErrCorrupt, k, err)
+			return fmt.Errorf("%w: purge log %x: %v", ErrCorrupt, k, err)
 		}
 		if nowMs-keep >= rec.At+max(rec.TTL, 0) {
 			old = append(old, append([]byte(nil), k...))
@@ -513,7 +513,7 @@ func (st *txState) coveredByPurge(rec *Record) (bool, error) {
 	}
 	ent, err := decodeMeta(raw)
 	if err != nil {
-		return false, fmt.Errorf("store: %w: purge log %q: %v", ErrCorrupt, rec.Key, err)
+		return false, fmt.Errorf("%w: purge log %q: %v", ErrCorrupt, rec.Key, err)
 	}
 	o := rec.VV.Compare(ent.VV)
 	return o == Older || o == Same, nil
@@ -554,7 +554,7 @@ func (s *Store) ScanPurged(fn func(Record) error) error {
 		return tx.Bucket(bucketPurged).ForEach(func(k, v []byte) error {
 			var rec Record
 			if len(k) <= len(Hash{}) {
-				return fmt.Errorf("store: %w: purge log entry %x", ErrCorrupt, k)
+				return fmt.Errorf("%w: purge log entry %x", ErrCorrupt, k)
 			}
 			if err := decodeStored(string(k[len(Hash{}):]), v, &rec); err != nil {
 				return err
@@ -593,7 +593,7 @@ func indexTombstones(tx *bolt.Tx) error {
 	return tx.Bucket(bucketKV).ForEach(func(k, v []byte) error {
 		rec, err := decodeMeta(v)
 		if err != nil {
-			return fmt.Errorf("store: %w: record %q: %v", ErrCorrupt, k, err)
+			return fmt.Errorf("%w: record %q: %v", ErrCorrupt, k, err)
 		}
 		if !rec.Deleted && rec.TTL <= 0 {
 			return nil

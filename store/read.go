@@ -93,7 +93,7 @@ func (s *Store) get(key string, hideExpired bool) (rec Record, found bool, err e
 
 func decodeStored(key string, v []byte, rec *Record) error {
 	if err := rec.UnmarshalCBOR(v); err != nil {
-		return fmt.Errorf("store: %w: %q: %v", ErrCorrupt, key, err)
+		return fmt.Errorf("%w: %q: %v", ErrCorrupt, key, err)
 	}
 	return nil
 }
@@ -124,7 +124,7 @@ func (s *Store) List(prefix, after string, limit int, values bool) (recs []Recor
 			} else {
 				var err error
 				if rec, err = decodeMeta(v); err != nil {
-					return fmt.Errorf("store: %w: %q: %v", ErrCorrupt, key, err)
+					return fmt.Errorf("%w: %q: %v", ErrCorrupt, key, err)
 				}
 			}
 			if !rec.Deleted && !s.ephemeralGone(&rec) && (rec.TTL <= 0 || s.fillLeft(&rec, hashBytes(v))) {
@@ -256,7 +256,7 @@ func (s *Store) LeafEntries(leaf uint16) ([]LeafEntry, error) {
 		c := tx.Bucket(bucketKeyHash).Cursor()
 		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
 			if len(k) <= len(Hash{}) || len(v) != len(Hash{}) {
-				return fmt.Errorf("store: %w: key-hash entry %x", ErrCorrupt, k)
+				return fmt.Errorf("%w: key-hash entry %x", ErrCorrupt, k)
 			}
 			var e LeafEntry
 			copy(e.KeyHash[:], k)

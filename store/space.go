@@ -199,7 +199,7 @@ func (sp *space) admit() (direct bool, err error) {
 	defer sp.mu.Unlock()
 	switch {
 	case sp.stuck:
-		return false, fmt.Errorf("store: %w: flushes fail for lack of space; only deletes and writes that do not grow a record are accepted", ErrDiskFull)
+		return false, fmt.Errorf("%w: flushes fail for lack of space; only deletes and writes that do not grow a record are accepted", ErrDiskFull)
 	case sp.held:
 		return false, nil
 	}

@@ -96,13 +96,13 @@ func (o Options) withDefaults() (Options, error) {
 		o.WatchHistory = DefaultWatchHistory
 	}
 	if o.WatchHistory < 0 {
-		return o, fmt.Errorf("store: WatchHistory %d is negative", o.WatchHistory)
+		return o, fmt.Errorf("WatchHistory %d is negative", o.WatchHistory)
 	}
 	if o.MaxValueSize == 0 {
 		o.MaxValueSize = DefaultMaxValueSize
 	}
 	if o.MaxValueSize < 0 || o.MaxValueSize > MaxMaxValueSize {
-		return o, fmt.Errorf("store: MaxValueSize %d is not within 1..%d", o.MaxValueSize, MaxMaxValueSize)
+		return o, fmt.Errorf("MaxValueSize %d is not within 1..%d", o.MaxValueSize, MaxMaxValueSize)
 	}
 	if o.LockTimeout == 0 {
 		o.LockTimeout = time.Second
@@ -111,7 +111,7 @@ func (o Options) withDefaults() (Options, error) {
 		o.Now = time.Now
 	}
 	if o.LogSize != 0 && o.LogSize < wal.MinSize {
-		return o, fmt.Errorf("store: LogSize %d is below the minimum %d", o.LogSize, wal.MinSize)
+		return o, fmt.Errorf("LogSize %d is below the minimum %d", o.LogSize, wal.MinSize)
 	}
 	if o.walSize == 0 {
 		o.walSize = o.LogSize
@@ -120,7 +120,7 @@ func (o Options) withDefaults() (Options, error) {
 		o.walSize = wal.DefaultSize
 	}
 	if o.TombstoneTTL < 0 || o.PurgeLogTTL < 0 {
-		return o, fmt.Errorf("store: TombstoneTTL %s or PurgeLogTTL %s is negative", o.TombstoneTTL, o.PurgeLogTTL)
+		return o, fmt.Errorf("TombstoneTTL %s or PurgeLogTTL %s is negative", o.TombstoneTTL, o.PurgeLogTTL)
 	}
 	if o.TombstoneTTL > 0 && o.PurgeLogTTL == 0 {
 		o.PurgeLogTTL = DefaultPurgeLogTTL
@@ -189,7 +189,7 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("store: %w", err)
+		return nil, err
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
 		Timeout: opts.LockTimeout,
@@ -296,13 +296,13 @@ func (s *Store) readStoreID() (id NodeID, err error) {
 func openError(path string, err error) error {
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):
-		return fmt.Errorf("store: open %s: %w", path, ErrLocked)
+		return fmt.Errorf("open %s: %w", path, ErrLocked)
 	case errors.Is(err, berrors.ErrInvalid), errors.Is(err, berrors.ErrVersionMismatch):
-		return fmt.Errorf("store: open %s: %w: %w", path, ErrFormat, err)
+		return fmt.Errorf("open %s: %w: %w", path, ErrFormat, err)
 	case errors.Is(err, berrors.ErrChecksum):
-		return fmt.Errorf("store: open %s: %w: %w", path, ErrCorrupt, err)
+		return fmt.Errorf("open %s: %w: %w", path, ErrCorrupt, err)
 	}
-	return fmt.Errorf("store: open %s: %w", path, err)
+	return fmt.Errorf("open %s: %w", path, err)
 }
 
 // init checks the format of an existing file, or lays out a new one.
@@ -315,7 +315,7 @@ func (s *Store) init() error {
 			k, _ := tx.Cursor().First()
 			fresh = k == nil
 			if !fresh {
-				return fmt.Errorf("store: %s: %w: no meta bucket, not a store file", s.path, ErrFormat)
+				return fmt.Errorf("%s: %w: no meta bucket, not a store file", s.path, ErrFormat)
 			}
 			return nil
 		}
@@ -340,7 +340,7 @@ func (s *Store) init() error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		for _, name := range [][]byte{bucketMeta, bucketKV, bucketKeyHash, bucketChanges, bucketTombs, bucketPurged, bucketTTL} {
 			if _, err := tx.CreateBucket(name); err != nil {
-				return fmt.Errorf("store: create bucket %s: %w", name, err)
+				return fmt.Errorf("create bucket %s: %w", name, err)
 			}
 		}
 		meta := tx.Bucket(bucketMeta)
@@ -382,11 +382,11 @@ func (s *Store) upgrade(tx *bolt.Tx) error {
 func (s *Store) checkFormat(tx *bolt.Tx) (uint64, error) {
 	v := tx.Bucket(bucketMeta).Get(metaFormat)
 	if len(v) != 8 {
-		return 0, fmt.Errorf("store: %s: %w: no format version", s.path, ErrFormat)
+		return 0, fmt.Errorf("%s: %w: no format version", s.path, ErrFormat)
 	}
 	f := binary.BigEndian.Uint64(v)
 	if f > FormatVersion || f == 0 {
-		return 0, fmt.Errorf("store: %s: %w: format %d, this build reads up to %d", s.path, ErrFormat, f, FormatVersion)
+		return 0, fmt.Errorf("%s: %w: format %d, this build reads up to %d", s.path, ErrFormat, f, FormatVersion)
 	}
 	need := [][]byte{bucketKV, bucketKeyHash, bucketChanges}
 	if f >= 3 {
@@ -397,7 +397,7 @@ func (s *Store) checkFormat(tx *bolt.Tx) (uint64, error) {
 	}
 	for _, name := range need {
 		if tx.Bucket(name) == nil {
-			return 0, fmt.Errorf("store: %s: %w: bucket %s missing", s.path, ErrCorrupt, name)
+			return 0, fmt.Errorf("%s: %w: bucket %s missing", s.path, ErrCorrupt, name)
 		}
 	}
 	return f, nil
@@ -450,7 +450,7 @@ func (s *Store) overlay(tx *bolt.Tx, p *pending, lives map[string]ttlHead) (maxL
 	for key, r := range p.recs {
 		h, err := decodeHead(r.raw)
 		if err != nil {
-			return 0, fmt.Errorf("store: %w: logged record %q: %v", ErrCorrupt, key, err)
+			return 0, fmt.Errorf("%w: logged record %q: %v", ErrCorrupt, key, err)
 		}
 		var was Hash
 		if old := kv.Get([]byte(key)); old != nil {
@@ -479,7 +479,7 @@ func (s *Store) rebuild(tx *bolt.Tx, d *digest, keys *uint64, lives map[string]t
 	err = tx.Bucket(bucketKV).ForEach(func(k, v []byte) error {
 		h, err := decodeHead(v)
 		if err != nil {
-			return fmt.Errorf("store: %w: record %q: %v", ErrCorrupt, k, err)
+			return fmt.Errorf("%w: record %q: %v", ErrCorrupt, k, err)
 		}
 		hash := hashBytes(v)
 		if lives != nil {
@@ -583,7 +583,7 @@ func metaID(b *bolt.Bucket, name []byte) (NodeID, error) {
 	var id NodeID
 	v := b.Get(name)
 	if len(v) != len(id) {
-		return id, fmt.Errorf("store: %w: meta %s has %d bytes", ErrCorrupt, name, len(v))
+		return id, fmt.Errorf("%w: meta %s has %d bytes", ErrCorrupt, name, len(v))
 	}
 	copy(id[:], v)
 	return id, nil

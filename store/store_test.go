@@ -166,8 +166,13 @@ func TestTooLarge(t *testing.T) {
 	if _, err := s.Set(t.Context(), "k", make([]byte, 10), nil); err != nil {
 		t.Fatalf("10 bytes: %v", err)
 	}
-	if _, err := s.Set(t.Context(), "k", make([]byte, 11), nil); !errors.Is(err, store.ErrTooLarge) {
+	_, err := s.Set(t.Context(), "k", make([]byte, 11), nil)
+	if !errors.Is(err, store.ErrTooLarge) {
 		t.Fatalf("11 bytes: %v, want ErrTooLarge", err)
+	}
+	// The API shows the message as it is: no package prefix.
+	if want := "value too large: 11 bytes, the limit is 10"; err.Error() != want {
+		t.Errorf("11 bytes: message %q, want %q", err, want)
 	}
 	rec := write("k", "01234567890", 1, 5, nil)
 	if _, err := s.Apply(t.Context(), rec); !errors.Is(err, store.ErrTooLarge) {

@@ -56,7 +56,7 @@ func (s *Store) checkTTL(ttl time.Duration) error {
 		return nil
 	}
 	if ttl < MinTTL || ttl > s.MaxTTL() {
-		return fmt.Errorf("store: %w: ttl %s is not within %s..%s", ErrBadTTL, ttl, MinTTL, s.MaxTTL())
+		return fmt.Errorf("%w: ttl %s is not within %s..%s", ErrBadTTL, ttl, MinTTL, s.MaxTTL())
 	}
 	return nil
 }
@@ -382,7 +382,7 @@ func (s *Store) expirePass() error {
 			}
 			m, err := decodeMeta(raw)
 			if err != nil {
-				return fmt.Errorf("store: %w: %q: %v", ErrCorrupt, it.key, err)
+				return fmt.Errorf("%w: %q: %v", ErrCorrupt, it.key, err)
 			}
 			last++
 			if err := log.Put(u64(last), appendEvent(nil, OpExpire, it.key, m.Lamport, m.Origin)); err != nil {

@@ -72,7 +72,7 @@ func (s *Store) set(ctx context.Context, key string, value []byte, ifVersion *ui
 		return Record{}, err
 	}
 	if len(value) > s.opts.MaxValueSize {
-		return Record{}, fmt.Errorf("store: %w: %d bytes, the limit is %d", ErrTooLarge, len(value), s.opts.MaxValueSize)
+		return Record{}, fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, len(value), s.opts.MaxValueSize)
 	}
 	r := &request{kind: reqSet, key: key, value: value, ifVersion: ifVersion, ttl: ttl, ephemeral: ephemeral}
 	if err := s.submit(ctx, r); err != nil {
@@ -157,39 +157,39 @@ func (s *Store) checkRecord(rec *Record) error {
 	}
 	switch {
 	case len(rec.Value) > s.opts.MaxValueSize:
-		return fmt.Errorf("store: %w: %d bytes, the limit is %d", ErrTooLarge, len(rec.Value), s.opts.MaxValueSize)
+		return fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, len(rec.Value), s.opts.MaxValueSize)
 	case rec.Lamport == 0 || rec.Lamport > MaxLamport:
-		return fmt.Errorf("store: %w: %q has lamport %d", ErrBadRecord, rec.Key, rec.Lamport)
+		return fmt.Errorf("%w: %q has lamport %d", ErrBadRecord, rec.Key, rec.Lamport)
 	case rec.Lamport > s.Lamport()+MaxClockJump:
-		return fmt.Errorf("store: %w: %q has lamport %d, this node's clock is %d (at most %d ahead is accepted)",
+		return fmt.Errorf("%w: %q has lamport %d, this node's clock is %d (at most %d ahead is accepted)",
 			ErrClockJump, rec.Key, rec.Lamport, s.Lamport(), uint64(MaxClockJump))
 	case rec.LWW.Lamport > rec.Lamport:
-		return fmt.Errorf("store: %w: %q ranks by lamport %d, above its own %d", ErrBadRecord, rec.Key, rec.LWW.Lamport, rec.Lamport)
+		return fmt.Errorf("%w: %q ranks by lamport %d, above its own %d", ErrBadRecord, rec.Key, rec.LWW.Lamport, rec.Lamport)
 	case rec.Deleted && len(rec.Value) > 0:
-		return fmt.Errorf("store: %w: %q is a tombstone with a value", ErrBadRecord, rec.Key)
+		return fmt.Errorf("%w: %q is a tombstone with a value", ErrBadRecord, rec.Key)
 	case rec.TTL < 0 || time.Duration(rec.TTL)*time.Millisecond > s.MaxTTL():
-		return fmt.Errorf("store: %w: %q has ttl %d ms, at most %d", ErrBadRecord, rec.Key, rec.TTL, s.MaxTTL().Milliseconds())
+		return fmt.Errorf("%w: %q has ttl %d ms, at most %d", ErrBadRecord, rec.Key, rec.TTL, s.MaxTTL().Milliseconds())
 	case rec.TTL != 0 && rec.Ephemeral != 0:
-		return fmt.Errorf("store: %w: %q is ephemeral and has a ttl", ErrBadRecord, rec.Key)
+		return fmt.Errorf("%w: %q is ephemeral and has a ttl", ErrBadRecord, rec.Key)
 	}
 	return checkVV(rec)
 }
 
 func checkVV(rec *Record) error {
 	if len(rec.VV) > MaxVVEntries {
-		return fmt.Errorf("store: %w: %q has %d entries, at most %d", errBadVV, rec.Key, len(rec.VV), MaxVVEntries)
+		return fmt.Errorf("%w: %q has %d entries, at most %d", errBadVV, rec.Key, len(rec.VV), MaxVVEntries)
 	}
 	n := 0
 	for id, l := range rec.VV {
 		if l > rec.Lamport {
-			return fmt.Errorf("store: %w: %q has entry %d for %s, above its lamport %d", errBadVV, rec.Key, l, id, rec.Lamport)
+			return fmt.Errorf("%w: %q has entry %d for %s, above its lamport %d", errBadVV, rec.Key, l, id, rec.Lamport)
 		}
 		if l > 0 {
 			n++
 		}
 	}
 	if n == 0 {
-		return fmt.Errorf("store: %w: %q has an empty version vector", ErrBadRecord, rec.Key)
+		return fmt.Errorf("%w: %q has an empty version vector", ErrBadRecord, rec.Key)
 	}
 	return nil
 }
@@ -302,7 +302,7 @@ func (st *txState) current(key string) (*stored, error) {
 	}
 	m, err := decodeMeta(v)
 	if err != nil {
-		return nil, fmt.Errorf("store: %w: %q: %v", ErrCorrupt, key, err)
+		return nil, fmt.Errorf("%w: %q: %v", ErrCorrupt, key, err)
 	}
 	return &stored{meta: m, raw: v, hash: h}, nil
 }

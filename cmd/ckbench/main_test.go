@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudknowledge/ck/internal/rpctest"
 	"github.com/cloudknowledge/ck/rpc"
-	"github.com/cloudknowledge/ck/rpc/rpctest"
 )
 
 // TestWorkloads runs every workload against the real API server (with an

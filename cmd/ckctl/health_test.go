@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cloudknowledge/ck/internal/rpctest"
 	"github.com/cloudknowledge/ck/rpc"
-	"github.com/cloudknowledge/ck/rpc/rpctest"
 )
 
 // TestHealth: ckctl health's output and exit status for each check, on a

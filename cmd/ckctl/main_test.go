@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudknowledge/ck/internal/rpctest"
 	"github.com/cloudknowledge/ck/rpc"
-	"github.com/cloudknowledge/ck/rpc/rpctest"
 )
 
 // daemon is a fake ckd: the real rpc server over the in-memory backend.

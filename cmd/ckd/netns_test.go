@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/cloudknowledge/ck/daemon/seal"
-	"github.com/cloudknowledge/ck/daemon/transport/netlab"
+	"github.com/cloudknowledge/ck/internal/netlab"
 	"github.com/cloudknowledge/ck/rpc"
 )
 

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/cloudknowledge/ck/daemon/transport"
-	"github.com/cloudknowledge/ck/daemon/transport/simnet"
+	"github.com/cloudknowledge/ck/internal/simnet"
 )
 
 // TestIdleCost: a cluster at rest sends one HELLO per node per heartbeat

@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/cloudknowledge/ck/daemon/transport"
-	"github.com/cloudknowledge/ck/daemon/transport/simnet"
+	"github.com/cloudknowledge/ck/internal/simnet"
 	"github.com/cloudknowledge/ck/store"
 )
 

@@ -10,7 +10,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/cloudknowledge/ck/daemon/transport/simnet"
+	"github.com/cloudknowledge/ck/internal/simnet"
 )
 
 // TestDuplicateNodeID: a node started on a copy of another's data dir

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/cloudknowledge/ck/daemon/transport"
-	"github.com/cloudknowledge/ck/daemon/transport/simnet"
+	"github.com/cloudknowledge/ck/internal/simnet"
 )
 
 // heldDialTransport holds every stream this node opens until release is

@@ -15,8 +15,8 @@ import (
 	"time"
 
 	"github.com/cloudknowledge/ck/daemon/transport"
-	"github.com/cloudknowledge/ck/daemon/transport/simnet"
 	"github.com/cloudknowledge/ck/daemon/wire"
+	"github.com/cloudknowledge/ck/internal/simnet"
 )
 
 var simScaleNodes = flag.Int("sim.scale", 0, "nodes of TestSimScale; 0: 100, or 12 under -race or -short")

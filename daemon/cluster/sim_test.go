@@ -18,7 +18,7 @@ import (
 
 	"github.com/cloudknowledge/ck/daemon/seal"
 	"github.com/cloudknowledge/ck/daemon/transport"
-	"github.com/cloudknowledge/ck/daemon/transport/simnet"
+	"github.com/cloudknowledge/ck/internal/simnet"
 	"github.com/cloudknowledge/ck/store"
 )
 

@@ -11,7 +11,7 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/cloudknowledge/ck/daemon/transport/simnet"
+	"github.com/cloudknowledge/ck/internal/simnet"
 	"github.com/cloudknowledge/ck/store"
 )
 

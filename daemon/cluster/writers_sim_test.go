@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/cloudknowledge/ck/daemon/transport"
-	"github.com/cloudknowledge/ck/daemon/transport/simnet"
 	"github.com/cloudknowledge/ck/daemon/wire"
+	"github.com/cloudknowledge/ck/internal/simnet"
 	"github.com/cloudknowledge/ck/store"
 )
 

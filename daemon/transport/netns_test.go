@@ -17,7 +17,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/cloudknowledge/ck/daemon/transport/netlab"
+	"github.com/cloudknowledge/ck/internal/netlab"
 )
 
 // Real broadcast and multicast between hosts: network namespaces, each
