@@ -7,57 +7,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/cloudknowledge/ck/internal/tmpfs"
 	"github.com/cloudknowledge/ck/store"
 )
-
-// mountTmpfs mounts a tmpfs of size bytes on a temporary directory, or
-// skips the test when this process may not mount (not root, no
-// CAP_SYS_ADMIN, a restricted container).
-func mountTmpfs(t *testing.T, size string) string {
-	t.Helper()
-	dir := t.TempDir()
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
-		t.Skipf("disk-full test needs to mount a tmpfs (root or CAP_SYS_ADMIN): %v", err)
-	}
-	// Registered before the store is opened, so it runs after the store's
-	// check-and-close cleanup.
-	t.Cleanup(func() {
-		if err := syscall.Unmount(dir, 0); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-			_ = syscall.Unmount(dir, syscall.MNT_DETACH)
-		}
-	})
-	return dir
-}
-
-// fill writes a file until the file system is full, to the last byte.
-func fill(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	for _, n := range []int{1 << 20, 4096, 1} {
-		buf := make([]byte, n)
-		for {
-			if _, err := f.Write(buf); err != nil {
-				if !errors.Is(err, syscall.ENOSPC) {
-					t.Fatalf("filling: %v", err)
-				}
-				break
-			}
-		}
-	}
-	var st syscall.Statfs_t
-	if err := syscall.Statfs(filepath.Dir(path), &st); err != nil || st.Bavail != 0 {
-		t.Fatalf("filled, yet %d blocks free (%v)", st.Bavail, err)
-	}
-}
 
 // waitFor polls cond for up to 20 s.
 func waitFor(t *testing.T, what string, cond func() error) {
@@ -99,6 +54,15 @@ func setUntilFull(t *testing.T, s *store.Store, prefix string, n int) (acked []s
 	return nil, nil
 }
 
+// mountTmpfs mounts a tmpfs of size on a temporary directory before the
+// store opens there (so it is unmounted after the store's cleanup).
+func mountTmpfs(t *testing.T, size string) string {
+	t.Helper()
+	dir := t.TempDir()
+	tmpfs.Mount(t, dir, size)
+	return dir
+}
+
 func TestDiskFull(t *testing.T) {
 	dir := mountTmpfs(t, "4m")
 	s := openAt(t, filepath.Join(dir, "store.db"), durable, store.WALSize(smallWAL))
@@ -115,7 +79,7 @@ func TestDiskFull(t *testing.T) {
 		t.Fatal(err)
 	}
 	filler := filepath.Join(dir, "filler")
-	fill(t, filler)
+	tmpfs.Fill(t, filler)
 
 	more, err := setUntilFull(t, s, "new", size)
 	t.Logf("%d writes before the disk was full, %d after; refused: %v", len(old), len(more), err)
@@ -181,7 +145,7 @@ func TestDiskFullOpen(t *testing.T) {
 	copyFile(t, s.Path(), crashed)
 	copyFile(t, store.WALPath(s.Path()), store.WALPath(crashed))
 	release()
-	fill(t, filepath.Join(dir, "filler"))
+	tmpfs.Fill(t, filepath.Join(dir, "filler"))
 
 	c := openAt(t, crashed, durable, store.WALSize(smallWAL))
 	for k, w := range want {
@@ -237,7 +201,7 @@ func TestDiskFullStrandedWrites(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	fill(t, filepath.Join(dir, "filler"))
+	tmpfs.Fill(t, filepath.Join(dir, "filler"))
 
 	// Six 24 KiB writes fit in the log (with its spare clear), but not in
 	// the reserve with the copies of the old records beside them: each

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudknowledge/ck/internal/tmpfs"
 	"github.com/cloudknowledge/ck/rpc"
 )
 
@@ -38,7 +39,7 @@ func TestDiskFullEndToEnd(t *testing.T) {
 	// The log's ring (32 MiB) and the space reserve (32 MiB) are
 	// allocated at start; the reserve is allocated again once twice its
 	// size is free.
-	mountTmpfs(t, data, "160m")
+	tmpfs.Mount(t, data, "160m")
 	p := &ckdProc{dir: dir, hcl: ownCluster("disk")}
 	p.start(t)
 	sock := p.sock()
@@ -61,7 +62,7 @@ func TestDiskFullEndToEnd(t *testing.T) {
 		}
 	}
 	filler := filepath.Join(data, "filler")
-	fillDisk(t, filler)
+	tmpfs.Fill(t, filler)
 
 	// Writes that grow the store: accepted while the reserve lasts, then
 	// refused with disk_full.
@@ -122,52 +123,6 @@ func TestDiskFullEndToEnd(t *testing.T) {
 	checkAcked(t, c, acked)
 	if err := p.stop(syscall.SIGTERM); err != nil {
 		t.Fatalf("ckd stop: %v", err)
-	}
-}
-
-// mountTmpfs mounts a tmpfs of size on dir (created) until the test ends.
-func mountTmpfs(t *testing.T, dir, size string) {
-	t.Helper()
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := syscall.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
-		t.Skipf("cannot mount a tmpfs (a restricted container?): %v", err)
-	}
-	t.Cleanup(func() {
-		// A killed ckd may still be exiting: busy for a moment.
-		var err error
-		_ = poll(10*time.Second, 50*time.Millisecond, func() error {
-			if err = syscall.Unmount(dir, 0); errors.Is(err, syscall.EBUSY) {
-				return err
-			}
-			return nil
-		})
-		if err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-			_ = syscall.Unmount(dir, syscall.MNT_DETACH)
-		}
-	})
-}
-
-// fillDisk writes a file until its file system has not a byte left.
-func fillDisk(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	for _, n := range []int{1 << 20, 4096, 1} {
-		buf := make([]byte, n)
-		for {
-			if _, err := f.Write(buf); err != nil {
-				if !errors.Is(err, syscall.ENOSPC) {
-					t.Fatalf("filling: %v", err)
-				}
-				break
-			}
-		}
 	}
 }
 
