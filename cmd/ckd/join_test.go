@@ -19,22 +19,10 @@ func TestJoiningNodeAnswersReads(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real daemons; skipped with -short")
 	}
-	// Enough keys that the bootstrap takes a few hundred milliseconds even
-	// on a fast machine (~100,000 keys/s; ~12,000 under the race
-	// detector), while the reads below start within a few milliseconds of
-	// the node's start.
-	keys := 10000
-	if raceEnabled {
-		keys = 4000
-	}
 	ctx := context.Background()
 	dir := t.TempDir()
 	cfg := loConfig(t, dir, "")
-	a := startLo(t, dir, cfg, "a")
-	eventually(t, 15*time.Second, "a healthy", healthy(a.c))
-	start := time.Now()
-	fillKeys(t, a.sock(), "k/", keys)
-	t.Logf("%d keys written on a in %v", keys, time.Since(start))
+	_, keys := loadedNode(t, dir, cfg)
 
 	b := startLo(t, dir, cfg, "b")
 	syncing := 0 // reads answered with the syncing mark

@@ -29,17 +29,9 @@ func TestServiceNotifyAndHealth(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts real daemons; skipped with -short")
 	}
-	// As in TestJoiningNodeAnswersReads: enough keys that the bootstrap
-	// lasts a few hundred milliseconds, so the probes below see it.
-	keys := 10000
-	if raceEnabled {
-		keys = 4000
-	}
 	dir := t.TempDir()
 	cfg := loConfig(t, dir, "")
-	a := startLo(t, dir, cfg, "a")
-	eventually(t, 15*time.Second, "a healthy", healthy(a.c))
-	fillKeys(t, a.sock(), "k/", keys)
+	_, keys := loadedNode(t, dir, cfg)
 
 	notes := listenNotify(t, filepath.Join(dir, "notify"))
 	metricsAddr := freeLoopbackAddr(t)
