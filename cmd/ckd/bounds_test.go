@@ -265,20 +265,7 @@ func TestStuckClientsDuringRejoinAndStop(t *testing.T) {
 	if err := os.WriteFile(cfg, []byte(hcl), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	a := &ckdProc{name: "a", dir: dir, cfg: cfg}
-	b := &ckdProc{name: "b", dir: dir, cfg: cfg}
-	a.start(t)
-	b.start(t)
-	ca, cb := rpc.NewClient(a.sock()), rpc.NewClient(b.sock())
-	awaitAlive(t, []*rpc.Client{ca, cb}, 2)
-	a.mustCkctl(t, "", "set", "--wait", "1", "before", "v0")
-	time.Sleep(time.Second) // HELLOs carrying the same root: in sync
-	b.shutdown(t)
-	a.mustCkctl(t, "", "set", "during/a", "x")
-	time.Sleep(2 * time.Second) // longer than purge_log_ttl
-	b.start(t)
-	awaitState(t, ca, "b", "quarantined")
-	awaitState(t, cb, "a", "quarantined")
+	_, b, _, _ := quarantinedPair(t, dir, cfg, 2*time.Second) // longer than purge_log_ttl
 
 	// A write that waits for an ACK a will never send (it quarantines b).
 	waiting := exec.Command(filepath.Join(binDir, "ckctl"), "--socket", b.sock(), "set", "waiting", "v", "--wait", "1", "--timeout", "60s")

@@ -83,3 +83,26 @@ func loadedNode(t *testing.T, dir, cfg string) (a *ckdProc, keys int) {
 	t.Logf("%d keys written on a in %v", keys, time.Since(start))
 	return a, keys
 }
+
+// quarantinedPair makes the long separation of docs/PROTOCOL.md (Long
+// separations) with two nodes on cfg, whose purge_log_ttl must be shorter
+// than away: a and b in sync, b stopped while a takes a write, b started
+// again after away; both must then hold the other quarantined.
+func quarantinedPair(t *testing.T, dir, cfg string, away time.Duration) (a, b *ckdProc, ca, cb *rpc.Client) {
+	t.Helper()
+	a = &ckdProc{name: "a", dir: dir, cfg: cfg}
+	b = &ckdProc{name: "b", dir: dir, cfg: cfg}
+	a.start(t)
+	b.start(t)
+	ca, cb = rpc.NewClient(a.sock()), rpc.NewClient(b.sock())
+	awaitAlive(t, []*rpc.Client{ca, cb}, 2)
+	a.mustCkctl(t, "", "set", "--wait", "1", "before", "v0")
+	time.Sleep(time.Second) // HELLOs carrying the same root: in sync
+	b.shutdown(t)
+	a.mustCkctl(t, "", "set", "during/a", "x")
+	time.Sleep(away)
+	b.start(t)
+	awaitState(t, ca, "b", "quarantined")
+	awaitState(t, cb, "a", "quarantined")
+	return a, b, ca, cb
+}

@@ -32,21 +32,7 @@ func TestNATSRejoin(t *testing.T) {
 	dir := t.TempDir()
 	cfg := natsClusterConfig(t, dir, fmt.Sprintf("natsr-%08x", r.Uint32()), ns.ClientURL(),
 		`tombstone_ttl = "2s"`, `purge_log_ttl = "3s"`)
-	a := &ckdProc{name: "a", dir: dir, cfg: cfg}
-	b := &ckdProc{name: "b", dir: dir, cfg: cfg}
-	a.start(t)
-	b.start(t)
-	ca, cb := rpc.NewClient(a.sock()), rpc.NewClient(b.sock())
-	awaitAlive(t, []*rpc.Client{ca, cb}, 2)
-	a.mustCkctl(t, "", "set", "--wait", "1", "before", "v0")
-	time.Sleep(time.Second) // HELLOs carrying the same root: in sync
-
-	b.shutdown(t)
-	a.mustCkctl(t, "", "set", "during/a", "x")
-	time.Sleep(4 * time.Second) // longer than purge_log_ttl
-	b.start(t)
-	awaitState(t, ca, "b", "quarantined")
-	awaitState(t, cb, "a", "quarantined")
+	_, b, ca, cb := quarantinedPair(t, dir, cfg, 4*time.Second) // longer than purge_log_ttl
 	b.mustCkctl(t, "", "set", "mine/b", "y")
 
 	out := b.mustCkctl(t, "", "rejoin")
