@@ -71,6 +71,18 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "building ckd and ckctl:", err)
 		os.Exit(1)
 	}
+	// TestSocketImpostor runs this test binary as another user. It is
+	// copied here, before any test runs: a copy written while parallel
+	// tests fork children can be held open for writing by one of them
+	// until it execs, and exec then fails with "text file busy".
+	if err := copyImpostor(filepath.Join(dir, impostorBin)); err != nil {
+		fmt.Fprintln(os.Stderr, "copying the test binary:", err)
+		os.Exit(1)
+	}
+	if err := writeFakeNATS(dir); err != nil {
+		fmt.Fprintln(os.Stderr, "writing the nats stand-in:", err)
+		os.Exit(1)
+	}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.RemoveAll(config)

@@ -218,14 +218,9 @@ func TestSocketImpostor(t *testing.T) {
 	home := otherHome(t, base)
 	record := filepath.Join(home, "received")
 
-	// The impostor is this test binary, copied where nobody can run it.
-	self, err := os.Executable()
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(base, "impostor.test")
-	copyFile(t, self, bin, 0o755)
-	imp := asOther(bin, "-test.run=^$")
+	// The impostor is this test binary, copied where nobody can run it
+	// (by TestMain, before any test forks).
+	imp := asOther(filepath.Join(binDir, impostorBin), "-test.run=^$")
 	imp.Env = append(os.Environ(), impostorEnv+"="+sock, impostorRecordEnv+"="+record)
 	var out bytes.Buffer
 	imp.Stdout, imp.Stderr = &out, &out
@@ -273,23 +268,29 @@ func TestSocketImpostor(t *testing.T) {
 	}
 }
 
-func copyFile(t *testing.T, from, to string, mode os.FileMode) {
-	t.Helper()
-	src, err := os.Open(from)
+// impostorBin is the name of the copy of this test binary in binDir.
+const impostorBin = "impostor.test"
+
+// copyImpostor copies this test binary to path, executable by everyone.
+func copyImpostor(path string) error {
+	self, err := os.Executable()
 	if err != nil {
-		t.Fatal(err)
+		return err
+	}
+	src, err := os.Open(self)
+	if err != nil {
+		return err
 	}
 	defer src.Close()
-	dst, err := os.OpenFile(to, os.O_CREATE|os.O_WRONLY|os.O_EXCL, mode)
+	dst, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_EXCL, 0o755)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	if _, err := io.Copy(dst, src); err != nil {
-		t.Fatal(err)
+		dst.Close()
+		return err
 	}
-	if err := dst.Close(); err != nil {
-		t.Fatal(err)
-	}
+	return dst.Close()
 }
 
 // awaitFile waits (at most 15 s) until path exists.

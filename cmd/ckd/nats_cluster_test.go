@@ -218,16 +218,28 @@ func natsClusterConfig(t *testing.T, dir, cluster, url string, clusterLines ...s
 	return path
 }
 
+// fakeNATSDir, in binDir, holds a stand-in for the nats CLI that prints its
+// arguments.
+const fakeNATSDir = "fake-nats"
+
+// writeFakeNATS writes the stand-in. TestMain does it before any test
+// runs: an executable written while parallel tests fork children can be
+// held open for writing by one of them until it execs, and running it
+// then fails with "text file busy".
+func writeFakeNATS(dir string) error {
+	if err := os.Mkdir(filepath.Join(dir, fakeNATSDir), 0o755); err != nil {
+		return err
+	}
+	fake := "#!/bin/sh\nprintf '%s\\n' \"$@\"\n"
+	return os.WriteFile(filepath.Join(dir, fakeNATSDir, "nats"), []byte(fake), 0o755)
+}
+
 // checkNATSWriteScript runs examples/scripts/nats-write.sh with a stand-in
 // for the nats CLI that prints its arguments, checks them (the subject key
 // among them), sends the request they describe, and finds the write on
 // another node.
 func checkNATSWriteScript(t *testing.T, url string, via *ckdProc, other *rpc.Client) {
-	bin := t.TempDir()
-	fake := "#!/bin/sh\nprintf '%s\\n' \"$@\"\n"
-	if err := os.WriteFile(filepath.Join(bin, "nats"), []byte(fake), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	bin := filepath.Join(binDir, fakeNATSDir) // written by TestMain: see writeFakeNATS
 	key := "from nats/caf\u00e9.~x"
 	cmd := exec.Command("sh", "../../examples/scripts/nats-write.sh", key, "via nats")
 	cmd.Env = append(os.Environ(), "PATH="+bin+string(os.PathListSeparator)+os.Getenv("PATH"), "NATS_URL="+url)
