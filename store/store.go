@@ -176,13 +176,17 @@ type Store struct {
 	notify     chan struct{} // closed and replaced by every commit that logs events
 	keys       uint64        // live (non-tombstone) records
 	dig        *digest
-	purgeLogN  int64 // entries in the purge log
+	// fromSnapshot: Open loaded the digest from the file's snapshot
+	// rather than rebuilding it (digest.go).
+	fromSnapshot bool
+	purgeLogN    int64 // entries in the purge log
 }
 
 // Open opens the store file at path, creating it (0600, and its directory,
 // 0700) with a fresh node id and store id when missing. It takes the file's
 // lock, waiting up to LockTimeout (then ErrLocked), checks the format
-// (ErrFormat) and rebuilds the digest tree, reading every record once.
+// (ErrFormat) and loads the digest tree: from the snapshot the last Close
+// wrote when no write came after it, else rebuilt by reading every record.
 func Open(path string, opts Options) (*Store, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {
@@ -231,7 +235,8 @@ func Open(path string, opts Options) (*Store, error) {
 	go s.runFlusher()
 	go s.runPurger()
 	go s.runExpirer()
-	s.log.Debug("opened", "path", path, "node", s.nodeID, "keys", s.keys, "lamport", s.Lamport(), "last_index", s.lastIndex)
+	s.log.Debug("opened", "path", path, "node", s.nodeID, "keys", s.keys, "lamport", s.Lamport(), "last_index", s.lastIndex,
+		"digest_snapshot", s.fromSnapshot)
 	return s, nil
 }
 
@@ -423,9 +428,15 @@ func (s *Store) load(replayed *pending) error {
 		}
 		s.purgeLogN = countPurgeLog(tx)
 		lives := map[string]ttlHead{}
-		maxL, err := s.rebuild(tx, s.dig, &s.keys, lives)
+		maxL, fast, err := s.loadSnapshot(tx, lives)
 		if err != nil {
 			return err
+		}
+		s.fromSnapshot = fast
+		if !fast {
+			if maxL, err = s.rebuild(tx, s.dig, &s.keys, lives); err != nil {
+				return err
+			}
 		}
 		if replayed != nil {
 			l, err := s.overlay(tx, replayed, lives)
@@ -515,6 +526,13 @@ func (s *Store) Close() error {
 		// Everything into the file; then the log is not needed any more
 		// and goes, so that the closed store is its data file alone.
 		err := errors.Join(s.flushAll(), lerr)
+		if err == nil {
+			// The next Open loads the digest instead of reading every
+			// record (digest.go); without it, it rebuilds.
+			if serr := s.writeSnapshot(); serr != nil {
+				s.log.Warn("writing the digest snapshot; the next open rebuilds it", "error", serr)
+			}
+		}
 		if werr := s.wal.Close(); err == nil && werr == nil {
 			if rerr := os.Remove(s.wal.Path()); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
 				s.log.Warn("removing the write-ahead log", "error", rerr)
