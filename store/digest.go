@@ -168,6 +168,12 @@ func (s *Store) writeSnapshot() error {
 	m := digestSnap{keys: s.keys, maxL: s.lamport.Load()}
 	s.mu.RUnlock()
 	m.ttlKeys = uint64(s.TTLKeys())
+	// This one commit writes bbolt's freelist too: opened for writing,
+	// bbolt rebuilds a freelist that was not written by walking every page
+	// of the file (the file is opened NoFreelistSync), which at a million
+	// keys cost more than the digest. The next commit drops it again.
+	s.db.NoFreelistSync = false
+	defer func() { s.db.NoFreelistSync = true }()
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketDigest)
 		if err != nil {
