@@ -11,7 +11,8 @@
 #
 # The data goes under CK_WORK (default /var/tmp) and is removed at the
 # end; 10 M keys of 256 B take ~15 GB there (two nodes and the export).
-# Steps can be skipped: CK_SKIP="crash export boot".
+# Steps can be skipped: CK_SKIP="crash export boot"; the bootstrap is given
+# up after CK_BOOT_TIMEOUT seconds (default 3600).
 set -euo pipefail
 keys=${1:-1000000}
 size=${2:-256}
@@ -84,7 +85,9 @@ case "$skip" in *" boot "*) ;; *)
   t0=$(now); launch d
   until [ -e "/proc/${pid[d]}/status" ]; do sleep 0.01; done
   peak=0
+  deadline=$(( $(date +%s) + ${CK_BOOT_TIMEOUT:-3600} ))
   until grep -q 'bootstrap complete' "$work/d.log" 2>/dev/null; do
+    [ "$(date +%s)" -lt "$deadline" ] || { echo "d: no bootstrap after ${CK_BOOT_TIMEOUT:-3600} s"; break; }
     a=$(awk '/^RssAnon:/ { print int($2 / 1024) }' "/proc/${pid[d]}/status")
     [ "${a:-0}" -gt "$peak" ] && peak=$a
     sleep 0.2
