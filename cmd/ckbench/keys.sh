@@ -4,7 +4,7 @@
 # does); restart it cleanly, then after kill -9, each time measuring from
 # the start of ckd until a GET is answered; export everything to a file;
 # then start an empty second node in the same cluster and measure its
-# bootstrap: keys a second, and the memory of both nodes (RSS, anonymous
+# bootstrap: keys a second, the CPU both nodes spent on it, and their memory (RSS, anonymous
 # memory and its peak, sampled every 0.2 s, beside the file sizes).
 #
 #   cmd/ckbench/keys.sh [KEYS [SIZE]]   (defaults 1000000, 256)
@@ -40,6 +40,8 @@ mem() {
   awk '/^(VmRSS|RssAnon|VmHWM):/ { printf "%s %d MB  ", $1, $2 / 1024 }' "/proc/${pid[$1]}/status"
   du -sm "$work/$1" | awk '{ printf "data dir %d MB\n", $1 }'
 }
+# cpu NAME: CPU seconds (user + system) the node used so far
+cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%d\n", ($14 + $15) / hz }' "/proc/${pid[$1]}/stat"; }
 # serves NAME: seconds from now until GET /v1/kv/keys/probe answers 200
 serves() {
   local t0; t0=$(now); launch "$1"
@@ -82,7 +84,7 @@ esac
 
 case "$skip" in *" boot "*) ;; *)
   echo "-- bootstrap of an empty node ($(load))"
-  t0=$(now); launch d
+  ca=$(cpu a); t0=$(now); launch d
   until [ -e "/proc/${pid[d]}/status" ]; do sleep 0.01; done
   peak=0
   deadline=$(( $(date +%s) + ${CK_BOOT_TIMEOUT:-3600} ))
@@ -93,6 +95,7 @@ case "$skip" in *" boot "*) ;; *)
     sleep 0.2
   done
   echo "d synced after $(since "$t0"); peak anonymous memory while bootstrapping: $peak MB"
+  echo "CPU: d $(cpu d) s, a $(( $(cpu a) - ca )) s"
   grep -E 'bootstrap (complete|progress)' "$work/d.log" | sed 's/.*bootstrap/d: bootstrap/'
   echo "d: $(mem d)"
   echo "a: $(mem a)"
