@@ -142,7 +142,7 @@ func sleep(ctx context.Context, d time.Duration) bool {
 
 // roomToBootstrap raises the runtime's soft memory limit to bootstrapHeap
 // for a bootstrap, unless GOMEMLIMIT set it, and returns what restores it.
-// ckd keeps the limit near its request budget (~130 MiB by default), but
+// ckd keeps the limit near its request budget (96 MiB by default), but
 // a bootstrap's flushes hold ~100 MiB of bbolt nodes and pending records
 // whatever the store's size (docs/ARCHITECTURE.md, "The bootstrap
 // pipeline"): under the lower limit the collector ran nearly
