@@ -150,6 +150,8 @@ type Store struct {
 	company   company    // recent batches, for the next one (company.go)
 	wal       *wal.Log   // written by the committer only
 
+	pend *wal.Overlay[Event] // batches logged, not yet flushed, and their flush (flush.go); guarded by mu
+
 	commits, requests       atomic.Uint64
 	purged, dropped         atomic.Uint64 // tombstones purged; records Apply dropped (purge.go)
 	expired                 atomic.Uint64 // expire events logged (ttl.go)
@@ -162,14 +164,13 @@ type Store struct {
 	diskFull atomic.Bool              // the last commit failed for lack of space (logged once)
 	space    *space                   // the reserve, and what a full disk still admits (space.go)
 
-	mu         sync.RWMutex        // guards what follows
-	pend       *wal.Overlay[Event] // batches logged, not yet flushed, and their flush (flush.go)
+	mu         sync.RWMutex  // guards what follows
+	notify     chan struct{} // closed and replaced by every commit that logs events
 	closed     bool
 	reserved   uint64
 	lastIndex  uint64
-	firstIndex uint64        // first index in the log; lastIndex+1 when it is empty
-	notify     chan struct{} // closed and replaced by every commit that logs events
-	keys       uint64        // live (non-tombstone) records
+	firstIndex uint64 // first index in the log; lastIndex+1 when it is empty
+	keys       uint64 // live (non-tombstone) records
 	dig        *digest
 	purgeLogN  int64 // entries in the purge log
 }
