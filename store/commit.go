@@ -269,7 +269,7 @@ func (s *Store) walSpace(n int64, shrinks bool) (int64, error) {
 		pos := s.wal.Place(need)
 		s.mu.RLock()
 		tail, busy := s.ringTail()
-		ferr, sig := s.flushErr, s.flushSig
+		sig, ferr := s.pend.LastFlush()
 		s.mu.RUnlock()
 		if !busy || wal.Fits(pos, need, s.wal.Head(), tail) {
 			return pos, nil
@@ -280,7 +280,7 @@ func (s *Store) walSpace(n int64, shrinks bool) (int64, error) {
 			// flush writes the records that free space first
 			// (freeing.go), the deletes before this one among them.
 			flushed = true
-			_ = s.flushOnce()
+			_ = s.pend.Flush()
 			continue
 		}
 		if waited && ferr != nil || isNoSpace(ferr) {
@@ -300,8 +300,8 @@ func (s *Store) walSpace(n int64, shrinks bool) (int64, error) {
 func (s *Store) commitDirect(st *txState) error {
 	for waited := false; ; waited = true {
 		s.mu.RLock()
-		busy := !s.active.empty() || !s.frozen.empty()
-		ferr, sig := s.flushErr, s.flushSig
+		busy := !s.pend.Idle()
+		sig, ferr := s.pend.LastFlush()
 		s.mu.RUnlock()
 		if !busy {
 			break
@@ -312,8 +312,8 @@ func (s *Store) commitDirect(st *txState) error {
 		s.kickFlush()
 		<-sig
 	}
-	p := newPending()
-	p.add(s.wal.LSN(), 0, 0, st)
+	p := wal.NewSet[Event]()
+	addBatch(p, s.wal.LSN(), 0, 0, st)
 	return s.db.Update(func(tx *bolt.Tx) error { return writePending(tx, p) })
 }
 
@@ -367,9 +367,9 @@ func isOwn(err error) bool {
 func (s *Store) publish(st *txState) {
 	s.mu.Lock()
 	if st.size > 0 {
-		s.active.add(st.lsn, st.pos, st.size, st)
+		addBatch(s.pend.Active(), st.lsn, st.pos, st.size, st)
 	}
-	kick := s.active.size >= s.wal.Size()/flushShare
+	kick := s.pend.Active().Size >= s.wal.Size()/wal.FlushShare
 	s.reserved = st.reserved
 	s.lastIndex, s.firstIndex = st.last, st.first
 	for _, c := range st.changes {

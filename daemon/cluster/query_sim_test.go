@@ -85,7 +85,7 @@ func TestSimFreshReadConcurrent(t *testing.T) {
 	forSeedsDiv(t, 2, func(t *testing.T, seed uint64) {
 		nw := lossy(seed)
 		res := newUnionResolver()
-		nodes := startSimClusterWith(t, nw, 3, res)
+		nodes := startSimClusterWith(t, nw, 3, simOptions{res: res})
 		time.Sleep(2 * simHeartbeat)
 		h := &history{}
 		a, b := h.writeLocal(t, nodes[0], "k", "a"), h.writeLocal(t, nodes[1], "k", "b")
