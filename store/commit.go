@@ -285,7 +285,7 @@ func (s *Store) walSpace(n int64, shrinks bool) (int64, error) {
 		}
 		if waited && ferr != nil || isNoSpace(ferr) {
 			// Flushes failing for lack of space retry on their own
-			// schedule (flush.go): no waiting for them.
+			// schedule (internal/wal/flush.go): no waiting for them.
 			return 0, ferr
 		}
 		s.kickFlush()
