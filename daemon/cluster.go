@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -39,24 +38,19 @@ func (d *Daemon) startCluster(epoch uint64) error {
 		tr.Close()
 		return err
 	}
-	hb, _ := time.ParseDuration(cl.Heartbeat)
-	dead, _ := time.ParseDuration(cl.DeadAfter)
-	ttl, _ := time.ParseDuration(cl.TombstoneTTL)
-	purge, _ := time.ParseDuration(cl.PurgeLogTTL)
-	query, _ := time.ParseDuration(cl.QueryTimeout)
-	syncEvery, _ := time.ParseDuration(cl.SyncInterval)
+	dur := d.cfg.Durations()
 	d.node = cluster.New(cluster.Config{
 		NodeName:     d.cfg.NodeName,
 		Cluster:      cl.Name,
 		Epoch:        epoch,
-		Heartbeat:    hb,
-		DeadAfter:    dead,
+		Heartbeat:    dur.Heartbeat,
+		DeadAfter:    dur.DeadAfter,
 		MaxDatagram:  cl.MaxDatagram,
-		TombstoneTTL: ttl,
-		PurgeLogTTL:  purge,
+		TombstoneTTL: dur.TombstoneTTL,
+		PurgeLogTTL:  dur.PurgeLogTTL,
 		Peers:        d.peers,
-		QueryTimeout: query,
-		SyncInterval: syncEvery,
+		QueryTimeout: dur.QueryTimeout,
+		SyncInterval: dur.SyncInterval,
 		HookHash:     d.hooks.Hash,
 		Keyring:      ring,
 		Sealer:       sealer,

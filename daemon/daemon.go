@@ -176,16 +176,15 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 }
 
 func (d *Daemon) storeOptions() store.Options {
-	ttl, _ := time.ParseDuration(d.cfg.Cluster.TombstoneTTL) // validated
-	purge, _ := time.ParseDuration(d.cfg.Cluster.PurgeLogTTL)
+	dur := d.cfg.Durations()
 	return store.Options{
 		Logger:       d.log.Named("store"),
 		Resolver:     conflictResolver{d.hooks},
 		WatchHistory: d.cfg.WatchHistory,
 		MaxValueSize: d.cfg.MaxValueSize,
 		LockTimeout:  time.Second,
-		TombstoneTTL: ttl,
-		PurgeLogTTL:  purge,
+		TombstoneTTL: dur.TombstoneTTL,
+		PurgeLogTTL:  dur.PurgeLogTTL,
 	}
 }
 

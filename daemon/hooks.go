@@ -49,9 +49,14 @@ func (h *hookSet) reload(cfg Config) error {
 // compileHooks compiles cfg's hooks into an engine: the start, a reload
 // and ckd -check (Config.Check) all compile them here.
 func compileHooks(cfg Config, log hclog.Logger, get func(string) ([]byte, bool, error)) (*scripting.Engine, error) {
+	timeouts := cfg.Durations().Hooks // one per hook once cfg is validated
 	specs := make([]scripting.HookSpec, 0, len(cfg.Hooks))
-	for _, hc := range cfg.Hooks {
-		specs = append(specs, scripting.HookSpec{Pattern: hc.Pattern, Script: cfg.ScriptPath(hc), Timeout: hc.HookTimeout()})
+	for i, hc := range cfg.Hooks {
+		timeout := defaultHookTimeout
+		if i < len(timeouts) {
+			timeout = timeouts[i]
+		}
+		specs = append(specs, scripting.HookSpec{Pattern: hc.Pattern, Script: cfg.ScriptPath(hc), Timeout: timeout})
 	}
 	return scripting.New(scripting.Config{
 		Hooks:        specs,
