@@ -166,12 +166,15 @@ func version(r *store.Record) scripting.Version {
 	return scripting.Version{Value: r.Value, Deleted: r.Deleted, Lamport: r.Lamport, Origin: r.Origin.String()}
 }
 
-// localGet is ck.get: a local, read-only lookup for hooks.
+// localGet is ck.get: a local, read-only lookup for hooks. A hook runs
+// within an API call that holds the instance, so the one in the slot is
+// the one it runs on.
 func (d *Daemon) localGet(key string) ([]byte, bool, error) {
-	if d.store == nil {
+	inst := d.slot.peek()
+	if inst == nil {
 		return nil, false, nil
 	}
-	r, found, err := d.store.Get(key)
+	r, found, err := inst.store.Get(key)
 	if err != nil || !found || r.Deleted {
 		return nil, false, err
 	}
