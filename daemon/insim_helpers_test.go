@@ -100,7 +100,9 @@ func (sc *simCluster) start(name, extra string) *simDaemon {
 }
 
 // config is the node's ckd.hcl: tombstone_ttl and purge_log_ttl at
-// their minimum, so that a separation of two seconds is a long one.
+// their minimum, so that a separation of two seconds is a long one; fast
+// heartbeats, but a dead_after that a loaded -race run does not reach
+// by a stall (a stopped node says BYE: nothing waits on dead_after).
 func (n *simDaemon) config() string {
 	return fmt.Sprintf(`node_name = %q
 data_dir = %q
@@ -111,7 +113,7 @@ cluster {
   name          = %q
   encrypt       = %q
   heartbeat     = "100ms"
-  dead_after    = "1s"
+  dead_after    = "5s"
   query_timeout = "500ms"
   sync_interval = "200ms"
   tombstone_ttl = "1s"
