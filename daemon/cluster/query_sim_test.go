@@ -3,15 +3,21 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/cloudknowledge/ck/daemon/transport"
+	"github.com/cloudknowledge/ck/daemon/wire"
 	"github.com/cloudknowledge/ck/internal/simnet"
 	"github.com/cloudknowledge/ck/store"
 )
+
+var simFreshNodes = flag.Int("sim.fresh", 0, "nodes of TestSimFreshReadCost; 0: 3 and 10 (3 under -race or -short)")
 
 // TestSimFreshRead: one node holds a newer version that was never
 // replicated; a fresh read through another node returns it, stores it
@@ -208,4 +214,157 @@ func aliveAt(sn, peer *simNode) bool {
 		}
 	}
 	return false
+}
+
+// TestFreshReadOverdue: a fresh read waits its whole timeout for a silent
+// member while that member may just be slow, and not at all once it is
+// overdue (unheard for 2 of its heartbeats, a heartbeat before suspect)
+// and every other alive member answered: the answers then include a
+// holder of every write acknowledged with --wait 1 or more.
+func TestFreshReadOverdue(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		nw := simnet.New(1, simnet.Options{MinDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond})
+		nodes := startSimCluster(t, nw, 3)
+		time.Sleep(2 * simHeartbeat)
+		rec, acked, err := nodes[0].write(t, "k", "v1", 1)
+		if err != nil || acked < 1 {
+			t.Fatalf("write: %d acks, %v", acked, err)
+		}
+		asker, silent := nodes[1], nodes[2]
+		waitFor(t, 2*simHeartbeat, func() error { return holds(silent, "k", rec.Hash()) })
+		nw.Partition(addrs(nodes[:2]), addrs(nodes[2:]))
+
+		start := time.Now()
+		got, err := asker.node.FreshGet(context.Background(), "k", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(start); took < DefaultQueryTimeout || got.Answered != 2 || got.Alive != 3 {
+			t.Errorf("a silent member heard lately: took %v, answered %d of %d; want the whole %v, 2 of 3",
+				took, got.Answered, got.Alive, DefaultQueryTimeout)
+		}
+
+		m, _ := asker.node.members.get(silent.st.NodeID())
+		waitFor(t, 3*simHeartbeat, func() error {
+			if !asker.node.members.overdue([]Member{m}, time.Now()) {
+				return errors.New("the silent member is not overdue")
+			}
+			return nil
+		})
+		if !aliveAt(asker, silent) {
+			t.Fatal("the silent member is suspect already: nothing left to check")
+		}
+		start = time.Now()
+		got, err = asker.node.FreshGet(context.Background(), "k", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(start); took >= DefaultQueryTimeout/2 || got.Answered != 2 || got.Alive != 3 ||
+			!got.Found || got.Record.Hash() != rec.Hash() {
+			t.Errorf("an overdue member: took %v, answered %d of %d, found %v; want at once, 2 of 3, the write",
+				took, got.Answered, got.Alive, got.Found)
+		}
+	})
+}
+
+// TestSimFreshReadCost (docs/BENCHMARKS.md, Fresh reads and idle traffic):
+// the answers and bytes a fresh read brings its asker. Each alive peer
+// answers once; when the asker holds the newest version the answers carry
+// versions only, and only an asker that lacks it is sent records. It
+// prints the counts per read; -sim.fresh N runs N nodes.
+func TestSimFreshReadCost(t *testing.T) {
+	sizes := []int{3, 10}
+	if raceEnabled || testing.Short() {
+		sizes = []int{3}
+	}
+	if *simFreshNodes > 0 {
+		sizes = []int{*simFreshNodes}
+	}
+	for _, n := range sizes {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			forSeedsDiv(t, 1<<30, func(t *testing.T, seed uint64) { freshReadCost(t, seed, n) })
+		})
+	}
+}
+
+func freshReadCost(t *testing.T, seed uint64, n int) {
+	const reads, valueSize = 20, 256
+	nw := simnet.New(seed, simnet.Options{MinDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond, Queue: 4096})
+	dir := simDir(t)
+	nodes := make([]*simNode, n)
+	var asker *typeCounter
+	for i := range nodes {
+		sn := newSimNode(t, nw, dir, fmt.Sprintf("n%03d", i), nil)
+		if i == 0 {
+			sn.wrap = func(tr transport.Transport) transport.Transport { asker = countTypes(tr); return asker }
+		}
+		sn.start(t)
+		nodes[i] = sn
+	}
+	t.Cleanup(func() {
+		for _, sn := range nodes {
+			sn.stop(t)
+		}
+	})
+	waitFor(t, 30*simHeartbeat, func() error {
+		if !allSee(nodes, n-1) {
+			return errors.New("members did not find each other")
+		}
+		return nil
+	})
+	value := bytes.Repeat([]byte("v"), valueSize)
+	ctx := context.Background()
+	// Keys every node holds (replicated).
+	held, lacked := make([]string, reads), make([]string, reads)
+	for i := range reads {
+		held[i], lacked[i] = fmt.Sprintf("held/%d", i), fmt.Sprintf("lacked/%d", i)
+		if _, _, err := nodes[1].write(t, held[i], string(value), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*simHeartbeat, func() error {
+		for _, k := range held {
+			if _, ok, _ := nodes[0].st.Get(k); !ok {
+				return fmt.Errorf("the asker lacks %s", k)
+			}
+		}
+		return nil
+	})
+	measure := func(keys []string) (answers, bytes float64) {
+		a0, b0 := asker.byType[wire.TypeAnswer].Load(), asker.bytes[wire.TypeAnswer].Load()
+		for _, k := range keys {
+			res, err := nodes[0].node.FreshGet(ctx, k, 0)
+			if err != nil || !res.Found || res.Answered != n {
+				t.Fatalf("fresh read of %s: %+v, %v; want found, answered by all %d", k, res, err, n)
+			}
+		}
+		return float64(asker.byType[wire.TypeAnswer].Load()-a0) / reads, float64(asker.bytes[wire.TypeAnswer].Load()-b0) / reads
+	}
+	ha, hb := measure(held)
+	// Keys every node but the asker holds: a write not replicated to it,
+	// applied to the others directly, just before the reads (anti-entropy
+	// would bring them to the asker within a few heartbeats).
+	for _, k := range lacked {
+		rec, err := nodes[1].st.Set(ctx, k, value, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sn := range nodes[2:] {
+			if _, err := sn.st.Apply(ctx, rec); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	la, lb := measure(lacked)
+	t.Logf("%d nodes, %d-byte values, per fresh read: asker holds the newest: %.1f answers, %.0f bytes (%.0f per answer); "+
+		"asker lacks it: %.1f answers, %.0f bytes (%.0f per answer)", n, valueSize, ha, hb, hb/ha, la, lb, lb/la)
+	if ha != float64(n-1) || la != float64(n-1) {
+		t.Errorf("%.1f and %.1f answers per read, want one per peer, %d", ha, la, n-1)
+	}
+	if perAnswer := hb / ha; perAnswer >= valueSize {
+		t.Errorf("an asker holding the newest received %.0f bytes per answer: records, not versions", perAnswer)
+	}
+	if perAnswer := lb / la; perAnswer < valueSize {
+		t.Errorf("an asker lacking the key received %.0f bytes per answer: no records", perAnswer)
+	}
 }

@@ -304,6 +304,7 @@ type typeCounter struct {
 	packets chan transport.Packet
 	total   atomic.Uint64
 	byType  [256]atomic.Uint64
+	bytes   [256]atomic.Uint64 // datagram bytes, by type
 }
 
 func countTypes(tr transport.Transport) *typeCounter {
@@ -314,6 +315,7 @@ func countTypes(tr transport.Transport) *typeCounter {
 			c.total.Add(1)
 			if len(p.Buf) > wire.HeaderSize {
 				c.byType[p.Buf[wire.HeaderSize]].Add(1)
+				c.bytes[p.Buf[wire.HeaderSize]].Add(uint64(len(p.Buf)))
 			}
 			c.packets <- p
 		}
