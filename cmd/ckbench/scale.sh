@@ -62,14 +62,18 @@ recv='ck_datagrams_total{direction="received"}'
 self='ck_datagrams_self_total'
 snap() { echo "$(total "$opened") $(total "$empty") $(total "$declined") $(total "$kernel") $(value n1 "$recv") $(value n1 "$self") $(value n1 "$kernel")"; }
 
+# cpu: CPU time of every ckd so far, in clock ticks (/proc, Linux)
+cpu() { local s=0 f; for p in "${pids[@]}"; do read -r -a f <"/proc/$p/stat"; s=$((s + f[13] + f[14])); done; echo "$s"; }
+hz=$(getconf CLK_TCK)
+
 # idle: datagrams received per node per second, its own broadcasts aside
-idlesnap() { echo "$(total "$recv") $(total "$self") $(value n1 "$recv") $(value n1 "$self")"; }
-read -r ia0 is0 ir0 iw0 < <(idlesnap)
+idlesnap() { echo "$(total "$recv") $(total "$self") $(value n1 "$recv") $(value n1 "$self") $(cpu)"; }
+read -r ia0 is0 ir0 iw0 ic0 < <(idlesnap)
 sleep "$idle"
-read -r ia1 is1 ir1 iw1 < <(idlesnap)
+read -r ia1 is1 ir1 iw1 ic1 < <(idlesnap)
 writerIdle=$(awk -v d=$(((ir1 - ir0) - (iw1 - iw0))) -v s="$idle" 'BEGIN { printf "%.2f", d / s }')
-awk -v n="$nodes" -v d=$(((ia1 - ia0) - (is1 - is0))) -v s="$idle" 'BEGIN {
-  printf "idle, %d s: %.2f datagrams received per node per second\n", s, d / n / s
+awk -v n="$nodes" -v d=$(((ia1 - ia0) - (is1 - is0))) -v s="$idle" -v c=$((ic1 - ic0)) -v hz="$hz" 'BEGIN {
+  printf "idle, %d s: %.2f datagrams received per node per second; all nodes together used %.3f CPU\n", s, d / n / s, c / hz / s
 }'
 
 if [ "$warmup" -gt 0 ]; then
@@ -89,4 +93,11 @@ awk -v n="$nodes" -v t0="$t0" -v t1="$t1" -v w=$((secs * rate)) -v idle="$writer
   printf "over %.1f s: sessions opened %d (%.2f per node per minute), %d of them empty, %d declined busy\n", el, o, o / n / (el / 60), e, d
   printf "writer: %d datagrams received (~%d HELLOs among them): %.2f per write besides HELLOs; the kernel dropped %d there, %d on all nodes\n", r, hellos, (r - hellos) / w, wk, k
 }'
+# A fresh-read run fills its 1,000 keys first (replicated to every node):
+# the CPU a fill alone costs, measured just before, is taken off.
+f0=$(cpu)
+"$work/bin/ckbench" -socket "$work/n1.sock" -c 1 -keys 1000 -prefix fresh/ -d 256 -t fill >/dev/null
+f1=$(cpu)
 "$work/bin/ckbench" -socket "$work/n1.sock" -c 1 -n 2000 -keys 1000 -prefix fresh/ -d 256 -t fresh
+f2=$(cpu)
+awk -v c=$(((f2 - f1) - (f1 - f0))) -v hz="$hz" 'BEGIN { printf "fresh reads: %.0f µs of CPU per read over all nodes\n", c / hz / 2000 * 1e6 }'
