@@ -142,13 +142,14 @@ func (n *Node) handleQuery(from netip.AddrPort, q *wire.Query) {
 	n.sendTo(from, a)
 }
 
-// FreshGet reads key from every node (docs/PROTOCOL.md, Fresh reads): it asks all,
-// saying which version it holds, waits until every alive member answered
-// (but one that is overdue: awaitAnswers) or timeout (0: the configured
-// query_timeout) passed — the whole timeout if this node has not yet been
-// up one heartbeat, since it may not know every member; takes the newest answer, stores it here if it is newer than the
-// local copy (concurrent versions are applied so that the store resolves
-// them), and pushes the result to every answerer that held another version.
+// FreshGet reads key from every node (docs/PROTOCOL.md, Fresh reads): it
+// asks all, saying which version it holds; waits until every alive member
+// answered (but one that is overdue: awaitAnswers) or timeout (0: the
+// configured query_timeout) passed — the whole timeout if this node has
+// not yet been up one heartbeat, since it may not know every member; takes
+// the newest answer, stores it here if it is newer than the local copy
+// (concurrent versions are applied so that the store resolves them), and
+// pushes the result to every answerer that held another version.
 func (n *Node) FreshGet(ctx context.Context, key string, timeout time.Duration) (FreshResult, error) {
 	if err := store.ValidateKey(key); err != nil {
 		return FreshResult{}, err
@@ -203,6 +204,12 @@ func (n *Node) query(id uint64, key string) (*wire.Query, error) {
 	}
 	h := rec.Hash()
 	q.HaveVV, q.HaveHash = rec.VV, &h
+	// A vv entry takes at most 27 bytes (a 16-byte id, a uint64, their
+	// heads); the envelope, a seal and the other fields well under 256.
+	// Only a QUERY that might not fit is encoded to find out.
+	if len(key)+32*len(rec.VV)+256 <= n.cfg.MaxDatagram {
+		return q, nil
+	}
 	if b, err := n.encode(q); err != nil || len(b) > n.cfg.MaxDatagram {
 		q.HaveVV, q.HaveHash = nil, nil
 	}

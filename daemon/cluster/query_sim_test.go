@@ -368,3 +368,46 @@ func freshReadCost(t *testing.T, seed uint64, n int) {
 		t.Errorf("an asker lacking the key received %.0f bytes per answer: no records", perAnswer)
 	}
 }
+
+// TestFreshQueryHave: a fresh read's QUERY carries the version the asker
+// holds, unless that would not fit a datagram (a version vector of many
+// writers): then it carries none, and every peer answers with its record.
+func TestFreshQueryHave(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		nw := simnet.New(1, simnet.Options{})
+		sn := startSimNode(t, nw, simDir(t), "alone", nil)
+		t.Cleanup(func() { sn.stop(t) })
+		ctx := context.Background()
+		small, err := sn.st.Set(ctx, "small", []byte("v"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wide := store.Record{Key: "wide", Value: []byte("v"), VV: store.VV{}, Lamport: 200}
+		for i := range 100 {
+			wide.VV[store.NodeID{byte(i), 1}] = uint64(i + 1)
+		}
+		wide.Origin, wide.LWW = store.NodeID{99, 1}, store.Stamp{Lamport: 200, Origin: store.NodeID{99, 1}}
+		wide.At = small.At
+		if _, err := sn.st.Apply(ctx, wide); err != nil {
+			t.Fatal(err)
+		}
+		if got, ok, err := sn.st.Peek("wide"); err != nil || !ok || len(got.VV) != 100 {
+			t.Fatalf("the wide record was not stored: %v, %v", ok, err)
+		}
+		for _, tc := range []struct {
+			key  string
+			want bool
+		}{{"small", true}, {"wide", false}, {"missing", false}} {
+			q, err := sn.node.query(1, tc.key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if q.Holds() != tc.want {
+				t.Errorf("%s: QUERY holds a version: %v, want %v", tc.key, q.Holds(), tc.want)
+			}
+			if b, err := sn.node.encode(q); err != nil || len(b) > sn.node.cfg.MaxDatagram {
+				t.Errorf("%s: QUERY of %d bytes (%v), max_datagram %d", tc.key, len(b), err, sn.node.cfg.MaxDatagram)
+			}
+		}
+	})
+}
