@@ -491,6 +491,7 @@ func (n *Node) Members() []Member {
 	self := Member{
 		ID: n.id, Name: n.cfg.NodeName, Addr: n.tr.Addr(), State: Alive, Epoch: n.cfg.Epoch,
 		Keys: n.st.Keys(), Lamport: n.st.Lamport(), Root: n.st.Root(), LastHeard: now, Self: true,
+		Interval: n.heartbeat(),
 	}
 	return append([]Member{self}, n.members.list(now)...)
 }
