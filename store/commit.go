@@ -126,7 +126,7 @@ func (s *Store) run() {
 			// the committer a P again after it: thread wake-ups, each a
 			// VM exit here. Yielding, the next batch also gathers the
 			// writers that come back meanwhile (docs/ARCHITECTURE.md,
-			// "The request path").
+			// "The store").
 			runtime.Gosched()
 		case <-s.stop:
 			// No caller can submit any more; commit what callers that
