@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -117,6 +118,16 @@ func (s *Store) run() {
 		select {
 		case r := <-s.reqs:
 			s.commitQueued(r)
+			// The writers the batch woke sit in this P's run queue: let
+			// them run (answer their clients) before the next batch.
+			// Going on at once, the committer would enter the next log
+			// write with them queued behind it, and the runtime would
+			// hand its P to another thread during the write and find
+			// the committer a P again after it: thread wake-ups, each a
+			// VM exit here. Yielding, the next batch also gathers the
+			// writers that come back meanwhile (docs/ARCHITECTURE.md,
+			// "The store").
+			runtime.Gosched()
 		case <-s.stop:
 			// No caller can submit any more; commit what callers that
 			// gave up waiting (ctx) left in the queue.
