@@ -213,11 +213,11 @@ type failingStore struct {
 	fail bool
 }
 
-func (f *failingStore) Save(id store.NodeID, m seal.Mark) error {
+func (f *failingStore) SaveAll(marks map[store.NodeID]seal.Mark) error {
 	if f.fail {
 		return errors.New("disk full")
 	}
-	return f.MemoryEpochs.Save(id, m)
+	return f.MemoryEpochs.SaveAll(marks)
 }
 
 // TestReplayFailsClosed: when the mark cannot be saved the frame is
@@ -262,14 +262,16 @@ func TestReplayReservations(t *testing.T) {
 	}
 }
 
+// countingStore counts writes (SaveAll calls) and the marks they carry.
 type countingStore struct {
 	seal.MemoryEpochs
-	saves int
+	saves, marks int
 }
 
-func (c *countingStore) Save(id store.NodeID, m seal.Mark) error {
+func (c *countingStore) SaveAll(marks map[store.NodeID]seal.Mark) error {
 	c.saves++
-	return c.MemoryEpochs.Save(id, m)
+	c.marks += len(marks)
+	return c.MemoryEpochs.SaveAll(marks)
 }
 
 // TestReplayEviction: a sender evicted from memory is remembered through
