@@ -182,7 +182,7 @@ func (w *window) advance(c uint64) {
 func (r *Replay) reserve(sender store.NodeID, w *window, epoch, counter uint64) error {
 	now := r.now()
 	if epoch == w.epoch {
-		w.adapt(counter-w.base, now.Sub(w.lastSave), true)
+		w.adapt(counter-w.base, now.Sub(w.lastSave))
 	}
 	clear(r.batch)
 	r.batch[sender] = Mark{Epoch: epoch, Counter: plus(counter, w.block)}
@@ -190,7 +190,7 @@ func (r *Replay) reserve(sender store.NodeID, w *window, epoch, counter uint64) 
 		if o == w || o.top <= o.base {
 			continue
 		}
-		o.adapt(o.top-o.base, now.Sub(o.lastSave), false)
+		o.adapt(o.top-o.base, now.Sub(o.lastSave))
 		r.batch[id] = Mark{Epoch: o.epoch, Counter: plus(o.top, o.block)}
 	}
 	if err := r.es.SaveAll(r.batch); err != nil {
@@ -206,16 +206,18 @@ func (r *Replay) reserve(sender store.NodeID, w *window, epoch, counter uint64) 
 
 // adapt sizes w's next reservation so that it lasts between saveEvery
 // and 4×saveEvery at the rate w used its last one: used counters in
-// since. exhausted says w went past its reservation (it asks for this
-// save), which it must not do sooner than saveEvery.
-func (w *window) adapt(used uint64, since time.Duration, exhausted bool) {
+// since. It grows only a sender that used at least half its reservation
+// (one that asks for this save used all of it), so that a frame or two
+// just before a save does not count as a rate.
+func (w *window) adapt(used uint64, since time.Duration) {
 	if w.lastSave.IsZero() {
 		return
 	}
-	switch {
-	case exhausted && since < saveEvery:
+	lasts := float64(w.block) * since.Seconds() // × used: how long the block lasts
+	switch per := saveEvery.Seconds() * float64(used); {
+	case 2*used >= w.block && lasts < per:
 		w.block = min(w.block*2, maxBlock)
-	case float64(w.block)*since.Seconds() > 4*saveEvery.Seconds()*float64(used):
+	case lasts > 4*per:
 		w.block = max(w.block/2, minBlock)
 	}
 }
