@@ -20,9 +20,17 @@ const WindowSize = 1024
 // busy one.
 const (
 	minBlock  = 8
-	maxBlock  = 1 << 24
+	maxBlock  = MaxReservation
 	saveEvery = 2 * time.Second
 )
+
+// MaxReservation is the most a receiver's saved counter of a sender
+// exceeds the highest counter it accepted from it. A sender that skips its
+// counter by MaxReservation is past any reservation a receiver holds: what
+// a node does on hearing a peer's new boot, so that a receiver restarted
+// after a crash hears it at once rather than refusing its frames up to
+// the reservation (see Replay).
+const MaxReservation = 1 << 24
 
 // maxSenders bounds the windows kept in memory. An evicted sender's mark
 // is saved first, so evicting it costs nothing but a Load when it is next
@@ -77,8 +85,10 @@ type EpochStore interface {
 // its reservation are refused (block adapts per sender so that its
 // reservation lasts between saveEvery and a few times that: minBlock
 // frames of an idle sender, a couple of seconds of a busy one). Senders
-// shorten that further: a node that hears a peer's new boot epoch skips
-// its own counter past any reservation the peer can hold (SkipPast).
+// bound that in time: a node that hears a peer's new boot skips its own
+// counter by MaxReservation, past any reservation the peer can hold, so a
+// restarted receiver refuses its frames only until its first HELLO has
+// reached them.
 //
 // A Replay is safe for concurrent use. Check must only be given frames
 // that authenticated: it moves the window.
