@@ -54,7 +54,8 @@ type EpochStore interface {
 	// fail.
 	Load(sender store.NodeID) Mark
 	// SaveAll durably records every mark in marks, replacing each
-	// sender's previous one, all or none: on error no mark changed.
+	// sender's previous one, all or none: on error no mark changed. It
+	// must not keep marks, which the caller reuses.
 	SaveAll(marks map[store.NodeID]Mark) error
 }
 
