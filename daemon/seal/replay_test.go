@@ -233,6 +233,26 @@ func TestReplayFailsClosed(t *testing.T) {
 	if err := r.Check(nodeA, epoch1, 1); err != nil {
 		t.Fatalf("after recovery: %v", err)
 	}
+
+	// A failed write that would have renewed A's reservation with B's
+	// leaves A's as it was: A is accepted within it, refused past it.
+	saved := es.Load(nodeA)
+	if err := r.Check(nodeA, epoch1, 2); err != nil {
+		t.Fatal(err)
+	}
+	es.fail = true
+	if err := r.Check(nodeB, epoch1, 1); !errors.Is(err, seal.ErrReplay) {
+		t.Fatalf("B with a failing store: %v", err)
+	}
+	if m := es.Load(nodeA); m != saved {
+		t.Errorf("a failed write changed A's mark from %+v to %+v", saved, m)
+	}
+	if err := r.Check(nodeA, epoch1, saved.Counter); err != nil {
+		t.Errorf("A within its reservation: %v", err)
+	}
+	if err := r.Check(nodeA, epoch1, saved.Counter+1); !errors.Is(err, seal.ErrReplay) {
+		t.Errorf("A past its reservation with a failing store: %v", err)
+	}
 }
 
 // TestReplayReservations: saves are rare for a busy sender and each covers
