@@ -101,6 +101,7 @@ func (b backend) writeAndWait(ctx context.Context, key string, value []byte, del
 		return rpc.Record{}, err
 	}
 	node := b.d.node
+	ctx = cluster.Overlap(ctx, opts.Wait) // sent while it commits (docs/ARCHITECTURE.md, "Overlapped replication")
 	rec, err := b.write(ctx, key, value, del, opts)
 	release()
 	if err != nil {
@@ -148,7 +149,7 @@ func (b backend) write(ctx context.Context, key string, value []byte, del bool, 
 	}
 	b.d.metrics.writes.WithLabelValues(op).Inc()
 	if opts.Wait <= 0 {
-		b.d.node.Replicate(rec)
+		b.d.node.ReplicateAfter(ctx, rec)
 	}
 	return rec, nil
 }
