@@ -161,9 +161,10 @@ type Store struct {
 	lifes    *lifetimes               // deadlines of records with a TTL (ttl.go)
 	epoch    atomic.Uint64            // this boot's epoch (NextEpoch), for ephemeral records
 	liveness atomic.Pointer[Liveness] // whether another node's boot runs (ephemeral.go)
-	early    atomic.Pointer[EarlyFunc] // told of local writes before their commit (commit.go)
 	diskFull atomic.Bool              // the last commit failed for lack of space (logged once)
 	space    *space                   // the reserve, and what a full disk still admits (space.go)
+
+	early atomic.Pointer[EarlyFunc] // told of local writes before their commit (commit.go)
 
 	mu         sync.RWMutex  // guards what follows
 	active     *pending      // committed batches not yet flushed (pending.go)

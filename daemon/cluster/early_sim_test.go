@@ -85,4 +85,3 @@ func holdsVersion(sn *simNode, rec store.Record) error {
 	}
 	return nil
 }
-
