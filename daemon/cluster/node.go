@@ -341,11 +341,7 @@ func (n *Node) handle(ctx context.Context, from netip.AddrPort, hdr wire.Header,
 			n.log.Info("member left", "name", left.Name, "id", m.ID)
 		}
 	case *wire.Update:
-		// The writes of a coalesced UPDATE apply on goroutines of their
-		// own, so that the store commits them together (early.go).
-		for _, u := range m.Updates() {
-			n.spawnApply(ctx, func() { n.handleUpdate(ctx, from, u) })
-		}
+		n.spawnApply(ctx, func() { n.handleUpdates(ctx, from, m) })
 	case *wire.Announce:
 		n.spawnApply(ctx, func() { n.handleAnnounce(ctx, from, m) })
 	case *wire.Ack:
