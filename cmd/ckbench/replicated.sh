@@ -211,7 +211,10 @@ if [ -n "${CK_PROFILE:-}" ]; then
     ppid=$!
     run ckw1 16 $((n * 4)) >/dev/null
     wait "$ppid" || true
-    perf report -i "$work/perf.data" --no-children --sort symbol --stdio 2>/dev/null | grep -v '^#' | grep . | head -40 | tee "$out"
+    { echo "-- self"; perf report -i "$work/perf.data" --no-children --sort dso,symbol -g none --stdio 2>/dev/null | grep '%' | sed -n 1,30p
+      echo "-- with callees"; perf report -i "$work/perf.data" --children --sort symbol -g none --stdio 2>/dev/null | grep '%' | sed -n 1,60p
+    } | sed 's/ *$//' >"$out" || true
+    cat "$out"
   else
     echo "needs perf (apt-get install linux-perf)"
   fi
