@@ -24,14 +24,14 @@ type acker struct {
 	sending bool
 }
 
-// send owes to the ACKs of es. It returns once they are sent, or queued
+// send owes to the ACK of e. It returns once the ACK is sent, or queued
 // for the goroutine that sends now.
-func (a *acker) send(n *Node, to netip.AddrPort, es ...wire.AckEntry) {
+func (a *acker) send(n *Node, to netip.AddrPort, e wire.AckEntry) {
 	a.mu.Lock()
 	if a.pending == nil {
 		a.pending = map[netip.AddrPort][]wire.AckEntry{}
 	}
-	a.pending[to] = append(a.pending[to], es...)
+	a.pending[to] = append(a.pending[to], e)
 	if a.sending {
 		a.mu.Unlock()
 		return

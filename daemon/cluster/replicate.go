@@ -247,39 +247,6 @@ func (n *Node) handleUpdate(ctx context.Context, from netip.AddrPort, up *wire.U
 	}
 }
 
-// handleUpdates handles a received UPDATE: one write as handleUpdate; the
-// writes of a coalesced one (its More) applied together, in one commit
-// (store.ApplyBatch), and those asked acknowledged in one datagram.
-func (n *Node) handleUpdates(ctx context.Context, from netip.AddrPort, m *wire.Update) {
-	if len(m.More) == 0 {
-		n.handleUpdate(ctx, from, m)
-		return
-	}
-	ups := m.Updates()
-	recs := make([]store.Record, len(ups))
-	for i, u := range ups {
-		recs[i] = u.Record // Decode checked each hash
-	}
-	res, errs, _ := applyBatch(ctx, n.st, recs)
-	var acks []wire.AckEntry
-	for i, u := range ups {
-		if errs[i] != nil {
-			if ctx.Err() == nil {
-				n.stats.applyErrors.Add(1)
-				n.log.Warn("could not apply a received record", "key", u.Record.Key, "error", errs[i])
-			}
-			continue
-		}
-		n.stats.applied(res[i].Outcome)
-		if u.Wants(n.id) && res[i].Record.VV.Dominates(u.Record.VV) {
-			acks = append(acks, wire.AckEntry{Key: u.Record.Key, Origin: u.Record.Origin, Lamport: u.Record.Lamport})
-		}
-	}
-	if len(acks) > 0 {
-		n.acker.send(n, from, acks...)
-	}
-}
-
 // handleAnnounce fetches an announced record unless this node already
 // holds it, applies it, and acknowledges it.
 func (n *Node) handleAnnounce(ctx context.Context, from netip.AddrPort, a *wire.Announce) {
