@@ -28,19 +28,19 @@ var (
 const maxListLimit = 10000
 
 func (b backend) Get(ctx context.Context, key string, opts rpc.GetOptions) (rpc.Record, rpc.ReadInfo, error) {
-	release, err := b.d.enter()
+	inst, release, err := b.d.enter()
 	if err != nil {
 		return rpc.Record{}, rpc.ReadInfo{}, err
 	}
 	defer release()
-	info := rpc.ReadInfo{Fresh: opts.Fresh, Syncing: b.d.node.Bootstrapping()}
+	info := rpc.ReadInfo{Fresh: opts.Fresh, Syncing: inst.node.Bootstrapping()}
 	if err := store.ValidateKey(key); err != nil {
 		return rpc.Record{}, info, apiError(err)
 	}
 	var rec store.Record
 	var found bool
 	if !opts.Fresh {
-		rec, found, err = b.d.store.Get(key)
+		rec, found, err = inst.store.Get(key)
 	}
 	// A joining node does not hold everything yet: what it lacks, it asks
 	// its peers for rather than answer "not found" (docs/ARCHITECTURE.md,
@@ -55,7 +55,7 @@ func (b backend) Get(ctx context.Context, key string, opts rpc.GetOptions) (rpc.
 		// With no peer alive there is no one to ask: the miss stands.
 		for try := 0; ; try++ {
 			start := time.Now()
-			res, err = b.d.node.FreshGet(ctx, key, 0)
+			res, err = inst.node.FreshGet(ctx, key, 0)
 			since(b.d.metrics.fresh, start)
 			if err != nil || !fallback || res.Answered > 1 || res.Alive == 1 || try == 2 {
 				break
@@ -96,28 +96,27 @@ func (b backend) Delete(ctx context.Context, key string, opts rpc.WriteOptions) 
 // holds nothing a rejoin or shutdown waits for, and either cuts it short
 // (waitContext).
 func (b backend) writeAndWait(ctx context.Context, key string, value []byte, del bool, opts rpc.WriteOptions) (rpc.Record, error) {
-	release, err := b.d.enter()
+	inst, release, err := b.d.enter()
 	if err != nil {
 		return rpc.Record{}, err
 	}
-	node := b.d.node
 	ctx = cluster.Overlap(ctx, opts.Wait) // sent while it commits (docs/ARCHITECTURE.md, "Overlapped replication")
-	rec, err := b.write(ctx, key, value, del, opts)
+	rec, err := b.write(ctx, inst, key, value, del, opts)
 	release()
 	if err != nil {
 		return rpc.Record{}, err
 	}
 	if opts.Wait > 0 {
-		err = b.replicateWait(ctx, node, rec, opts)
+		err = b.replicateWait(ctx, inst, rec, opts)
 	}
 	return toRPC(rec, true), err
 }
 
 // write is the path of every local write (API, import --as-new): key and
 // size checks, on_set, the durable commit, and the replication that is not
-// waited for (the caller waits for a --wait). The caller has entered
+// waited for (the caller waits for a --wait). The caller holds inst
 // (Daemon.enter).
-func (b backend) write(ctx context.Context, key string, value []byte, del bool, opts rpc.WriteOptions) (store.Record, error) {
+func (b backend) write(ctx context.Context, inst *instance, key string, value []byte, del bool, opts rpc.WriteOptions) (store.Record, error) {
 	if err := b.d.beginWrite(); err != nil {
 		return store.Record{}, err
 	}
@@ -140,16 +139,16 @@ func (b backend) write(ctx context.Context, key string, value []byte, del bool, 
 		return store.Record{}, b.d.metrics.writeFailed(op, rpc.Errorf(rpc.ErrBadRequest, "a delete takes no ttl and is not ephemeral"))
 	}
 	if b.d.hooks.hasOnSet(key) {
-		rec, err = b.hookedWrite(ctx, key, value, del, op, so)
+		rec, err = b.hookedWrite(ctx, inst, key, value, del, op, so)
 	} else {
-		rec, err = b.commit(ctx, key, value, del, so)
+		rec, err = b.commit(ctx, inst, key, value, del, so)
 	}
 	if err != nil {
 		return store.Record{}, b.d.metrics.writeFailed(op, err)
 	}
 	b.d.metrics.writes.WithLabelValues(op).Inc()
 	if opts.Wait <= 0 {
-		b.d.node.ReplicateAfter(ctx, rec)
+		inst.node.ReplicateAfter(ctx, rec)
 	}
 	return rec, nil
 }
@@ -164,10 +163,10 @@ const hookedWriteTries = 16
 // key (ck.get) and derives the new value from it — a counter's increment
 // — never loses a concurrent update (docs/ARCHITECTURE.md, "Lua hooks").
 // With the client's own --if-version the first mismatch is the answer.
-func (b backend) hookedWrite(ctx context.Context, key string, value []byte, del bool, op string, so store.SetOptions) (store.Record, error) {
+func (b backend) hookedWrite(ctx context.Context, inst *instance, key string, value []byte, del bool, op string, so store.SetOptions) (store.Record, error) {
 	ifVersion := so.IfVersion
 	for range hookedWriteTries {
-		cur, found, err := b.d.store.Get(key)
+		cur, found, err := inst.store.Get(key)
 		if err != nil {
 			return store.Record{}, apiError(err)
 		}
@@ -190,7 +189,7 @@ func (b backend) hookedWrite(ctx context.Context, key string, value []byte, del 
 			cond = &seen
 		}
 		so.IfVersion = cond
-		rec, err := b.commit(ctx, key, out, del, so)
+		rec, err := b.commit(ctx, inst, key, out, del, so)
 		if ifVersion != nil || !errors.Is(err, rpc.ErrVersionMismatch) {
 			return rec, err
 		}
@@ -201,14 +200,14 @@ func (b backend) hookedWrite(ctx context.Context, key string, value []byte, del 
 
 // commit stores a local write, with the client's (or hookedWrite's)
 // condition.
-func (b backend) commit(ctx context.Context, key string, value []byte, del bool, so store.SetOptions) (store.Record, error) {
+func (b backend) commit(ctx context.Context, inst *instance, key string, value []byte, del bool, so store.SetOptions) (store.Record, error) {
 	var rec store.Record
 	var err error
 	start := time.Now()
 	if del {
-		rec, err = b.d.store.Delete(ctx, key, so.IfVersion)
+		rec, err = inst.store.Delete(ctx, key, so.IfVersion)
 	} else {
-		rec, err = b.d.store.SetWith(ctx, key, value, so)
+		rec, err = inst.store.SetWith(ctx, key, value, so)
 	}
 	if err == nil {
 		since(b.d.metrics.commit, start)
@@ -219,16 +218,17 @@ func (b backend) commit(ctx context.Context, key string, value []byte, del bool,
 // defaultWaitTimeout bounds --wait when no --timeout is given.
 const defaultWaitTimeout = 5 * time.Second
 
-// replicateWait sends the write to node's peers and waits for opts.Wait
+// replicateWait sends the write to inst's peers and waits for opts.Wait
 // of them to hold it durably. With fewer alive peers than asked it
 // reports the shortfall at once (docs/PROTOCOL.md, Replication); a rejoin or shutdown cuts
 // the wait short, reported as a shortfall too.
-func (b backend) replicateWait(ctx context.Context, node *cluster.Node, rec store.Record, opts rpc.WriteOptions) error {
+func (b backend) replicateWait(ctx context.Context, inst *instance, rec store.Record, opts rpc.WriteOptions) error {
+	node := inst.node
 	timeout := time.Duration(opts.Timeout)
 	if timeout <= 0 {
 		timeout = defaultWaitTimeout
 	}
-	wctx, cancel := b.d.waitContext(ctx)
+	wctx, cancel := waitContext(ctx, inst)
 	defer cancel()
 	start := time.Now()
 	acked, err := node.ReplicateWait(wctx, rec, opts.Wait, timeout)
@@ -249,7 +249,7 @@ func (b backend) replicateWait(ctx context.Context, node *cluster.Node, rec stor
 }
 
 func (b backend) List(ctx context.Context, opts rpc.ListOptions) (rpc.ListResponse, error) {
-	release, err := b.d.enter()
+	inst, release, err := b.d.enter()
 	if err != nil {
 		return rpc.ListResponse{}, err
 	}
@@ -258,7 +258,7 @@ func (b backend) List(ctx context.Context, opts rpc.ListOptions) (rpc.ListRespon
 	if limit <= 0 || limit > maxListLimit {
 		limit = 1000
 	}
-	recs, next, err := b.d.store.List(opts.Prefix, opts.After, limit, opts.Values)
+	recs, next, err := inst.store.List(opts.Prefix, opts.After, limit, opts.Values)
 	if err != nil {
 		return rpc.ListResponse{}, apiError(err)
 	}
@@ -278,21 +278,21 @@ func (b backend) List(ctx context.Context, opts rpc.ListOptions) (rpc.ListRespon
 // Bootstrapping tells the API server that lists and exports may be
 // incomplete (rpc.Bootstrapper).
 func (b backend) Bootstrapping() bool {
-	release, err := b.d.enter()
+	inst, release, err := b.d.enter()
 	if err != nil {
 		return false
 	}
 	defer release()
-	return b.d.node.Bootstrapping()
+	return inst.node.Bootstrapping()
 }
 
 func (b backend) Watch(ctx context.Context, prefix string, since uint64, fromNow bool, fn func(rpc.Event) error) error {
-	release, err := b.d.enter()
+	inst, release, err := b.d.enter()
 	if err != nil {
 		return err
 	}
 	defer release()
-	err = b.d.store.Watch(ctx, prefix, since, fromNow, func(e store.Event) error {
+	err = inst.store.Watch(ctx, prefix, since, fromNow, func(e store.Event) error {
 		return fn(rpc.Event{Index: e.Index, Op: string(e.Op), Key: e.Key, Version: e.Version, Origin: e.Origin.String()})
 	})
 	return b.d.ended(apiError(err))
@@ -301,21 +301,21 @@ func (b backend) Watch(ctx context.Context, prefix string, since uint64, fromNow
 // ChangeIndex implements rpc.ChangeIndexer: a watch says where it starts,
 // so ckctl watch resumes after a restart without a gap.
 func (b backend) ChangeIndex(context.Context) (uint64, error) {
-	release, err := b.d.enter()
+	inst, release, err := b.d.enter()
 	if err != nil {
 		return 0, err
 	}
 	defer release()
-	return b.d.store.LastIndex(), nil
+	return inst.store.LastIndex(), nil
 }
 
 func (b backend) Export(ctx context.Context, prefix string, fn func(rpc.Record) error) error {
-	release, err := b.d.enter()
+	inst, release, err := b.d.enter()
 	if err != nil {
 		return err
 	}
 	defer release()
-	return b.d.ended(apiError(b.d.store.Scan(prefix, func(r store.Record) error {
+	return b.d.ended(apiError(inst.store.Scan(prefix, func(r store.Record) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -332,14 +332,14 @@ func (d *Daemon) ended(err error) error {
 }
 
 func (b backend) Members(context.Context) ([]rpc.Member, error) {
-	release, err := b.d.enter()
+	inst, release, err := b.d.enter()
 	if err != nil {
 		return nil, err
 	}
 	defer release()
 	now := time.Now()
 	var out []rpc.Member
-	for _, m := range b.d.node.Members() {
+	for _, m := range inst.node.Members() {
 		out = append(out, memberRow(m, now))
 	}
 	return out, nil
@@ -359,7 +359,7 @@ func memberRow(m cluster.Member, now time.Time) rpc.Member {
 // Trust lifts a quarantined peer's quarantine (ckctl members trust ID):
 // an unknown id is not_found, a peer that is not quarantined bad_request.
 func (b backend) Trust(ctx context.Context, id string) (rpc.Member, error) {
-	release, err := b.d.enter()
+	inst, release, err := b.d.enter()
 	if err != nil {
 		return rpc.Member{}, err
 	}
@@ -368,10 +368,10 @@ func (b backend) Trust(ctx context.Context, id string) (rpc.Member, error) {
 	if err != nil {
 		return rpc.Member{}, rpc.Errorf(rpc.ErrBadRequest, "%v", err)
 	}
-	if nid == b.d.store.NodeID() {
+	if nid == inst.store.NodeID() {
 		return rpc.Member{}, rpc.Errorf(rpc.ErrBadRequest, "%s is this node: trust it on the peer that quarantines it", id)
 	}
-	switch err := b.d.node.Trust(nid); {
+	switch err := inst.node.Trust(nid); {
 	case errors.Is(err, cluster.ErrUnknownPeer):
 		return rpc.Member{}, rpc.Errorf(rpc.ErrNotFound, "no peer %s: this node has never heard of it", id)
 	case errors.Is(err, cluster.ErrNotQuarantined):
@@ -380,7 +380,7 @@ func (b backend) Trust(ctx context.Context, id string) (rpc.Member, error) {
 		return rpc.Member{}, err
 	}
 	now := time.Now()
-	for _, m := range b.d.node.Members() {
+	for _, m := range inst.node.Members() {
 		if m.ID == nid {
 			return memberRow(m, now), nil
 		}
@@ -391,49 +391,46 @@ func (b backend) Trust(ctx context.Context, id string) (rpc.Member, error) {
 func (b backend) Rejoin(ctx context.Context) (rpc.RejoinResult, error) { return b.d.Rejoin(ctx) }
 
 func (b backend) Status(context.Context) (rpc.Status, error) {
-	release, err := b.d.enter()
+	inst, release, err := b.d.enter()
 	if err != nil {
 		return rpc.Status{}, err
 	}
 	defer release()
 	d := b.d
-	root := d.store.Root()
+	root := inst.store.Root()
 	return rpc.Status{
-		ID:         d.store.NodeID().String(),
+		ID:         inst.store.NodeID().String(),
 		Name:       d.cfg.NodeName,
 		Version:    rpc.Version,
-		Lamport:    d.store.Lamport(),
-		Keys:       d.store.Keys(),
+		Lamport:    inst.store.Lamport(),
+		Keys:       inst.store.Keys(),
 		DigestRoot: fmt.Sprintf("%x", root[:16]),
 		Transport:  d.cfg.Cluster.Transport,
-		Address:    d.node.Addr().String(),
-		Members:    memberCounts(d.node.Members()),
-		Sync:       syncState(d.node.Sync()),
-		StoreID:    d.store.StoreID().String(),
-		NATS:       d.natsState(),
-		Disk:       d.store.DiskState(),
+		Address:    inst.node.Addr().String(),
+		Members:    memberCounts(inst.node.Members()),
+		Sync:       syncState(inst.node.Sync()),
+		StoreID:    inst.store.StoreID().String(),
+		NATS:       inst.natsState(),
+		Disk:       inst.store.DiskState(),
 		DataDir:    d.cfg.DataDir,
 		Socket:     d.cfg.Socket,
 		KeySource:  d.KeySource(),
 		UptimeMS:   time.Since(d.started).Milliseconds(),
-		Drops:      d.datagramDrops(),
+		Drops:      inst.datagramDrops(),
 	}, nil
 }
 
 // datagramDrops is what the transport lost on this node's side.
-func (d *Daemon) datagramDrops() rpc.DatagramDrops {
-	if d.transport == nil {
-		return rpc.DatagramDrops{}
-	}
-	t := d.transport.Stats()
+func (inst *instance) datagramDrops() rpc.DatagramDrops {
+	t := inst.transport.Stats()
 	return rpc.DatagramDrops{Kernel: t.DroppedKernel, QueueFull: t.DroppedQueueFull, SendBuffer: t.SendDropped}
 }
 
-func (d *Daemon) natsState() string {
-	if d.bridge == nil {
+func (inst *instance) natsState() string {
+	if inst.bridge == nil {
 		return "off"
 	}
-	return d.bridge.State()
+	return inst.bridge.State()
 }
 
 func syncState(s cluster.SyncState) rpc.SyncState {
@@ -452,15 +449,15 @@ func (b backend) Health(context.Context) error {
 	if b.d.stopping.Load() {
 		return rpc.ErrShuttingDown
 	}
-	release, err := b.d.enter()
+	inst, release, err := b.d.enter()
 	if err != nil {
 		return err
 	}
 	defer release()
-	if err := diskHealth(b.d.store.DiskState()); err != nil {
+	if err := diskHealth(inst.store.DiskState()); err != nil {
 		return err
 	}
-	if b.d.node.Bootstrapping() {
+	if inst.node.Bootstrapping() {
 		return rpc.ErrSyncing
 	}
 	return nil
@@ -486,7 +483,7 @@ func diskHealth(state string) error {
 }
 
 func (b backend) Reload(ctx context.Context) error {
-	release, err := b.d.enter()
+	_, release, err := b.d.enter()
 	if err != nil {
 		return err
 	}

@@ -5,23 +5,23 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"path/filepath"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/cloudknowledge/ck/daemon/cluster"
 	"github.com/cloudknowledge/ck/daemon/natsbridge"
 	"github.com/cloudknowledge/ck/daemon/seal"
 	"github.com/cloudknowledge/ck/daemon/transport"
 	"github.com/cloudknowledge/ck/daemon/transport/natstransport"
-	"github.com/cloudknowledge/ck/daemon/wire"
 	"github.com/cloudknowledge/ck/rpc"
 )
 
-// startCluster opens the transport the config names and creates the
-// protocol node on it. Run starts the node.
-func (d *Daemon) startCluster(epoch uint64) error {
+// loadKeys enforces the key policy (checkSecurity) and loads the cluster
+// key for the daemon's life: the config's (encrypt or keyring_file); with
+// none, on loopback and not insecure, this user's default key file, made
+// at the first start. Only insecure = true leaves d.ring nil: plaintext
+// frames tagged with the cluster name. Each instance seals its datagrams
+// with the ring and its own replay filter (openReplay).
+func (d *Daemon) loadKeys() error {
 	cl := d.cfg.Cluster
 	if err := d.cfg.checkSecurity(); err != nil {
 		return err
@@ -29,66 +29,16 @@ func (d *Daemon) startCluster(epoch uint64) error {
 	if cl.Insecure && cl.Encrypt == "" && cl.KeyringFile == "" {
 		d.log.Warn("cluster traffic is neither encrypted nor authenticated (insecure = true): anyone on the network can read and write")
 	}
-	tr, err := d.openTransport()
+	ring, source, err := loadKeyring(cl, true, d.log)
 	if err != nil {
 		return err
-	}
-	d.transport = tr
-	ring, sealer, err := d.openKeys()
-	if err != nil {
-		tr.Close()
-		return err
-	}
-	hb, _ := time.ParseDuration(cl.Heartbeat)
-	dead, _ := time.ParseDuration(cl.DeadAfter)
-	ttl, _ := time.ParseDuration(cl.TombstoneTTL)
-	purge, _ := time.ParseDuration(cl.PurgeLogTTL)
-	query, _ := time.ParseDuration(cl.QueryTimeout)
-	syncEvery, _ := time.ParseDuration(cl.SyncInterval)
-	d.node = cluster.New(cluster.Config{
-		NodeName:     d.cfg.NodeName,
-		Cluster:      cl.Name,
-		Epoch:        epoch,
-		Heartbeat:    hb,
-		DeadAfter:    dead,
-		MaxDatagram:  cl.MaxDatagram,
-		TombstoneTTL: ttl,
-		PurgeLogTTL:  purge,
-		Peers:        d.peers,
-		QueryTimeout: query,
-		SyncInterval: syncEvery,
-		HookHash:     d.hooks.Hash,
-		Keyring:      ring,
-		Sealer:       sealer,
-		Logger:       d.log.Named("cluster"),
-	}, tr, d.store)
-	d.store.SetLiveness(d.node.OwnerLive) // ephemeral records follow the member table
-	return nil
-}
-
-// openKeys loads the cluster key and builds the datagram sealer with its
-// replay filter, whose marks persist in the data dir. The key is the
-// config's (encrypt or keyring_file); with none, on loopback and not
-// insecure (checkSecurity ran first), it is this user's default key file,
-// made at the first start. Only insecure = true returns nils: plaintext
-// frames tagged with the cluster name.
-func (d *Daemon) openKeys() (*seal.Keyring, wire.Sealer, error) {
-	ring, source, err := loadKeyring(d.cfg.Cluster, true, d.log)
-	if err != nil {
-		return nil, nil, err
 	}
 	d.keySource.Store(&source)
-	if ring == nil {
-		return nil, nil, nil
+	if ring != nil {
+		d.ring = ring
+		d.log.Info("cluster traffic is encrypted and authenticated", "keys", ring.String(), "key_source", source)
 	}
-	marks, err := seal.OpenEpochFile(filepath.Join(d.cfg.DataDir, "replay-marks"))
-	if err != nil {
-		return nil, nil, fmt.Errorf("replay marks: %w", err)
-	}
-	d.replay = seal.NewReplay(marks)
-	d.ring = ring
-	d.log.Info("cluster traffic is encrypted and authenticated", "keys", ring.String(), "key_source", source)
-	return ring, seal.NewDatagram(ring, d.cfg.Cluster.Name, d.replay), nil
+	return nil
 }
 
 // Where a node's cluster key comes from, as status shows it.
@@ -172,21 +122,29 @@ func (d *Daemon) reloadKeys(cfg Config) error {
 	return nil
 }
 
-// clusterTransport is what the daemon keeps of its transport: the
+// ClusterTransport is what the daemon keeps of its transport: the
 // protocol's interface, and the counters for metrics.
-type clusterTransport interface {
+type ClusterTransport interface {
 	transport.Transport
 	Stats() transport.Stats
 }
 
 var (
-	_ clusterTransport = (*transport.UDP)(nil)
-	_ clusterTransport = (*natstransport.Transport)(nil)
+	_ ClusterTransport = (*transport.UDP)(nil)
+	_ ClusterTransport = (*natstransport.Transport)(nil)
 )
 
 // openTransport opens the transport cluster.transport names: UDP
-// (multicast, broadcast, peers) or NATS.
-func (d *Daemon) openTransport() (clusterTransport, error) {
+// (multicast, broadcast, peers) or NATS; or the one Options.Transport
+// opens.
+func (d *Daemon) openTransport() (ClusterTransport, error) {
+	if d.opts.Transport != nil {
+		tr, err := d.opts.Transport()
+		if err != nil {
+			return nil, fmt.Errorf("cluster transport: %w", err)
+		}
+		return tr, nil
+	}
 	if d.cfg.Cluster.Transport == "nats" {
 		ncfg, err := d.cfg.natsTransportConfig(d.log.Named("transport"))
 		if err != nil {

@@ -52,7 +52,28 @@ type Config struct {
 	// ranges maps a field's dotted name to where the file set it, so
 	// Validate's errors can name file and line.
 	ranges map[string]string
+	// dur holds the durations Validate resolved (Durations).
+	dur Durations
 }
+
+// Durations are the config's durations as time.Duration: the file keeps
+// them as strings ("500ms"), and Validate parses each once, naming the
+// field if it does not parse, so that no later reader parses them again
+// (and none can ignore an error doing so).
+type Durations struct {
+	Heartbeat    time.Duration // cluster.heartbeat
+	DeadAfter    time.Duration // cluster.dead_after
+	QueryTimeout time.Duration // cluster.query_timeout
+	SyncInterval time.Duration // cluster.sync_interval
+	TombstoneTTL time.Duration // cluster.tombstone_ttl
+	PurgeLogTTL  time.Duration // cluster.purge_log_ttl
+	// Hooks holds each hook block's timeout, in the order of Config.Hooks
+	// (defaultHookTimeout where the block sets none).
+	Hooks []time.Duration
+}
+
+// Durations are the durations Validate resolved; zero before it ran.
+func (c *Config) Durations() Durations { return c.dur }
 
 // ClusterConfig is the cluster block: how this node finds and talks to its
 // peers (docs/PROTOCOL.md, Transports).
@@ -293,35 +314,43 @@ func (c *Config) validateCluster() error {
 
 func (c *Config) validateDurations() error {
 	cl := c.Cluster
-	for _, d := range []struct {
+	var d Durations
+	for _, f := range []struct {
 		field, value string
 		min          time.Duration
+		to           *time.Duration
 	}{
-		{"cluster.heartbeat", cl.Heartbeat, time.Millisecond},
-		{"cluster.dead_after", cl.DeadAfter, time.Millisecond},
-		{"cluster.query_timeout", cl.QueryTimeout, time.Millisecond},
-		{"cluster.sync_interval", cl.SyncInterval, time.Millisecond},
-		{"cluster.tombstone_ttl", cl.TombstoneTTL, time.Second},
-		{"cluster.purge_log_ttl", cl.PurgeLogTTL, time.Second},
+		{"cluster.heartbeat", cl.Heartbeat, time.Millisecond, &d.Heartbeat},
+		{"cluster.dead_after", cl.DeadAfter, time.Millisecond, &d.DeadAfter},
+		{"cluster.query_timeout", cl.QueryTimeout, time.Millisecond, &d.QueryTimeout},
+		{"cluster.sync_interval", cl.SyncInterval, time.Millisecond, &d.SyncInterval},
+		{"cluster.tombstone_ttl", cl.TombstoneTTL, time.Second, &d.TombstoneTTL},
+		{"cluster.purge_log_ttl", cl.PurgeLogTTL, time.Second, &d.PurgeLogTTL},
 	} {
-		if _, err := parseDuration(d.value, d.min); err != nil {
-			return fieldErr(d.field, "%v", err)
+		v, err := parseDuration(f.value, f.min)
+		if err != nil {
+			return fieldErr(f.field, "%v", err)
 		}
+		*f.to = v
 	}
-	hb, _ := time.ParseDuration(cl.Heartbeat)
-	if dead, _ := time.ParseDuration(cl.DeadAfter); dead < 3*hb {
-		return fieldErr("cluster.dead_after", "must be at least 3 heartbeats (%s), not %s", 3*hb, cl.DeadAfter)
+	if d.DeadAfter < 3*d.Heartbeat {
+		return fieldErr("cluster.dead_after", "must be at least 3 heartbeats (%s), not %s", 3*d.Heartbeat, cl.DeadAfter)
 	}
-	tomb, _ := time.ParseDuration(cl.TombstoneTTL)
-	if purge, _ := time.ParseDuration(cl.PurgeLogTTL); purge < tomb {
+	if d.PurgeLogTTL < d.TombstoneTTL {
 		return fieldErr("cluster.purge_log_ttl", "must not be shorter than tombstone_ttl (%s)", cl.TombstoneTTL)
 	}
+	d.Hooks = c.dur.Hooks // validateHooks ran first or runs next
+	c.dur = d
 	return nil
 }
 
+// defaultHookTimeout bounds a hook whose block sets no timeout.
+const defaultHookTimeout = 50 * time.Millisecond
+
 func (c *Config) validateHooks() error {
 	seen := map[string]bool{}
-	for _, h := range c.Hooks {
+	timeouts := make([]time.Duration, len(c.Hooks))
+	for i, h := range c.Hooks {
 		field := fmt.Sprintf("hook[%q]", h.Pattern)
 		switch {
 		case h.Pattern == "":
@@ -332,12 +361,16 @@ func (c *Config) validateHooks() error {
 			return fieldErr(field+".script", "must not be empty")
 		}
 		seen[h.Pattern] = true
+		timeouts[i] = defaultHookTimeout
 		if h.Timeout != "" {
-			if _, err := parseDuration(h.Timeout, time.Millisecond); err != nil {
+			t, err := parseDuration(h.Timeout, time.Millisecond)
+			if err != nil {
 				return fieldErr(field+".timeout", "%v", err)
 			}
+			timeouts[i] = t
 		}
 	}
+	c.dur.Hooks = timeouts
 	return nil
 }
 
@@ -490,15 +523,6 @@ func (c *Config) SocketFileMode() (os.FileMode, error) {
 		return 0, fmt.Errorf("want an octal mode like \"0660\", not %q", c.SocketMode)
 	}
 	return os.FileMode(m), nil
-}
-
-// HookTimeout is the hook's timeout, 50ms when unset.
-func (h HookConfig) HookTimeout() time.Duration {
-	d, err := time.ParseDuration(h.Timeout)
-	if err != nil || h.Timeout == "" {
-		return 50 * time.Millisecond
-	}
-	return d
 }
 
 // ScriptPath resolves the hook's script against the config file's directory.

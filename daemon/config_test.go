@@ -17,7 +17,7 @@ func TestExampleConfigMatchesDefaults(t *testing.T) {
 		t.Fatalf("config.hcl.example does not validate: %v", err)
 	}
 	def := DefaultConfig()
-	cfg.Dir, cfg.ranges = "", nil
+	cfg.Dir, cfg.ranges, cfg.dur = "", nil, Durations{} // Validate resolved the durations
 	if !reflect.DeepEqual(cfg, def) {
 		t.Errorf("config.hcl.example differs from DefaultConfig():\n file: %+v %+v\n code: %+v %+v", cfg, *cfg.Cluster, def, *def.Cluster)
 	}

@@ -7,15 +7,12 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
-	"github.com/cloudknowledge/ck/daemon/cluster"
-	"github.com/cloudknowledge/ck/daemon/natsbridge"
 	"github.com/cloudknowledge/ck/daemon/seal"
 	"github.com/cloudknowledge/ck/rpc"
 	"github.com/cloudknowledge/ck/store"
@@ -25,47 +22,43 @@ import (
 // or serves on the socket.
 var ErrAlreadyRunning = errors.New("another ckd is running")
 
-// Daemon is one ckd node.
+// Daemon is one ckd node: the parts that live as long as the process (the
+// config, the hooks, the API server and its listener, the metrics, the
+// cluster keyring) and a slot holding the current instance (instance.go),
+// which a rejoin replaces (docs/ARCHITECTURE.md, "The daemon").
 type Daemon struct {
 	cfg     Config
 	log     hclog.Logger
 	level   hclog.Level
-	store   *store.Store
 	hooks   *hookSet
 	metrics *metrics
 	api     *rpc.Server
 	ln      net.Listener
 	started time.Time
+	opts    Options
 
-	transport  clusterTransport
-	bridge     *natsbridge.Bridge // nil without a nats block
-	stopBridge context.CancelFunc
-	bridgeDone chan struct{}
-	ring       *seal.Keyring          // nil without a cluster key
-	replay     *seal.Replay           // the datagram replay filter; nil without a key
-	keySource  atomic.Pointer[string] // where ring came from (status); a reload may change it
-	node       *cluster.Node
-	stopNode   context.CancelFunc
-	nodeDone   chan struct{}
-	peers      *peerFile // when this node was last in sync with each peer
+	// slot holds the instance: store, peer book, transport, replay
+	// filter, node and bridge. API calls acquire it (enter).
+	slot slot
+
+	ring      *seal.Keyring          // nil without a cluster key; a reload swaps its keys
+	keySource atomic.Pointer[string] // where ring came from (status); a reload may change it
 
 	// notify tells systemd how the start goes (notify.go); nil when
-	// ckd was not started with $NOTIFY_SOCKET. announced is closed when
-	// announce has returned.
-	notify    *notifier
-	announced chan struct{}
+	// ckd was not started with $NOTIFY_SOCKET.
+	notify *notifier
 
 	// errc ends Run: a server's error, or a node that had to stop.
 	errc chan error
 
-	// A rejoin (rejoin.go) replaces the store, the node and the transport.
-	// API calls hold swapMu shared (enter) while they use them, and are
-	// refused while rejoining is set; the rejoin takes swapMu to swap.
-	swapMu    sync.RWMutex
+	// life runs what lasts until Close (announce); its context ends
+	// when Close starts and interrupts a rejoin.
+	life *group
+
+	// A rejoin (rejoin.go) replaces the instance: API calls are refused
+	// while rejoining is set.
 	rejoining atomic.Bool
-	rejoinMu  sync.Mutex         // one rejoin at a time; Close waits for it
-	life      context.Context    // ends when Close starts: interrupts a rejoin
-	endLife   context.CancelFunc // ends life
+	rejoinMu  sync.Mutex // one rejoin at a time; Close waits for it
 
 	// loadConfig re-reads the configuration for Reload; nil disables reload.
 	loadConfig func() (Config, error)
@@ -76,12 +69,6 @@ type Daemon struct {
 	closeOnce sync.Once
 	closeErr  error
 	reloadMu  sync.Mutex
-
-	// waits ends the --wait of the writes in flight (waitContext): a
-	// rejoin and Close end it, so neither waits on a peer's ACK.
-	waitsMu  sync.Mutex
-	waits    context.Context
-	endWaits context.CancelCauseFunc
 }
 
 // Options are what New needs besides the config.
@@ -92,6 +79,13 @@ type Options struct {
 	// ConfigFile names the configuration in force for the start log: the
 	// file's path, or "" for the embedded default.
 	ConfigFile string
+	// Transport opens the cluster transport, at the start and again at
+	// each rejoin; nil opens the one cluster.transport names (UDP or
+	// NATS). Tests run whole daemons on the simulated network with it.
+	Transport func() (ClusterTransport, error)
+	// Listener serves the API in place of the socket the config names
+	// (which is then neither created nor removed); the daemon closes it.
+	Listener net.Listener
 }
 
 // New checks cfg (Config.Check), opens the store, compiles the hooks and listens on the
@@ -106,9 +100,7 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 		log = NewLogger(cfg, os.Stderr)
 	}
 	d := &Daemon{cfg: cfg, log: log, level: cfg.Level(), loadConfig: opts.LoadConfig, started: time.Now(),
-		errc: make(chan error, 4)}
-	d.life, d.endLife = context.WithCancel(context.Background())
-	d.waits, d.endWaits = context.WithCancelCause(context.Background())
+		errc: make(chan error, 4), opts: opts, life: newGroup(nil)}
 	if n, err := newNotifier(os.Getenv(notifySocketEnv)); err != nil {
 		log.Warn("service manager", "error", err)
 	} else {
@@ -122,41 +114,12 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("data dir: %w", err)
 	}
-	d.store, err = store.Open(cfg.StorePath(), d.storeOptions())
-	if errors.Is(err, store.ErrLocked) {
-		return nil, fmt.Errorf("%w: data dir %s is in use (its store is locked by another process)", ErrAlreadyRunning, cfg.DataDir)
-	}
+	inst, err := d.open()
 	if err != nil {
-		return nil, fmt.Errorf("store %s: %w", cfg.StorePath(), err)
-	}
-	if err := d.openPeers(); err != nil {
-		d.store.Close()
 		return nil, err
 	}
-	if err := d.listen(); err != nil {
-		d.store.Close()
-		return nil, err
-	}
-	epoch, err := d.store.NextEpoch(uint64(time.Now().UnixMilli()))
-	if err == nil {
-		err = d.startCluster(epoch)
-	}
-	if err != nil {
-		d.ln.Close()
-		d.store.Close()
-		return nil, err
-	}
-	if bc, ok := cfg.NATSBridge(); ok {
-		// Created before anything is served: it records the change-log
-		// index from which every later change is published.
-		if d.bridge, err = natsbridge.New(bc, d.store, backend{d}, log.Named("nats")); err != nil {
-			d.stopCluster()
-			d.ln.Close()
-			d.store.Close()
-			return nil, fmt.Errorf("nats: %w", err)
-		}
-	}
-	d.metrics = newMetrics(d)
+	d.slot.put(inst)
+	d.metrics = newMetrics(d, inst)
 	apiLog := log.Named("api")
 	d.api = rpc.NewServer(backend{d}, apiLog, rpc.ServerOptions{
 		MaxValueSize:    cfg.MaxValueSize,
@@ -169,27 +132,41 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 	if config == "" {
 		config = EmbeddedDefault
 	}
-	log.Info("ckd ready", "version", rpc.Version, "config", config, "node", cfg.NodeName, "id", d.store.NodeID(),
-		"data_dir", cfg.DataDir, "socket", cfg.Socket, "keys", d.store.Keys(),
-		"cluster", cfg.Cluster.Name, "transport", cfg.Cluster.Transport, "addr", d.node.Addr())
+	log.Info("ckd ready", "version", rpc.Version, "config", config, "node", cfg.NodeName, "id", inst.store.NodeID(),
+		"data_dir", cfg.DataDir, "socket", cfg.Socket, "keys", inst.store.Keys(),
+		"cluster", cfg.Cluster.Name, "transport", cfg.Cluster.Transport, "addr", inst.node.Addr())
 	return d, nil
 }
 
-func (d *Daemon) storeOptions() store.Options {
-	ttl, _ := time.ParseDuration(d.cfg.Cluster.TombstoneTTL) // validated
-	purge, _ := time.ParseDuration(d.cfg.Cluster.PurgeLogTTL)
-	return store.Options{
-		Logger:       d.log.Named("store"),
-		Resolver:     conflictResolver{d.hooks},
-		WatchHistory: d.cfg.WatchHistory,
-		MaxValueSize: d.cfg.MaxValueSize,
-		LockTimeout:  time.Second,
-		TombstoneTTL: ttl,
-		PurgeLogTTL:  purge,
+// open opens the store, listens on the API socket, loads the cluster key
+// and makes the first instance; on error it closes what it opened.
+func (d *Daemon) open() (*instance, error) {
+	st, peers, err := d.openStore()
+	if err != nil {
+		return nil, err
 	}
+	if err := d.listen(); err != nil {
+		st.Close()
+		return nil, err
+	}
+	var inst *instance
+	err = d.loadKeys()
+	if err == nil {
+		inst, err = d.newInstance(st, peers, true)
+	}
+	if err != nil {
+		d.ln.Close()
+		st.Close()
+		return nil, err
+	}
+	return inst, nil
 }
 
 func (d *Daemon) listen() error {
+	if d.opts.Listener != nil {
+		d.ln = d.opts.Listener
+		return nil
+	}
 	mode, _ := d.cfg.SocketFileMode()
 	ln, err := rpc.Listen(d.cfg.Socket, mode, d.cfg.SocketGroup)
 	if errors.Is(err, rpc.ErrSocketInUse) {
@@ -208,9 +185,8 @@ func (d *Daemon) listen() error {
 // node serves and has bootstrapped (announce).
 func (d *Daemon) Run(ctx context.Context) error {
 	errc := d.errc
-	d.runNode()
-	if d.bridge != nil {
-		d.runBridge()
+	if inst := d.slot.peek(); inst != nil {
+		d.start(inst)
 	}
 	go func() { errc <- d.api.Serve(d.ln) }()
 	var metricsSrv *http.Server
@@ -225,11 +201,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		go func() { errc <- metricsSrv.Serve(mln) }()
 	}
 	if d.notify != nil {
-		d.announced = make(chan struct{})
-		go func() {
-			defer close(d.announced)
-			d.announce(d.life)
-		}()
+		d.life.Go(func(ctx context.Context) error {
+			d.announce(ctx)
+			return nil
+		})
 	}
 	var err error
 	select {
@@ -250,15 +225,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 // Close stops the node: it refuses new writes, waits for in-flight
 // commits (not their --wait, which it cuts short, nor streams, which it
-// ends), closes the API and the store. Safe to call more than once.
+// ends), closes the API and the instance. Safe to call more than once.
 func (d *Daemon) Close() error {
 	d.closeOnce.Do(func() {
 		d.log.Info("stopping")
-		d.endLife() // interrupts a rejoin, ends announce
+		d.life.stop() // interrupts a rejoin, ends announce
 		if d.notify != nil {
-			if d.announced != nil {
-				<-d.announced
-			}
 			if err := d.notify.send("STOPPING=1\nSTATUS=stopping"); err != nil {
 				d.log.Warn("telling the service manager", "error", err)
 			}
@@ -266,83 +238,26 @@ func (d *Daemon) Close() error {
 		d.writesMu.Lock()
 		d.stopping.Store(true)
 		d.writesMu.Unlock()
-		d.interruptWaits(rpc.ErrShuttingDown)
+		if inst := d.slot.peek(); inst != nil {
+			inst.endWaits(rpc.ErrShuttingDown)
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		if err := d.api.Shutdown(ctx); err != nil {
 			d.log.Warn("api shutdown", "error", err)
 		}
-		d.rejoinMu.Lock() // a rejoin has put its store and node in place
+		d.rejoinMu.Lock() // a rejoin has put its instance in place
 		defer d.rejoinMu.Unlock()
 		d.writes.Wait()
-		d.haltBridge() // publishes what was committed, then stops
-		d.stopCluster()
-		d.closeErr = d.store.Close()
+		if inst := d.slot.close(); inst != nil {
+			// The bridge publishes what was committed, the node says BYE,
+			// then the store closes.
+			d.closeErr = inst.close(d.log)
+		}
 		d.hooks.Close()
 		d.log.Info("stopped")
 	})
 	return d.closeErr
-}
-
-// runNode runs the protocol node until stopCluster.
-func (d *Daemon) runNode() {
-	ctx, stop := context.WithCancel(context.Background())
-	node, done := d.node, make(chan struct{})
-	d.stopNode, d.nodeDone = stop, done
-	go d.dropStaleEphemeral(ctx, node)
-	go func() {
-		defer close(done)
-		// The node stops by itself only when it must: another process
-		// runs with this node's id (a copied data dir).
-		if err := node.Run(ctx); err != nil {
-			select {
-			case d.errc <- err:
-			default:
-			}
-		}
-	}()
-}
-
-// runBridge runs d.bridge until stopBridge.
-func (d *Daemon) runBridge() {
-	bctx, cancel := context.WithCancel(context.Background())
-	b, done := d.bridge, make(chan struct{})
-	d.stopBridge, d.bridgeDone = cancel, done
-	go func() {
-		defer close(done)
-		if err := b.Run(bctx); err != nil {
-			d.log.Error("nats bridge", "error", err)
-		}
-	}()
-}
-
-// haltBridge stops a running bridge (it publishes what was committed
-// first) and reports whether one ran.
-func (d *Daemon) haltBridge() bool {
-	if d.stopBridge == nil {
-		return false
-	}
-	d.stopBridge()
-	<-d.bridgeDone
-	d.stopBridge = nil
-	return true
-}
-
-// stopCluster says BYE and closes the transport; without Run, it only
-// closes the transport.
-func (d *Daemon) stopCluster() {
-	if d.stopNode != nil {
-		d.stopNode()
-		<-d.nodeDone
-		d.stopNode = nil
-	} else if d.transport != nil {
-		d.transport.Close()
-	}
-	if d.replay != nil {
-		if err := d.replay.Close(); err != nil { // saves the exact marks
-			d.log.Warn("saving replay marks", "error", err)
-		}
-	}
 }
 
 // beginWrite registers an in-flight write, or refuses it once stopping
@@ -363,32 +278,22 @@ func (d *Daemon) beginWrite() error {
 // errRejoining answers API calls while a rejoin runs.
 var errRejoining = rpc.Errorf(rpc.ErrSyncing, "rejoining the cluster (ckctl rejoin): try again when it is done")
 
-// enter admits an API call that uses the store or the node: it returns
-// errRejoining while a rejoin runs, else a release the caller must call
-// when it is done with them.
-func (d *Daemon) enter() (release func(), err error) {
+// enter admits an API call that uses the instance (store, node): it
+// returns errRejoining while a rejoin runs, else the instance and a
+// release the caller must call when it is done with it.
+func (d *Daemon) enter() (*instance, func(), error) {
 	if d.rejoining.Load() {
-		return nil, errRejoining
+		return nil, nil, errRejoining
 	}
-	d.swapMu.RLock()
-	if d.rejoining.Load() {
-		d.swapMu.RUnlock()
-		return nil, errRejoining
-	}
-	return d.swapMu.RUnlock, nil
-}
-
-// openPeers opens the peer book of the store's node.
-func (d *Daemon) openPeers() error {
-	pf, ignored, err := openPeerFile(filepath.Join(d.cfg.DataDir, peersFileName), d.store.NodeID())
+	inst, release, err := d.slot.acquire()
 	if err != nil {
-		return fmt.Errorf("peer book: %w", err)
+		return nil, nil, err
 	}
-	if !ignored.IsZero() {
-		d.log.Warn("ignoring a peer book written for another node id", "file", pf.path, "its_node", ignored)
+	if d.rejoining.Load() {
+		release()
+		return nil, nil, errRejoining
 	}
-	d.peers = pf
-	return nil
+	return inst, release, nil
 }
 
 // Reload re-reads the reloadable configuration: hooks and log level (and,
@@ -431,11 +336,14 @@ func (d *Daemon) Reload(ctx context.Context) error {
 	return nil
 }
 
-// NodeID is this node's id.
+// NodeID is this node's id (zero once closed).
 func (d *Daemon) NodeID() store.NodeID {
-	d.swapMu.RLock()
-	defer d.swapMu.RUnlock()
-	return d.store.NodeID()
+	inst, release := d.slot.await()
+	defer release()
+	if inst == nil {
+		return store.NodeID{}
+	}
+	return inst.store.NodeID()
 }
 
 // NewLogger is the daemon's logger per the config: leveled, text or JSON.

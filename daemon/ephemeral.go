@@ -4,7 +4,6 @@ import (
 	"context"
 	"time"
 
-	"github.com/cloudknowledge/ck/daemon/cluster"
 	"github.com/cloudknowledge/ck/rpc"
 	"github.com/cloudknowledge/ck/store"
 )
@@ -17,17 +16,17 @@ import (
 // overwritten here first; each delete is conditional on the key still
 // being absent to a compare-and-set (a hidden ephemeral record is), so an
 // ordinary key is never deleted.
-func (d *Daemon) dropStaleEphemeral(ctx context.Context, node *cluster.Node) {
+func (d *Daemon) dropStaleEphemeral(ctx context.Context, inst *instance) {
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
-	for node.Bootstrapping() {
+	for inst.node.Bootstrapping() {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
 	}
-	st := d.store
+	st := inst.store
 	var keys []string
 	if err := st.StaleEphemeral(func(r store.Record) error { keys = append(keys, r.Key); return ctx.Err() }); err != nil {
 		if ctx.Err() == nil {
@@ -40,12 +39,16 @@ func (d *Daemon) dropStaleEphemeral(ctx context.Context, node *cluster.Node) {
 		if ctx.Err() != nil {
 			return
 		}
-		release, err := d.enter()
+		cur, release, err := d.enter()
 		if err != nil {
 			return // stopping, or a rejoin: the next start does it
 		}
+		if cur != inst { // replaced: the next instance drops its own
+			release()
+			return
+		}
 		zero := uint64(0)
-		_, err = backend{d}.write(ctx, key, nil, true, rpc.WriteOptions{IfVersion: &zero})
+		_, err = backend{d}.write(ctx, inst, key, nil, true, rpc.WriteOptions{IfVersion: &zero})
 		release()
 		if err == nil {
 			dropped++

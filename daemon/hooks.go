@@ -49,9 +49,14 @@ func (h *hookSet) reload(cfg Config) error {
 // compileHooks compiles cfg's hooks into an engine: the start, a reload
 // and ckd -check (Config.Check) all compile them here.
 func compileHooks(cfg Config, log hclog.Logger, get func(string) ([]byte, bool, error)) (*scripting.Engine, error) {
+	timeouts := cfg.Durations().Hooks // one per hook once cfg is validated
 	specs := make([]scripting.HookSpec, 0, len(cfg.Hooks))
-	for _, hc := range cfg.Hooks {
-		specs = append(specs, scripting.HookSpec{Pattern: hc.Pattern, Script: cfg.ScriptPath(hc), Timeout: hc.HookTimeout()})
+	for i, hc := range cfg.Hooks {
+		timeout := defaultHookTimeout
+		if i < len(timeouts) {
+			timeout = timeouts[i]
+		}
+		specs = append(specs, scripting.HookSpec{Pattern: hc.Pattern, Script: cfg.ScriptPath(hc), Timeout: timeout})
 	}
 	return scripting.New(scripting.Config{
 		Hooks:        specs,
@@ -161,12 +166,15 @@ func version(r *store.Record) scripting.Version {
 	return scripting.Version{Value: r.Value, Deleted: r.Deleted, Lamport: r.Lamport, Origin: r.Origin.String()}
 }
 
-// localGet is ck.get: a local, read-only lookup for hooks.
+// localGet is ck.get: a local, read-only lookup for hooks. A hook runs
+// within an API call that holds the instance, so the one in the slot is
+// the one it runs on.
 func (d *Daemon) localGet(key string) ([]byte, bool, error) {
-	if d.store == nil {
+	inst := d.slot.peek()
+	if inst == nil {
 		return nil, false, nil
 	}
-	r, found, err := d.store.Get(key)
+	r, found, err := inst.store.Get(key)
 	if err != nil || !found || r.Deleted {
 		return nil, false, err
 	}

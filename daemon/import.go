@@ -30,22 +30,22 @@ type importItem struct {
 }
 
 func (b backend) Import(ctx context.Context, asNew bool, next func() (rpc.Record, int, error)) (rpc.ImportResult, error) {
-	release, err := b.d.enter()
+	inst, release, err := b.d.enter()
 	if err != nil {
 		return rpc.ImportResult{}, err
 	}
 	defer release()
 	if asNew {
-		return b.importAsNew(ctx, next)
+		return b.importAsNew(ctx, inst, next)
 	}
-	return b.importBatches(ctx, next)
+	return b.importBatches(ctx, inst, next)
 }
 
 // importBatches reads and validates the next batch while the one before
 // it is applied (one applier goroutine: the commit waits on the disk,
 // the reading on the client and the JSON), so a restore moves at the
 // rate of the slower of the two.
-func (b backend) importBatches(ctx context.Context, next func() (rpc.Record, int, error)) (rpc.ImportResult, error) {
+func (b backend) importBatches(ctx context.Context, inst *instance, next func() (rpc.Record, int, error)) (rpc.ImportResult, error) {
 	var (
 		res    rpc.ImportResult // the applier's until done
 		failed atomic.Bool
@@ -56,7 +56,7 @@ func (b backend) importBatches(ctx context.Context, next func() (rpc.Record, int
 		var first error
 		for batch := range work {
 			if first == nil {
-				if first = b.applyBatch(ctx, batch, &res); first != nil {
+				if first = b.applyBatch(ctx, inst, batch, &res); first != nil {
 					failed.Store(true)
 				}
 			}
@@ -68,7 +68,7 @@ func (b backend) importBatches(ctx context.Context, next func() (rpc.Record, int
 	var stop error
 	for i := 0; stop == nil && !failed.Load(); i++ {
 		var batch []importItem
-		batch, line, stop = b.readBatch(bufs[i%2][:0], next)
+		batch, line, stop = b.readBatch(inst, bufs[i%2][:0], next)
 		bufs[i%2] = batch
 		work <- batch // the applier is done with the other buffer when it takes this one
 	}
@@ -86,7 +86,7 @@ func (b backend) importBatches(ctx context.Context, next func() (rpc.Record, int
 // readBatch reads and validates records into batch until it is full, the
 // body ends or a line is refused: then stop is that error (io.EOF at the
 // end) and line the line it is about.
-func (b backend) readBatch(batch []importItem, next func() (rpc.Record, int, error)) (_ []importItem, line int, stop error) {
+func (b backend) readBatch(inst *instance, batch []importItem, next func() (rpc.Record, int, error)) (_ []importItem, line int, stop error) {
 	size := 0
 	for len(batch) < importBatch && size < importBatchBytes {
 		r, line, err := next()
@@ -97,10 +97,10 @@ func (b backend) readBatch(batch []importItem, next func() (rpc.Record, int, err
 		if err != nil {
 			return batch, line, rpc.Errorf(rpc.ErrBadRequest, "line %d (key %q): %v", line, r.Key, err)
 		}
-		if err := b.d.store.ValidateRecord(&rec); err != nil {
+		if err := inst.store.ValidateRecord(&rec); err != nil {
 			return batch, line, fmt.Errorf("line %d: %w", line, apiError(err))
 		}
-		b.d.store.Observe(rec.Lamport) // as Apply does, record by record
+		inst.store.Observe(rec.Lamport) // as Apply does, record by record
 		batch = append(batch, importItem{rec: rec, line: line})
 		size += len(rec.Value)
 	}
@@ -111,7 +111,7 @@ func (b backend) readBatch(batch []importItem, next func() (rpc.Record, int, err
 // that fails (a write that failed: a full disk, a stop) ends the import:
 // res then counts every record that was stored, and Line is the first
 // that was not.
-func (b backend) applyBatch(ctx context.Context, batch []importItem, res *rpc.ImportResult) error {
+func (b backend) applyBatch(ctx context.Context, inst *instance, batch []importItem, res *rpc.ImportResult) error {
 	if len(batch) == 0 {
 		return nil
 	}
@@ -124,7 +124,7 @@ func (b backend) applyBatch(ctx context.Context, batch []importItem, res *rpc.Im
 	for i := range batch {
 		recs[i] = batch[i].rec
 	}
-	out, errs, _ := b.d.store.ApplyBatch(ctx, recs)
+	out, errs, _ := inst.store.ApplyBatch(ctx, recs)
 	var first error
 	for i, err := range errs {
 		if err != nil {
@@ -144,7 +144,7 @@ func (b backend) applyBatch(ctx context.Context, batch []importItem, res *rpc.Im
 
 // importAsNew writes each record as a new local write, through on_set,
 // one at a time (each its own commit, as a set's): values, not versions.
-func (b backend) importAsNew(ctx context.Context, next func() (rpc.Record, int, error)) (rpc.ImportResult, error) {
+func (b backend) importAsNew(ctx context.Context, inst *instance, next func() (rpc.Record, int, error)) (rpc.ImportResult, error) {
 	var res rpc.ImportResult
 	for {
 		r, line, err := next()
@@ -152,7 +152,7 @@ func (b backend) importAsNew(ctx context.Context, next func() (rpc.Record, int, 
 			return res, nil
 		}
 		if err == nil {
-			_, err = b.write(ctx, r.Key, r.Value, r.Deleted, rpc.WriteOptions{TTL: asNewTTL(r)})
+			_, err = b.write(ctx, inst, r.Key, r.Value, r.Deleted, rpc.WriteOptions{TTL: asNewTTL(r)})
 			if err != nil {
 				err = fmt.Errorf("line %d (key %q): %w", line, r.Key, err)
 			}

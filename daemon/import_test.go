@@ -38,7 +38,7 @@ func TestImportStopsAtRefusedLine(t *testing.T) {
 		{"no version", 1, `{"key":"imp/nv","value":"x"}`, "line 1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			refused := d.store.Stats().RefusedClockJump
+			refused := d.slot.peek().store.Stats().RefusedClockJump
 			prefix := fmt.Sprintf("imp-%d/", tc.line)
 			var body strings.Builder
 			for i := 1; i <= 1200; i++ {
@@ -61,7 +61,7 @@ func TestImportStopsAtRefusedLine(t *testing.T) {
 				t.Errorf("error's import result %+v, want %d records before line %d", e.Import, tc.line-1, tc.line)
 			}
 			for i := 1; i <= 1200; i++ {
-				_, found, err := d.store.Get(fmt.Sprintf("%s%05d", prefix, i))
+				_, found, err := d.slot.peek().store.Get(fmt.Sprintf("%s%05d", prefix, i))
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -69,8 +69,8 @@ func TestImportStopsAtRefusedLine(t *testing.T) {
 					t.Fatalf("line %d: stored %v; want only the lines before %d", i, found, tc.line)
 				}
 			}
-			if tc.name == "hostile clock jump" && d.store.Stats().RefusedClockJump != refused+1 {
-				t.Errorf("refused clock jumps %d -> %d, want one more", refused, d.store.Stats().RefusedClockJump)
+			if tc.name == "hostile clock jump" && d.slot.peek().store.Stats().RefusedClockJump != refused+1 {
+				t.Errorf("refused clock jumps %d -> %d, want one more", refused, d.slot.peek().store.Stats().RefusedClockJump)
 			}
 		})
 	}
@@ -94,11 +94,11 @@ func TestImportBatches(t *testing.T) {
 			t.Fatalf("import: %+v, %v; want 2000 records, %d applied", res, err, want)
 		}
 	}
-	rec, found, err := d.store.Get("imp/01234")
+	rec, found, err := d.slot.peek().store.Get("imp/01234")
 	if err != nil || !found || rec.Lamport != 1234 || string(rec.Value) != "v1234" {
 		t.Errorf("imp/01234: %+v %v %v: want version 1234 and its value", rec, found, err)
 	}
-	if n := d.store.Keys(); n != 2000 {
+	if n := d.slot.peek().store.Keys(); n != 2000 {
 		t.Errorf("%d keys, want 2000", n)
 	}
 }

@@ -34,35 +34,14 @@ func (d *Daemon) maxConnections() int {
 	return got
 }
 
-// waitContext is ctx, also ended when a rejoin starts or the daemon
-// stops (interruptWaits): the --wait of a write holds no lock, but its
-// client must not be left waiting on a node that is going away.
-func (d *Daemon) waitContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	d.waitsMu.Lock()
-	gen := d.waits
-	d.waitsMu.Unlock()
+// waitContext is ctx, also ended when inst is retired (a rejoin starts,
+// the daemon stops: instance.endWaits): the --wait of a write holds no
+// lock, but its client must not be left waiting on a node that is going
+// away.
+func waitContext(ctx context.Context, inst *instance) (context.Context, context.CancelFunc) {
 	wctx, cancel := context.WithCancelCause(ctx)
-	stop := context.AfterFunc(gen, func() { cancel(context.Cause(gen)) })
+	stop := context.AfterFunc(inst.waits, func() { cancel(context.Cause(inst.waits)) })
 	return wctx, func() { stop(); cancel(nil) }
-}
-
-// interruptWaits ends the waits running now, and those that start before
-// renewWaits, with cause.
-func (d *Daemon) interruptWaits(cause error) {
-	d.waitsMu.Lock()
-	defer d.waitsMu.Unlock()
-	d.endWaits(cause)
-}
-
-// renewWaits lets waits run again after a rejoin, unless the daemon is
-// stopping.
-func (d *Daemon) renewWaits() {
-	d.waitsMu.Lock()
-	defer d.waitsMu.Unlock()
-	if d.stopping.Load() || d.waits.Err() == nil {
-		return
-	}
-	d.waits, d.endWaits = context.WithCancelCause(context.Background())
 }
 
 // memoryHeadroom is the heap ckd needs besides request bodies: the

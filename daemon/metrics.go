@@ -21,7 +21,7 @@ type metrics struct {
 	*latency
 }
 
-func newMetrics(d *Daemon) *metrics {
+func newMetrics(d *Daemon, first *instance) *metrics {
 	reg := prometheus.NewRegistry()
 	m := &metrics{
 		reg: reg,
@@ -41,57 +41,60 @@ func newMetrics(d *Daemon) *metrics {
 	reg.MustRegister(m.reads, m.writes, m.writeErrors,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ck_keys", Help: "Live keys in the store."},
-			func() float64 { return d.gauge(func() uint64 { return d.store.Keys() }) }),
+			func() float64 { return d.gauge(func(inst *instance) uint64 { return inst.store.Keys() }) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ck_tombstones_purged_total",
 			Help: "Tombstones purged at at + tombstone_ttl since the store opened."},
-			func() float64 { return d.gauge(func() uint64 { return d.store.Stats().Purged }) }),
+			func() float64 { return d.gauge(func(inst *instance) uint64 { return inst.store.Stats().Purged }) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ck_expired_total",
 			Help: "Records with a TTL whose deadline passed on this node since the store opened (expire events)."},
-			func() float64 { return d.gauge(func() uint64 { return d.store.Stats().Expired }) }),
+			func() float64 { return d.gauge(func(inst *instance) uint64 { return inst.store.Stats().Expired }) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ck_ttl_keys",
 			Help: "Records with a TTL held, expired or not, until they are purged at at + ttl + tombstone_ttl."},
-			func() float64 { return d.gauge(func() uint64 { return uint64(d.store.TTLKeys()) }) }),
+			func() float64 { return d.gauge(func(inst *instance) uint64 { return uint64(inst.store.TTLKeys()) }) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ck_records_refused_total",
 			Help:        "Received or imported records refused as hostile, by reason (clock_jump: lamport too far ahead of the clock; version_vector: too large, or an entry above the lamport).",
 			ConstLabels: prometheus.Labels{"reason": "clock_jump"}},
-			func() float64 { return d.gauge(func() uint64 { return d.store.Stats().RefusedClockJump }) }),
+			func() float64 {
+				return d.gauge(func(inst *instance) uint64 { return inst.store.Stats().RefusedClockJump })
+			}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ck_records_refused_total",
 			Help:        "Received or imported records refused as hostile, by reason (clock_jump: lamport too far ahead of the clock; version_vector: too large, or an entry above the lamport).",
 			ConstLabels: prometheus.Labels{"reason": "version_vector"}},
-			func() float64 { return d.gauge(func() uint64 { return d.store.Stats().RefusedVV }) }),
+			func() float64 { return d.gauge(func(inst *instance) uint64 { return inst.store.Stats().RefusedVV }) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ck_purge_log_entries",
 			Help: "Purged tombstones remembered (purge_log_ttl) to drop deleted values coming back."},
-			func() float64 { return d.gauge(func() uint64 { return uint64(d.store.PurgeLogLen()) }) }),
+			func() float64 {
+				return d.gauge(func(inst *instance) uint64 { return uint64(inst.store.PurgeLogLen()) })
+			}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ck_lamport", Help: "This node's Lamport clock."},
-			func() float64 { return d.gauge(d.lamport) }),
+			func() float64 { return d.gauge(func(inst *instance) uint64 { return inst.store.Lamport() }) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ck_insecure",
 			Help: "1 when the cluster runs without a key by the operator's choice (insecure = true)."},
 			func() float64 {
-				return d.gauge(func() uint64 {
-					if d.cfg.Cluster.Insecure && d.ring == nil {
-						return 1
-					}
-					return 0
-				})
+				if d.cfg.Cluster.Insecure && d.ring == nil { // both fixed at the start
+					return 1
+				}
+				return 0
 			}),
 		newClusterCollector(d),
 		newHookCollector(d.hooks),
 	)
-	if d.bridge != nil {
-		reg.MustRegister(bridgeCollector{d: d, descs: d.bridge.Collector()})
+	if first.bridge != nil {
+		reg.MustRegister(bridgeCollector{d: d, descs: first.bridge.Collector()})
 	}
 	return m
 }
 
-// gauge reads a value of the store or the node, which a rejoin may be
-// swapping (swapMu).
-func (d *Daemon) gauge(f func() uint64) float64 {
-	d.swapMu.RLock()
-	defer d.swapMu.RUnlock()
-	return float64(f())
+// gauge reads a value of the current instance, waiting out a rejoin's
+// swap; 0 once the daemon has closed.
+func (d *Daemon) gauge(f func(*instance) uint64) float64 {
+	inst, release := d.slot.await()
+	defer release()
+	if inst == nil {
+		return 0
+	}
+	return float64(f(inst))
 }
-
-func (d *Daemon) lamport() uint64 { return d.store.Lamport() }
 
 // writeFailed counts a refused write by its API code and returns err.
 func (m *metrics) writeFailed(op string, err error) error {
@@ -118,10 +121,9 @@ type bridgeCollector struct {
 func (c bridgeCollector) Describe(ch chan<- *prometheus.Desc) { c.descs.Describe(ch) }
 
 func (c bridgeCollector) Collect(ch chan<- prometheus.Metric) {
-	c.d.swapMu.RLock()
-	b := c.d.bridge
-	c.d.swapMu.RUnlock()
-	if b != nil {
-		b.Collector().Collect(ch)
+	inst, release := c.d.slot.await()
+	defer release()
+	if inst != nil && inst.bridge != nil {
+		inst.bridge.Collector().Collect(ch)
 	}
 }

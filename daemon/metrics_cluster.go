@@ -50,40 +50,39 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	counter := func(d *prometheus.Desc, v uint64, label string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), label)
 	}
-	c.d.swapMu.RLock() // a rejoin swaps the transport and the node
-	defer c.d.swapMu.RUnlock()
-	if c.d.transport != nil {
-		t := c.d.transport.Stats()
-		counter(c.datagrams, t.DatagramsSent, "sent")
-		counter(c.datagrams, t.DatagramsReceived, "received")
-		counter(c.bytes, t.BytesSent, "sent")
-		counter(c.bytes, t.BytesReceived, "received")
-		ch <- prometheus.MustNewConstMetric(c.self, prometheus.CounterValue, float64(t.DroppedSelf))
-		counter(c.drops, t.DroppedTooBig, "too_big")
-		counter(c.drops, t.DroppedQueueFull, "queue_full")
-		counter(c.drops, t.SendDropped, "send_buffer")
-		counter(c.drops, t.DroppedKernel, "kernel") // scale: SO_RXQ_OVFL
-		counter(c.streams, t.StreamsAccepted, "accepted")
-		counter(c.streams, t.StreamsRefused, "refused")
-		counter(c.streams, t.StreamsDialed, "dialed")
+	inst, release := c.d.slot.await() // a rejoin swaps the transport and the node
+	defer release()
+	if inst == nil {
+		return
 	}
-	if c.d.node != nil {
-		s := c.d.node.Stats()
-		for reason, n := range s.Dropped {
-			counter(c.drops, n, reason)
-		}
-		counter(c.records, s.Applied, "applied")
-		counter(c.records, s.Ignored, "ignored")
-		counter(c.records, s.Conflicts, "conflict")
-		counter(c.records, s.DroppedRecords, "dropped")
-		counter(c.reads, s.Queries, "query")
-		counter(c.reads, s.ReadRepairs, "repair")
-		for outcome, v := range map[string]uint64{"opened": s.SyncOpened, "completed": s.SyncCompleted,
-			"failed": s.SyncFailed, "refused": s.SyncRefused, "served": s.SyncServed, "declined": s.SyncDeclined,
-			"empty": s.SyncEmpty} { // scale: completed, repairing nothing
-			counter(c.sessions, v, outcome)
-		}
-		counter(c.syncRecords, s.SyncRecordsIn, "in")
-		counter(c.syncRecords, s.SyncRecordsOut, "out")
+	t := inst.transport.Stats()
+	counter(c.datagrams, t.DatagramsSent, "sent")
+	counter(c.datagrams, t.DatagramsReceived, "received")
+	counter(c.bytes, t.BytesSent, "sent")
+	counter(c.bytes, t.BytesReceived, "received")
+	ch <- prometheus.MustNewConstMetric(c.self, prometheus.CounterValue, float64(t.DroppedSelf))
+	counter(c.drops, t.DroppedTooBig, "too_big")
+	counter(c.drops, t.DroppedQueueFull, "queue_full")
+	counter(c.drops, t.SendDropped, "send_buffer")
+	counter(c.drops, t.DroppedKernel, "kernel") // scale: SO_RXQ_OVFL
+	counter(c.streams, t.StreamsAccepted, "accepted")
+	counter(c.streams, t.StreamsRefused, "refused")
+	counter(c.streams, t.StreamsDialed, "dialed")
+	s := inst.node.Stats()
+	for reason, n := range s.Dropped {
+		counter(c.drops, n, reason)
 	}
+	counter(c.records, s.Applied, "applied")
+	counter(c.records, s.Ignored, "ignored")
+	counter(c.records, s.Conflicts, "conflict")
+	counter(c.records, s.DroppedRecords, "dropped")
+	counter(c.reads, s.Queries, "query")
+	counter(c.reads, s.ReadRepairs, "repair")
+	for outcome, v := range map[string]uint64{"opened": s.SyncOpened, "completed": s.SyncCompleted,
+		"failed": s.SyncFailed, "refused": s.SyncRefused, "served": s.SyncServed, "declined": s.SyncDeclined,
+		"empty": s.SyncEmpty} { // scale: completed, repairing nothing
+		counter(c.sessions, v, outcome)
+	}
+	counter(c.syncRecords, s.SyncRecordsIn, "in")
+	counter(c.syncRecords, s.SyncRecordsOut, "out")
 }

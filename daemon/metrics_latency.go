@@ -97,15 +97,16 @@ func newNodeCollector(d *Daemon) *nodeCollector {
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.members; ch <- c.storeSz }
 
 func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
-	c.d.swapMu.RLock() // a rejoin swaps the store and the node
-	defer c.d.swapMu.RUnlock()
-	if c.d.node != nil {
-		counts := memberCounts(c.d.node.Members())
-		for _, s := range memberStates {
-			ch <- prometheus.MustNewConstMetric(c.members, prometheus.GaugeValue, float64(counts[string(s)]), string(s))
-		}
+	inst, release := c.d.slot.await() // a rejoin swaps the store and the node
+	defer release()
+	if inst == nil {
+		return
 	}
-	if data, log, err := c.d.store.FileSizes(); err == nil {
+	counts := memberCounts(inst.node.Members())
+	for _, s := range memberStates {
+		ch <- prometheus.MustNewConstMetric(c.members, prometheus.GaugeValue, float64(counts[string(s)]), string(s))
+	}
+	if data, log, err := inst.store.FileSizes(); err == nil {
 		ch <- prometheus.MustNewConstMetric(c.storeSz, prometheus.GaugeValue, float64(data), "data")
 		ch <- prometheus.MustNewConstMetric(c.storeSz, prometheus.GaugeValue, float64(log), "log")
 	}

@@ -72,10 +72,13 @@ func (d *Daemon) startState() (status string, bootstrapping bool, received uint6
 	if d.rejoining.Load() {
 		return "rejoining the cluster", true, 0
 	}
-	d.swapMu.RLock()
-	defer d.swapMu.RUnlock()
-	st := d.node.Sync()
-	if d.node.Bootstrapping() {
+	inst, release, err := d.slot.acquire()
+	if err != nil { // swapped by a rejoin, or closed
+		return "rejoining the cluster", true, 0
+	}
+	defer release()
+	st := inst.node.Sync()
+	if inst.node.Bootstrapping() {
 		status = fmt.Sprintf("bootstrapping: received %d", st.Received)
 		if st.PeerName != "" {
 			status += " from " + st.PeerName
@@ -83,7 +86,7 @@ func (d *Daemon) startState() (status string, bootstrapping bool, received uint6
 		return status, true, st.Received
 	}
 	status = "serving"
-	if disk := d.store.DiskState(); disk != store.DiskOK {
+	if disk := inst.store.DiskState(); disk != store.DiskOK {
 		status += "; disk " + disk
 	}
 	return status, false, st.Received

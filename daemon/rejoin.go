@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/cloudknowledge/ck/daemon/cluster"
-	"github.com/cloudknowledge/ck/daemon/natsbridge"
 	"github.com/cloudknowledge/ck/internal/atomicfile"
 	"github.com/cloudknowledge/ck/rpc"
 	"github.com/cloudknowledge/ck/store"
@@ -48,21 +47,26 @@ func (d *Daemon) Rejoin(_ context.Context) (rpc.RejoinResult, error) {
 	if err := d.canRejoin(); err != nil {
 		return res, err
 	}
-	ctx := d.life // not the caller's: the work goes on if it goes away
-	cutoff := d.node.LatestInSync()
-	res.OldID = d.store.NodeID().String()
+	ctx := d.life.ctx    // not the caller's: the work goes on if it goes away
+	old := d.slot.peek() // only a rejoin or Close, both under rejoinMu, swap it
+	cutoff := old.node.LatestInSync()
+	res.OldID = old.store.NodeID().String()
 	if !cutoff.IsZero() {
 		res.LastInSync = cutoff.UTC().Format(time.RFC3339Nano)
 	}
+	stale, err := makeStaleDir(d.cfg.DataDir, time.Now())
+	if err != nil {
+		return res, fmt.Errorf("rejoin: %w", err)
+	}
+	res.StaleDir = stale
 	d.writesMu.Lock()
 	d.rejoining.Store(true)
 	d.writesMu.Unlock()
 	defer d.rejoining.Store(false)
 	// Nothing a client does may hold the rejoin up: waits for ACKs and
-	// streams (a watcher that reads nothing) are cut short; they hold
-	// swapMu, which the swap takes. Only commits are waited for.
-	d.interruptWaits(errRejoining)
-	defer d.renewWaits()
+	// streams (a watcher that reads nothing) are cut short; streams hold
+	// the instance, which the swap waits for. Only commits are waited for.
+	old.endWaits(errRejoining)
 	if d.api != nil {
 		d.api.EndStreams(errRejoining)
 	}
@@ -70,22 +74,21 @@ func (d *Daemon) Rejoin(_ context.Context) (rpc.RejoinResult, error) {
 	d.log.Warn("rejoin: moving this node's data aside and starting afresh from the cluster",
 		"id", res.OldID, "last_in_sync", res.LastInSync)
 
-	stale, own, err := d.startAfresh(cutoff)
-	res.StaleDir = stale
+	inst, own, err := d.startAfresh(old, stale, cutoff)
 	if err != nil {
 		return res, err
 	}
-	res.NewID = d.store.NodeID().String()
+	res.NewID = inst.store.NodeID().String()
 	d.log.Warn("rejoin: data moved aside; bootstrapping as a new node", "stale_dir", stale, "new_id", res.NewID, "own_writes", own)
-	if err := d.awaitBootstrap(ctx); err != nil {
+	if err := awaitBootstrap(ctx, inst); err != nil {
 		return res, d.interrupted(stale, err)
 	}
-	st := d.node.Sync()
+	st := inst.node.Sync()
 	res.Peer, res.Received = st.PeerName, st.Received
 	if st.PeerName == "" {
 		d.log.Error("rejoin: no peer answered the bootstrap; re-applying this node's own writes to an empty store", "stale_dir", stale)
 	}
-	res.Reapplied, res.Skipped, err = d.reapply(ctx, filepath.Join(stale, ownWritesFile), res.OldID)
+	res.Reapplied, res.Skipped, err = reapply(ctx, inst, filepath.Join(stale, ownWritesFile))
 	if err != nil {
 		return res, d.interrupted(stale, err)
 	}
@@ -108,7 +111,11 @@ func (d *Daemon) canRejoin() error {
 // seesQuarantined reports whether a member shows as quarantined now: one
 // gone or left is no cluster to rejoin.
 func (d *Daemon) seesQuarantined() bool {
-	for _, m := range d.node.Members() {
+	inst := d.slot.peek()
+	if inst == nil {
+		return false
+	}
+	for _, m := range inst.node.Members() {
 		if m.State == cluster.Quarantined {
 			return true
 		}
@@ -123,65 +130,54 @@ func (d *Daemon) interrupted(stale string, err error) error {
 	return fmt.Errorf("rejoin interrupted (re-apply %s with ckctl import --as-new): %w", own, err)
 }
 
-// startAfresh stops the node, saves its own writes made after cutoff to
-// the stale dir, moves the store and peer book there, and starts a node
-// on a fresh store. It returns the stale dir and how many own writes it
-// saved. If the fresh store cannot be opened it puts the old one back.
-func (d *Daemon) startAfresh(cutoff time.Time) (stale string, own int, err error) {
-	stale, err = makeStaleDir(d.cfg.DataDir, time.Now())
-	if err != nil {
-		return "", 0, fmt.Errorf("rejoin: %w", err)
-	}
-	d.stopCluster() // says BYE: the peers see the old id leave
-	own, err = saveOwnWrites(d.store, filepath.Join(stale, ownWritesFile), cutoff)
+// startAfresh stops the old instance, saves its own writes made after
+// cutoff to the stale dir, moves the store and peer book there, and puts
+// in the slot a running instance on a fresh store, which it returns with
+// how many own writes it saved. If the fresh store cannot be opened it
+// puts the old one back, and runs a new instance on that.
+func (d *Daemon) startAfresh(old *instance, stale string, cutoff time.Time) (*instance, int, error) {
+	old.stop(d.log) // says BYE: the peers see the old id leave; the bridge publishes what the old store holds
+	own, err := saveOwnWrites(old.store, filepath.Join(stale, ownWritesFile), cutoff)
 	if err != nil {
 		err = fmt.Errorf("rejoin: saving this node's own writes: %w", err)
-		return stale, 0, errors.Join(err, d.restartCluster())
+		_, rerr := d.restart(old.store, old.peers)
+		return nil, 0, errors.Join(err, rerr)
 	}
-	// The bridge follows the old store's change log: it publishes what
-	// that holds, stops, and starts again on the store in place after.
-	bridged := d.haltBridge()
-	d.store.Close() // ends watches and exports: API calls leave swapMu
-	d.swapMu.Lock()
-	defer d.swapMu.Unlock()
-	if bridged {
-		defer d.restartBridgeLocked()
-	}
+	d.slot.take()
+	old.store.Close() // ends watches and exports: their calls release the instance
+	old.users.Wait()
 	moved, err := moveAside(d.cfg.DataDir, stale, d.storeFiles())
+	var st *store.Store
+	var peers *peerFile
 	if err == nil {
-		err = d.openStore()
+		st, peers, err = d.openStore()
 	}
 	if err != nil {
 		err = fmt.Errorf("rejoin: %w", err)
 		if rerr := putBack(d.cfg.DataDir, stale, moved); rerr != nil {
 			d.fatal(fmt.Errorf("%w; and putting the old store back: %v", err, rerr))
-			return stale, 0, err
+			return nil, 0, err
 		}
-		if rerr := d.openStore(); rerr != nil {
+		var rerr error
+		if st, peers, rerr = d.openStore(); rerr != nil {
 			d.fatal(fmt.Errorf("%w; and reopening the old store: %v", err, rerr))
-			return stale, 0, err
+			return nil, 0, err
 		}
 	}
-	return stale, own, errors.Join(err, d.restartClusterLocked())
+	inst, rerr := d.restart(st, peers)
+	return inst, own, errors.Join(err, rerr)
 }
 
-// restartBridgeLocked starts a new NATS bridge on the current store
-// (after a rejoin swapped it). The caller holds swapMu. If the bridge
-// cannot be made again (its credentials file is gone), the daemon goes on
-// without it, saying so.
-func (d *Daemon) restartBridgeLocked() {
-	bc, ok := d.cfg.NATSBridge()
-	if !ok {
-		return
-	}
-	b, err := natsbridge.New(bc, d.store, backend{d}, d.log.Named("nats"))
+// restart puts a running instance on st in the slot.
+func (d *Daemon) restart(st *store.Store, peers *peerFile) (*instance, error) {
+	inst, err := d.newInstance(st, peers, false)
 	if err != nil {
-		d.log.Error("rejoin: the nats bridge could not start again; running without it", "error", err)
-		d.bridge = nil
-		return
+		d.fatal(fmt.Errorf("rejoin: starting the cluster node again: %w", err))
+		return nil, err
 	}
-	d.bridge = b
-	d.runBridge()
+	d.start(inst)
+	d.slot.put(inst)
+	return inst, nil
 }
 
 // fatal ends Run with err: the daemon cannot go on.
@@ -208,47 +204,12 @@ func (d *Daemon) storeFiles() []string {
 	return names
 }
 
-// openStore opens the store at its path (a fresh one if the file is gone)
-// and its peer book. The caller holds swapMu.
-func (d *Daemon) openStore() error {
-	st, err := store.Open(d.cfg.StorePath(), d.storeOptions())
-	if err != nil {
-		return fmt.Errorf("store %s: %w", d.cfg.StorePath(), err)
-	}
-	d.store = st
-	if err := d.openPeers(); err != nil {
-		st.Close()
-		return err
-	}
-	return nil
-}
-
-// restartCluster starts a node on the current store again.
-func (d *Daemon) restartCluster() error {
-	d.swapMu.Lock()
-	defer d.swapMu.Unlock()
-	return d.restartClusterLocked()
-}
-
-func (d *Daemon) restartClusterLocked() error {
-	epoch, err := d.store.NextEpoch(uint64(time.Now().UnixMilli()))
-	if err == nil {
-		err = d.startCluster(epoch)
-	}
-	if err != nil {
-		d.fatal(fmt.Errorf("rejoin: starting the cluster node again: %w", err))
-		return err
-	}
-	d.runNode()
-	return nil
-}
-
 // awaitBootstrap waits until the fresh node has pulled a copy from a peer
 // (or found none).
-func (d *Daemon) awaitBootstrap(ctx context.Context) error {
+func awaitBootstrap(ctx context.Context, inst *instance) error {
 	t := time.NewTicker(50 * time.Millisecond)
 	defer t.Stop()
-	for d.node.Bootstrapping() {
+	for inst.node.Bootstrapping() {
 		select {
 		case <-t.C:
 		case <-ctx.Done():
@@ -336,7 +297,7 @@ func saveOwnWrites(st *store.Store, path string, cutoff time.Time) (int, error) 
 // reapply writes the records of an own-writes file as new local writes
 // (cluster.Node.Reapply: skipped where the store already holds a version
 // that descends from the record), each replicated like any local write.
-func (d *Daemon) reapply(ctx context.Context, path, oldID string) (reapplied, skipped uint64, err error) {
+func reapply(ctx context.Context, inst *instance, path string) (reapplied, skipped uint64, err error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return 0, 0, err
@@ -356,7 +317,7 @@ func (d *Daemon) reapply(ctx context.Context, path, oldID string) (reapplied, sk
 		if err != nil {
 			return reapplied, skipped, fmt.Errorf("%s: key %q: %w", path, r.Key, err)
 		}
-		did, err := d.node.Reapply(ctx, d.store, rec)
+		did, err := inst.node.Reapply(ctx, inst.store, rec)
 		if err != nil {
 			return reapplied, skipped, fmt.Errorf("re-applying %q: %w", rec.Key, err)
 		}

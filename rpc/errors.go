@@ -28,6 +28,10 @@ type Error struct {
 
 func (e *Error) Error() string { return e.Message }
 
+// MarshalJSON writes the API's error body (README.md, The HTTP API):
+// acked is present, 0 included, exactly on wait_timeout.
+func (e *Error) MarshalJSON() ([]byte, error) { return errorLine(e), nil }
+
 // Is reports whether target is an *Error with the same code.
 func (e *Error) Is(target error) bool {
 	t, ok := target.(*Error)

@@ -602,6 +602,8 @@ type errorBody struct {
 	Import *ImportResult `json:"import,omitempty"`
 }
 
+// errorLine is e's JSON, as every answer and the NATS bridge's replies
+// carry it (Error.MarshalJSON).
 func errorLine(e *Error) []byte {
 	body := errorBody{Error: e.Message, Code: e.Code, Wanted: e.Wanted, Import: e.Import}
 	if e.Code == ErrWaitTimeout.Code {

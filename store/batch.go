@@ -103,7 +103,7 @@ func (s *Store) preResolveAll(reqs []*request) {
 	_ = s.read(func() bool {
 		for i, r := range reqs {
 			if p := s.pendingRec(r.key); p != nil {
-				raws[i] = p.raw
+				raws[i] = p.Raw
 			}
 		}
 		return true

@@ -5,9 +5,10 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"maps"
 
 	bolt "go.etcd.io/bbolt"
+
+	"github.com/cloudknowledge/ck/store/internal/wal"
 )
 
 // Check verifies the whole store and returns an error wrapping ErrCorrupt
@@ -25,11 +26,11 @@ func (s *Store) Check() error {
 	// if that fails (a full disk), the file and the pending sets are
 	// checked together.
 	_ = s.flushAll()
-	s.flusher.Lock()
-	defer s.flusher.Unlock()
+	s.pend.Lock()
+	defer s.pend.Unlock()
 	c := &checker{}
 	var pend pendingView
-	err := s.read(func() bool { pend = s.pendingAll(); return true }, func(tx *bolt.Tx) error {
+	err := s.read(func() bool { pend = s.pend.All(); return true }, func(tx *bolt.Tx) error {
 		if _, err := s.checkFormat(tx); err != nil {
 			c.add("%v", err)
 			return nil
@@ -48,27 +49,7 @@ func (s *Store) Check() error {
 }
 
 // pendingView is everything pending, for Check.
-type pendingView struct {
-	recs     map[string]*pendingRec
-	events   []pendingEvent
-	reserved uint64
-	any      bool
-}
-
-// pendingAll collects the pending sets. The caller holds s.mu.
-func (s *Store) pendingAll() pendingView {
-	v := pendingView{recs: map[string]*pendingRec{}}
-	for _, p := range []*pending{s.frozen, s.active} {
-		if p.empty() {
-			continue
-		}
-		v.any = true
-		v.reserved = max(v.reserved, p.reserved)
-		maps.Copy(v.recs, p.recs)
-		v.events = append(v.events, p.events...)
-	}
-	return v
-}
+type pendingView = wal.View[Event]
 
 // checker collects problems.
 type checker struct{ problems []error }
@@ -121,22 +102,22 @@ func (s *Store) checkRecords(tx *bolt.Tx, pend pendingView, c *checker) {
 		d.update(KeyHash(rec.Key), Hash{}, hashBytes(v))
 	}
 	_ = tx.Bucket(bucketKV).ForEach(func(k, v []byte) error {
-		if p := pend.recs[string(k)]; p != nil {
-			v = p.raw
+		if p := pend.Recs[string(k)]; p != nil {
+			v = p.Raw
 		}
 		one(k, v)
 		return nil
 	})
 	kv := tx.Bucket(bucketKV)
-	for k, p := range pend.recs {
-		if p.key != k {
-			c.add("pending record under %q has key %q", k, p.key)
+	for k, p := range pend.Recs {
+		if p.Key != k {
+			c.add("pending record under %q has key %q", k, p.Key)
 		}
-		if p.hash != hashBytes(p.raw) {
+		if p.Hash != hashBytes(p.Raw) {
 			c.add("pending record %q has the wrong hash", k)
 		}
 		if kv.Get([]byte(k)) == nil {
-			one([]byte(k), p.raw)
+			one([]byte(k), p.Raw)
 		}
 	}
 	d.computeRoot()
@@ -223,8 +204,8 @@ func (s *Store) checkTombs(tx *bolt.Tx, c *checker) {
 func (s *Store) checkLog(tx *bolt.Tx, pend pendingView, c *checker) {
 	meta := tx.Bucket(bucketMeta)
 	stored := metaU64(meta, metaReserved)
-	if v := meta.Get(metaReserved); len(v) != 8 || max(stored, pend.reserved) != s.reserved {
-		c.add("stored reservation %x (pending %d) differs from %d in memory", v, pend.reserved, s.reserved)
+	if v := meta.Get(metaReserved); len(v) != 8 || max(stored, pend.Reserved) != s.reserved {
+		c.add("stored reservation %x (pending %d) differs from %d in memory", v, pend.Reserved, s.reserved)
 	}
 	var fileFirst, fileLast uint64
 	next := uint64(0)
@@ -249,16 +230,16 @@ func (s *Store) checkLog(tx *bolt.Tx, pend pendingView, c *checker) {
 	if fileLast == 0 {
 		next = metaU64(meta, metaLast) + 1
 	}
-	for _, e := range pend.events {
-		if e.ev.Index != next {
-			c.add("pending change log: index %d where %d was expected", e.ev.Index, next)
+	for _, e := range pend.Events {
+		if e.Value.Index != next {
+			c.add("pending change log: index %d where %d was expected", e.Value.Index, next)
 		}
-		next = e.ev.Index + 1
+		next = e.Value.Index + 1
 	}
 	if next != s.lastIndex+1 {
 		c.add("change log ends at %d, last index is %d", next-1, s.lastIndex)
 	}
-	if fileLast > 0 && (s.firstIndex < fileFirst || !pend.any && s.firstIndex != fileFirst) {
+	if fileLast > 0 && (s.firstIndex < fileFirst || !pend.Any && s.firstIndex != fileFirst) {
 		c.add("change log starts at %d, the first index is %d", fileFirst, s.firstIndex)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -118,6 +119,16 @@ func (s *Store) run() {
 		select {
 		case r := <-s.reqs:
 			s.commitQueued(r)
+			// The writers the batch woke sit in this P's run queue: let
+			// them run (answer their clients) before the next batch.
+			// Going on at once, the committer would enter the next log
+			// write with them queued behind it, and the runtime would
+			// hand its P to another thread during the write and find
+			// the committer a P again after it: thread wake-ups, each a
+			// VM exit here. Yielding, the next batch also gathers the
+			// writers that come back meanwhile (docs/ARCHITECTURE.md,
+			// "The store").
+			runtime.Gosched()
 		case <-s.stop:
 			// No caller can submit any more; commit what callers that
 			// gave up waiting (ctx) left in the queue.
@@ -323,7 +334,7 @@ func (s *Store) walSpace(n int64, shrinks bool) (int64, error) {
 		pos := s.wal.Place(need)
 		s.mu.RLock()
 		tail, busy := s.ringTail()
-		ferr, sig := s.flushErr, s.flushSig
+		sig, ferr := s.pend.LastFlush()
 		s.mu.RUnlock()
 		if !busy || wal.Fits(pos, need, s.wal.Head(), tail) {
 			return pos, nil
@@ -334,12 +345,12 @@ func (s *Store) walSpace(n int64, shrinks bool) (int64, error) {
 			// flush writes the records that free space first
 			// (freeing.go), the deletes before this one among them.
 			flushed = true
-			_ = s.flushOnce()
+			_ = s.pend.Flush()
 			continue
 		}
 		if waited && ferr != nil || isNoSpace(ferr) {
 			// Flushes failing for lack of space retry on their own
-			// schedule (flush.go): no waiting for them.
+			// schedule (internal/wal/flush.go): no waiting for them.
 			return 0, ferr
 		}
 		s.kickFlush()
@@ -354,8 +365,8 @@ func (s *Store) walSpace(n int64, shrinks bool) (int64, error) {
 func (s *Store) commitDirect(st *txState) error {
 	for waited := false; ; waited = true {
 		s.mu.RLock()
-		busy := !s.active.empty() || !s.frozen.empty()
-		ferr, sig := s.flushErr, s.flushSig
+		busy := !s.pend.Idle()
+		sig, ferr := s.pend.LastFlush()
 		s.mu.RUnlock()
 		if !busy {
 			break
@@ -366,8 +377,8 @@ func (s *Store) commitDirect(st *txState) error {
 		s.kickFlush()
 		<-sig
 	}
-	p := newPending()
-	p.add(s.wal.LSN(), 0, 0, st)
+	p := wal.NewSet[Event]()
+	addBatch(p, s.wal.LSN(), 0, 0, st)
 	return s.db.Update(func(tx *bolt.Tx) error { return writePending(tx, p) })
 }
 
@@ -421,9 +432,9 @@ func isOwn(err error) bool {
 func (s *Store) publish(st *txState) {
 	s.mu.Lock()
 	if st.size > 0 {
-		s.active.add(st.lsn, st.pos, st.size, st)
+		addBatch(s.pend.Active(), st.lsn, st.pos, st.size, st)
 	}
-	kick := s.active.size >= s.wal.Size()/flushShare
+	kick := s.pend.Active().Size >= s.wal.Size()/wal.FlushShare
 	s.reserved = st.reserved
 	s.lastIndex, s.firstIndex = st.last, st.first
 	for _, c := range st.changes {

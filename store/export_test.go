@@ -23,8 +23,8 @@ func WALPath(path string) string { return walPath(path) }
 // called: what is committed meanwhile is only in the log, as after a crash.
 // Calling release more than once is fine.
 func (s *Store) HoldFlushes() (release func()) {
-	s.flusher.Lock()
-	return sync.OnceFunc(s.flusher.Unlock)
+	s.pend.Lock()
+	return sync.OnceFunc(s.pend.Unlock)
 }
 
 // Flush writes everything pending into the data file.

@@ -14,17 +14,17 @@ import (
 // nodes, each insert moving the rest: a flush of 25,000 records into an
 // empty index spent most of its time in memmove (a bootstrap: 70 % of the
 // receiving node's CPU, docs/BENCHMARKS.md "Cluster").
-func putKeyHashes(kh *bolt.Bucket, p *pending, skip map[string]bool) error {
+func putKeyHashes(kh *bolt.Bucket, p *pendingSet, skip map[string]bool) error {
 	type entry struct {
 		k []byte
 		v []byte
 	}
-	es := make([]entry, 0, len(p.recs))
-	for k, r := range p.recs {
+	es := make([]entry, 0, len(p.Recs))
+	for k, r := range p.Recs {
 		if skip[k] {
 			continue
 		}
-		es = append(es, entry{keyHashKey(r.keyHash, k), r.hash[:]})
+		es = append(es, entry{keyHashKey(r.KeyHash, k), r.Hash[:]})
 	}
 	slices.SortFunc(es, func(a, b entry) int { return bytes.Compare(a.k, b.k) })
 	for _, e := range es {

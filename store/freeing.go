@@ -2,8 +2,6 @@ package store
 
 import (
 	"bytes"
-	"slices"
-	"strings"
 
 	bolt "go.etcd.io/bbolt"
 )
@@ -43,7 +41,7 @@ const freeingTries = 64
 // ahead of their batches, and reports whether it wrote any. The caller
 // holds the flusher's lock.
 func (s *Store) flushFreeing() bool {
-	recs := s.latestPending()
+	recs := s.pend.Latest()
 	tries := freeingTries
 	wrote := false
 	for {
@@ -53,30 +51,6 @@ func (s *Store) flushFreeing() bool {
 		}
 		wrote = true // the pages freed may let a group that failed fit now
 	}
-}
-
-// latestPending returns copies of the latest pending record of every key
-// (put updates a pending record in place under s.mu).
-func (s *Store) latestPending() []*pendingRec {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	seen := map[string]bool{}
-	var out []*pendingRec
-	for _, p := range []*pending{s.active, s.frozen} { // active first: it is newer
-		if p == nil {
-			continue
-		}
-		for k, r := range p.recs {
-			if !seen[k] {
-				seen[k] = true
-				cp := *r
-				out = append(out, &cp)
-			}
-		}
-	}
-	// In key order: neighbours share leaves, so halves split few of them.
-	slices.SortFunc(out, func(a, b *pendingRec) int { return strings.Compare(a.key, b.key) })
-	return out
 }
 
 // writeFreeing writes the records of recs that free space in one
@@ -117,8 +91,8 @@ func writeShrinking(tx *bolt.Tx, recs []*pendingRec) (int, error) {
 	kv, kh, tombs := tx.Bucket(bucketKV), tx.Bucket(bucketKeyHash), tx.Bucket(bucketTombs)
 	n := 0
 	for _, r := range recs {
-		old := kv.Get([]byte(r.key))
-		if old == nil || len(r.raw) > len(old) || bytes.Equal(old, r.raw) {
+		old := kv.Get([]byte(r.Key))
+		if old == nil || len(r.Raw) > len(old) || bytes.Equal(old, r.Raw) {
 			continue
 		}
 		if err := putRecord(kv, kh, tombs, r, old); err != nil {
@@ -132,14 +106,14 @@ func writeShrinking(tx *bolt.Tx, recs []*pendingRec) (int, error) {
 // putRecord stores r over old (nil if none), with its key-hash and
 // tombstone index entries.
 func putRecord(kv, kh, tombs *bolt.Bucket, r *pendingRec, old []byte) error {
-	if err := reindexTomb(tombs, r.key, old, false); err != nil {
+	if err := reindexTomb(tombs, r.Key, old, false); err != nil {
 		return err
 	}
-	if err := reindexTomb(tombs, r.key, r.raw, true); err != nil {
+	if err := reindexTomb(tombs, r.Key, r.Raw, true); err != nil {
 		return err
 	}
-	if err := kv.Put([]byte(r.key), r.raw); err != nil {
+	if err := kv.Put([]byte(r.Key), r.Raw); err != nil {
 		return err
 	}
-	return kh.Put(keyHashKey(r.keyHash, r.key), r.hash[:])
+	return kh.Put(keyHashKey(r.KeyHash, r.Key), r.Hash[:])
 }

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+
 	"github.com/cloudknowledge/ck/store"
 )
 
@@ -111,4 +113,18 @@ func id(b byte) store.NodeID {
 		n[i] = b
 	}
 	return n
+}
+
+// forgeFile changes the bbolt file at path (created when missing; no store
+// may have it open) in one transaction, as a crashed process, another
+// version or another program could have left it.
+func forgeFile(t testing.TB, path string, fn func(*bolt.Tx) error) {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := errors.Join(db.Update(fn), db.Close()); err != nil {
+		t.Fatal(err)
+	}
 }

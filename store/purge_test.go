@@ -322,20 +322,13 @@ func TestUpgradeIndexesTombstones(t *testing.T) {
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
+	forgeFile(t, path, func(tx *bolt.Tx) error {
 		return errors.Join(
 			tx.DeleteBucket([]byte("tombs")),
 			tx.DeleteBucket([]byte("purged")),
 			tx.Bucket(store.BucketMeta).Put(store.MetaFormat, []byte{0, 0, 0, 0, 0, 0, 0, 2}),
 		)
 	})
-	if err := errors.Join(err, db.Close()); err != nil {
-		t.Fatal(err)
-	}
 	s = openAt(t, path, purging(c))
 	c.advance(testTTL)
 	mustPurge(t, s, 5)

@@ -16,7 +16,7 @@ import (
 // over the network, a watcher) would stall every writer.
 //
 // Records committed but not yet flushed into the file are in the pending
-// sets (pending.go); a read takes what it needs of them and opens its
+// sets (internal/wal/overlay.go); a read takes what it needs of them and opens its
 // read transaction under one s.mu.RLock, so it sees each committed record
 // in one or the other.
 
@@ -69,7 +69,7 @@ func (s *Store) get(key string, hideExpired bool) (rec Record, found bool, err e
 	var raw []byte
 	err = s.read(func() bool {
 		if p := s.pendingRec(key); p != nil {
-			raw = p.raw
+			raw = p.Raw
 			return false // no need for the file
 		}
 		return true
@@ -149,13 +149,13 @@ type merger struct {
 func (m *merger) next() (key string, v []byte, ok bool) {
 	inFile := m.k != nil && bytes.HasPrefix(m.k, m.prefix)
 	switch {
-	case len(m.pend) > 0 && (!inFile || m.pend[0].key <= string(m.k)):
+	case len(m.pend) > 0 && (!inFile || m.pend[0].Key <= string(m.k)):
 		p := m.pend[0]
 		m.pend = m.pend[1:]
-		if inFile && p.key == string(m.k) {
+		if inFile && p.Key == string(m.k) {
 			m.k, m.v = m.c.Next()
 		}
-		return p.key, p.raw, true
+		return p.Key, p.Raw, true
 	case inFile:
 		key, v = string(m.k), m.v
 		m.k, m.v = m.c.Next()

@@ -309,11 +309,11 @@ func (st *txState) grows() bool {
 
 // before returns the raw record key had before the batch, or nil.
 func (st *txState) before(key string) []byte {
-	if r := st.active.recs[key]; r != nil {
-		return r.raw
+	if r := st.active.Rec(key); r != nil {
+		return r.Raw
 	}
-	if r := st.frozen.recsOf(key); r != nil {
-		return r.raw
+	if r := st.frozen.Rec(key); r != nil {
+		return r.Raw
 	}
 	return st.kv.Get([]byte(key))
 }

@@ -150,12 +150,12 @@ type Store struct {
 	company   company    // recent batches, for the next one (company.go)
 	wal       *wal.Log   // written by the committer only
 
-	flusher *wal.Flusher // runs flushes (flush.go); Check and Close hold it off
+	pend *wal.Overlay[Event] // batches logged, not yet flushed, and their flush (flush.go); guarded by mu
 
-	commits, requests, flushes atomic.Uint64
-	purged, dropped            atomic.Uint64 // tombstones purged; records Apply dropped (purge.go)
-	expired                    atomic.Uint64 // expire events logged (ttl.go)
-	refusedClock, refusedVV    atomic.Uint64 // records validate refused: lamport too far ahead; bad version vector
+	commits, requests       atomic.Uint64
+	purged, dropped         atomic.Uint64 // tombstones purged; records Apply dropped (purge.go)
+	expired                 atomic.Uint64 // expire events logged (ttl.go)
+	refusedClock, refusedVV atomic.Uint64 // records validate refused: lamport too far ahead; bad version vector
 
 	purger   *purger                  // purges expired tombstones (purge.go)
 	lifes    *lifetimes               // deadlines of records with a TTL (ttl.go)
@@ -167,16 +167,12 @@ type Store struct {
 	early atomic.Pointer[EarlyFunc] // told of local writes before their commit (commit.go)
 
 	mu         sync.RWMutex  // guards what follows
-	active     *pending      // committed batches not yet flushed (pending.go)
-	frozen     *pending      // the batches a flush is writing, or nil
-	flushErr   error         // the last flush's error
-	flushSig   chan struct{} // closed and replaced after every flush
+	notify     chan struct{} // closed and replaced by every commit that logs events
 	closed     bool
 	reserved   uint64
 	lastIndex  uint64
-	firstIndex uint64        // first index in the log; lastIndex+1 when it is empty
-	notify     chan struct{} // closed and replaced by every commit that logs events
-	keys       uint64        // live (non-tombstone) records
+	firstIndex uint64 // first index in the log; lastIndex+1 when it is empty
+	keys       uint64 // live (non-tombstone) records
 	dig        *digest
 	purgeLogN  int64 // entries in the purge log
 }
@@ -205,23 +201,21 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, openError(path, err)
 	}
 	s := &Store{
-		path:     path,
-		opts:     opts,
-		log:      opts.Logger.Named("store"),
-		db:       db,
-		reqs:     make(chan *request, 1024),
-		stop:     make(chan struct{}),
-		done:     make(chan struct{}),
-		closing:  make(chan struct{}),
-		notify:   make(chan struct{}),
-		dig:      new(digest),
-		active:   newPending(),
-		flushSig: make(chan struct{}),
-		flusher:  wal.NewFlusher(),
-		purger:   newPurger(),
-		lifes:    newLifetimes(opts.Now()),
-		space:    newSpace(path, opts.walSize, opts.Logger.Named("store")),
+		path:    path,
+		opts:    opts,
+		log:     opts.Logger.Named("store"),
+		db:      db,
+		reqs:    make(chan *request, 1024),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+		closing: make(chan struct{}),
+		notify:  make(chan struct{}),
+		dig:     new(digest),
+		purger:  newPurger(),
+		lifes:   newLifetimes(opts.Now()),
+		space:   newSpace(path, opts.walSize, opts.Logger.Named("store")),
 	}
+	s.pend = s.newOverlay()
 	if err := s.start(); err != nil {
 		if s.wal != nil {
 			s.wal.Close()
@@ -259,7 +253,7 @@ func (s *Store) start() error {
 		return err
 	}
 	if replayed != nil {
-		s.active = replayed
+		s.pend.Replayed(replayed)
 		s.kickFlush()
 	}
 	return nil
@@ -407,7 +401,7 @@ func (s *Store) checkFormat(tx *bolt.Tx) (uint64, error) {
 
 // load reads the meta values and rebuilds what is kept in memory, with
 // the batches replayed from the log (nil if none) on top of the file.
-func (s *Store) load(replayed *pending) error {
+func (s *Store) load(replayed *pendingSet) error {
 	return s.db.View(func(tx *bolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		var err error
@@ -447,10 +441,10 @@ func (s *Store) load(replayed *pending) error {
 // overlay applies the replayed batches to what load read from the file:
 // the digest tree, the key count, the reservation and the change-log
 // bounds. It returns the largest lamport they hold.
-func (s *Store) overlay(tx *bolt.Tx, p *pending, lives map[string]ttlHead) (maxL uint64, err error) {
+func (s *Store) overlay(tx *bolt.Tx, p *pendingSet, lives map[string]ttlHead) (maxL uint64, err error) {
 	kv := tx.Bucket(bucketKV)
-	for key, r := range p.recs {
-		h, err := decodeHead(r.raw)
+	for key, r := range p.Recs {
+		h, err := decodeHead(r.Raw)
 		if err != nil {
 			return 0, fmt.Errorf("%w: logged record %q: %v", ErrCorrupt, key, err)
 		}
@@ -464,13 +458,13 @@ func (s *Store) overlay(tx *bolt.Tx, p *pending, lives map[string]ttlHead) (maxL
 		if !h.Deleted {
 			s.keys++
 		}
-		noteLife(lives, key, r.hash, h)
-		s.dig.update(r.keyHash, was, r.hash)
+		noteLife(lives, key, r.Hash, h)
+		s.dig.update(r.KeyHash, was, r.Hash)
 		maxL = max(maxL, h.Lamport)
 	}
 	s.dig.computeRoot()
-	s.reserved = max(s.reserved, p.reserved)
-	s.lastIndex, s.firstIndex = p.last, p.first
+	s.reserved = max(s.reserved, p.Reserved)
+	s.lastIndex, s.firstIndex = p.Last, p.First
 	return maxL, nil
 }
 
@@ -513,7 +507,7 @@ func (s *Store) Close() error {
 		close(s.stop)
 		<-s.done
 		lerr := s.haltExpirer()
-		s.flusher.Stop()
+		s.pend.Stop()
 		// Everything into the file; then the log is not needed any more
 		// and goes, so that the closed store is its data file alone.
 		err := errors.Join(s.flushAll(), lerr)
@@ -575,7 +569,7 @@ type Stats struct {
 // Stats returns the counters since Open.
 func (s *Store) Stats() Stats {
 	return Stats{
-		Commits: s.commits.Load(), Requests: s.requests.Load(), Flushes: s.flushes.Load(),
+		Commits: s.commits.Load(), Requests: s.requests.Load(), Flushes: s.pend.Flushes(),
 		Purged: s.purged.Load(), Dropped: s.dropped.Load(), Expired: s.expired.Load(),
 		RefusedClockJump: s.refusedClock.Load(), RefusedVV: s.refusedVV.Load(),
 	}

@@ -264,16 +264,9 @@ func TestLamportRawReservation(t *testing.T) {
 	mustSet(t, s, "k", "v")
 	path := s.Path()
 	checkClose(t, s)
-	db, err := bolt.Open(path, 0o600, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = db.Update(func(tx *bolt.Tx) error {
+	forgeFile(t, path, func(tx *bolt.Tx) error {
 		return tx.Bucket(store.BucketMeta).Put(store.MetaReserved, []byte{0, 0, 0, 0, 0, 0, 0x13, 0x88}) // 5000
 	})
-	if err := errors.Join(err, db.Close()); err != nil {
-		t.Fatal(err)
-	}
 	s = openAt(t, path)
 	if s.Lamport() != 5000 {
 		t.Fatalf("opened at lamport %d, want the reservation 5000", s.Lamport())
@@ -346,30 +339,16 @@ func TestFormat(t *testing.T) {
 		s := openTest(t)
 		path := s.Path()
 		checkClose(t, s)
-		db, err := bolt.Open(path, 0o600, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = db.Update(func(tx *bolt.Tx) error {
+		forgeFile(t, path, func(tx *bolt.Tx) error {
 			return tx.Bucket(store.BucketMeta).Put(store.MetaFormat, binary.BigEndian.AppendUint64(nil, store.FormatVersion+1))
 		})
-		if err := errors.Join(err, db.Close()); err != nil {
-			t.Fatal(err)
-		}
 		if _, err := store.Open(path, store.Options{}); !errors.Is(err, store.ErrFormat) {
 			t.Fatalf("Open: %v, want ErrFormat", err)
 		}
 	})
 	t.Run("other bolt file", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "other.db")
-		db, err := bolt.Open(path, 0o600, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucket([]byte("x")); return err })
-		if err := errors.Join(err, db.Close()); err != nil {
-			t.Fatal(err)
-		}
+		forgeFile(t, path, func(tx *bolt.Tx) error { _, err := tx.CreateBucket([]byte("x")); return err })
 		if _, err := store.Open(path, store.Options{}); !errors.Is(err, store.ErrFormat) {
 			t.Fatalf("Open: %v, want ErrFormat", err)
 		}

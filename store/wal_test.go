@@ -23,6 +23,18 @@ func crashCopy(t *testing.T, s *store.Store) string {
 	return to
 }
 
+// crashedLog reads the log of the crash copy at crashed, and returns its
+// path, its bytes and where its last written block starts.
+func crashedLog(t *testing.T, crashed string) (path string, data []byte, last int) {
+	t.Helper()
+	path = store.WALPath(crashed)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return path, data, lastBlock(data)
+}
+
 // lastBlock returns where the log's last written block starts: the ring
 // is allocated (zeros) beyond the batches.
 func lastBlock(data []byte) int {
@@ -151,12 +163,8 @@ func TestWALTornBatch(t *testing.T) {
 	// Each write was a batch of one block, appended: the last block
 	// written is the last batch (the ring is allocated beyond it). Damage
 	// its middle.
-	wal := store.WALPath(crashed)
-	data, err := os.ReadFile(wal)
-	if err != nil {
-		t.Fatal(err)
-	}
-	data[lastBlock(data)+100] ^= 0xff
+	wal, data, last := crashedLog(t, crashed)
+	data[last+100] ^= 0xff
 	if err := os.WriteFile(wal, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -178,12 +186,8 @@ func TestWALShortFile(t *testing.T) {
 	}
 	crashed := crashCopy(t, s)
 	release()
-	wal := store.WALPath(crashed)
-	data, err := os.ReadFile(wal)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Truncate(wal, int64(lastBlock(data))+50); err != nil {
+	wal, _, last := crashedLog(t, crashed)
+	if err := os.Truncate(wal, int64(last)+50); err != nil {
 		t.Fatal(err)
 	}
 	c := openAt(t, crashed)

@@ -50,11 +50,18 @@ func (w *watcher) next(t *testing.T) store.Event {
 func (w *watcher) stop(t *testing.T) error {
 	t.Helper()
 	w.cancel()
+	return ended(t, w.done, "after its context ended")
+}
+
+// ended returns what a Watch sent to done, failing the test (saying when
+// it should have ended) if that takes more than a few seconds.
+func ended(t *testing.T, done <-chan error, when string) error {
+	t.Helper()
 	select {
-	case err := <-w.done:
+	case err := <-done:
 		return err
 	case <-time.After(5 * time.Second):
-		t.Fatal("watch did not return after its context ended")
+		t.Fatalf("watch did not return %s", when)
 	}
 	return nil
 }
@@ -181,13 +188,8 @@ func TestWatchSlowWatcherCompacted(t *testing.T) {
 		mustSet(t, s, fmt.Sprintf("more%d", i), "v")
 	}
 	close(release)
-	select {
-	case err := <-done:
-		if !errors.Is(err, store.ErrCompacted) {
-			t.Fatalf("Watch = %v, want ErrCompacted", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("watch did not end")
+	if err := ended(t, done, "once released"); !errors.Is(err, store.ErrCompacted) {
+		t.Fatalf("Watch = %v, want ErrCompacted", err)
 	}
 }
 
@@ -206,13 +208,8 @@ func TestWatchEnds(t *testing.T) {
 	w := startWatch(t, s, "", 0, false)
 	w.next(t)
 	checkClose(t, s)
-	select {
-	case err := <-w.done:
-		if !errors.Is(err, store.ErrClosed) {
-			t.Errorf("after Close: Watch = %v, want ErrClosed", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("watch did not end at Close")
+	if err := ended(t, w.done, "at Close"); !errors.Is(err, store.ErrClosed) {
+		t.Errorf("after Close: Watch = %v, want ErrClosed", err)
 	}
 }
 

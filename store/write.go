@@ -212,8 +212,8 @@ type txState struct {
 	s             *Store
 	tx            *bolt.Tx
 	kv            *bolt.Bucket
-	active        *pending
-	frozen        *pending
+	active        *pendingSet
+	frozen        *pendingSet
 	staged        map[string]int // the batch's writes by key: index in puts
 	l             uint64         // L as the batch advances it
 	reserved      uint64
@@ -250,7 +250,7 @@ type change struct {
 }
 
 // begin starts a batch: it takes the in-memory values, the pending sets
-// and a bbolt read transaction, consistently (see pending.go).
+// and a bbolt read transaction, consistently (see internal/wal/overlay.go).
 func (s *Store) begin() (*txState, error) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -258,8 +258,9 @@ func (s *Store) begin() (*txState, error) {
 	if err != nil {
 		return nil, err
 	}
+	active, frozen := s.pend.Sets()
 	return &txState{
-		s: s, tx: tx, kv: tx.Bucket(bucketKV), active: s.active, frozen: s.frozen,
+		s: s, tx: tx, kv: tx.Bucket(bucketKV), active: active, frozen: frozen,
 		staged: map[string]int{},
 		l:      s.Lamport(), reserved: s.reserved,
 		last: s.lastIndex, first: s.firstIndex,
@@ -291,10 +292,10 @@ func (st *txState) current(key string) (*stored, error) {
 	}
 	var v []byte
 	var h Hash
-	if r := st.active.recs[key]; r != nil {
-		v, h = r.raw, r.hash
-	} else if r := st.frozen.recsOf(key); r != nil {
-		v, h = r.raw, r.hash
+	if r := st.active.Rec(key); r != nil {
+		v, h = r.Raw, r.Hash
+	} else if r := st.frozen.Rec(key); r != nil {
+		v, h = r.Raw, r.Hash
 	} else if v = st.kv.Get([]byte(key)); v == nil {
 		return nil, nil
 	} else {

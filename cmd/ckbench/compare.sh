@@ -19,8 +19,9 @@
 # (cgo on: dynamically linked) and built with CGO_ENABLED=0 (static).
 #
 # CK_BASE=REV (a git revision) also builds ckd as it was at REV and runs it
-# in every throughput round beside the current one, so that a change is
-# measured before and after in the same run.
+# in every throughput round beside the current one (the two taking turns
+# going first), so that a change is measured before and after in the same
+# run; the median of the rounds' after/before ratios ends the output.
 set -euo pipefail
 n=${1:-100000}
 rounds=${2:-3}
@@ -83,13 +84,22 @@ export CK_SOCKET="$work/ckd.sock"
 echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)"
 echo "Redis $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p') with appendfsync always on a Unix socket; ckd $("$work/bin/ckd" -version | awk '{print $2}'); $n requests, 16 clients, 256-byte values"
 
+ck16() { "$work/bin/ckbench" -c 16 -n "$n" -d 256 -t set,get | sed 's/^/ckd   /' | tee -a "$work/ck16.txt"; }
+base16() { "$work/bin/ckbench" -socket "$work/base.sock" -c 16 -n "$n" -d 256 -t set,get | sed 's/^/base  /' | tee -a "$work/base16.txt"; }
 for r in $(seq "$rounds"); do
-  echo "== round $r"
+  echo "== round $r (load average $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null))"
   redis-benchmark -s "$work/redis.sock" -c 16 -n "$n" -d 256 -t set,get -r 10000 -q | tr '\r' '\n' | grep -v 'rps=' | grep . | tr '\r' '\n' |
     grep 'requests per second' | sed 's/^/redis /' | tee -a "$work/redis.txt"
-  "$work/bin/ckbench" -c 16 -n "$n" -d 256 -t set,get | sed 's/^/ckd   /' | tee -a "$work/ck16.txt"
-  if [ -n "$base" ]; then
-    "$work/bin/ckbench" -socket "$work/base.sock" -c 16 -n "$n" -d 256 -t set,get | sed 's/^/base  /' | tee -a "$work/base16.txt"
+  # The two ckd take turns going first: the disk's and the machine's
+  # load drift within a round.
+  if [ -z "$base" ]; then
+    ck16
+  elif [ $((r % 2)) = 1 ]; then
+    ck16
+    base16
+  else
+    base16
+    ck16
   fi
 done
 paste <(grep 'redis SET' "$work/redis.txt" | awk '{print $3}') <(grep 'ckd   set' "$work/ck16.txt" | num ops/s) |
@@ -99,6 +109,8 @@ paste <(grep 'redis GET' "$work/redis.txt" | awk '{print $3}') <(grep 'ckd   get
 
 if [ -n "$base" ]; then
   for t in set get; do
+    paste <(grep "base  $t" "$work/base16.txt" | num ops/s) <(grep "ckd   $t" "$work/ck16.txt" | num ops/s) |
+      awk '{print $2 / $1}' | median >"$work/after-$t.ratio"
     T=$(echo $t | tr a-z A-Z)
     paste <(grep "redis $T" "$work/redis.txt" | awk '{print $3}') <(grep "base  $t" "$work/base16.txt" | num ops/s) |
       awk '{print $2 / $1}' | median >"$work/base-$t.ratio"
@@ -136,4 +148,5 @@ awk -v s="$(cat "$work/set.ratio")" -v g="$(cat "$work/get.ratio")" -v p="$(cat 
 }'
 if [ -n "$base" ]; then
   printf "ckd at %s, same run:  durable set %.2fx, get %.2fx of Redis\n" "$base" "$(cat "$work/base-set.ratio")" "$(cat "$work/base-get.ratio")"
+  printf "this ckd / ckd at %s, round by round:  durable set %.2fx, get %.2fx\n" "$base" "$(cat "$work/after-set.ratio")" "$(cat "$work/after-get.ratio")"
 fi

@@ -3,24 +3,35 @@
 # a steady write load (docs/BENCHMARKS.md, Scale): one node takes RATE
 # writes a second from 16 clients, each waiting for one ACK (--wait 1):
 # WARMUP seconds for the anti-entropy pacing to settle, then SECONDS
-# counted. The script counts, over those and all nodes, the
-# anti-entropy sessions opened (and those that repaired nothing), the
-# datagrams the writer received per write beside the HELLOs it must
-# receive anyway, and the datagrams the kernel dropped; then a fresh read's
-# latency, one client.
+# counted. First, before any write, it counts the datagrams each node
+# receives idle (HELLOs: docs/ARCHITECTURE.md, Heartbeats at scale) over
+# IDLE seconds (environment, default 20). Then it counts, over the write
+# window and all nodes, the anti-entropy sessions opened (and those that
+# repaired nothing), the datagrams the writer received per write beside
+# the HELLOs it receives anyway (the idle rate), and the datagrams the
+# kernel dropped; then a fresh read's latency, one client (the keys it
+# reads are written first, so every node holds them).
 #
 #   cmd/ckbench/scale.sh N [SECONDS [RATE [WARMUP]]]   (defaults 60, 200, 90)
+#   IDLE=S CKBIN=DIR cmd/ckbench/scale.sh ...
 set -euo pipefail
 nodes=${1:?usage: scale.sh N [SECONDS [RATE [WARMUP]]]}
 secs=${2:-60}
 rate=${3:-200}
 warmup=${4:-90}
+idle=${IDLE:-20}
 root=$(cd "$(dirname "$0")/../.." && pwd)
 work=$(mktemp -d /var/tmp/ck-scale-XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
-(cd "$root" && go build -o "$work/bin/" ./cmd/ckd ./cmd/ckctl ./cmd/ckbench)
+# CKBIN=DIR takes ckd, ckctl and ckbench from DIR (to compare two builds
+# under the same load); else they are built from this checkout.
+if [ -n "${CKBIN:-}" ]; then
+  mkdir -p "$work/bin" && cp "$CKBIN/ckd" "$CKBIN/ckctl" "$CKBIN/ckbench" "$work/bin/"
+else
+  (cd "$root" && go build -o "$work/bin/" ./cmd/ckd ./cmd/ckctl ./cmd/ckbench)
+fi
 
 cl="scale-$$-$RANDOM"; port=$((20000 + RANDOM))
 for i in $(seq 1 "$nodes"); do
@@ -51,6 +62,20 @@ recv='ck_datagrams_total{direction="received"}'
 self='ck_datagrams_self_total'
 snap() { echo "$(total "$opened") $(total "$empty") $(total "$declined") $(total "$kernel") $(value n1 "$recv") $(value n1 "$self") $(value n1 "$kernel")"; }
 
+# cpu: CPU time of every ckd so far, in clock ticks (/proc, Linux)
+cpu() { local s=0 f; for p in "${pids[@]}"; do read -r -a f <"/proc/$p/stat"; s=$((s + f[13] + f[14])); done; echo "$s"; }
+hz=$(getconf CLK_TCK)
+
+# idle: datagrams received per node per second, its own broadcasts aside
+idlesnap() { echo "$(total "$recv") $(total "$self") $(value n1 "$recv") $(value n1 "$self") $(cpu)"; }
+read -r ia0 is0 ir0 iw0 ic0 < <(idlesnap)
+sleep "$idle"
+read -r ia1 is1 ir1 iw1 ic1 < <(idlesnap)
+writerIdle=$(awk -v d=$(((ir1 - ir0) - (iw1 - iw0))) -v s="$idle" 'BEGIN { printf "%.2f", d / s }')
+awk -v n="$nodes" -v d=$(((ia1 - ia0) - (is1 - is0))) -v s="$idle" -v c=$((ic1 - ic0)) -v hz="$hz" 'BEGIN {
+  printf "idle, %d s: %.2f datagrams received per node per second; all nodes together used %.3f CPU\n", s, d / n / s, c / hz / s
+}'
+
 if [ "$warmup" -gt 0 ]; then
   echo "-- warm-up, ${warmup} s"
   "$work/bin/ckbench" -socket "$work/n1.sock" -c 16 -n $((warmup * rate)) -rate "$rate" -keys 1000 -prefix scale/ -d 256 -wait 1 -t set
@@ -62,10 +87,17 @@ t0=$(date +%s.%N)
 t1=$(date +%s.%N)
 read -r o1 e1 d1 k1 r1 s1 w1 < <(snap)
 
-awk -v n="$nodes" -v t0="$t0" -v t1="$t1" -v w=$((secs * rate)) \
+awk -v n="$nodes" -v t0="$t0" -v t1="$t1" -v w=$((secs * rate)) -v idle="$writerIdle" \
   -v o=$((o1 - o0)) -v e=$((e1 - e0)) -v d=$((d1 - d0)) -v k=$((k1 - k0)) -v r=$((r1 - r0 - (s1 - s0))) -v wk=$((w1 - w0)) 'BEGIN {
-  el = t1 - t0; hellos = (n - 1) * el # one HELLO a heartbeat (1 s) from each peer
+  el = t1 - t0; hellos = idle * el # what the writer received idle: the HELLOs of its peers
   printf "over %.1f s: sessions opened %d (%.2f per node per minute), %d of them empty, %d declined busy\n", el, o, o / n / (el / 60), e, d
   printf "writer: %d datagrams received (~%d HELLOs among them): %.2f per write besides HELLOs; the kernel dropped %d there, %d on all nodes\n", r, hellos, (r - hellos) / w, wk, k
 }'
+# A fresh-read run fills its 1,000 keys first (replicated to every node):
+# the CPU a fill alone costs, measured just before, is taken off.
+f0=$(cpu)
+"$work/bin/ckbench" -socket "$work/n1.sock" -c 1 -keys 1000 -prefix fresh/ -d 256 -t fill >/dev/null
+f1=$(cpu)
 "$work/bin/ckbench" -socket "$work/n1.sock" -c 1 -n 2000 -keys 1000 -prefix fresh/ -d 256 -t fresh
+f2=$(cpu)
+awk -v c=$(((f2 - f1) - (f1 - f0))) -v hz="$hz" 'BEGIN { printf "fresh reads: %.0f µs of CPU per read over all nodes\n", c / hz / 2000 * 1e6 }'

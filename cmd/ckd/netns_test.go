@@ -125,7 +125,8 @@ func TestHostsPartitionHeal(t *testing.T) {
   sync_interval = "200ms"
 }
 hook "sets/*" {
-  script = %q
+  script  = %q
+  timeout = "10s" # not a timeout test: a loaded -race run can pass 50ms
 }
 `, name, port, key, union)
 	}

@@ -10,12 +10,17 @@
 // # Membership
 //
 // Every heartbeat each node broadcasts HELLO (its id, boot epoch, address,
-// clock, key count, digest root, and whether it is still bootstrapping).
-// A member unheard for 3 heartbeats is suspect, for dead_after gone; BYE
-// makes it left. A node answers a HELLO from a member it did not know (or
-// that restarted) with its own HELLO, unicast and at once, so that a
-// starting node knows its peers within a round trip; at rest the cost stays
-// one HELLO per node per heartbeat, whatever the number of keys. A HELLO
+// clock, key count, digest root, whether it is still bootstrapping, and
+// its heartbeat, which stretches beyond 16 members so that each node
+// receives about 16 HELLOs a second whatever the cluster's size:
+// members.interval). A member unheard for 3 of its heartbeats is suspect,
+// for dead_after (counted in its heartbeats) gone; BYE makes it left. A
+// node answers a HELLO from a member it did not know (or that restarted),
+// and the first message of a member back from suspect or gone, with its
+// own HELLO, unicast and at once, so that a starting node knows its peers
+// within a round trip and a healed partition is seen from both sides; at
+// rest the cost stays one HELLO per node per heartbeat, whatever the
+// number of keys. A HELLO
 // carrying this node's own id and a newer boot epoch means another process
 // runs on a copy of its data dir: Run stops with ErrDuplicateID.
 //
@@ -33,13 +38,14 @@
 //
 // # Fresh reads
 //
-// FreshGet broadcasts QUERY and collects one ANSWER per node (version and
-// hash, and the record when it fits a datagram; otherwise the asker
-// fetches it over a stream if it may be newer than what it knows). It
-// asks the silent alive members again a few times within query_timeout,
-// and returns as soon as every alive member answered — or, on a node up
-// for less than a heartbeat, which may not know every member yet, after
-// the whole timeout. The newest versions are applied to the local store,
+// FreshGet broadcasts QUERY, with the version the asker holds, and
+// collects one ANSWER per node (version and hash, and the record when the
+// asker may lack it and it fits a datagram; otherwise the asker fetches it
+// over a stream if it may be newer than what it knows). It asks the silent
+// alive members again a few times within query_timeout, and returns as
+// soon as every alive member answered, or all but one that is overdue
+// (unheard for 2 of its heartbeats) — or, on a node up for less than a
+// heartbeat, which may not know every member yet, after the whole timeout. The newest versions are applied to the local store,
 // which resolves concurrent ones exactly as replication would, and the
 // result is pushed (an UPDATE, unicast, best effort: anti-entropy catches
 // a lost one) to every answerer that held another version.

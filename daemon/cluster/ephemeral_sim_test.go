@@ -12,14 +12,6 @@ import (
 	"github.com/cloudknowledge/ck/store"
 )
 
-// startEph starts a node whose store shows ephemeral records by its member
-// table, as the daemon wires it.
-func (sn *simNode) startEph(t *testing.T) {
-	t.Helper()
-	sn.start(t)
-	sn.st.SetLiveness(sn.node.OwnerLive)
-}
-
 // writeEph is an ephemeral local write through a node: commit, replicate.
 func (sn *simNode) writeEph(t *testing.T, key string) {
 	t.Helper()
@@ -75,23 +67,7 @@ func TestSimEphemeral(t *testing.T) {
 	forSeedsDiv(t, 20, func(t *testing.T, seed uint64) {
 		rng := rand.New(rand.NewPCG(seed, 15))
 		nw := lossy(seed)
-		dir := simDir(t)
-		nodes := make([]*simNode, 4)
-		for i := range nodes {
-			nodes[i] = newSimNode(t, nw, dir, fmt.Sprintf("n%d", i), nil)
-			nodes[i].startEph(t)
-		}
-		t.Cleanup(func() {
-			for _, sn := range nodes {
-				sn.stop(t)
-			}
-		})
-		waitFor(t, 20*simHeartbeat, func() error {
-			if !allSee(nodes, len(nodes)-1) {
-				return errors.New("members did not find each other")
-			}
-			return nil
-		})
+		nodes := startSimClusterWith(t, nw, 4, simOptions{eph: true})
 		perm := rng.Perm(len(nodes))
 		owner, other, writer := nodes[perm[0]], nodes[perm[1]], nodes[perm[2]]
 		var rest []*simNode
@@ -154,7 +130,7 @@ func TestSimEphemeral(t *testing.T) {
 		t.Logf("a crashed owner's keys hidden everywhere after %v (dead_after %v)", time.Since(crashed), dead)
 
 		// The restarted owner (a new boot epoch) deletes them for good.
-		owner.startEph(t)
+		owner.start(t)
 		if err := shows([]*simNode{owner}, mine, false); err != nil {
 			t.Fatalf("the restarted owner shows its keys of the earlier boot: %v", err)
 		}

@@ -73,7 +73,7 @@ func TestSimLuaMergeAfterPartition(t *testing.T) {
 		rng := rand.New(rand.NewPCG(seed, 7))
 		nw := lossy(seed)
 		res := newLuaResolver(t, "set_union.lua")
-		nodes := startSimClusterWith(t, nw, 3+rng.IntN(2), res)
+		nodes := startSimClusterWith(t, nw, 3+rng.IntN(2), simOptions{res: res})
 		left, right := nodes[:1+rng.IntN(len(nodes)-1)], []*simNode(nil)
 		right = nodes[len(left):]
 		nw.Partition(addrs(left), addrs(right))
@@ -129,7 +129,7 @@ func TestSimLuaThreeWriters(t *testing.T) {
 	forSeedsDiv(t, 4, func(t *testing.T, seed uint64) {
 		nw := lossy(seed)
 		res := newLuaResolver(t, "set_union.lua")
-		nodes := startSimClusterWith(t, nw, 3, res)
+		nodes := startSimClusterWith(t, nw, 3, simOptions{res: res})
 		nw.Partition(addrs(nodes[:1]), addrs(nodes[1:]))
 		nw.Partition(addrs(nodes[1:2]), addrs(nodes[2:]))
 		for i, sn := range nodes {

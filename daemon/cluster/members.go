@@ -16,8 +16,8 @@ type State string
 // Member states (docs/PROTOCOL.md, Membership).
 const (
 	Alive       State = "alive"
-	Suspect     State = "suspect"     // unheard for 3 heartbeats
-	Gone        State = "gone"        // unheard for dead_after
+	Suspect     State = "suspect"     // unheard for 3 of its heartbeats
+	Gone        State = "gone"        // unheard for dead_after, in its heartbeats
 	Left        State = "left"        // said BYE
 	Quarantined State = "quarantined" // met again after too long apart (docs/PROTOCOL.md, Long separations)
 )
@@ -35,6 +35,10 @@ type Member struct {
 	LastHeard time.Time
 	Self      bool
 	Syncing   bool // still bootstrapping, by its last HELLO
+	// Interval is the member's heartbeat as its last HELLO announced it
+	// (stretched in a large cluster); 0 when it announces none (a node
+	// written before the field), which counts as this node's heartbeat.
+	Interval time.Duration
 }
 
 type member struct {
@@ -46,6 +50,11 @@ type member struct {
 	// treats the HELLO as a return.
 	wasGone bool
 }
+
+// maxStretch bounds how far a member's announced heartbeat may stretch
+// the time it is counted alive: a peer announcing an hour is still
+// suspected within 3 × maxStretch of our heartbeats.
+const maxStretch = 64
 
 // members is the member table: every node heard since start.
 type members struct {
@@ -88,6 +97,7 @@ func (ms *members) hello(h *wire.Hello, addr netip.AddrPort, now time.Time) (m M
 	cur.ID, cur.Name, cur.Addr, cur.Epoch = h.ID, h.Name, addr, h.Epoch
 	cur.Keys, cur.Lamport, cur.Root, cur.LastHeard = h.Keys, h.Lamport, h.Root, now
 	cur.Syncing = h.Syncing
+	cur.Interval = time.Duration(h.Interval) * time.Millisecond
 	cur.left = false
 	return cur.Member, isNew || returned, true
 }
@@ -118,25 +128,58 @@ func (ms *members) heard(id store.NodeID, now time.Time) (back bool) {
 		return false
 	}
 	age := now.Sub(cur.LastHeard)
-	back = age >= 3*ms.heartbeat
-	cur.wasGone = cur.wasGone || age >= ms.deadAfter
+	hb := ms.period(cur)
+	back = age >= 3*hb
+	cur.wasGone = cur.wasGone || age >= ms.gone(hb)
 	cur.LastHeard = now
 	return back
 }
 
+// period is the heartbeat m is judged by: the one it announced, at least
+// ours and at most maxStretch of ours (docs/ARCHITECTURE.md, Heartbeats
+// at scale). Suspect and gone are counted in it, so a member whose
+// heartbeat stretches with the cluster is not suspected for it.
+func (ms *members) period(m *member) time.Duration {
+	return min(max(m.Interval, ms.heartbeat), maxStretch*ms.heartbeat)
+}
+
+// gone is dead_after in heartbeats of length hb rather than ours.
+func (ms *members) gone(hb time.Duration) time.Duration {
+	if hb == ms.heartbeat || ms.heartbeat <= 0 {
+		return ms.deadAfter
+	}
+	return time.Duration(float64(ms.deadAfter) * float64(hb) / float64(ms.heartbeat))
+}
+
 func (ms *members) stateLocked(m *member, now time.Time) State {
+	hb := ms.period(m)
 	switch age := now.Sub(m.LastHeard); {
 	case m.left:
 		return Left
-	case age >= ms.deadAfter:
+	case age >= ms.gone(hb):
 		return Gone
 	case ms.quarantined != nil && ms.quarantined(m.ID):
 		return Quarantined
-	case age >= 3*ms.heartbeat:
+	case age >= 3*hb:
 		return Suspect
 	default:
 		return Alive
 	}
+}
+
+// overdue reports whether every member of ms has been unheard for 2 of
+// its heartbeats: a HELLO lost, or more likely the member down, a
+// heartbeat before it turns suspect.
+func (ms *members) overdue(list []Member, now time.Time) bool {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	for _, m := range list {
+		cur := ms.m[m.ID]
+		if cur == nil || now.Sub(cur.LastHeard) < 2*ms.period(cur) {
+			return false
+		}
+	}
+	return true
 }
 
 // list returns the members sorted by name then id, states as of now.
@@ -219,4 +262,40 @@ func (ms *members) live(id store.NodeID, epoch uint64, now time.Time) bool {
 	}
 	s := ms.stateLocked(m, now)
 	return s == Alive || s == Suspect
+}
+
+// helloBudget is how many HELLOs a node may receive a second, idle, in a
+// large cluster: each node's heartbeat stretches to heartbeat × n/helloBudget
+// for n members (itself included), so that n−1 peers send it about
+// helloBudget a second together (docs/ARCHITECTURE.md, Heartbeats at scale).
+const helloBudget = 16
+
+// interval is this node's heartbeat now: the configured one, stretched by
+// the number of members alive when there are more than helloBudget — if
+// every one of them announces its own heartbeat. A member that announces
+// none runs code that judges every peer by its own heartbeat; stretching
+// would make this node suspect there, so the cluster keeps the configured
+// heartbeat until every member is upgraded.
+func (ms *members) interval(now time.Time) time.Duration {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	n := 1 // this node
+	for _, m := range ms.m {
+		if ms.stateLocked(m, now) != Alive {
+			continue
+		}
+		if m.Interval <= 0 {
+			return ms.heartbeat
+		}
+		n++
+	}
+	return stretch(ms.heartbeat, n)
+}
+
+// stretch is the heartbeat of a node among n members alive.
+func stretch(heartbeat time.Duration, n int) time.Duration {
+	if n <= helloBudget {
+		return heartbeat
+	}
+	return min(heartbeat*time.Duration(n)/helloBudget, maxStretch*heartbeat)
 }

@@ -93,6 +93,7 @@ type Node struct {
 	sync    *syncer
 	stats   Stats
 	started atomic.Int64 // unix ns when Run started; 0 before
+	beat    atomic.Int64 // ns until this node's next HELLO, as HELLO announces it
 	dupID   chan uint64  // the newer epoch of a node using our id (buffered 1)
 	dupOnce sync.Once
 
@@ -166,12 +167,13 @@ func (n *Node) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	n.started.Store(time.Now().UnixNano())
+	n.beat.Store(int64(n.cfg.Heartbeat))
 	n.wg.Add(3)
 	go func() { defer n.wg.Done(); n.receive(ctx) }()
 	go func() { defer n.wg.Done(); n.acceptStreams(ctx) }()
 	go func() { defer n.wg.Done(); n.bootstrap(ctx) }()
 	n.sendHello()
-	t := time.NewTimer(n.jitter())
+	t := time.NewTimer(jitter(n.cfg.Heartbeat))
 	defer t.Stop()
 	save := time.NewTicker(peersSaveEvery)
 	defer save.Stop()
@@ -191,9 +193,13 @@ func (n *Node) Run(ctx context.Context) error {
 			return fmt.Errorf("%w %s: another node runs with it (boot epoch %d, ours %d); was the data dir copied?",
 				ErrDuplicateID, n.id, epoch, n.cfg.Epoch)
 		case <-t.C:
+			// The interval is fixed before the HELLO that announces it,
+			// so a peer never waits for this node by a shorter one.
+			beat := n.members.interval(time.Now())
+			n.beat.Store(int64(beat))
 			n.sendHello()
 			n.sync.tick(n.st.Lamport(), n.transportDrops(), time.Now())
-			t.Reset(n.jitter())
+			t.Reset(jitter(beat))
 		case <-save.C:
 			n.savePeers(false)
 		}
@@ -231,11 +237,20 @@ func (n *Node) heardRound() bool {
 	return st != 0 && time.Since(time.Unix(0, st)) >= n.cfg.Heartbeat
 }
 
-// jitter spreads heartbeats by ±10% so nodes started together do not
-// send in lockstep.
-func (n *Node) jitter() time.Duration {
-	hb := n.cfg.Heartbeat
+// jitter spreads heartbeats of length hb by ±10% so nodes started
+// together do not send in lockstep.
+func jitter(hb time.Duration) time.Duration {
 	return hb - hb/10 + time.Duration(rand.Int64N(int64(hb/5)+1))
+}
+
+// heartbeat is this node's heartbeat now: the configured one, stretched
+// in a cluster of more than 16 members (docs/ARCHITECTURE.md, Heartbeats
+// at scale).
+func (n *Node) heartbeat() time.Duration {
+	if b := n.beat.Load(); b > 0 {
+		return time.Duration(b)
+	}
+	return n.cfg.Heartbeat
 }
 
 func (n *Node) hello() *wire.Hello {
@@ -251,6 +266,7 @@ func (n *Node) hello() *wire.Hello {
 		HookHash:     n.cfg.HookHash(),
 		TombstoneTTL: n.cfg.TombstoneTTL.Milliseconds(),
 		Syncing:      n.sync.bootstrapping(),
+		Interval:     max(n.heartbeat().Milliseconds(), 1),
 	}
 }
 
@@ -323,6 +339,7 @@ func (n *Node) receive(ctx context.Context) {
 		}
 		if n.members.heard(hdr.Sender, time.Now()) {
 			n.sync.fault("member back", time.Now())
+			n.greet(hdr.Sender)
 		}
 		if carriesData(msg) && n.sync.isQuarantined(hdr.Sender) {
 			n.drop("quarantined", fmt.Errorf("%v from a quarantined peer", msg.Type()))
@@ -361,6 +378,18 @@ func (n *Node) handle(ctx context.Context, from netip.AddrPort, hdr wire.Header,
 		n.queries.answer(hdr.Sender, from, m)
 	default:
 		n.drop("unexpected", fmt.Errorf("datagram of type %v", msg.Type()))
+	}
+}
+
+// greet sends a member back from suspect or gone our HELLO at once, as
+// handleHello does for a new one: it learns that we are back too within a
+// round trip, not a (stretched) heartbeat, and its answer is the second
+// HELLO with a differing root that anti-entropy waits for, so a healed
+// partition syncs at once. Idle cost is unchanged: this happens only when
+// a member returns.
+func (n *Node) greet(id store.NodeID) {
+	if m, ok := n.members.get(id); ok && m.Addr.IsValid() {
+		n.sendTo(m.Addr, n.hello())
 	}
 }
 
@@ -469,6 +498,7 @@ func (n *Node) Members() []Member {
 	self := Member{
 		ID: n.id, Name: n.cfg.NodeName, Addr: n.tr.Addr(), State: Alive, Epoch: n.cfg.Epoch,
 		Keys: n.st.Keys(), Lamport: n.st.Lamport(), Root: n.st.Root(), LastHeard: now, Self: true,
+		Interval: n.heartbeat(),
 	}
 	return append([]Member{self}, n.members.list(now)...)
 }

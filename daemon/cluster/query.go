@@ -90,6 +90,19 @@ func (t *queryTable) answer(sender store.NodeID, from netip.AddrPort, a *wire.An
 	}
 }
 
+// silent returns the members of ms that have not answered q.
+func (t *queryTable) silent(q *pendingQuery, ms []Member) []Member {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out []Member
+	for _, m := range ms {
+		if _, ok := q.answers[m.ID]; !ok {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 // snapshot returns the answers so far.
 func (t *queryTable) snapshot(q *pendingQuery) map[store.NodeID]answer {
 	t.mu.Lock()
@@ -102,7 +115,8 @@ func (t *queryTable) snapshot(q *pendingQuery) map[store.NodeID]answer {
 }
 
 // handleQuery answers a QUERY with this node's version of the key, and the
-// record itself when the answer still fits a datagram with it.
+// record itself when the asker may lack it (its version is not as new,
+// or it did not say) and the answer still fits a datagram with it.
 func (n *Node) handleQuery(from netip.AddrPort, q *wire.Query) {
 	if store.ValidateKey(q.Key) != nil {
 		n.drop("malformed", nil)
@@ -118,7 +132,7 @@ func (n *Node) handleQuery(from netip.AddrPort, q *wire.Query) {
 		a.Found, a.Deleted, a.Lamport, a.VV, a.Hash = true, rec.Deleted, rec.Lamport, rec.VV, rec.Hash()
 		// RecordSize first: a large value is never copied into a frame
 		// only to learn that it does not fit.
-		if wire.RecordSize(&rec) < n.cfg.MaxDatagram {
+		if !q.NotNewer(rec.VV, a.Hash) && wire.RecordSize(&rec) < n.cfg.MaxDatagram {
 			a.Record = &rec
 			if b, err := n.encode(a); err != nil || len(b) > n.cfg.MaxDatagram {
 				a.Record = nil
@@ -128,13 +142,14 @@ func (n *Node) handleQuery(from netip.AddrPort, q *wire.Query) {
 	n.sendTo(from, a)
 }
 
-// FreshGet reads key from every node (docs/PROTOCOL.md, Fresh reads): it asks all,
-// waits until every alive member answered or timeout (0: the configured
-// query_timeout) passed — the whole timeout if this node has not yet been
-// up one heartbeat, since it may not know every member — takes the newest
-// answer, stores it here if it is newer than the local copy (concurrent
-// versions are applied so that the store resolves them), and pushes the
-// result to every answerer that held another version.
+// FreshGet reads key from every node (docs/PROTOCOL.md, Fresh reads): it
+// asks all, saying which version it holds; waits until every alive member
+// answered (but one that is overdue: awaitAnswers) or timeout (0: the
+// configured query_timeout) passed — the whole timeout if this node has
+// not yet been up one heartbeat, since it may not know every member; takes
+// the newest answer, stores it here if it is newer than the local copy
+// (concurrent versions are applied so that the store resolves them), and
+// pushes the result to every answerer that held another version.
 func (n *Node) FreshGet(ctx context.Context, key string, timeout time.Duration) (FreshResult, error) {
 	if err := store.ValidateKey(key); err != nil {
 		return FreshResult{}, err
@@ -145,7 +160,10 @@ func (n *Node) FreshGet(ctx context.Context, key string, timeout time.Duration) 
 	id, q := n.queries.open()
 	defer n.queries.close(id)
 	n.stats.queries.Add(1)
-	query := &wire.Query{ID: id, Key: key}
+	query, err := n.query(id, key)
+	if err != nil {
+		return FreshResult{}, err
+	}
 	n.broadcast(query)
 	answers, alive, err := n.awaitAnswers(ctx, q, query, timeout)
 	if err != nil {
@@ -174,29 +192,69 @@ func (n *Node) FreshGet(ctx context.Context, key string, timeout time.Duration) 
 	return res, nil
 }
 
+// query is the QUERY for key, with the version this node holds when the
+// QUERY still fits a datagram with it (a version vector of many writers
+// may not): peers that hold nothing newer then answer with their version
+// only.
+func (n *Node) query(id uint64, key string) (*wire.Query, error) {
+	q := &wire.Query{ID: id, Key: key}
+	rec, found, err := n.st.Peek(key)
+	if err != nil || !found {
+		return q, err
+	}
+	h := rec.Hash()
+	q.HaveVV, q.HaveHash = rec.VV, &h
+	// A vv entry takes at most 27 bytes (a 16-byte id, a uint64, their
+	// heads); the envelope, a seal and the other fields well under 256.
+	// Only a QUERY that might not fit is encoded to find out.
+	if len(key)+32*len(rec.VV)+256 <= n.cfg.MaxDatagram {
+		return q, nil
+	}
+	if b, err := n.encode(q); err != nil || len(b) > n.cfg.MaxDatagram {
+		q.HaveVV, q.HaveHash = nil, nil
+	}
+	return q, nil
+}
+
+// coverWait is how many overdue members a fresh read may leave unheard:
+// a write acknowledged with --wait 1 or more is held by its writer and at
+// least one peer, so a read that heard from every alive member but one has
+// heard from a holder of every such write (docs/ARCHITECTURE.md, Fresh
+// reads at scale).
+const coverWait = 1
+
 // awaitAnswers waits for every alive member's answer, or timeout, asking
-// again those that have not answered a few times on the way. alive counts
-// the other members alive at the end or answering.
+// again those that have not answered a few times on the way. It stops
+// early when at most coverWait alive members are silent and each is
+// overdue (members.overdue: probably down, not yet suspect — which, with
+// heartbeats stretched in a large cluster, can take many seconds, every
+// fresh read meanwhile waiting its whole timeout). alive counts the other
+// members alive at the end or answering.
 func (n *Node) awaitAnswers(ctx context.Context, q *pendingQuery, query *wire.Query, timeout time.Duration) (map[store.NodeID]answer, int, error) {
 	waitFull := !n.heardRound()
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
 	resend := time.NewTicker(max(timeout/(queryResends+1), time.Millisecond))
 	defer resend.Stop()
+	// Counted against the members alive when the read began (and at each
+	// resend), not listed again per answer: a hundred answers would each
+	// sort the member table.
+	alive := n.members.alive(time.Now())
 	for {
-		answers := n.queries.snapshot(q)
-		missing := n.missing(answers)
-		if len(missing) == 0 && !waitFull {
-			return answers, len(answers), nil
+		silent := n.queries.silent(q, alive)
+		if !waitFull && (len(silent) == 0 || len(silent) <= coverWait && n.members.overdue(silent, time.Now())) {
+			answers := n.queries.snapshot(q)
+			return answers, len(answers) + len(silent), nil
 		}
 		select {
 		case <-q.kick:
 		case <-resend.C:
-			for _, m := range missing {
+			alive = n.members.alive(time.Now())
+			for _, m := range n.queries.silent(q, alive) {
 				n.sendTo(m.Addr, query)
 			}
 		case <-deadline.C:
-			answers = n.queries.snapshot(q)
+			answers := n.queries.snapshot(q)
 			return answers, len(answers) + len(n.missing(answers)), nil
 		case <-ctx.Done():
 			return nil, 0, ctx.Err()

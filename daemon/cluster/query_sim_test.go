@@ -3,15 +3,21 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"testing"
 	"testing/synctest"
 	"time"
 
+	"github.com/cloudknowledge/ck/daemon/transport"
+	"github.com/cloudknowledge/ck/daemon/wire"
 	"github.com/cloudknowledge/ck/internal/simnet"
 	"github.com/cloudknowledge/ck/store"
 )
+
+var simFreshNodes = flag.Int("sim.fresh", 0, "nodes of TestSimFreshReadCost; 0: 3 and 10 (3 under -race or -short)")
 
 // TestSimFreshRead: one node holds a newer version that was never
 // replicated; a fresh read through another node returns it, stores it
@@ -43,10 +49,13 @@ func TestSimFreshRead(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if loss > 0 && !aliveAt(asker, holder) {
+			if loss > 0 && (!aliveAt(asker, holder) || res.Answered < res.Alive) {
 				// Three HELLOs lost in a row: the holder is suspect, and a
-				// fresh read does not wait for suspect members.
-				t.Logf("round %d: the holder is suspect at the asker; not checked", round)
+				// fresh read does not wait for suspect members; two, and
+				// it is overdue, and a read that heard everyone else does
+				// not wait for it either: the holder's write waited for no
+				// ACK, which the read does not promise to see then.
+				t.Logf("round %d: the holder is suspect or overdue at the asker (answered %d of %d); not checked", round, res.Answered, res.Alive)
 				continue
 			}
 			if !res.Found || res.Record.Hash() != newest.Hash() {
@@ -85,7 +94,7 @@ func TestSimFreshReadConcurrent(t *testing.T) {
 	forSeedsDiv(t, 2, func(t *testing.T, seed uint64) {
 		nw := lossy(seed)
 		res := newUnionResolver()
-		nodes := startSimClusterWith(t, nw, 3, res)
+		nodes := startSimClusterWith(t, nw, 3, simOptions{res: res})
 		time.Sleep(2 * simHeartbeat)
 		h := &history{}
 		a, b := h.writeLocal(t, nodes[0], "k", "a"), h.writeLocal(t, nodes[1], "k", "b")
@@ -93,8 +102,8 @@ func TestSimFreshReadConcurrent(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !aliveAt(nodes[2], nodes[0]) || !aliveAt(nodes[2], nodes[1]) {
-			t.Logf("a holder is suspect at the asker; the read is not checked")
+		if !aliveAt(nodes[2], nodes[0]) || !aliveAt(nodes[2], nodes[1]) || got.Answered < got.Alive {
+			t.Logf("a holder is suspect or overdue at the asker (answered %d of %d); the read is not checked", got.Answered, got.Alive)
 		} else if !got.Found || string(got.Record.Value) != "a,b" || !got.Record.VV.Dominates(a.VV) || !got.Record.VV.Dominates(b.VV) {
 			t.Fatalf("fresh read of concurrent versions: %q vv %v", got.Record.Value, got.Record.VV)
 		}
@@ -205,4 +214,200 @@ func aliveAt(sn, peer *simNode) bool {
 		}
 	}
 	return false
+}
+
+// TestFreshReadOverdue: a fresh read waits its whole timeout for a silent
+// member while that member may just be slow, and not at all once it is
+// overdue (unheard for 2 of its heartbeats, a heartbeat before suspect)
+// and every other alive member answered: the answers then include a
+// holder of every write acknowledged with --wait 1 or more.
+func TestFreshReadOverdue(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		nw := simnet.New(1, simnet.Options{MinDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond})
+		nodes := startSimCluster(t, nw, 3)
+		time.Sleep(2 * simHeartbeat)
+		rec, acked, err := nodes[0].write(t, "k", "v1", 1)
+		if err != nil || acked < 1 {
+			t.Fatalf("write: %d acks, %v", acked, err)
+		}
+		asker, silent := nodes[1], nodes[2]
+		waitFor(t, 2*simHeartbeat, func() error { return holds(silent, "k", rec.Hash()) })
+		nw.Partition(addrs(nodes[:2]), addrs(nodes[2:]))
+
+		start := time.Now()
+		got, err := asker.node.FreshGet(context.Background(), "k", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(start); took < DefaultQueryTimeout || got.Answered != 2 || got.Alive != 3 {
+			t.Errorf("a silent member heard lately: took %v, answered %d of %d; want the whole %v, 2 of 3",
+				took, got.Answered, got.Alive, DefaultQueryTimeout)
+		}
+
+		m, _ := asker.node.members.get(silent.st.NodeID())
+		waitFor(t, 3*simHeartbeat, func() error {
+			if !asker.node.members.overdue([]Member{m}, time.Now()) {
+				return errors.New("the silent member is not overdue")
+			}
+			return nil
+		})
+		if !aliveAt(asker, silent) {
+			t.Fatal("the silent member is suspect already: nothing left to check")
+		}
+		start = time.Now()
+		got, err = asker.node.FreshGet(context.Background(), "k", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(start); took >= DefaultQueryTimeout/2 || got.Answered != 2 || got.Alive != 3 ||
+			!got.Found || got.Record.Hash() != rec.Hash() {
+			t.Errorf("an overdue member: took %v, answered %d of %d, found %v; want at once, 2 of 3, the write",
+				took, got.Answered, got.Alive, got.Found)
+		}
+	})
+}
+
+// TestSimFreshReadCost (docs/BENCHMARKS.md, Fresh reads and idle traffic):
+// the answers and bytes a fresh read brings its asker. Each alive peer
+// answers once; when the asker holds the newest version the answers carry
+// versions only, and only an asker that lacks it is sent records. It
+// prints the counts per read; -sim.fresh N runs N nodes.
+func TestSimFreshReadCost(t *testing.T) {
+	sizes := []int{3, 10}
+	if raceEnabled || testing.Short() {
+		sizes = []int{3}
+	}
+	if *simFreshNodes > 0 {
+		sizes = []int{*simFreshNodes}
+	}
+	for _, n := range sizes {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			forSeedsDiv(t, 1<<30, func(t *testing.T, seed uint64) { freshReadCost(t, seed, n) })
+		})
+	}
+}
+
+func freshReadCost(t *testing.T, seed uint64, n int) {
+	const reads, valueSize = 20, 256
+	nw := simnet.New(seed, simnet.Options{MinDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond, Queue: 4096})
+	dir := simDir(t)
+	nodes := make([]*simNode, n)
+	var asker *typeCounter
+	for i := range nodes {
+		sn := newSimNode(t, nw, dir, fmt.Sprintf("n%03d", i), nil)
+		if i == 0 {
+			sn.wrap = func(tr transport.Transport) transport.Transport { asker = countTypes(tr); return asker }
+		}
+		sn.start(t)
+		nodes[i] = sn
+	}
+	t.Cleanup(func() {
+		for _, sn := range nodes {
+			sn.stop(t)
+		}
+	})
+	waitFor(t, 30*simHeartbeat, func() error {
+		if !allSee(nodes, n-1) {
+			return errors.New("members did not find each other")
+		}
+		return nil
+	})
+	value := bytes.Repeat([]byte("v"), valueSize)
+	ctx := context.Background()
+	// Keys every node holds (replicated).
+	held, lacked := make([]string, reads), make([]string, reads)
+	for i := range reads {
+		held[i], lacked[i] = fmt.Sprintf("held/%d", i), fmt.Sprintf("lacked/%d", i)
+		if _, _, err := nodes[1].write(t, held[i], string(value), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, 10*simHeartbeat, func() error {
+		for _, k := range held {
+			if _, ok, _ := nodes[0].st.Get(k); !ok {
+				return fmt.Errorf("the asker lacks %s", k)
+			}
+		}
+		return nil
+	})
+	measure := func(keys []string) (answers, bytes float64) {
+		a0, b0 := asker.byType[wire.TypeAnswer].Load(), asker.bytes[wire.TypeAnswer].Load()
+		for _, k := range keys {
+			res, err := nodes[0].node.FreshGet(ctx, k, 0)
+			if err != nil || !res.Found || res.Answered != n {
+				t.Fatalf("fresh read of %s: %+v, %v; want found, answered by all %d", k, res, err, n)
+			}
+		}
+		return float64(asker.byType[wire.TypeAnswer].Load()-a0) / reads, float64(asker.bytes[wire.TypeAnswer].Load()-b0) / reads
+	}
+	ha, hb := measure(held)
+	// Keys every node but the asker holds: a write not replicated to it,
+	// applied to the others directly, just before the reads (anti-entropy
+	// would bring them to the asker within a few heartbeats).
+	for _, k := range lacked {
+		rec, err := nodes[1].st.Set(ctx, k, value, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, sn := range nodes[2:] {
+			if _, err := sn.st.Apply(ctx, rec); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	la, lb := measure(lacked)
+	t.Logf("%d nodes, %d-byte values, per fresh read: asker holds the newest: %.1f answers, %.0f bytes (%.0f per answer); "+
+		"asker lacks it: %.1f answers, %.0f bytes (%.0f per answer)", n, valueSize, ha, hb, hb/ha, la, lb, lb/la)
+	if ha != float64(n-1) || la != float64(n-1) {
+		t.Errorf("%.1f and %.1f answers per read, want one per peer, %d", ha, la, n-1)
+	}
+	if perAnswer := hb / ha; perAnswer >= valueSize {
+		t.Errorf("an asker holding the newest received %.0f bytes per answer: records, not versions", perAnswer)
+	}
+	if perAnswer := lb / la; perAnswer < valueSize {
+		t.Errorf("an asker lacking the key received %.0f bytes per answer: no records", perAnswer)
+	}
+}
+
+// TestFreshQueryHave: a fresh read's QUERY carries the version the asker
+// holds, unless that would not fit a datagram (a version vector of many
+// writers): then it carries none, and every peer answers with its record.
+func TestFreshQueryHave(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		nw := simnet.New(1, simnet.Options{})
+		sn := startSimNode(t, nw, simDir(t), "alone", nil)
+		t.Cleanup(func() { sn.stop(t) })
+		ctx := context.Background()
+		small, err := sn.st.Set(ctx, "small", []byte("v"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wide := store.Record{Key: "wide", Value: []byte("v"), VV: store.VV{}, Lamport: 200}
+		for i := range 100 {
+			wide.VV[store.NodeID{byte(i), 1}] = uint64(i + 1)
+		}
+		wide.Origin, wide.LWW = store.NodeID{99, 1}, store.Stamp{Lamport: 200, Origin: store.NodeID{99, 1}}
+		wide.At = small.At
+		if _, err := sn.st.Apply(ctx, wide); err != nil {
+			t.Fatal(err)
+		}
+		if got, ok, err := sn.st.Peek("wide"); err != nil || !ok || len(got.VV) != 100 {
+			t.Fatalf("the wide record was not stored: %v, %v", ok, err)
+		}
+		for _, tc := range []struct {
+			key  string
+			want bool
+		}{{"small", true}, {"wide", false}, {"missing", false}} {
+			q, err := sn.node.query(1, tc.key)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if q.Holds() != tc.want {
+				t.Errorf("%s: QUERY holds a version: %v, want %v", tc.key, q.Holds(), tc.want)
+			}
+			if b, err := sn.node.encode(q); err != nil || len(b) > sn.node.cfg.MaxDatagram {
+				t.Errorf("%s: QUERY of %d bytes (%v), max_datagram %d", tc.key, len(b), err, sn.node.cfg.MaxDatagram)
+			}
+		}
+	})
 }

@@ -21,8 +21,10 @@ import (
 
 var simScaleNodes = flag.Int("sim.scale", 0, "nodes of TestSimScale; 0: 100, or 12 under -race or -short")
 
-// TestSimScale (docs/ARCHITECTURE.md, Anti-entropy at scale; Fan-in): 100
-// nodes on the simulated network. One node writes steadily (20 a second),
+// TestSimScale (docs/ARCHITECTURE.md, Anti-entropy at scale; Fan-in;
+// Heartbeats at scale): 100 nodes on the simulated network. Idle, each
+// node receives at most maxIdleRate datagrams a second (HELLOs, their
+// heartbeat stretched with the cluster). Then one node writes steadily (20 a second),
 // a third of its writes waiting for no ACK, a third for one, a third for
 // two; once the pacing has settled, over two minutes of virtual time:
 //
@@ -56,6 +58,9 @@ func TestSimScale(t *testing.T) {
 const (
 	scaleWarmup = 100 * time.Second // long enough for the pacing to reach its cap
 	scaleWindow = 120 * time.Second
+	// maxIdleRate bounds the datagrams an idle node receives a second,
+	// whatever the number of nodes (issue 16: 20 at 100 nodes).
+	maxIdleRate = 20
 )
 
 // runScale runs the scenario with n nodes, keys keys on one side of the
@@ -86,6 +91,8 @@ func runScale(t *testing.T, seed uint64, n, keys, rate int) {
 		}
 		return synced(nodes)
 	})
+
+	checkIdle(t, nodes, counters)
 
 	writer := nodes[0]
 	w := &scaleWriter{sn: writer, rate: rate, rng: rand.New(rand.NewPCG(seed, 17))}
@@ -139,7 +146,9 @@ func runScale(t *testing.T, seed uint64, n, keys, rate int) {
 	}
 	nw.Partition(addrs(sideA), addrs(sideB))
 	load(t, rng, sideB, "apart", keys)
-	time.Sleep(10 * simHeartbeat) // long enough to be suspect
+	// Long enough to be suspect: 3 heartbeats, stretched ones in a large
+	// cluster (docs/ARCHITECTURE.md, Heartbeats at scale).
+	time.Sleep(max(10*simHeartbeat, 4*stretch(simHeartbeat, n)))
 	stop()
 	<-done
 	healed := time.Now()
@@ -154,6 +163,33 @@ func runScale(t *testing.T, seed uint64, n, keys, rate int) {
 	}
 	if drops := final.drops; drops > 0 {
 		t.Errorf("%d datagrams dropped on full receive queues", drops)
+	}
+}
+
+// checkIdle counts the datagrams the nodes receive while nothing is
+// written, once the heartbeats have had time to stretch, and checks the
+// rate per node against maxIdleRate.
+func checkIdle(t *testing.T, nodes []*simNode, counters []*typeCounter) {
+	t.Helper()
+	beat := stretch(simHeartbeat, len(nodes))
+	time.Sleep(2 * beat) // every node's heartbeat stretched, and announced
+	window := max(30*time.Second, 5*beat)
+	count := func() (all, hellos uint64) {
+		for _, c := range counters {
+			all += c.total.Load()
+			hellos += c.byType[wire.TypeHello].Load()
+		}
+		return all, hellos
+	}
+	all0, hellos0 := count()
+	time.Sleep(window)
+	all1, hellos1 := count()
+	per := func(d uint64) float64 { return float64(d) / float64(len(nodes)) / window.Seconds() }
+	rate := per(all1 - all0)
+	t.Logf("idle, %d nodes, heartbeat %v (configured %v): %.2f datagrams received per node per second (%.2f HELLOs), bound %d",
+		len(nodes), nodes[0].node.heartbeat(), simHeartbeat, rate, per(hellos1-hellos0), maxIdleRate)
+	if rate > maxIdleRate {
+		t.Errorf("idle: %.2f datagrams received per node per second, want ≤ %d", rate, maxIdleRate)
 	}
 }
 
@@ -268,6 +304,7 @@ type typeCounter struct {
 	packets chan transport.Packet
 	total   atomic.Uint64
 	byType  [256]atomic.Uint64
+	bytes   [256]atomic.Uint64 // datagram bytes, by type
 }
 
 func countTypes(tr transport.Transport) *typeCounter {
@@ -278,6 +315,7 @@ func countTypes(tr transport.Transport) *typeCounter {
 			c.total.Add(1)
 			if len(p.Buf) > wire.HeaderSize {
 				c.byType[p.Buf[wire.HeaderSize]].Add(1)
+				c.bytes[p.Buf[wire.HeaderSize]].Add(uint64(len(p.Buf)))
 			}
 			c.packets <- p
 		}

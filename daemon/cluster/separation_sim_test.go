@@ -41,25 +41,7 @@ func (b *memBook) Save(recs map[store.NodeID]PeerRecord) error {
 // book each, and waits until they know each other and are in sync.
 func startSeparable(t *testing.T, nw *simnet.Network, n int) []*simNode {
 	t.Helper()
-	dir := simDir(t)
-	nodes := make([]*simNode, n)
-	for i := range nodes {
-		nodes[i] = newSimNode(t, nw, dir, fmt.Sprintf("n%d", i), nil)
-		nodes[i].ttl, nodes[i].book = simTTL, &memBook{}
-		nodes[i].start(t)
-	}
-	t.Cleanup(func() {
-		for _, sn := range nodes {
-			sn.stop(t)
-		}
-	})
-	waitFor(t, 20*simHeartbeat, func() error {
-		if !allSee(nodes, n-1) {
-			return errors.New("members did not find each other")
-		}
-		return nil
-	})
-	return nodes
+	return startSimClusterWith(t, nw, n, simOptions{ttl: simTTL, book: true})
 }
 
 // inSyncSince returns nil once every running node has been in sync with

@@ -88,6 +88,9 @@ type simNode struct {
 	ttl    time.Duration                                 // purge_log_ttl; 0: the default
 	tomb   time.Duration                                 // tombstone_ttl; 0: the default
 	book   PeerBook                                      // kept across restarts; nil: none
+	// eph: the store shows ephemeral records by the node's member table,
+	// as the daemon wires it.
+	eph bool
 }
 
 var simHeartbeat = time.Second
@@ -172,6 +175,9 @@ func (sn *simNode) start(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	sn.cancel, sn.done = cancel, make(chan struct{})
 	go func() { defer close(sn.done); sn.runErr = sn.node.Run(ctx) }()
+	if sn.eph {
+		sn.st.SetLiveness(sn.node.OwnerLive)
+	}
 }
 
 func (sn *simNode) tombTTL() time.Duration {
@@ -209,15 +215,33 @@ func (sn *simNode) stop(t *testing.T) {
 }
 
 func startSimCluster(t *testing.T, nw *simnet.Network, n int) []*simNode {
-	return startSimClusterWith(t, nw, n, nil)
+	return startSimClusterWith(t, nw, n, simOptions{})
 }
 
-func startSimClusterWith(t *testing.T, nw *simnet.Network, n int, res store.Resolver) []*simNode {
+// simOptions are what every node of a simulated cluster is started with;
+// the zero value is startSimCluster's.
+type simOptions struct {
+	res  store.Resolver
+	ttl  time.Duration // purge_log_ttl; 0: the default
+	tomb time.Duration // tombstone_ttl; 0: the default
+	book bool          // each node keeps a peer book across restarts
+	eph  bool          // stores show ephemeral records by member liveness
+}
+
+// startSimClusterWith starts n nodes named n0, n1, … with o, stops them at
+// cleanup, and waits until every node sees every other.
+func startSimClusterWith(t *testing.T, nw *simnet.Network, n int, o simOptions) []*simNode {
 	t.Helper()
 	dir := simDir(t)
 	nodes := make([]*simNode, n)
 	for i := range nodes {
-		nodes[i] = startSimNode(t, nw, dir, fmt.Sprintf("n%d", i), res)
+		sn := newSimNode(t, nw, dir, fmt.Sprintf("n%d", i), o.res)
+		sn.ttl, sn.tomb, sn.eph = o.ttl, o.tomb, o.eph
+		if o.book {
+			sn.book = &memBook{}
+		}
+		sn.start(t)
+		nodes[i] = sn
 	}
 	t.Cleanup(func() {
 		for _, sn := range nodes {

@@ -19,7 +19,7 @@ func TestSimPartitionHeal(t *testing.T) {
 		rng := rand.New(rand.NewPCG(seed, 3))
 		nw := lossy(seed)
 		res := newUnionResolver()
-		nodes := startSimClusterWith(t, nw, 3+rng.IntN(3), res)
+		nodes := startSimClusterWith(t, nw, 3+rng.IntN(3), simOptions{res: res})
 		h := &history{}
 		for i := range 5 { // history before the split
 			h.write(t, nodes[rng.IntN(len(nodes))], fmt.Sprintf("both/k%d", i), "v0")

@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"testing"
@@ -37,24 +36,7 @@ func TestSimTombstonePurgedWhileAway(t *testing.T) {
 	forSeedsDiv(t, 4, func(t *testing.T, seed uint64) {
 		rng := rand.New(rand.NewPCG(seed, 40))
 		nw := lossy(seed)
-		dir := simDir(t)
-		nodes := make([]*simNode, 3+rng.IntN(2))
-		for i := range nodes {
-			nodes[i] = newSimNode(t, nw, dir, fmt.Sprintf("n%d", i), nil)
-			nodes[i].ttl, nodes[i].tomb, nodes[i].book = simTTL, simTombTTL, &memBook{}
-			nodes[i].start(t)
-		}
-		t.Cleanup(func() {
-			for _, sn := range nodes {
-				sn.stop(t)
-			}
-		})
-		waitFor(t, 20*simHeartbeat, func() error {
-			if !allSee(nodes, len(nodes)-1) {
-				return errors.New("members did not find each other")
-			}
-			return nil
-		})
+		nodes := startSimClusterWith(t, nw, 3+rng.IntN(2), simOptions{ttl: simTTL, tomb: simTombTTL, book: true})
 		h := &history{}
 		const keys = 30
 		for i := range keys {

@@ -116,14 +116,6 @@ func (b *Bridge) applyLoop(ctx context.Context, ch <-chan inMsg) {
 	}
 }
 
-// errorBody is the API's error JSON (rpc's server writes the same).
-type errorBody struct {
-	Error  string `json:"error"`
-	Code   string `json:"code"`
-	Acked  int    `json:"acked,omitempty"`
-	Wanted int    `json:"wanted,omitempty"`
-}
-
 // answer counts the outcome of an inbound write and, when the message
 // asks for a reply, sends the API's JSON answer.
 func (b *Bridge) answer(m *nats.Msg, rec rpc.Record, err error) {
@@ -131,12 +123,12 @@ func (b *Bridge) answer(m *nats.Msg, rec rpc.Record, err error) {
 	if err != nil {
 		b.st.writeErrors.Add(1)
 		e := rpc.AsError(err)
-		body, _ = json.Marshal(errorBody{Error: e.Message, Code: e.Code, Acked: e.Acked, Wanted: e.Wanted})
+		body, _ = json.Marshal(e)
 		b.log.Debug("nats: inbound write refused", "subject", m.Subject, "code", e.Code, "error", e.Message)
 	} else {
 		b.st.writes.Add(1)
 		if body, err = json.Marshal(rec); err != nil {
-			body, _ = json.Marshal(errorBody{Error: err.Error(), Code: rpc.ErrInternal.Code})
+			body, _ = json.Marshal(rpc.Errorf(rpc.ErrInternal, "%v", err))
 		}
 	}
 	if m.Reply == "" {

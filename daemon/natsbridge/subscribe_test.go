@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -15,12 +16,18 @@ import (
 	"github.com/cloudknowledge/ck/store"
 )
 
-// hookWriter refuses writes under "locked/" the way an on_set hook does.
+// hookWriter refuses writes under "locked/" the way an on_set hook does,
+// and answers writes under "lonely/" as a --wait no peer acknowledged.
 type hookWriter struct{ storeWriter }
 
 func (w hookWriter) Put(ctx context.Context, key string, value []byte, opts rpc.WriteOptions) (rpc.Record, error) {
-	if len(key) > 7 && key[:7] == "locked/" {
+	if strings.HasPrefix(key, "locked/") {
 		return rpc.Record{}, rpc.Errorf(rpc.ErrHookRejected, "rejected by hook: %s is locked", key)
+	}
+	if strings.HasPrefix(key, "lonely/") {
+		e := rpc.Errorf(rpc.ErrWaitTimeout, "stored, but only 0 of 2 peers acknowledged")
+		e.Acked, e.Wanted = 0, 2
+		return rpc.Record{}, e
 	}
 	return w.storeWriter.Put(ctx, key, value, opts)
 }
@@ -81,6 +88,12 @@ func TestInboundWrites(t *testing.T) {
 		}
 	}
 
+	// A --wait shortfall carries acked, 0 included, as the API's answer does.
+	got = request(t, nc, "ck.set.lonely.x", []byte("v"))
+	if got["code"] != "wait_timeout" || got["acked"] != float64(0) || got["wanted"] != float64(2) {
+		t.Errorf("wait shortfall reply %v, want code wait_timeout, acked 0, wanted 2", got)
+	}
+
 	// Without a reply subject the write is applied all the same.
 	if err := nc.Publish("ck.set.fire.and.forget", []byte("ff")); err != nil {
 		t.Fatal(err)
@@ -92,8 +105,8 @@ func TestInboundWrites(t *testing.T) {
 		return nil
 	})
 	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
-		if s := b.Stats(); s.Received != 8 || s.Writes != 3 || s.WriteErrors != 5 {
-			return fmt.Errorf("stats %+v: want 8 received, 3 stored, 5 refused", s)
+		if s := b.Stats(); s.Received != 9 || s.Writes != 3 || s.WriteErrors != 6 {
+			return fmt.Errorf("stats %+v: want 9 received, 3 stored, 6 refused", s)
 		}
 		return nil
 	})

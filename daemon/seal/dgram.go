@@ -6,6 +6,7 @@ import (
 	"crypto/hkdf"
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -84,20 +85,20 @@ func (d *Datagram) Overhead() int { return TagSize }
 // boot epoch guarantee it.
 func (d *Datagram) Seal(hdr []byte, body []byte) ([]byte, error) {
 	if len(hdr) != wire.HeaderSize {
-		return nil, fmt.Errorf("seal: header of %d bytes, want %d", len(hdr), wire.HeaderSize)
+		return nil, fmt.Errorf("header of %d bytes, want %d", len(hdr), wire.HeaderSize)
 	}
 	h, err := wire.ParseHeader(hdr)
 	if err != nil {
-		return nil, fmt.Errorf("seal: %w", err)
+		return nil, err
 	}
 	if h.Flags&wire.FlagSealed == 0 || h.Cluster != ([8]byte{}) {
-		return nil, fmt.Errorf("seal: header not marked sealed, or carrying a cluster tag")
+		return nil, errors.New("header not marked sealed, or carrying a cluster tag")
 	}
 	// The id in hdr, not the current primary: a Swap may have happened
 	// since Encode asked for KeyID, and the header must name the key used.
 	k := d.ring.lookup(h.KeyID)
 	if k == nil {
-		return nil, fmt.Errorf("seal: %w: key %s left the keyring while sealing", wire.ErrKey, Fingerprint(h.KeyID))
+		return nil, fmt.Errorf("%w: key %s left the keyring while sealing", wire.ErrKey, Fingerprint(h.KeyID))
 	}
 	aead, fresh, err := d.subkey(k, h.Sender, h.Epoch)
 	if err != nil {
@@ -180,7 +181,7 @@ func (d *Datagram) subkey(k *ringKey, sender store.NodeID, epoch uint64) (a ciph
 	binary.BigEndian.PutUint64(info[n:], epoch)
 	sub, err := hkdf.Expand(sha256.New, k.prk, string(info[:]), KeySize)
 	if err != nil {
-		return nil, false, fmt.Errorf("seal: deriving a subkey: %w", err)
+		return nil, false, fmt.Errorf("deriving a subkey: %w", err)
 	}
 	a, err = newGCM(sub)
 	return a, true, err
@@ -189,13 +190,9 @@ func (d *Datagram) subkey(k *ringKey, sender store.NodeID, epoch uint64) (a ciph
 func newGCM(key []byte) (cipher.AEAD, error) {
 	b, err := aes.NewCipher(key)
 	if err != nil {
-		return nil, fmt.Errorf("seal: %w", err)
+		return nil, err
 	}
-	a, err := cipher.NewGCM(b)
-	if err != nil {
-		return nil, fmt.Errorf("seal: %w", err)
-	}
-	return a, nil
+	return cipher.NewGCM(b)
 }
 
 type cacheKey struct {

@@ -208,7 +208,7 @@ func streamKeys(k *ringKey, client, server hello, cluster string) (c2s, s2c []by
 	info = append(info, cluster...)
 	okm, err := hkdf.Expand(sha256.New, k.prk, string(info), 2*KeySize)
 	if err != nil {
-		return nil, nil, fmt.Errorf("seal: deriving stream keys: %w", err)
+		return nil, nil, fmt.Errorf("deriving stream keys: %w", err)
 	}
 	return okm[:KeySize], okm[KeySize:], nil
 }

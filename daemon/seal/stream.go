@@ -127,7 +127,7 @@ func (c *Conn) writeRecord(typ byte, data []byte) error {
 		}
 	}
 	if c.wseq == math.MaxUint64 {
-		c.werr = errors.New("seal: stream sequence exhausted")
+		c.werr = errors.New("stream sequence exhausted")
 		return c.werr
 	}
 	need := 1 + len(data) + TagSize

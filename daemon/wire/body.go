@@ -195,7 +195,13 @@ func (m *SyncKeys) check(Header) error {
 	return nil
 }
 
-func (*Query) check(Header) error       { return nil }
+func (m *Query) check(Header) error {
+	if (m.HaveHash != nil) != (len(m.HaveVV) > 0) {
+		return errors.New("have_vv and have_hash disagree")
+	}
+	return nil
+}
+
 func (*Fetch) check(Header) error       { return nil }
 func (*SyncTop) check(Header) error     { return nil }
 func (*SyncLeaves) check(Header) error  { return nil }

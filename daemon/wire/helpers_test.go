@@ -56,6 +56,7 @@ func keyEntry(key string, r store.Record) wire.KeyEntry {
 func messages() map[string]wire.Message {
 	small := record("config/db/host", []byte("10.0.0.7"))
 	dead := tombstone("config/old")
+	smallHash := small.Hash()
 	leafKey := "a/key"
 	leaf := store.KeyHash(leafKey).Leaf()
 	return map[string]wire.Message{
@@ -91,6 +92,7 @@ func messages() map[string]wire.Message {
 			Lamport: 8, Hash: store.Hash{9, 9, 9}, Holder: "127.0.0.1:40001", NoAck: true,
 		},
 		"query":          &wire.Query{ID: 1234, Key: "config/db/host"},
+		"query-have":     &wire.Query{ID: 1234, Key: "config/db/host", HaveVV: small.VV, HaveHash: &smallHash},
 		"answer-missing": &wire.Answer{ID: 1234, Hash: store.Hash{}},
 		"answer-version": &wire.Answer{ID: 1234, Found: true, Lamport: 7, VV: store.VV{nodeA: 7, nodeB: 3}, Hash: small.Hash()},
 		"answer-record": &wire.Answer{

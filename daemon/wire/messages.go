@@ -113,6 +113,12 @@ type Hello struct {
 	// sync sessions to it (it pulls from one peer at a time, docs/PROTOCOL.md,
 	// Bootstrap), though it serves the sessions others open.
 	Syncing bool `cbor:"12,keyasint,omitempty"`
+	// Interval is the time, in ms, until the sender's next HELLO (its
+	// heartbeat, stretched in a large cluster: docs/ARCHITECTURE.md,
+	// Heartbeats at scale). Receivers count suspect and gone in these
+	// intervals. 0 (a sender written before the field) means the
+	// receiver's own heartbeat, and keeps every node on it.
+	Interval int64 `cbor:"13,keyasint,omitempty"`
 }
 
 // Bye says the sender is stopping cleanly: mark it left, not suspect.
@@ -232,16 +238,37 @@ type AckEntry struct {
 	Lamport uint64
 }
 
-// Query asks every node for its version of Key (a fresh read).
+// Query asks every node for its version of Key (a fresh read). HaveVV and
+// HaveHash are the version the asker holds, both absent when it holds
+// none: a node whose version is not newer answers with the version only,
+// no record. A node that ignores them (written before the fields) answers
+// with the record, as before.
 type Query struct {
-	ID  uint64 `cbor:"1,keyasint"` // the asker's; echoed in each Answer
-	Key string `cbor:"2,keyasint"`
+	ID       uint64      `cbor:"1,keyasint"` // the asker's; echoed in each Answer
+	Key      string      `cbor:"2,keyasint"`
+	HaveVV   store.VV    `cbor:"3,keyasint,omitempty"`
+	HaveHash *store.Hash `cbor:"4,keyasint,omitempty"` // present exactly when HaveVV is
+}
+
+// Holds reports whether the asker holds a version of the key.
+func (q *Query) Holds() bool { return q.HaveHash != nil }
+
+// NotNewer reports whether a node holding vv and hash may answer q with
+// its version only: the asker's version dominates or equals it. Equal
+// version vectors with other hashes (never made by this protocol, but a
+// peer's store could hold one) get the record.
+func (q *Query) NotNewer(vv store.VV, hash store.Hash) bool {
+	if !q.Holds() || !q.HaveVV.Dominates(vv) {
+		return false
+	}
+	return !vv.Dominates(q.HaveVV) || hash == *q.HaveHash
 }
 
 // Answer is one node's reply to a Query, unicast to the asker. Found is
 // false only when the node holds nothing for the key, not even a tombstone.
-// Record is present when the answer still fits a datagram with it; else the
-// asker fetches the newest version over a stream.
+// Record is present when the answer still fits a datagram with it and the
+// asker may lack it (Query.NotNewer); else the asker fetches the record
+// over a stream if it needs it.
 type Answer struct {
 	ID      uint64        `cbor:"1,keyasint"`
 	Found   bool          `cbor:"2,keyasint,omitempty"`

@@ -50,7 +50,7 @@ type Stats struct {
 }
 
 // ErrUnreachable is returned by Dial across a partition or to a closed node.
-var ErrUnreachable = errors.New("simnet: unreachable")
+var ErrUnreachable = errors.New("unreachable")
 
 // New returns a network whose random choices all come from seed.
 func New(seed uint64, opts Options) *Network {

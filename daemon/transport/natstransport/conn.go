@@ -168,7 +168,7 @@ func (c *conn) awaitCredit(n int) (offset, peer uint64, err error) {
 		case c.werr != nil:
 			err = c.werr
 		case c.finSent:
-			err = fmt.Errorf("natstransport: write after CloseWrite: %w", net.ErrClosed)
+			err = fmt.Errorf("write after CloseWrite: %w", net.ErrClosed)
 		case isClosed(c.wdl.wait()):
 			err = os.ErrDeadlineExceeded
 		case c.sent+uint64(n)-c.peerConsumed <= c.peerWindow:

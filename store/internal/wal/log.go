@@ -1,7 +1,10 @@
 // Package wal is the store's write-ahead log: a ring file of batches, each
-// acknowledged once it is on the device, read back at open. It knows
-// nothing of records: a change is a key and opaque bytes (the store's
-// record and change-log entry).
+// acknowledged once it is on the device, read back at open (log.go); the
+// overlay of batches logged but not yet in the data file, which reads look
+// at first (overlay.go); and their flush into the data file, which frees
+// the ring's space (flush.go, flusher.go). It knows nothing of records: a
+// change is a key and opaque bytes (the store's record and change-log
+// entry), and what a flush writes is the store's (Sink).
 package wal
 
 import (
@@ -19,9 +22,9 @@ import (
 // A commit is acknowledged once its batch is in the
 // log and the log is fdatasynced: one write and one fsync, where a bbolt
 // commit costs two fsyncs (data pages, then the meta page) and a dozen
-// scattered page writes. The batches are then held in memory (the store's
-// pending sets) and written into the bbolt file in large transactions (the
-// store's flush), with
+// scattered page writes. The batches are then held in memory (Overlay)
+// and written into the bbolt file in large transactions (Overlay.Flush,
+// through the store's Sink), with
 // bbolt's own two-fsync ordering intact, so the bbolt file is always a
 // consistent state as of some batch (its meta value wal_lsn).
 //
