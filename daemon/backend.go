@@ -100,6 +100,7 @@ func (b backend) writeAndWait(ctx context.Context, key string, value []byte, del
 	if err != nil {
 		return rpc.Record{}, err
 	}
+	ctx = cluster.Overlap(ctx, opts.Wait) // sent while it commits (docs/ARCHITECTURE.md, "Overlapped replication")
 	rec, err := b.write(ctx, inst, key, value, del, opts)
 	release()
 	if err != nil {
@@ -147,7 +148,7 @@ func (b backend) write(ctx context.Context, inst *instance, key string, value []
 	}
 	b.d.metrics.writes.WithLabelValues(op).Inc()
 	if opts.Wait <= 0 {
-		inst.node.Replicate(rec)
+		inst.node.ReplicateAfter(ctx, rec)
 	}
 	return rec, nil
 }

@@ -49,6 +49,7 @@ type request struct {
 	ttl       int64        // set: the record's TTL, ms (ttl.go)
 	ephemeral uint64       // set: the boot epoch of an ephemeral record (ephemeral.go)
 
+	ctx  context.Context // the caller's, for the early hook (SetEarly)
 	res  ApplyResult
 	err  error
 	done chan struct{}
@@ -80,7 +81,7 @@ func (s *Store) submit(ctx context.Context, r *request) error {
 		return err
 	}
 
-	r.done = make(chan struct{})
+	r.done, r.ctx = make(chan struct{}), ctx
 	if len(s.reqs) == 0 && s.company.lone() && s.commitMu.TryLock() {
 		// Nothing committing, nothing queued, no crowd of writers of
 		// late (company.go): commit here, on the
@@ -206,12 +207,13 @@ func (s *Store) commitLocked(batch []*request) {
 		}
 		st.done()
 	}
+	var sent uint64 // the highest lamport handed to the early hook
 	if err == nil && (len(st.changes) > 0 || st.reservedDirty) {
 		// Only ignored records and refused conditions write nothing.
 		if direct {
 			err = s.commitDirect(st)
 		} else {
-			err = s.persist(st, shrinks)
+			err = s.persist(st, shrinks, batch, &sent)
 		}
 	}
 	s.commits.Add(1)
@@ -219,6 +221,11 @@ func (s *Store) commitLocked(batch []*request) {
 	s.company.committed(len(batch), time.Since(start))
 	if err != nil {
 		err = s.commitError(err, len(batch))
+		if sent > 0 {
+			// The writes may be on peers: their versions stay used.
+			s.raise(sent)
+			err = fmt.Errorf("%w (the write was handed to replication before the commit failed: it may exist on peers)", err)
+		}
 		for _, r := range batch {
 			r.res, r.err = ApplyResult{}, err
 		}
@@ -247,7 +254,7 @@ func (st *txState) build(batch []*request) error {
 // persist makes the batch durable: in the log, or, when it is too large
 // for the log, straight in the bbolt file. A batch that shrinks the store
 // may use the ring's spare (walSpace).
-func (s *Store) persist(st *txState, shrinks bool) error {
+func (s *Store) persist(st *txState, shrinks bool, batch []*request, sent *uint64) error {
 	lsn := s.wal.LSN() + 1
 	b := s.wal.Encode(lsn, st.reserved, st.walChanges())
 	if int64(len(b)) > s.wal.MaxBatch() {
@@ -258,11 +265,58 @@ func (s *Store) persist(st *txState, shrinks bool) error {
 	if err != nil {
 		return err
 	}
+	*sent = s.sendEarly(batch)
 	if err := s.wal.Write(b, pos, lsn); err != nil {
 		return err
 	}
 	st.lsn, st.pos, st.size = lsn, pos, n
 	return nil
+}
+
+// Early is a local write handed to the early hook: its record, and the
+// context it was submitted with (which the hook may read values from).
+type Early struct {
+	Record Record
+	Ctx    context.Context
+}
+
+// EarlyFunc is the early hook (SetEarly).
+type EarlyFunc func([]Early)
+
+// SetEarly sets fn, which is handed each batch's local writes once their
+// versions are assigned and the log has room for the batch, just before
+// the batch is written and synced: the cluster sends them to its peers
+// while this node syncs (docs/ARCHITECTURE.md, "Overlapped replication").
+// Only writes whose lamport the persisted reservation already covers are
+// handed over, so that a crash before the commit cannot hand the same
+// version out again (clock.go); the few that would move the reservation
+// are replicated after their commit as before. A commit that fails after
+// the hook ran raises L past the writes it was handed, and its error says
+// they may exist on peers. fn runs on the committing goroutine: it must be
+// quick and must not write to the store.
+func (s *Store) SetEarly(fn EarlyFunc) { s.early.Store(&fn) }
+
+// sendEarly hands the batch's local writes to the early hook and returns
+// the highest lamport handed over (0: none).
+func (s *Store) sendEarly(batch []*request) uint64 {
+	fn := s.early.Load()
+	if fn == nil || *fn == nil {
+		return 0
+	}
+	covered := s.Reserved() // this batch's own reservation is not durable yet
+	var ws []Early
+	var top uint64
+	for _, r := range batch {
+		rec := &r.res.Record
+		if (r.kind == reqSet || r.kind == reqDelete) && r.err == nil && rec.Lamport > 0 && rec.Lamport <= covered {
+			ws = append(ws, Early{Record: *rec, Ctx: r.ctx})
+			top = max(top, rec.Lamport)
+		}
+	}
+	if len(ws) > 0 {
+		(*fn)(ws)
+	}
+	return top
 }
 
 // walSpace returns where a batch of n bytes goes in the log, waiting for

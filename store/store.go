@@ -164,6 +164,8 @@ type Store struct {
 	diskFull atomic.Bool              // the last commit failed for lack of space (logged once)
 	space    *space                   // the reserve, and what a full disk still admits (space.go)
 
+	early atomic.Pointer[EarlyFunc] // told of local writes before their commit (commit.go)
+
 	mu         sync.RWMutex  // guards what follows
 	notify     chan struct{} // closed and replaced by every commit that logs events
 	closed     bool

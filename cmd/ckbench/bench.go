@@ -15,7 +15,8 @@ import (
 
 type config struct {
 	socket                  string
-	client                  string // raw or rpc: see newClient
+	client                  string // raw, rpc, etcd or nats: see newClient
+	url                     string // etcd or nats: where the system listens
 	wait                    int    // sets wait for this many peer acknowledgements
 	jsonValues              bool   // values are JSON documents
 	clients, requests, size int
@@ -38,8 +39,10 @@ func (c config) validate() error {
 		return errors.New("-rate must not be negative")
 	case c.readPct < 0 || c.readPct > 100:
 		return errors.New("-read-pct must be between 0 and 100")
-	case c.client != "raw" && c.client != "rpc":
-		return errors.New("-client must be raw or rpc")
+	case c.client != "raw" && c.client != "rpc" && c.client != "etcd" && c.client != "nats":
+		return errors.New("-client must be raw, rpc, etcd or nats")
+	case (c.client == "etcd" || c.client == "nats") && c.url == "":
+		return fmt.Errorf("-client %s needs -url", c.client)
 	}
 	return nil
 }
@@ -96,6 +99,16 @@ func (r result) print(w io.Writer) {
 // first, so that every get finds its key.
 func runTest(ctx context.Context, cfg config, k kind) (result, error) {
 	value := makeValue(cfg.size, cfg.jsonValues)
+	if cfg.client == "etcd" || cfg.client == "nats" {
+		if k != kindSet {
+			return result{}, fmt.Errorf("-client %s runs the set test only", cfg.client)
+		}
+		if cfg.client == "nats" {
+			if err := prepareNATS(ctx, cfg.url, 3); err != nil {
+				return result{}, fmt.Errorf("nats bucket: %w", err)
+			}
+		}
+	}
 	if k != kindSet {
 		if err := fill(ctx, cfg, value); err != nil {
 			return result{}, fmt.Errorf("filling the keyspace: %w", err)
@@ -114,7 +127,14 @@ func runTest(ctx context.Context, cfg config, k kind) (result, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cl, _ := newClient(cfg.client, cfg.socket) // a connection per client, as redis-benchmark
+			cl, err := newClient(cfg.client, cfg.socket, cfg.url) // a connection per client, as redis-benchmark
+			if err != nil {
+				errMu.Lock()
+				first = cmpErr(first, err)
+				errMu.Unlock()
+				errs.Add(int64(cfg.requests))
+				return
+			}
 			defer cl.close()
 			rng := rand.New(rand.NewPCG(uint64(c), 1))
 			mine := make([]time.Duration, 0, cfg.requests/cfg.clients+1)
@@ -140,7 +160,7 @@ func runTest(ctx context.Context, cfg config, k kind) (result, error) {
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
-	if first != nil && errs.Load() == int64(cfg.requests) {
+	if first != nil && errs.Load() >= int64(cfg.requests) {
 		return result{}, first
 	}
 	all := slices.Concat(lat...)
@@ -208,7 +228,11 @@ func fill(ctx context.Context, cfg config, value []byte) error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			cl, _ := newClient(cfg.client, cfg.socket)
+			cl, err := newClient(cfg.client, cfg.socket, cfg.url)
+			if err != nil {
+				errc <- err
+				return
+			}
 			defer cl.close()
 			for i := next.Add(1) - 1; i < int64(cfg.keys); i = next.Add(1) - 1 {
 				if err := cl.set(ctx, cfg.prefix+strconv.FormatInt(i, 10), value, 0); err != nil {
@@ -221,4 +245,12 @@ func fill(ctx context.Context, cfg config, value []byte) error {
 	wg.Wait()
 	close(errc)
 	return <-errc
+}
+
+// cmpErr is the first of a and b that is not nil.
+func cmpErr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
 }

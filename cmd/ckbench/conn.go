@@ -30,15 +30,20 @@ type benchClient interface {
 	close()
 }
 
-// newClient returns a client of the kind named by -client.
-func newClient(kind, socket string) (benchClient, error) {
+// newClient returns a client of the kind named by -client; etcd and nats
+// (others.go) talk to those systems at url.
+func newClient(kind, socket, url string) (benchClient, error) {
 	switch kind {
 	case "raw":
 		return &rawConn{socket: socket}, nil
 	case "rpc":
 		return rpcClient{rpc.NewClient(socket)}, nil
+	case "etcd":
+		return newEtcdConn(url)
+	case "nats":
+		return newNATSKV(url)
 	}
-	return nil, fmt.Errorf("unknown client %q (want raw or rpc)", kind)
+	return nil, fmt.Errorf("unknown client %q (want raw, rpc, etcd or nats)", kind)
 }
 
 type rpcClient struct{ c *rpc.Client }

@@ -114,6 +114,7 @@ type crashSim struct {
 	gen     []int                // each node's crashes so far
 	ctx     []context.Context    // ends when the node crashes: its clients' calls fail
 	cancel  []context.CancelFunc //
+	crashed func(i int)          // optional: called at the instant node i crashes
 	acked   history              // writes whose caller was answered (with any count of acks)
 	durable [][]store.Record     // per node: own writes its store accepted
 	full    []store.Record       // writes acknowledged by every peer
@@ -150,32 +151,49 @@ func startCrashSim(t *testing.T, nw *simnet.Network, n int) *crashSim {
 
 // writer is one client of node i: count writes of shared keys, each
 // waiting for acknowledgements, at random intervals. A call to a crashed
-// node fails and the client goes on with its next write.
+// node fails and the client goes on with its next write. Every other
+// write goes as the daemon sends it, overlapped with its commit
+// (Overlap), the others replicated once committed.
 func (cs *crashSim) writer(i int, rng *rand.Rand, count int) {
 	for j := range count {
 		time.Sleep(time.Duration(rng.IntN(400)) * time.Millisecond)
-		cs.mu.Lock()
-		up, gen, ctx, st, node := cs.up[i], cs.gen[i], cs.ctx[i], cs.nodes[i].st, cs.nodes[i].node
-		cs.mu.Unlock()
-		if !up {
-			continue
-		}
-		rec, err := st.Set(ctx, fmt.Sprintf("k%d", rng.IntN(8)), fmt.Appendf(nil, "%s-%d", cs.nodes[i].name, j), nil)
-		if err != nil {
-			continue // the store closed under the call: the node crashed
-		}
-		if !cs.record(i, gen, func() { cs.durable[i] = append(cs.durable[i], rec) }) {
-			continue
-		}
-		node.Replicate(rec)
-		n, _ := node.WaitAcks(ctx, rec, cs.want, 5*time.Second)
-		cs.record(i, gen, func() {
-			cs.acked.writes = append(cs.acked.writes, rec)
-			if n >= cs.want {
-				cs.full = append(cs.full, rec)
-			}
-		})
+		cs.write(i, fmt.Sprintf("k%d", rng.IntN(8)), fmt.Sprintf("%s-%d", cs.nodes[i].name, j), j%2 == 0)
 	}
+}
+
+// write is one write of a client of node i, waiting for cs.want ACKs;
+// overlapped, it is sent while it commits. It returns the write and
+// whether its caller was answered before any crash of the node.
+func (cs *crashSim) write(i int, key, value string, overlapped bool) (store.Record, bool) {
+	cs.mu.Lock()
+	up, gen, ctx, st, node := cs.up[i], cs.gen[i], cs.ctx[i], cs.nodes[i].st, cs.nodes[i].node
+	cs.mu.Unlock()
+	if !up {
+		return store.Record{}, false
+	}
+	if overlapped {
+		ctx = Overlap(ctx, cs.want)
+	}
+	rec, err := st.Set(ctx, key, []byte(value), nil)
+	if err != nil {
+		return store.Record{}, false // the store closed under the call: the node crashed
+	}
+	if !cs.record(i, gen, func() { cs.durable[i] = append(cs.durable[i], rec) }) {
+		return rec, false
+	}
+	var n int
+	if overlapped {
+		n, _ = node.ReplicateWait(ctx, rec, cs.want, 5*time.Second)
+	} else {
+		node.Replicate(rec)
+		n, _ = node.WaitAcks(ctx, rec, cs.want, 5*time.Second)
+	}
+	return rec, cs.record(i, gen, func() {
+		cs.acked.writes = append(cs.acked.writes, rec)
+		if n >= cs.want {
+			cs.full = append(cs.full, rec)
+		}
+	})
 }
 
 // record runs fn if node i has not crashed since generation gen: what a
@@ -203,6 +221,9 @@ func (cs *crashSim) crash(i int) []store.Record {
 	to := filepath.Join(cs.dir, fmt.Sprintf("%s-c%d.db", sn.name, cs.gen[i]))
 	moved := copyStoreFiles(t, sn.path, to)
 	cs.trs[i].crash()
+	if cs.crashed != nil {
+		cs.crashed(i)
+	}
 	cs.cancel[i]()
 	cs.up[i] = false
 	must := append([]store.Record(nil), cs.durable[i]...)

@@ -34,11 +34,16 @@ type ackKey struct {
 type ackTable struct {
 	mu      sync.Mutex
 	waiting map[ackKey]*ackWait
+	swept   time.Time // when unclaimed early registrations were last swept (early.go)
 }
 
 type ackWait struct {
 	from    map[store.NodeID]bool
 	changed chan struct{} // closed and replaced on every new ack
+	// A write sent before its commit (early.go): the peers asked and
+	// when, and until its writer claims it, early is when it was sent.
+	asked         map[store.NodeID]bool
+	early, sentAt time.Time
 }
 
 func newAckTable() *ackTable { return &ackTable{waiting: map[ackKey]*ackWait{}} }
@@ -135,9 +140,12 @@ func (n *Node) WaitAcks(ctx context.Context, rec store.Record, want int, timeout
 // before the first send, so each peer receives (and applies) the write
 // once unless a datagram is lost. With want <= 0 it is Replicate; with
 // fewer alive peers than want it replicates and returns ErrTooFewPeers.
+// A write made with a context from Overlap (ctx, or one it derives from)
+// that went out before its commit is not sent again: the wait goes on
+// from that send, counting the ACKs that came meanwhile.
 func (n *Node) ReplicateWait(ctx context.Context, rec store.Record, want int, timeout time.Duration) (int, error) {
 	if want <= 0 || n.AlivePeers() < want {
-		n.Replicate(rec)
+		n.ReplicateAfter(ctx, rec)
 	}
 	if want <= 0 {
 		return 0, nil
@@ -147,19 +155,25 @@ func (n *Node) ReplicateWait(ctx context.Context, rec store.Record, want int, ti
 
 // waitAcks registers for rec's ACKs, sends rec, and waits (WaitAcks).
 func (n *Node) waitAcks(ctx context.Context, rec store.Record, want int, timeout time.Duration) (int, error) {
+	k := ackKey{rec.Key, rec.Origin, rec.Lamport}
+	w, early := n.acks.claim(k)
+	defer n.acks.forget(k)
 	if alive := n.AlivePeers(); alive < want {
 		return 0, fmt.Errorf("%w: %d alive, %d asked", ErrTooFewPeers, alive, want)
 	}
-	k := ackKey{rec.Key, rec.Origin, rec.Lamport}
-	w := n.acks.register(k)
-	defer n.acks.forget(k)
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()
+	var asked map[store.NodeID]bool
+	var sent time.Time
+	if early {
+		asked, sent = w.asked, w.sentAt
+	} else {
+		w, asked = n.acks.register(k), map[store.NodeID]bool{}
+		n.broadcast(n.updateFor(rec, n.askAcks(w, asked, want, 0)))
+		sent = time.Now()
+	}
 	resend := time.NewTicker(resendEvery)
 	defer resend.Stop()
-	asked := map[store.NodeID]bool{}
-	n.broadcast(n.updateFor(rec, n.askAcks(w, asked, want, 0)))
-	sent := time.Now()
 	for round := 1; ; {
 		got, changed := n.acks.count(w)
 		if got >= want {

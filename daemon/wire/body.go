@@ -130,6 +130,22 @@ func (m *Bye) check(h Header) error {
 }
 
 func (m *Update) check(Header) error {
+	if err := m.checkOne(); err != nil {
+		return err
+	}
+	for i := range m.More {
+		u := &m.More[i]
+		if len(u.More) > 0 {
+			return errors.New("an update in more has more of its own")
+		}
+		if err := u.checkOne(); err != nil {
+			return fmt.Errorf("more[%d]: %w", i, err)
+		}
+	}
+	return nil
+}
+
+func (m *Update) checkOne() error {
 	if m.Record.Hash() != m.Hash {
 		return errors.New("hash is not the record's")
 	}

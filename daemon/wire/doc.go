@@ -46,7 +46,8 @@
 //
 // UPDATE: the origin of a write, to all, as soon as the write is accepted,
 // and again every 200 ms while a writer waits for acknowledgements; also a
-// fresh read's read repair, unicast. When UpdateSize exceeds max_datagram
+// fresh read's read repair, unicast. The writes of one group commit share
+// a datagram: the first is the UPDATE, the others ride in its More. When UpdateSize exceeds max_datagram
 // the origin sends ANNOUNCE instead, and receivers that lack the version
 // FETCH the key from its Holder. A receiver applies what is newer, resolves
 // what is concurrent, ignores the rest — applying is idempotent, so

@@ -16,10 +16,11 @@ import (
 // new fields ignored). 1.1 added records with a ttl (record field 10) and
 // the remaining lifetime that travels with them (ttl.go): a 1.0 node
 // refuses a frame holding such a record, so TTL keys wait until every
-// node runs 1.1.
+// node runs 1.1. 1.2 added UPDATE's More (several writes in one datagram,
+// messages.go), which a 1.1 node reads as the first write only.
 const (
 	Version byte   = 1
-	Minor   byte   = 1
+	Minor   byte   = 2
 	Proto   uint16 = uint16(Version)<<8 | uint16(Minor) // HELLO's Proto
 )
 

@@ -78,6 +78,11 @@ func messages() map[string]wire.Message {
 		}},
 		"update-no-ack":   &wire.Update{Record: small, Hash: small.Hash(), AckRequest: wire.AckRequest{NoAck: true}},
 		"update-ack-from": &wire.Update{Record: small, Hash: small.Hash(), AckRequest: wire.AckRequest{AckFrom: []store.NodeID{nodeB, nodeA}}},
+		"update-more": &wire.Update{Record: small, Hash: small.Hash(), AckRequest: wire.AckRequest{NoAck: true},
+			More: []wire.Update{
+				{Record: dead, Hash: dead.Hash(), AckRequest: wire.AckRequest{AckFrom: []store.NodeID{nodeB}}},
+				{Record: small, Hash: small.Hash()},
+			}},
 		"announce-ack-from": &wire.Announce{
 			KeyHash: store.KeyHash("big/blob"), Key: "big/blob", Origin: nodeA,
 			Lamport: 8, Hash: store.Hash{9, 9, 9}, Holder: "127.0.0.1:40001", AckFrom: []store.NodeID{nodeB},

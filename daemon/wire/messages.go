@@ -130,11 +130,30 @@ type Bye struct {
 // Update carries a record to every node: a local write, a resend while the
 // writer waits for acknowledgements, or a read repair. The write it stands
 // for is (Record.Key, Record.Origin, Record.Lamport); ACKs name it so.
+//
+// More carries further writes in the same datagram (protocol 1.2): the
+// writes of one group commit on the origin go out together, one sealed
+// datagram of up to max_datagram instead of one each (docs/PROTOCOL.md,
+// Replication). Each entry is a whole UPDATE with its own hash, ACK
+// request and lifetime left, and no More of its own. A 1.1 receiver
+// ignores the field and takes the first write only; the others reach it
+// by the writer's resends (which go one write a datagram) or anti-entropy.
 type Update struct {
 	Record store.Record `cbor:"1,keyasint"`
 	Hash   store.Hash   `cbor:"2,keyasint"` // Record.Hash(), checked on both sides
 	AckRequest
-	Left int64 `cbor:"5,keyasint,omitempty"` // Record.Left: ms of its TTL left at the sender (ttl.go)
+	Left int64    `cbor:"5,keyasint,omitempty"` // Record.Left: ms of its TTL left at the sender (ttl.go)
+	More []Update `cbor:"6,keyasint,omitempty"`
+}
+
+// Updates returns u's writes: u itself, then the entries of More.
+func (u *Update) Updates() []*Update {
+	all := make([]*Update, 1, 1+len(u.More))
+	all[0] = u
+	for i := range u.More {
+		all = append(all, &u.More[i])
+	}
+	return all
 }
 
 // AckRequest says which receivers of an UPDATE or ANNOUNCE answer ACK

@@ -47,6 +47,21 @@ func UpdateSize(r *store.Record, s Sealer) int {
 	return n
 }
 
+// MoreSize is how many bytes r, asking req for ACKs, adds to an UPDATE's
+// frame as an entry of its More: the entry's map and fields (the array's
+// head is MoreHeadSize).
+func MoreSize(r *store.Record, req AckRequest) int {
+	n := 1 + 1 + RecordSize(r) + 1 + hashLen + AckRequestSize(req)
+	if r.Left > 0 {
+		n += 1 + intLen(r.Left)
+	}
+	return n
+}
+
+// MoreHeadSize is what an UPDATE's frame grows by for a More of n entries,
+// beyond the entries themselves: the field's key and the array's head.
+func MoreHeadSize(n int) int { return 1 + headLen(uint64(n)) }
+
 // AckRequestSize is how many bytes r adds to an UPDATE's frame (what
 // UpdateSize counts without it): its fields, as long as the body map keeps
 // fewer than 24 pairs, as it does.
@@ -94,7 +109,11 @@ func intLen(v int64) int {
 func sizeHint(msg Message) int {
 	switch m := msg.(type) {
 	case *Update:
-		return 3 + RecordSize(&m.Record) + hashLen
+		n := 3 + RecordSize(&m.Record) + hashLen
+		for i := range m.More {
+			n += 3 + RecordSize(&m.More[i].Record) + hashLen
+		}
+		return n
 	case *Answer:
 		if m.Record != nil {
 			return 64 + 2*RecordSize(m.Record) // the VV twice, roughly

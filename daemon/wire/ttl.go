@@ -22,6 +22,9 @@ func carryLeft(msg Message) {
 	switch m := msg.(type) {
 	case *Update:
 		m.Left = m.Record.Left
+		for i := range m.More {
+			m.More[i].Left = m.More[i].Record.Left
+		}
 	case *Answer:
 		if m.Record != nil {
 			m.Left = m.Record.Left
@@ -48,6 +51,11 @@ func carryLeft(msg Message) {
 func takeLeft(msg Message) error {
 	switch m := msg.(type) {
 	case *Update:
+		for i := range m.More {
+			if err := setLeft(&m.More[i].Record, m.More[i].Left); err != nil {
+				return err
+			}
+		}
 		return setLeft(&m.Record, m.Left)
 	case *Answer:
 		if m.Record != nil {

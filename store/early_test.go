@@ -1,0 +1,87 @@
+package store_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/cloudknowledge/ck/store"
+)
+
+type earlyTag struct{}
+
+// TestEarlyHook: the early hook is handed a local write before its commit
+// returns — its record as committed, the context it was submitted with —
+// but only when the persisted reservation already covers its version: the
+// write that moves the reservation is not handed over (a crash before its
+// commit could otherwise let a restarted node hand that version out
+// again). Received records and refused conditions are never handed over.
+func TestEarlyHook(t *testing.T) {
+	s := openTest(t)
+	var mu sync.Mutex
+	var got []store.Early
+	s.SetEarly(func(ws []store.Early) {
+		mu.Lock()
+		defer mu.Unlock()
+		for _, w := range ws {
+			if _, found := mustGet(t, s, w.Record.Key); found && w.Record.Key == "b" {
+				t.Errorf("%s is visible before its commit", w.Record.Key)
+			}
+			got = append(got, w)
+		}
+	})
+	handed := func() []store.Early {
+		mu.Lock()
+		defer mu.Unlock()
+		out := got
+		got = nil
+		return out
+	}
+	ctx := context.WithValue(context.Background(), earlyTag{}, "tag")
+	set := func(key string) store.Record {
+		t.Helper()
+		rec, err := s.Set(ctx, key, []byte("v"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rec
+	}
+
+	a := set("a") // the first write moves the reservation from 0
+	if ws := handed(); len(ws) != 0 {
+		t.Errorf("the write at %d above the persisted reservation was handed over: %+v", a.Lamport, ws)
+	}
+	b := set("b")
+	ws := handed()
+	if len(ws) != 1 || ws[0].Record.Hash() != b.Hash() || ws[0].Ctx.Value(earlyTag{}) != "tag" {
+		t.Fatalf("handed %+v, want the write of b with its context", ws)
+	}
+	if r := s.Reserved(); b.Lamport > r {
+		t.Fatalf("test premise: b at %d within the reservation %d", b.Lamport, r)
+	}
+
+	s.Observe(s.Reserved()) // the next write moves the reservation again
+	c := set("c")
+	if ws := handed(); len(ws) != 0 {
+		t.Errorf("the write at %d, above the reservation, was handed over", c.Lamport)
+	}
+	set("d")
+	if ws := handed(); len(ws) != 1 {
+		t.Errorf("handed %d writes, want d", len(ws))
+	}
+
+	stale := uint64(1)
+	if _, err := s.Set(ctx, "d", []byte("x"), &stale); err == nil {
+		t.Fatal("a write with a stale version was accepted")
+	}
+	mustDelete(t, s, "a")
+	peer := store.Record{Key: "p", Value: []byte("v"), VV: store.VV{id(9): 5}, Lamport: 5, Origin: id(9),
+		LWW: store.Stamp{Lamport: 5, Origin: id(9)}}
+	if _, err := s.Apply(context.Background(), peer); err != nil {
+		t.Fatal(err)
+	}
+	ws = handed()
+	if len(ws) != 1 || ws[0].Record.Key != "a" || !ws[0].Record.Deleted {
+		t.Errorf("handed %+v, want only the delete of a", ws)
+	}
+}
