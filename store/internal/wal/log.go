@@ -81,6 +81,10 @@ type Log struct {
 	abuf []byte // block-aligned copy for direct writes, reused
 	err  error  // set when the log cannot be used any more
 
+	// zero fills a fresh ring with zeros in the background (zero.go), or
+	// is nil.
+	zero *zeroer
+
 	// allocated: the file's blocks up to size are allocated (preallocate),
 	// so a batch never needs a new block of the file system.
 	allocated bool
@@ -129,6 +133,7 @@ func Open(path string, size int64, store [16]byte, noSync bool) (*Log, error) {
 			w.direct = d
 		}
 	}
+	w.startZeroer()
 	return w, nil
 }
 
@@ -222,6 +227,9 @@ func syncDir(dir string) error {
 }
 
 func (w *Log) Close() error {
+	if w.zero != nil {
+		w.zero.halt()
+	}
 	if w.direct != nil {
 		w.direct.Close()
 	}
@@ -317,6 +325,9 @@ func (w *Log) Place(n int64) int64 {
 func (w *Log) Write(b []byte, pos int64, lsn uint64) error {
 	if w.err != nil {
 		return w.err
+	}
+	if w.zero != nil {
+		w.zero.claim(pos, pos+int64(len(b)), pos < w.head)
 	}
 	if err := w.writeSync(b, pos); err != nil {
 		var failed errSyncFailed
