@@ -1,6 +1,10 @@
 package wal
 
-import "sync"
+import (
+	"os"
+	"sync"
+	"syscall"
+)
 
 // A fresh ring is allocated (fallocate) but its blocks are unwritten
 // extents: on ext4 (and XFS) the first write into each one converts it, a
@@ -29,10 +33,13 @@ type zeroer struct {
 
 // startZeroer zeroes the ring of a fresh, allocated, directly written
 // log. Not elsewhere: a log with batches in it is not fresh, zeros written
-// into a sparse file would need space the disk may not have, and a
-// buffered file (tmpfs) has no extents to convert.
+// into a sparse file would need space the disk may not have, and tmpfs
+// (direct or not) has no extents to convert. Writing zeros into allocated
+// blocks needs no space: what an extent's conversion needs, the file
+// system reserves (ext4 keeps clusters back for it), and a batch's own
+// first write into the block would convert it all the same.
 func (w *Log) startZeroer() {
-	if !w.empty || !w.allocated || w.direct == nil || w.noSync {
+	if !w.empty || !w.allocated || w.direct == nil || w.noSync || onTmpfs(w.f) {
 		return
 	}
 	w.zero = w.newZeroer(func(b []byte, pos int64) error {
@@ -101,4 +108,12 @@ func (z *zeroer) halt() {
 	z.stop = true
 	z.mu.Unlock()
 	<-z.done
+}
+
+// onTmpfs reports whether f is on a tmpfs, whose allocated pages are
+// plain zeroed memory.
+func onTmpfs(f *os.File) bool {
+	const tmpfsMagic = 0x01021994
+	var st syscall.Statfs_t
+	return syscall.Fstatfs(int(f.Fd()), &st) == nil && st.Type == tmpfsMagic
 }
