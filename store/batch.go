@@ -132,3 +132,20 @@ func (s *Store) preResolveAll(reqs []*request) {
 		r.pre = &preResolved{cur: cur.Hash(), rec: Resolve(r.key, cur, &r.rec, s.opts.Resolver)}
 	}
 }
+
+// PeekAll calls fn with every record Peek would return (tombstones,
+// records past their deadline with Left 0; not expired tombstones), in key
+// order, reading a chunk of records per read transaction, so it is not a
+// snapshot and holds no transaction while fn runs. A sync session sends
+// a peer that holds nothing everything this way (a bootstrap): one read
+// per chunk where Peek took one per record, and in key order, so that the
+// peer's flushes append to its file rather than rewrite pages all over it.
+// An error from fn stops it and is returned.
+func (s *Store) PeekAll(fn func(Record) error) error {
+	return s.scan("", false, func(rec Record) error {
+		if s.hide(&rec) && s.Expired(&rec) {
+			return nil
+		}
+		return fn(rec)
+	})
+}

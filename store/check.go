@@ -16,7 +16,8 @@ import (
 // decodes, has a valid key equal to its bucket key and is stored in its
 // canonical encoding (so its hash is its bytes' hash); the key-hash index
 // matches the records; the in-memory digest tree and key count equal a
-// rebuild; the change log is contiguous, ends at LastIndex and decodes;
+// rebuild, and so does the file's digest snapshot when it is current (the
+// one the next Open would load); the change log is contiguous, ends at LastIndex and decodes;
 // every lamport is within the reservation and L. It holds off commits while
 // it runs: for tests and operators, not for a busy path.
 func (s *Store) Check() error {
@@ -38,6 +39,7 @@ func (s *Store) Check() error {
 		s.mu.RLock()
 		defer s.mu.RUnlock()
 		s.checkRecords(tx, pend, c)
+		s.checkSnapshot(tx, c)
 		s.checkIndex(tx, c)
 		s.checkLog(tx, pend, c)
 		return nil
@@ -241,5 +243,33 @@ func (s *Store) checkLog(tx *bolt.Tx, pend pendingView, c *checker) {
 	}
 	if fileLast > 0 && (s.firstIndex < fileFirst || !pend.Any && s.firstIndex != fileFirst) {
 		c.add("change log starts at %d, the first index is %d", fileFirst, s.firstIndex)
+	}
+}
+
+// checkSnapshot compares a current digest snapshot (digest.go) with a
+// rebuild from the file's records: Open would trust it.
+func (s *Store) checkSnapshot(tx *bolt.Tx, c *checker) {
+	snap := new(digest)
+	m, ok, damaged := readSnapshot(tx, snap)
+	if damaged {
+		c.add("the digest snapshot does not decode (bad length, version or checksum)")
+	}
+	if !ok {
+		return
+	}
+	d := new(digest)
+	var keys uint64
+	maxL, err := s.rebuild(tx, d, &keys, nil)
+	if err != nil {
+		return // checkRecords reports undecodable records
+	}
+	if snap.leaves != d.leaves || snap.root != d.root {
+		c.add("the digest snapshot differs from a rebuild of the file's records")
+	}
+	if m.keys != keys {
+		c.add("the digest snapshot counts %d keys, the file holds %d", m.keys, keys)
+	}
+	if m.maxL < maxL {
+		c.add("the digest snapshot's lamport %d is below the file's largest %d", m.maxL, maxL)
 	}
 }

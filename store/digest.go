@@ -3,6 +3,10 @@ package store
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"fmt"
+	"maps"
+
+	bolt "go.etcd.io/bbolt"
 )
 
 // The digest tree (docs/PROTOCOL.md, Anti-entropy): 2^16 leaves by the first 16 bits of
@@ -70,4 +74,150 @@ func (s *Store) LeafDigests(top uint8) [256]Hash {
 	defer s.mu.RUnlock()
 	copy(out[:], s.dig.leaves[int(top)<<8:])
 	return out
+}
+
+// The digest snapshot (docs/ARCHITECTURE.md, "The digest at restart"):
+// Close writes the digest tree, the live key count, the largest lamport
+// and the number of records with a TTL into bucket digest, in the last
+// transaction it commits, stamped with that transaction's id. bbolt
+// numbers every write transaction, so the snapshot describes the file
+// exactly when the file's transaction id is still the stamp: Open then
+// loads it instead of reading every record. Any later write (a crash after
+// the next Open, an upgrade, a double-fault replay) leaves it stale, and
+// Open rebuilds as before. A checksum covers it against a torn or damaged
+// value; Check compares a current snapshot with a rebuild.
+var (
+	bucketDigest   = []byte("digest")
+	digestSnapshot = []byte("snapshot")
+)
+
+const (
+	snapVersion = 1
+	// version (1) ‖ txid (8) ‖ keys (8) ‖ max lamport (8) ‖ TTL records (8)
+	// ‖ leaves (2^16 × 16) ‖ SHA-256 of all before (32)
+	snapHeader = 1 + 4*8
+	snapSize   = snapHeader + len(digest{}.leaves)*len(Hash{}) + sha256.Size
+)
+
+// digestSnap is what a snapshot holds beside the tree.
+type digestSnap struct {
+	txid, keys, maxL, ttlKeys uint64
+}
+
+// encodeSnapshot encodes d with m.
+func encodeSnapshot(d *digest, m digestSnap) []byte {
+	b := make([]byte, 0, snapSize)
+	b = append(b, snapVersion)
+	for _, v := range []uint64{m.txid, m.keys, m.maxL, m.ttlKeys} {
+		b = binary.BigEndian.AppendUint64(b, v)
+	}
+	for i := range d.leaves {
+		b = append(b, d.leaves[i][:]...)
+	}
+	return append(b, checksum(b)...)
+}
+
+// decodeSnapshot decodes a snapshot into d (leaves, tops and root) and
+// returns its header; ok is false for a value that is not a whole, intact
+// snapshot of this version.
+func decodeSnapshot(b []byte, d *digest) (m digestSnap, ok bool) {
+	if len(b) != snapSize || b[0] != snapVersion {
+		return m, false
+	}
+	body := b[:len(b)-sha256.Size]
+	if string(checksum(body)) != string(b[len(body):]) {
+		return m, false
+	}
+	u := func(i int) uint64 { return binary.BigEndian.Uint64(b[1+8*i:]) }
+	m = digestSnap{txid: u(0), keys: u(1), maxL: u(2), ttlKeys: u(3)}
+	*d = digest{}
+	for i := range d.leaves {
+		copy(d.leaves[i][:], body[snapHeader+i*len(Hash{}):])
+		d.tops[i>>8].xor(d.leaves[i])
+	}
+	d.computeRoot()
+	return m, true
+}
+
+// readSnapshot returns the file's digest snapshot decoded into d, if there
+// is one and it is current: stamped with tx's id (no write since).
+// damaged reports a snapshot that is current by its stamp's place but
+// does not decode (Check reports it; Open just rebuilds).
+func readSnapshot(tx *bolt.Tx, d *digest) (m digestSnap, ok, damaged bool) {
+	b := tx.Bucket(bucketDigest)
+	if b == nil {
+		return m, false, false
+	}
+	v := b.Get(digestSnapshot)
+	if v == nil {
+		return m, false, false
+	}
+	m, ok = decodeSnapshot(v, d)
+	if !ok {
+		return m, false, true
+	}
+	return m, m.txid == uint64(tx.ID()), false
+}
+
+// writeSnapshot writes the in-memory digest as the file's snapshot, in a
+// transaction of its own that must be the file's last (Close, once
+// everything is flushed and nothing can commit).
+func (s *Store) writeSnapshot() error {
+	s.mu.RLock()
+	d := *s.dig
+	m := digestSnap{keys: s.keys, maxL: s.lamport.Load()}
+	s.mu.RUnlock()
+	m.ttlKeys = uint64(s.TTLKeys())
+	// This one commit writes bbolt's freelist too: opened for writing,
+	// bbolt rebuilds a freelist that was not written by walking every page
+	// of the file (the file is opened NoFreelistSync), which at a million
+	// keys cost more than the digest. The next commit drops it again.
+	s.db.NoFreelistSync = false
+	defer func() { s.db.NoFreelistSync = true }()
+	return s.db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucketDigest)
+		if err != nil {
+			return err
+		}
+		m.txid = uint64(tx.ID())
+		return b.Put(digestSnapshot, encodeSnapshot(&d, m))
+	})
+}
+
+// loadSnapshot loads a current snapshot into s at Open, with the records
+// that have a TTL (read through bucket ttl: after a clean close it lists
+// exactly them). It returns false, having changed nothing, when there is
+// none or it does not hold together; Open then rebuilds.
+func (s *Store) loadSnapshot(tx *bolt.Tx, lives map[string]ttlHead) (maxL uint64, ok bool, err error) {
+	d := new(digest)
+	m, ok, _ := readSnapshot(tx, d)
+	if !ok {
+		return 0, false, nil
+	}
+	kv := tx.Bucket(bucketKV)
+	found := map[string]ttlHead{}
+	err = tx.Bucket(bucketTTL).ForEach(func(k, v []byte) error {
+		raw := kv.Get(k)
+		if raw == nil {
+			return nil
+		}
+		h, err := decodeHead(raw)
+		if err != nil {
+			return fmt.Errorf("%w: record %q: %v", ErrCorrupt, k, err)
+		}
+		noteLife(found, string(k), hashBytes(raw), h)
+		return nil
+	})
+	if err != nil || uint64(len(found)) != m.ttlKeys {
+		return 0, false, err
+	}
+	maps.Copy(lives, found)
+	*s.dig = *d
+	s.keys = m.keys
+	return m.maxL, true, nil
+}
+
+func checksum(b []byte) []byte {
+	sum := sha256.Sum256(b)
+	return sum[:]
 }

@@ -172,13 +172,17 @@ type Store struct {
 	firstIndex uint64 // first index in the log; lastIndex+1 when it is empty
 	keys       uint64 // live (non-tombstone) records
 	dig        *digest
-	purgeLogN  int64 // entries in the purge log
+	// fromSnapshot: Open loaded the digest from the file's snapshot
+	// rather than rebuilding it (digest.go).
+	fromSnapshot bool
+	purgeLogN    int64 // entries in the purge log
 }
 
 // Open opens the store file at path, creating it (0600, and its directory,
 // 0700) with a fresh node id and store id when missing. It takes the file's
 // lock, waiting up to LockTimeout (then ErrLocked), checks the format
-// (ErrFormat) and rebuilds the digest tree, reading every record once.
+// (ErrFormat) and loads the digest tree: from the snapshot the last Close
+// wrote when no write came after it, else rebuilt by reading every record.
 func Open(path string, opts Options) (*Store, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {
@@ -225,7 +229,8 @@ func Open(path string, opts Options) (*Store, error) {
 	go s.runFlusher()
 	go s.runPurger()
 	go s.runExpirer()
-	s.log.Debug("opened", "path", path, "node", s.nodeID, "keys", s.keys, "lamport", s.Lamport(), "last_index", s.lastIndex)
+	s.log.Debug("opened", "path", path, "node", s.nodeID, "keys", s.keys, "lamport", s.Lamport(), "last_index", s.lastIndex,
+		"digest_snapshot", s.fromSnapshot)
 	return s, nil
 }
 
@@ -417,9 +422,15 @@ func (s *Store) load(replayed *pendingSet) error {
 		}
 		s.purgeLogN = countPurgeLog(tx)
 		lives := map[string]ttlHead{}
-		maxL, err := s.rebuild(tx, s.dig, &s.keys, lives)
+		maxL, fast, err := s.loadSnapshot(tx, lives)
 		if err != nil {
 			return err
+		}
+		s.fromSnapshot = fast
+		if !fast {
+			if maxL, err = s.rebuild(tx, s.dig, &s.keys, lives); err != nil {
+				return err
+			}
 		}
 		if replayed != nil {
 			l, err := s.overlay(tx, replayed, lives)
@@ -512,6 +523,13 @@ func (s *Store) Close() error {
 		// written (docs/ARCHITECTURE.md, "The store"). One that cannot be
 		// marked goes.
 		err := errors.Join(s.flushAll(), lerr)
+		if err == nil {
+			// The next Open loads the digest instead of reading every
+			// record (digest.go); without it, it rebuilds.
+			if serr := s.writeSnapshot(); serr != nil {
+				s.log.Warn("writing the digest snapshot; the next open rebuilds it", "error", serr)
+			}
+		}
 		if err != nil {
 			s.wal.Close()
 		} else if werr := s.wal.CloseClean(); werr != nil {

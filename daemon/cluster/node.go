@@ -433,6 +433,11 @@ func (n *Node) handleHello(ctx context.Context, from netip.AddrPort, hdr wire.He
 	}
 	n.st.Observe(h.Lamport)
 	if fresh {
+		// It may be a receiver restarted after a crash, which refuses our
+		// frames up to the reservation it saved of our counter: skip past
+		// any, so that our answer and all after it are heard (a 64-bit
+		// counter does not run out by it).
+		n.counter.Add(seal.MaxReservation)
 		n.sync.fault("member new", time.Now()) // a new member, a restart, or back after BYE
 		n.log.Info("member joined", "name", m.Name, "id", m.ID, "addr", m.Addr)
 		// Answer a newcomer at once rather than at our next heartbeat, so

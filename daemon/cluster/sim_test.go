@@ -91,6 +91,9 @@ type simNode struct {
 	// eph: the store shows ephemeral records by the node's member table,
 	// as the daemon wires it.
 	eph bool
+	// marks: replay marks kept across restarts, as the daemon's file;
+	// never flushed, so a restart is a crash's. nil: new ones each start.
+	marks *seal.MemoryEpochs
 }
 
 var simHeartbeat = time.Second
@@ -169,7 +172,11 @@ func (sn *simNode) start(t *testing.T) {
 			t.Fatal(err)
 		}
 		cfg.Keyring = ring
-		cfg.Sealer = seal.NewDatagram(ring, cfg.Cluster, seal.NewReplay(&seal.MemoryEpochs{}))
+		var marks seal.EpochStore = &seal.MemoryEpochs{}
+		if sn.marks != nil {
+			marks = sn.marks
+		}
+		cfg.Sealer = seal.NewDatagram(ring, cfg.Cluster, seal.NewReplay(marks))
 	}
 	sn.node = New(cfg, tr, sn.st)
 	ctx, cancel := context.WithCancel(context.Background())

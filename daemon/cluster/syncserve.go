@@ -95,6 +95,10 @@ func (s *session) respond(open *wire.SyncTop) error {
 // number of rounds that follow.
 func (s *session) answerTops(open *wire.SyncTop) (int, error) {
 	mine := s.n.st.TopDigests()
+	if all, ok := s.n.st.(allPeeker); ok && open.Tops == ([256]store.Hash{}) && mine != open.Tops {
+		// The opener holds nothing (a bootstrap): everything, in key order.
+		return 0, s.sendAll(all)
+	}
 	rounds := 0
 	for t := range mine {
 		if mine[t] == open.Tops[t] {
@@ -153,3 +157,23 @@ func (s *session) answerKeys(leaf uint16, theirs []wire.KeyEntry) error {
 	}
 	return s.sendKeys(leaf, want)
 }
+
+// sendAll sends every record to an opener that holds none, then ends the
+// turn. In key order (store.PeekAll) rather than leaf by leaf: the same
+// records, read a chunk at a time instead of one read per record, and the
+// opener's flushes append to its file instead of rewriting pages all over
+// it (docs/ARCHITECTURE.md, "The bootstrap pipeline").
+func (s *session) sendAll(st allPeeker) error {
+	if err := st.PeekAll(s.sendRecord); err != nil {
+		return err
+	}
+	return s.endTurn()
+}
+
+// allPeeker is a Store that reads every record in key order;
+// *store.Store is one.
+type allPeeker interface {
+	PeekAll(fn func(store.Record) error) error
+}
+
+var _ allPeeker = (*store.Store)(nil)

@@ -43,8 +43,9 @@
 //     authenticated header and in the subkey);
 //   - after the receiver restarted: the highest epoch and a counter at
 //     least every accepted one (a reservation, saved before accepting past
-//     it) were persisted in the EpochStore, and a new filter refuses every
-//     counter up to the saved one in that epoch.
+//     it, in one write with every other active sender's) were persisted in
+//     the EpochStore, and a new filter refuses every counter up to the
+//     saved one in that epoch.
 //
 // # Streams
 //

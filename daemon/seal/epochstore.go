@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"slices"
 	"strconv"
@@ -27,7 +28,8 @@ const epochFileHeader = "# ckd replay marks: sender epoch counter (written by ck
 
 // EpochFile is an EpochStore in a small text file, one sender a line,
 // rewritten whole and atomically (temporary file, fsync, rename, fsync of
-// the directory) on every Save. Safe for concurrent use.
+// the directory) on every SaveAll, however many marks it carries. Safe for
+// concurrent use.
 type EpochFile struct {
 	path string
 	mu   sync.Mutex
@@ -96,56 +98,56 @@ func (f *EpochFile) Len() int {
 	return len(f.m)
 }
 
-// Save records sender's mark and rewrites the file. On error the file is
-// unchanged and so is what Load returns.
+// Save records sender's mark and rewrites the file (SaveAll of one).
 func (f *EpochFile) Save(sender store.NodeID, m Mark) error {
+	return f.SaveAll(map[store.NodeID]Mark{sender: m})
+}
+
+// SaveAll records every mark in marks and rewrites the file once. On
+// error the file is unchanged and so is what Load returns.
+func (f *EpochFile) SaveAll(marks map[store.NodeID]Mark) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	prev, had := f.m[sender]
-	var evicted store.NodeID
-	var evictedMark Mark
-	if !had && len(f.m) >= maxMarks {
-		evicted, evictedMark = f.oldest()
-		delete(f.m, evicted)
+	next := maps.Clone(f.m)
+	for id, m := range marks {
+		if _, had := next[id]; !had && len(next) >= maxMarks {
+			if old, ok := oldest(next, marks); ok {
+				delete(next, old)
+			}
+		}
+		next[id] = m
 	}
-	f.m[sender] = m
-	if err := f.write(); err != nil {
-		if had {
-			f.m[sender] = prev
-		} else {
-			delete(f.m, sender)
-		}
-		if evictedMark != (Mark{}) {
-			f.m[evicted] = evictedMark
-		}
+	if err := write(f.path, next); err != nil {
 		return err
 	}
+	f.m = next
 	return nil
 }
 
-func (f *EpochFile) oldest() (store.NodeID, Mark) {
+// oldest is the sender in m, but not in keep, with the oldest boot epoch.
+func oldest(m, keep map[store.NodeID]Mark) (store.NodeID, bool) {
 	var id store.NodeID
-	var m Mark
-	first := true
-	for k, v := range f.m {
-		if first || v.Epoch < m.Epoch {
-			id, m, first = k, v, false
+	var epoch uint64
+	found := false
+	for k, v := range m {
+		if _, kept := keep[k]; !kept && (!found || v.Epoch < epoch) {
+			id, epoch, found = k, v.Epoch, true
 		}
 	}
-	return id, m
+	return id, found
 }
 
-func (f *EpochFile) write() error {
-	ids := make([]store.NodeID, 0, len(f.m))
-	for id := range f.m {
+func write(path string, m map[store.NodeID]Mark) error {
+	ids := make([]store.NodeID, 0, len(m))
+	for id := range m {
 		ids = append(ids, id)
 	}
 	slices.SortFunc(ids, store.NodeID.Compare)
 	buf := bytes.NewBufferString(epochFileHeader)
 	for _, id := range ids {
-		fmt.Fprintf(buf, "%s %d %d\n", id, f.m[id].Epoch, f.m[id].Counter)
+		fmt.Fprintf(buf, "%s %d %d\n", id, m[id].Epoch, m[id].Counter)
 	}
-	if err := atomicfile.WriteFile(f.path, buf.Bytes(), 0o600); err != nil {
+	if err := atomicfile.WriteFile(path, buf.Bytes(), 0o600); err != nil {
 		return fmt.Errorf("replay marks: %w", err)
 	}
 	return nil
@@ -166,12 +168,12 @@ func (e *MemoryEpochs) Load(sender store.NodeID) Mark {
 	return e.m[sender]
 }
 
-func (e *MemoryEpochs) Save(sender store.NodeID, m Mark) error {
+func (e *MemoryEpochs) SaveAll(marks map[store.NodeID]Mark) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.m == nil {
 		e.m = map[store.NodeID]Mark{}
 	}
-	e.m[sender] = m
+	maps.Copy(e.m, marks)
 	return nil
 }

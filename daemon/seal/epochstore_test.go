@@ -83,3 +83,57 @@ func TestEpochFileBounded(t *testing.T) {
 		t.Errorf("after overflow: len %d, B %+v, D %+v", f.Len(), f.Load(nodeB), f.Load(d))
 	}
 }
+
+// TestEpochFileSaveAll: one SaveAll records many marks in one rewrite, all
+// or none, and its own marks are never what the bound forgets.
+func TestEpochFileSaveAll(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "sub")
+	os.Mkdir(dir, 0o700)
+	path := filepath.Join(dir, "marks")
+	f, _ := seal.OpenEpochFile(path)
+	old := seal.Mark{epoch1 - 5, 9}
+	f.Save(nodeC, seal.Mark{epoch1 - 5, 5})
+	batch := map[store.NodeID]seal.Mark{nodeC: old}
+	for i := range 100 {
+		batch[store.NodeID{0x5e, byte(i)}] = seal.Mark{epoch1 + uint64(i), uint64(i) * 1000}
+	}
+	if err := f.SaveAll(batch); err != nil {
+		t.Fatal(err)
+	}
+	g, err := seal.OpenEpochFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.Len() != 101 {
+		t.Errorf("reopened with %d marks, want 101", g.Len())
+	}
+	for id, m := range batch {
+		if got := g.Load(id); got != m {
+			t.Errorf("%s: reopened %+v, want %+v", id, got, m)
+		}
+	}
+
+	// All or none: a failed write leaves every mark as it was.
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	err = f.SaveAll(map[store.NodeID]seal.Mark{nodeA: {epoch1, 1}, nodeC: {epoch1, 99}})
+	if err == nil {
+		t.Fatal("saved into a missing directory")
+	}
+	if f.Load(nodeA) != (seal.Mark{}) || f.Load(nodeC) != old || f.Len() != 101 {
+		t.Errorf("a failed SaveAll changed marks: A %+v, C %+v, len %d", f.Load(nodeA), f.Load(nodeC), f.Len())
+	}
+	os.Mkdir(dir, 0o700)
+
+	// Past the bound, the oldest epochs not in the batch are forgotten:
+	// C, then the batch's first.
+	seal.SetMaxMarks(t, 101)
+	if err := f.SaveAll(map[store.NodeID]seal.Mark{nodeA: {epoch1 - 9, 1}, nodeB: {epoch1 + 500, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	first := store.NodeID{0x5e, 0}
+	if f.Len() != 101 || f.Load(nodeA) == (seal.Mark{}) || f.Load(nodeB) == (seal.Mark{}) || f.Load(nodeC) != (seal.Mark{}) || f.Load(first) != (seal.Mark{}) {
+		t.Errorf("after overflow: len %d, A %+v, B %+v, C %+v, first %+v", f.Len(), f.Load(nodeA), f.Load(nodeB), f.Load(nodeC), f.Load(first))
+	}
+}

@@ -213,11 +213,11 @@ type failingStore struct {
 	fail bool
 }
 
-func (f *failingStore) Save(id store.NodeID, m seal.Mark) error {
+func (f *failingStore) SaveAll(marks map[store.NodeID]seal.Mark) error {
 	if f.fail {
 		return errors.New("disk full")
 	}
-	return f.MemoryEpochs.Save(id, m)
+	return f.MemoryEpochs.SaveAll(marks)
 }
 
 // TestReplayFailsClosed: when the mark cannot be saved the frame is
@@ -232,6 +232,26 @@ func TestReplayFailsClosed(t *testing.T) {
 	es.fail = false
 	if err := r.Check(nodeA, epoch1, 1); err != nil {
 		t.Fatalf("after recovery: %v", err)
+	}
+
+	// A failed write that would have renewed A's reservation with B's
+	// leaves A's as it was: A is accepted within it, refused past it.
+	saved := es.Load(nodeA)
+	if err := r.Check(nodeA, epoch1, 2); err != nil {
+		t.Fatal(err)
+	}
+	es.fail = true
+	if err := r.Check(nodeB, epoch1, 1); !errors.Is(err, seal.ErrReplay) {
+		t.Fatalf("B with a failing store: %v", err)
+	}
+	if m := es.Load(nodeA); m != saved {
+		t.Errorf("a failed write changed A's mark from %+v to %+v", saved, m)
+	}
+	if err := r.Check(nodeA, epoch1, saved.Counter); err != nil {
+		t.Errorf("A within its reservation: %v", err)
+	}
+	if err := r.Check(nodeA, epoch1, saved.Counter+1); !errors.Is(err, seal.ErrReplay) {
+		t.Errorf("A past its reservation with a failing store: %v", err)
 	}
 }
 
@@ -262,14 +282,16 @@ func TestReplayReservations(t *testing.T) {
 	}
 }
 
+// countingStore counts writes (SaveAll calls) and the marks they carry.
 type countingStore struct {
 	seal.MemoryEpochs
-	saves int
+	saves, marks int
 }
 
-func (c *countingStore) Save(id store.NodeID, m seal.Mark) error {
+func (c *countingStore) SaveAll(marks map[store.NodeID]seal.Mark) error {
 	c.saves++
-	return c.MemoryEpochs.Save(id, m)
+	c.marks += len(marks)
+	return c.MemoryEpochs.SaveAll(marks)
 }
 
 // TestReplayEviction: a sender evicted from memory is remembered through
@@ -291,5 +313,154 @@ func TestReplayEviction(t *testing.T) {
 	}
 	if err := r.Check(nodeA, epoch1, 11); err != nil {
 		t.Errorf("evicted sender's next frame: %v", err)
+	}
+}
+
+// senderID is the i-th of many test senders.
+func senderID(i int) store.NodeID { return store.NodeID{0x5e, byte(i >> 8), byte(i)} }
+
+// TestReplayBatchedReservations: however many senders are busy, marks are
+// saved about once per saveEvery, each save renewing every active sender,
+// and the saved counter of every sender covers all it sent at all times.
+func TestReplayBatchedReservations(t *testing.T) {
+	const senders = 100
+	for _, c := range []struct {
+		name   string
+		period func(i int) time.Duration // between two frames of sender i
+		// maxSaves bounds the writes in the measured 40 s (after 20 s of
+		// warming up): about one per saveEvery, 20, at most, against one
+		// per busy sender and saveEvery, 2,000, if each were saved alone.
+		maxSaves int
+	}{
+		{"busy", func(i int) time.Duration { return time.Second / time.Duration(20+i) }, 30},
+		{"idle", func(i int) time.Duration { return 5*time.Second + time.Duration(i)*10*time.Millisecond }, 30},
+		{"one very busy", func(i int) time.Duration {
+			if i == 0 {
+				return time.Second / 10_000
+			}
+			return time.Second
+		}, 30},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			es := &countingStore{}
+			r := seal.NewReplay(es)
+			now := time.Unix(0, 0)
+			r.SetClock(func() time.Time { return now })
+			next := make([]time.Time, senders) // when sender i sends next
+			top := make([]uint64, senders)
+			for i := range next {
+				next[i] = now.Add(time.Duration(i) * c.period(i) / senders)
+			}
+			savesAtWarm := 0
+			for step := time.Duration(0); step < 60*time.Second; step += time.Millisecond {
+				now = time.Unix(0, 0).Add(step)
+				if step == 20*time.Second {
+					savesAtWarm = es.saves
+				}
+				for i := range senders {
+					for !next[i].After(now) {
+						top[i]++
+						if err := r.Check(senderID(i), epoch1, top[i]); err != nil {
+							t.Fatalf("sender %d counter %d: %v", i, top[i], err)
+						}
+						next[i] = next[i].Add(c.period(i))
+					}
+				}
+				for i := range senders {
+					if m := es.Load(senderID(i)); top[i] > 0 && (m.Epoch != epoch1 || m.Counter < top[i]) {
+						t.Fatalf("at %v sender %d accepted %d with mark %+v saved", step, i, top[i], m)
+					}
+				}
+			}
+			// After a crash each sender's frames up to its reservation
+			// would be refused: no more than a few saveEvery of them, or
+			// minBlock of a slow sender.
+			for i := range senders {
+				ahead := es.Load(senderID(i)).Counter - top[i]
+				rate := float64(time.Second) / float64(c.period(i))
+				if limit := max(2*seal.MinBlock, uint64(rate*16)); ahead > limit {
+					t.Errorf("sender %d (%.1f frames/s) has %d frames reserved ahead, want at most %d", i, rate, ahead, limit)
+				}
+			}
+			saves := es.saves - savesAtWarm
+			t.Logf("%d writes in 40 s, %d marks in all", saves, es.marks)
+			if saves > c.maxSaves {
+				t.Errorf("%d writes in 40 s with %d senders, want at most %d", saves, senders, c.maxSaves)
+			}
+		})
+	}
+}
+
+// TestReplayCrashManySenders: with many senders interleaved, reordered,
+// duplicated and restarting, no frame accepted before any of a series of
+// crashes of the receiver is accepted after it, and each sender is heard
+// again once past its reservation.
+func TestReplayCrashManySenders(t *testing.T) {
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(uint64(seed), 1))
+	const senders = 64
+	path := filepath.Join(t.TempDir(), "replay-marks")
+	type frame struct {
+		sender       int
+		epoch, count uint64
+	}
+	var accepted []frame
+	epoch := make([]uint64, senders)
+	count := make([]uint64, senders)
+	for i := range epoch {
+		epoch[i] = epoch1
+	}
+	now := time.Unix(0, 0)
+	open := func() *seal.Replay {
+		es, err := seal.OpenEpochFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := seal.NewReplay(es)
+		r.SetClock(func() time.Time { return now })
+		return r
+	}
+	r := open()
+	for crash := range 5 {
+		var pending []frame // sent, not yet delivered: delivered out of order
+		for range 2000 + rng.IntN(3000) {
+			now = now.Add(time.Duration(rng.IntN(20)) * time.Millisecond)
+			i := rng.IntN(senders)
+			if rng.IntN(500) == 0 { // the sender restarts
+				epoch[i], count[i] = epoch[i]+1+uint64(rng.IntN(100)), 0
+			}
+			count[i]++
+			pending = append(pending, frame{i, epoch[i], count[i]})
+			for len(pending) > 0 && rng.IntN(3) > 0 {
+				k := rng.IntN(len(pending))
+				f := pending[k]
+				if rng.IntN(10) > 0 { // else delivered again later
+					pending = append(pending[:k], pending[k+1:]...)
+				}
+				if r.Check(senderID(f.sender), f.epoch, f.count) == nil {
+					accepted = append(accepted, f)
+				}
+			}
+		}
+		// Crash: no Close; a new filter on what the file holds.
+		r = open()
+		for _, f := range accepted {
+			if err := r.Check(senderID(f.sender), f.epoch, f.count); !errors.Is(err, seal.ErrReplay) {
+				t.Fatalf("crash %d: frame %+v accepted before the crash accepted again: %v", crash, f, err)
+			}
+		}
+		es, _ := seal.OpenEpochFile(path)
+		for i := range senders {
+			if m := es.Load(senderID(i)); m.Epoch == epoch[i] && m.Counter >= count[i] {
+				count[i] = m.Counter // its frames up to the reservation are lost
+			}
+			count[i]++
+			f := frame{i, epoch[i], count[i]}
+			if err := r.Check(senderID(i), f.epoch, f.count); err != nil {
+				t.Fatalf("crash %d: sender %d past its reservation refused: %v", crash, i, err)
+			}
+			accepted = append(accepted, f)
+		}
 	}
 }
