@@ -519,8 +519,11 @@ func (s *Store) Close() error {
 		<-s.done
 		lerr := s.haltExpirer()
 		s.pend.Stop()
-		// Everything into the file; then the log is not needed any more
-		// and goes, so that the closed store is its data file alone.
+		// Everything into the file; then the log holds nothing the file
+		// needs (the closed store is its data file alone) and stays,
+		// marked closed, so that the next open writes into blocks already
+		// written (docs/ARCHITECTURE.md, "The store"). One that cannot be
+		// marked goes.
 		err := errors.Join(s.flushAll(), lerr)
 		if err == nil {
 			// The next Open loads the digest instead of reading every
@@ -529,9 +532,11 @@ func (s *Store) Close() error {
 				s.log.Warn("writing the digest snapshot; the next open rebuilds it", "error", serr)
 			}
 		}
-		if werr := s.wal.Close(); err == nil && werr == nil {
+		if err != nil {
+			s.wal.Close()
+		} else if werr := s.wal.CloseClean(); werr != nil {
 			if rerr := os.Remove(s.wal.Path()); rerr != nil && !errors.Is(rerr, os.ErrNotExist) {
-				s.log.Warn("removing the write-ahead log", "error", rerr)
+				s.log.Warn("removing the write-ahead log", "error", errors.Join(werr, rerr))
 			}
 		}
 		s.closeErr = errors.Join(err, s.db.Close())

@@ -254,35 +254,91 @@ func TestWALLargeBatch(t *testing.T) {
 	sameState(t, s, openAt(t, crashed, store.WALSize(16*4096)))
 }
 
-// A closed store is its data file alone: the log is gone, and the file
-// opens with everything.
-func TestWALRemovedOnClose(t *testing.T) {
-	s := openTest(t)
-	release := s.HoldFlushes()
-	for i := range 20 {
-		mustSet(t, s, fmt.Sprintf("k%d", i), "v")
+// A closed store is its data file alone: the data file moved away opens
+// with everything. Its log stays, marked closed, and a store opened beside
+// a closed log — its own, another store's, or its own of a later state
+// than an older copy of the data file — replays none of it, neither then
+// nor after a crash later: its batches never pass for the ones to come.
+func TestWALKeptOnClose(t *testing.T) {
+	t.Run("nosync", func(t *testing.T) { testWALKeptOnClose(t, store.WALSize(64*4096)) })
+	t.Run("durable", func(t *testing.T) { testWALKeptOnClose(t, store.WALSize(64*4096), durable) })
+}
+
+func testWALKeptOnClose(t *testing.T, opts ...func(*store.Options)) {
+	// closed writes n keys prefix0.. in as many batches to a new store,
+	// closes it and returns its path and records.
+	closed := func(t *testing.T, prefix string, n int) (string, map[string]store.Record) {
+		s := openTest(t, opts...)
+		release := s.HoldFlushes()
+		want := map[string]store.Record{}
+		for i := range n {
+			r := mustSet(t, s, fmt.Sprintf("%s%d", prefix, i), "v")
+			want[r.Key] = r
+		}
+		release()
+		checkClose(t, s)
+		if _, err := os.Stat(store.WALPath(s.Path())); err != nil {
+			t.Fatalf("log after Close: %v", err)
+		}
+		return s.Path(), want
 	}
-	release()
-	path := s.Path()
-	want := map[string]store.Record{}
-	for i := range 20 {
-		r, _ := mustGet(t, s, fmt.Sprintf("k%d", i))
-		want[r.Key] = r
-	}
-	checkClose(t, s)
-	if _, err := os.Stat(store.WALPath(path)); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("log after Close: %v", err)
-	}
-	moved := filepath.Join(t.TempDir(), "moved.db")
-	if err := os.Rename(path, moved); err != nil {
-		t.Fatal(err)
-	}
-	c := openAt(t, moved)
-	for k, w := range want {
-		if r, _ := mustGet(t, c, k); r.Hash() != w.Hash() {
-			t.Fatalf("%s: %+v, want %+v", k, r, w)
+	// check opens path and finds want and nothing else, then writes some
+	// more and finds the same in a crash copy.
+	check := func(t *testing.T, path string, want map[string]store.Record) {
+		t.Helper()
+		c := openAt(t, path, opts...)
+		release := c.HoldFlushes()
+		t.Cleanup(release)
+		for i := range 5 {
+			r := mustSet(t, c, fmt.Sprintf("after%d", i), "v")
+			want[r.Key] = r
+		}
+		for _, s := range []*store.Store{c, openAt(t, crashCopy(t, c), opts...)} {
+			if got := s.Keys(); got != uint64(len(want)) {
+				t.Fatalf("%s: %d keys, want %d", s.Path(), got, len(want))
+			}
+			for k, w := range want {
+				if r, _ := mustGet(t, s, k); r.Hash() != w.Hash() {
+					t.Fatalf("%s: %s: %+v, want %+v", s.Path(), k, r, w)
+				}
+			}
 		}
 	}
+	t.Run("reopened with its log", func(t *testing.T) {
+		path, want := closed(t, "k", 20)
+		check(t, path, want)
+	})
+	t.Run("data file alone", func(t *testing.T) {
+		path, want := closed(t, "k", 20)
+		moved := filepath.Join(t.TempDir(), "moved.db")
+		if err := os.Rename(path, moved); err != nil {
+			t.Fatal(err)
+		}
+		check(t, moved, want)
+	})
+	t.Run("another store's log", func(t *testing.T) {
+		path, want := closed(t, "k", 20)
+		other, _ := closed(t, "other", 30)
+		copyFile(t, store.WALPath(other), store.WALPath(path))
+		check(t, path, want)
+	})
+	t.Run("an older data file", func(t *testing.T) {
+		path, want := closed(t, "k", 5)
+		old := filepath.Join(t.TempDir(), "old.db")
+		copyFile(t, path, old)
+		s := openAt(t, path, opts...)
+		release := s.HoldFlushes()
+		for i := range 30 {
+			mustSet(t, s, fmt.Sprintf("later%d", i), "v")
+		}
+		release()
+		checkClose(t, s)
+		if err := os.Remove(path); err != nil {
+			t.Fatal(err)
+		}
+		copyFile(t, old, path) // restored beside the log of a later state
+		check(t, path, want)
+	})
 }
 
 // Another store's log next to a data file is not replayed into it.

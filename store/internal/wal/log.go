@@ -55,11 +55,21 @@ import (
 // elsewhere (tmpfs) with a buffered write and fdatasync.
 //
 // Once the store is closed cleanly everything is in the bbolt file and the
-// log file is removed: a closed store is its data file alone, to copy or
-// move like before.
+// log holds nothing it needs: a closed store is its data file alone, to
+// copy or move like before. The log stays beside it all the same, its
+// first block overwritten with a closed mark (CloseClean), so that the
+// next open writes its batches into blocks already written rather than
+// into a new ring's unwritten extents (zero.go). At open a closed mark of
+// this store saves reading the ring: every batch in it is numbered at most
+// the mark's number, so when the data file's wal_lsn is at least that,
+// none is replayed and none can be mistaken for a later one. A mark beyond
+// wal_lsn means an older copy of the data file beside the log of a later
+// state: the ring is emptied, as its batches would otherwise pass for the
+// ones to come.
 const (
 	Block       = 4096
 	magic       = 0x434b5731 // "CKW1"
+	closedMagic = 0x434b5743 // "CKWC": the log of a cleanly closed store
 	header      = 4 + 4 + 8 + 16 + 4
 	DefaultSize = 32 << 20 // the ring's size (tests make it smaller)
 )
@@ -80,6 +90,10 @@ type Log struct {
 	buf  []byte // the batch being encoded, reused
 	abuf []byte // block-aligned copy for direct writes, reused
 	err  error  // set when the log cannot be used any more
+
+	// zero fills a fresh ring with zeros in the background (zero.go), or
+	// is nil.
+	zero *zeroer
 
 	// allocated: the file's blocks up to size are allocated (preallocate),
 	// so a batch never needs a new block of the file system.
@@ -129,6 +143,7 @@ func Open(path string, size int64, store [16]byte, noSync bool) (*Log, error) {
 			w.direct = d
 		}
 	}
+	w.startZeroer()
 	return w, nil
 }
 
@@ -222,6 +237,9 @@ func syncDir(dir string) error {
 }
 
 func (w *Log) Close() error {
+	if w.zero != nil {
+		w.zero.halt()
+	}
 	if w.direct != nil {
 		w.direct.Close()
 	}
@@ -318,6 +336,9 @@ func (w *Log) Write(b []byte, pos int64, lsn uint64) error {
 	if w.err != nil {
 		return w.err
 	}
+	if w.zero != nil {
+		w.zero.claim(pos, pos+int64(len(b)), pos < w.head)
+	}
 	if err := w.writeSync(b, pos); err != nil {
 		var failed errSyncFailed
 		switch {
@@ -348,13 +369,78 @@ func (w *Log) unwrite(pos int64) error {
 	return w.writeSync(make([]byte, Block), pos)
 }
 
+// CloseClean closes the log of a store whose batches are all in its data
+// file, marking it closed; on an error the log is closed all the same but
+// not marked, and the caller removes it. A log that is unusable or not
+// allocated is not kept.
+func (w *Log) CloseClean() error {
+	if w.zero != nil {
+		w.zero.halt()
+	}
+	err := w.err
+	if err == nil && !w.allocated {
+		err = errors.New("write-ahead log not allocated")
+	}
+	if err == nil {
+		err = w.writeSync(w.closedMark(w.lsn), 0)
+	}
+	return errors.Join(err, w.Close())
+}
+
+// closedMark is the block CloseClean writes at the ring's start: a header
+// with the closed magic, the number of the last batch written and the
+// store id, and no payload.
+func (w *Log) closedMark(lsn uint64) []byte {
+	b := make([]byte, Block)
+	binary.BigEndian.PutUint32(b[0:], closedMagic)
+	binary.BigEndian.PutUint64(b[8:], lsn)
+	copy(b[16:32], w.store[:])
+	binary.BigEndian.PutUint32(b[4:], crc32.Checksum(b[8:header], crcTable))
+	return b
+}
+
+// closedAt reads the closed mark at the ring's start: the number of the
+// last batch the log held, and whether there is a mark of this store.
+func (w *Log) closedAt() (uint64, bool) {
+	h := make([]byte, header)
+	if _, err := w.f.ReadAt(h, 0); err != nil {
+		return 0, false
+	}
+	ok := binary.BigEndian.Uint32(h) == closedMagic && [16]byte(h[16:32]) == w.store &&
+		binary.BigEndian.Uint32(h[32:]) == 0 &&
+		crc32.Checksum(h[8:header], crcTable) == binary.BigEndian.Uint32(h[4:])
+	return binary.BigEndian.Uint64(h[8:]), ok
+}
+
+// emptyRing empties a log whose batches must not be read: the file is cut
+// and its ring allocated again, as new.
+func (w *Log) emptyRing() error {
+	if w.zero != nil {
+		w.zero.halt()
+		w.zero = nil
+	}
+	if err := w.f.Truncate(0); err != nil {
+		return fmt.Errorf("write-ahead log: %w", err)
+	}
+	w.allocated = false
+	w.Preallocate()
+	w.startZeroer()
+	return nil
+}
+
 // Recover returns the batches after lsn, in order, and leaves the head
 // after the last one (at 0 when there is none) and w.lsn at the last
 // number. A log too short for a header, or without the batch lsn+1,
-// yields none.
+// yields none; so does a closed log (CloseClean), without being read.
 func (w *Log) Recover(lsn uint64) ([]Batch, error) {
 	w.head, w.lsn = 0, lsn
 	if w.empty {
+		return nil, nil
+	}
+	if closed, ok := w.closedAt(); ok {
+		if closed > lsn {
+			return nil, w.emptyRing()
+		}
 		return nil, nil
 	}
 	fi, err := w.f.Stat()

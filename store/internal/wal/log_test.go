@@ -75,3 +75,58 @@ func TestWriteRecover(t *testing.T) {
 		})
 	}
 }
+
+// A log closed cleanly is marked with its last batch's number: a data
+// file at that number or beyond recovers nothing from it (and the mark is
+// found), one behind it gets the ring emptied, and another store's mark is
+// not one.
+func TestCloseClean(t *testing.T) {
+	id := [16]byte{1}
+	for _, c := range []struct {
+		name    string
+		id      [16]byte
+		after   uint64
+		marked  bool
+		emptied bool
+	}{
+		{"at the mark", id, 3, true, false},
+		{"beyond the mark", id, 9, true, false},
+		{"behind the mark", id, 1, true, true},
+		{"another store's", [16]byte{2}, 0, false, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "log")
+			w, err := Open(path, MinSize, id, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for lsn := uint64(1); lsn <= 3; lsn++ {
+				b := w.Encode(lsn, 0, []Change{{Index: lsn, Key: "k"}})
+				if err := w.Write(b, w.Place(int64(len(b))), lsn); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := w.CloseClean(); err != nil {
+				t.Fatal(err)
+			}
+			r, err := Open(path, MinSize, c.id, true)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { r.Close() })
+			if n, ok := r.closedAt(); ok != c.marked || ok && n != 3 {
+				t.Fatalf("closed mark %d, %v", n, ok)
+			}
+			got, err := r.Recover(c.after)
+			if err != nil || len(got) != 0 || r.Head() != 0 || r.LSN() != c.after {
+				t.Fatalf("recovered %d batches, head %d, lsn %d, %v", len(got), r.Head(), r.LSN(), err)
+			}
+			if !r.Allocated() || r.Size() != MinSize {
+				t.Fatalf("allocated %v, size %d", r.Allocated(), r.Size())
+			}
+			if _, ok := r.closedAt(); c.marked && ok == c.emptied {
+				t.Fatalf("ring emptied: %v", !ok)
+			}
+		})
+	}
+}
