@@ -36,7 +36,8 @@ func BenchmarkServerGet(b *testing.B) {
 
 func BenchmarkServerPut(b *testing.B) {
 	b.Run("fast", func(b *testing.B) { benchServer(b, "PUT", "") })
-	b.Run("nethttp", func(b *testing.B) { benchServer(b, "PUT", "?wait=0") })
+	b.Run("fast-wait", func(b *testing.B) { benchServer(b, "PUT", "?timeout=5s&wait=0") })
+	b.Run("nethttp", func(b *testing.B) { benchServer(b, "PUT", "?nethttp") })
 }
 
 // cpuTime is the process's user and system time so far.

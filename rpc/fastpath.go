@@ -394,7 +394,7 @@ func (fc *fastConn) put() {
 	}
 	fc.bodyR = bodyReader{r: &fc.body, rc: dl, idle: s.opts.BodyTimeout, until: time.Now().Add(s.opts.BodyTimeout)}
 	body := &fc.bodyR
-	s.put(fc.ctx, w, fc.req.key, WriteOptions{}, n, false, body)
+	s.put(fc.ctx, w, fc.req.key, fc.req.opts, n, false, body)
 	if fc.body.n > 0 && fc.body.n <= maxDrain && !fc.body.short {
 		io.Copy(io.Discard, body)
 	}

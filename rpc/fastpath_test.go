@@ -138,6 +138,24 @@ var fastPathRequests = []string{
 	"PUT /v1/kv/two HTTP/1.1\r\nHost: ckd\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\nx",
 	"PUT /v1/kv/neg HTTP/1.1\r\nHost: ckd\r\nContent-Length: -1\r\n\r\n",
 	"PUT /v1/kv/expect HTTP/1.1\r\nHost: ckd\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\nx",
+	// A replicated write's query (ckctl set --wait N) is the fast path's
+	// too; anything else in a PUT's query, or a value writeOptions
+	// refuses, goes to net/http.
+	"PUT /v1/kv/w0?wait=0 " + head + "Content-Length: 1\r\n\r\nx",
+	"PUT /v1/kv/w1?timeout=2s&wait=1 " + head + "Content-Length: 1\r\n\r\nx", // no peers: 504, acked 0
+	"PUT /v1/kv/w2?wait=0&timeout=1.5s " + head + "Content-Length: 1\r\n\r\nx",
+	"PUT /v1/kv/w3?timeout=0s " + head + "Content-Length: 1\r\n\r\nx",
+	"PUT /v1/kv/w4?wait=x " + head + "Content-Length: 1\r\n\r\nx",
+	"PUT /v1/kv/w5?wait=-1 " + head + "Content-Length: 1\r\n\r\nx",
+	"PUT /v1/kv/w6?wait=1&wait=2 " + head + "Content-Length: 1\r\n\r\nx",
+	"PUT /v1/kv/w7?wait= " + head + "Content-Length: 1\r\n\r\nx",
+	"PUT /v1/kv/w8?wait=99999999999999999999 " + head + "Content-Length: 1\r\n\r\nx",
+	"PUT /v1/kv/w9?timeout=soon " + head + "Content-Length: 1\r\n\r\nx",
+	"PUT /v1/kv/wa?wait=0&ttl=5s " + head + "Content-Length: 1\r\n\r\nx",
+	"PUT /v1/kv/wb?wait=0& " + head + "Content-Length: 1\r\n\r\nx",
+	"PUT /v1/kv/wc?wait " + head + "Content-Length: 1\r\n\r\nx",
+	"PUT /v1/kv/wd?wait=%31 " + head + "Content-Length: 1\r\n\r\nx",
+	"PUT /v1/kv/we?if_version=1 " + head + "Content-Length: 1\r\n\r\nx",
 }
 
 // Requests sent back to back on one connection, fast or not, are

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 )
 
 // A request head as the fast path reads it (fastpath.go).
@@ -32,14 +34,16 @@ func headEnd(b []byte) (end int, bad bool) {
 type fastRequest struct {
 	method string // http.MethodGet or http.MethodPut
 	key    string
-	raw    bool  // GET ?raw
-	length int64 // Content-Length; -1 without
-	close  bool  // Connection: close
+	raw    bool         // GET ?raw
+	length int64        // Content-Length; -1 without
+	close  bool         // Connection: close
+	opts   WriteOptions // a PUT's wait and timeout
 }
 
 // parse reads head into r and reports whether it is a request the fast
 // path answers: GET or PUT of /v1/kv/{key} over HTTP/1.1, with a Host, no
-// query but GET's raw, a PUT with a Content-Length, no Transfer-Encoding,
+// query but GET's raw and PUT's wait and timeout (parseWriteQuery), a PUT
+// with a Content-Length, no Transfer-Encoding,
 // Expect or Upgrade, and nothing net/http would refuse. The key is taken
 // as route takes it: the escaped path, unescaped once.
 func (r *fastRequest) parse(head []byte) bool {
@@ -59,11 +63,13 @@ func (r *fastRequest) parse(head []byte) bool {
 		return false
 	}
 	path, query, hasQuery := bytes.Cut(target, []byte("?"))
-	if hasQuery {
-		if string(query) != "raw" || r.method != http.MethodGet {
-			return false
-		}
+	switch {
+	case !hasQuery:
+	case r.method == http.MethodGet && string(query) == "raw":
 		r.raw = true
+	case r.method == http.MethodPut && r.parseWriteQuery(query):
+	default:
+		return false
 	}
 	key, ok := bytes.CutPrefix(path, []byte("/v1/kv/"))
 	if !ok || !r.parseKey(key) {
@@ -114,6 +120,40 @@ func (r *fastRequest) parse(head []byte) bool {
 	default:
 		return r.length <= 0
 	}
+}
+
+// parseWriteQuery takes a PUT's query when it is only wait=N and
+// timeout=D, each at most once, in letters, digits and dots (nothing to
+// unescape), and valid as writeOptions takes them: a replicated write
+// (ckctl set --wait) stays on the fast path. Anything else, an invalid
+// value included, is left to net/http, which answers it as it always did.
+func (r *fastRequest) parseWriteQuery(q []byte) bool {
+	var sawWait, sawTimeout bool
+	for len(q) > 0 {
+		var kv []byte
+		kv, q, _ = bytes.Cut(q, []byte("&"))
+		name, value, ok := bytes.Cut(kv, []byte("="))
+		if !ok || len(value) == 0 || !onlyBytes(value, ".") {
+			return false
+		}
+		switch {
+		case string(name) == "wait" && !sawWait:
+			n, err := strconv.Atoi(string(value))
+			if err != nil || n < 0 {
+				return false
+			}
+			sawWait, r.opts.Wait = true, n
+		case string(name) == "timeout" && !sawTimeout:
+			d, err := time.ParseDuration(string(value))
+			if err != nil || d < 0 {
+				return false
+			}
+			sawTimeout, r.opts.Timeout = true, Duration(d)
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // parseKey takes the key from its escaped path: only unreserved
