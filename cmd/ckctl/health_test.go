@@ -32,7 +32,7 @@ func TestHealth(t *testing.T) {
 		{"syncing ready", rpc.ErrSyncing, []string{"--ready"}, 1, "", "(syncing)", false},
 		{"syncing live", rpc.ErrSyncing, []string{"--live"}, 0, "ok\n", "", false},
 		{"syncing json", rpc.ErrSyncing, []string{"--ready", "-o", "json"}, 1,
-			"{\n  \"code\": \"syncing\",\n  \"error\": \"the node is still bootstrapping\"\n}\n", "(syncing)", false},
+			"{\n  \"error\": \"the node is still bootstrapping\",\n  \"code\": \"syncing\"\n}\n", "(syncing)", false},
 		{"disk full", diskFull, nil, 1, "", "not ready: disk full: flushes fail (disk_full)", false},
 		{"disk full live", diskFull, []string{"--live"}, 0, "ok\n", "", false},
 		{"shutting down", rpc.ErrShuttingDown, []string{"--ready"}, 1, "", "(shutting_down)", false},
