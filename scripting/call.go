@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	lua "github.com/yuin/gopher-lua"
 )
@@ -23,6 +24,16 @@ type request struct {
 	meta     Meta       // abandoned call never reads the caller's buffers
 	winner   version
 	loser    version
+}
+
+// timeout bounds the request: its hook's timeout, and for a script's top
+// level when New runs it at least discoverTimeout (a hook's 50 ms is for
+// calls, not for loading a script on a machine that is busy starting).
+func (r *request) timeout() time.Duration {
+	if r.discover {
+		return max(r.hook.Timeout, discoverTimeout)
+	}
+	return r.hook.Timeout
 }
 
 // version is a Version with its value copied into a Lua string.
@@ -69,12 +80,12 @@ func (e *Engine) dispatch(parent context.Context, req *request) response {
 	if err := parent.Err(); err != nil { // do not spend a state on it
 		return response{err: fmt.Errorf("%w: %s: %w", ErrHook, req.hook.Script, err)}
 	}
-	s, err := e.pool.get(parent, req.hook.Timeout)
+	s, err := e.pool.get(parent, req.timeout())
 	if err != nil {
 		return response{err: fmt.Errorf("%w: %s: %w", ErrHook, req.hook.Script, err)}
 	}
 	ctx, cancel := context.WithCancelCause(parent)
-	ctx, cancelTimer := context.WithTimeoutCause(ctx, req.hook.Timeout, ErrTimeout)
+	ctx, cancelTimer := context.WithTimeoutCause(ctx, req.timeout(), ErrTimeout)
 	id := e.wd.add(cancel)
 	defer func() {
 		e.wd.remove(id)
@@ -111,7 +122,7 @@ func stopped(req *request) error {
 	}
 	switch {
 	case errors.Is(cause, ErrTimeout):
-		return fmt.Errorf("%w: %s: %w: %s ran past %v", ErrHook, req.hook.Script, ErrTimeout, what, req.hook.Timeout)
+		return fmt.Errorf("%w: %s: %w: %s ran past %v", ErrHook, req.hook.Script, ErrTimeout, what, req.timeout())
 	case errors.Is(cause, ErrHeapLimit):
 		return fmt.Errorf("%w: %s: %w: %s cancelled", ErrHook, req.hook.Script, ErrHeapLimit, what)
 	default:

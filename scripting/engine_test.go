@@ -325,6 +325,27 @@ func TestCompileErrors(t *testing.T) {
 	}
 }
 
+// A script's top level is bounded by discoverTimeout (1 s) when New runs
+// it, not by its hook's timeout, which is for calls: a top level that
+// takes longer than a 1 ms hook timeout loads, and one that never ends
+// fails saying how long it was given.
+func TestTopLevelBound(t *testing.T) {
+	dir := t.TempDir()
+	slow := script(t, dir, "slow.lua", "local n = 0\nfor i = 1, 200000 do n = n + i end\nfunction on_set(k, v) return v end\n")
+	start := time.Now()
+	e, err := New(Config{Hooks: []HookSpec{{Pattern: "*", Script: slow, Timeout: time.Millisecond}}})
+	took := time.Since(start)
+	if err != nil {
+		t.Fatalf("New with a top level of %v and a 1ms hook timeout: %v", took, err)
+	}
+	e.Close()
+	forever := script(t, dir, "forever.lua", "while true do end\n")
+	_, err = New(Config{Hooks: []HookSpec{{Pattern: "*", Script: forever, Timeout: time.Millisecond}}})
+	if !errors.Is(err, ErrCompile) || !strings.Contains(err.Error(), "top-level code ran past 1s") {
+		t.Fatalf("New with a top level that never ends: %v; want a CompileError saying it ran past 1s", err)
+	}
+}
+
 func TestConfigValidate(t *testing.T) {
 	for _, cfg := range []Config{
 		{Hooks: []HookSpec{{Pattern: "", Script: "x"}}},

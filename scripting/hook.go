@@ -105,9 +105,7 @@ func (e *Engine) discover(h *Hook) error {
 		if conflict && !h.has[KindConflict] {
 			break
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), max(h.Timeout, discoverTimeout))
-		resp := e.do(ctx, &request{hook: h, discover: true, conflict: conflict})
-		cancel()
+		resp := e.do(context.Background(), &request{hook: h, discover: true, conflict: conflict})
 		if resp.err != nil {
 			return loadError(h.Script, resp.err)
 		}
