@@ -124,6 +124,94 @@ func (s *Store) Apply(ctx context.Context, rec Record) (ApplyResult, error) {
 	return r.res, nil
 }
 
+// ApplyDone is the outcome of a record queued with Applier.Apply: Tag as
+// given with it, and what Apply would have returned for it.
+type ApplyDone struct {
+	Tag    any
+	Result ApplyResult
+	Err    error
+}
+
+// Applier queues received records for the committer without waiting for
+// their commits, so that a receive loop hands a datagram's writes over
+// without a goroutine per write and the committer still gathers them with
+// whatever else is queued (docs/ARCHITECTURE.md, "Overlapped
+// replication").
+type Applier struct {
+	s  *Store
+	fn func([]ApplyDone)
+}
+
+// NewApplier returns an Applier whose outcomes go to fn. fn is called once
+// the commit that includes a record has returned (the record durable, or
+// the commit failed), on the committing goroutine, with the outcomes of
+// every record of this Applier in that commit; records refused before
+// they are queued (validation, a closed store, ctx ended) are reported on
+// the goroutine that queued them, before Apply returns. fn must be quick
+// and must not write to the store.
+func (s *Store) NewApplier(fn func([]ApplyDone)) *Applier { return &Applier{s: s, fn: fn} }
+
+// Apply validates each of recs as Store.Apply does, queues those that pass
+// and returns: it waits only for room in the queue, or for ctx. tags[i] is
+// handed back with recs[i]'s outcome. An expired tombstone goes to the
+// purger on a goroutine of its own, as Apply would send it. With a
+// Resolver, concurrent records are resolved here first, as Apply does on
+// its caller's goroutine.
+func (a *Applier) Apply(ctx context.Context, recs []Record, tags []any) {
+	s := a.s
+	var refused []ApplyDone
+	reqs := make([]*request, 0, len(recs))
+	for i := range recs {
+		rec := recs[i]
+		if err := s.validate(&rec); err != nil {
+			refused = append(refused, ApplyDone{Tag: tags[i], Err: err})
+			continue
+		}
+		s.Observe(rec.Lamport)
+		if s.Expired(&rec) {
+			go func(tag any) {
+				res, err := s.applyExpired(ctx, rec)
+				a.fn([]ApplyDone{{Tag: tag, Result: res, Err: err}})
+			}(tags[i])
+			continue
+		}
+		rec.Left = min(max(rec.Left, 0), rec.TTL) // hostile too: never more than its TTL
+		reqs = append(reqs, &request{kind: reqApply, key: rec.Key, rec: rec, raw: encodeRecord(&rec),
+			ctx: ctx, applier: a, tag: tags[i]})
+	}
+	if len(reqs) > 0 && s.opts.Resolver != nil {
+		s.preResolveAll(reqs)
+	}
+	s.mu.RLock()
+	closed := s.closed
+	if !closed {
+		s.inflight.Add(len(reqs)) // as submit: before Close's Wait; done once committed
+	}
+	s.mu.RUnlock()
+	for i, r := range reqs {
+		err := ErrClosed
+		if !closed {
+			err = ctx.Err()
+			if err == nil {
+				select {
+				case s.reqs <- r:
+					continue
+				case <-ctx.Done():
+					err = ctx.Err()
+				}
+			}
+			s.inflight.Add(-(len(reqs) - i))
+		}
+		for _, r := range reqs[i:] {
+			refused = append(refused, ApplyDone{Tag: r.tag, Err: err})
+		}
+		break
+	}
+	if len(refused) > 0 {
+		a.fn(refused)
+	}
+}
+
 // validate checks a record received from a peer or imported: it is hostile
 // until checked (docs/ARCHITECTURE.md, "Hostile records"). Besides the
 // key, size and tombstone rules, its lamport must be above zero and within
