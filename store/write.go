@@ -147,8 +147,9 @@ type Applier struct {
 // the commit failed), on the committing goroutine, with the outcomes of
 // every record of this Applier in that commit; records refused before
 // they are queued (validation, a closed store, ctx ended) are reported on
-// the goroutine that queued them, before Apply returns. fn must be quick
-// and must not write to the store.
+// the goroutine that queued them, before Apply returns, and an expired
+// tombstone from its own goroutine: fn may run on several goroutines at
+// once. fn must be quick and must not write to the store.
 func (s *Store) NewApplier(fn func([]ApplyDone)) *Applier { return &Applier{s: s, fn: fn} }
 
 // Apply validates each of recs as Store.Apply does, queues those that pass
