@@ -218,3 +218,58 @@ func TestApplierRefuses(t *testing.T) {
 		}
 	})
 }
+
+// A conflict hook that takes its time does not hold up Apply's caller (a
+// receive loop): Apply returns while the resolver runs, and batches given
+// meanwhile reach the committer after the one being resolved, in order.
+func TestApplierSlowResolver(t *testing.T) {
+	release, entered := make(chan struct{}), make(chan struct{}, 1)
+	slow := resolverFunc(func(_ string, w, l *store.Record) ([]byte, bool, error) {
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
+		<-release
+		return append(append([]byte{}, w.Value...), l.Value...), false, nil
+	})
+	s := openTest(t, func(o *store.Options) { o.Resolver = slow })
+	if _, err := s.Apply(t.Context(), write("k", "a", 1, 5, nil)); err != nil {
+		t.Fatal(err)
+	}
+	log := newDoneLog(3)
+	a := s.NewApplier(log.fn(t))
+	returned := make(chan struct{})
+	go func() {
+		a.Apply(t.Context(), []store.Record{write("k", "b", 2, 6, nil)}, []any{0}) // concurrent with "a": resolved
+		a.Apply(t.Context(), []store.Record{write("k", "c", 3, 9, store.VV{id(1): 5, id(2): 6})}, []any{1})
+		a.Apply(t.Context(), []store.Record{write("other", "x", 2, 7, nil)}, []any{2})
+		close(returned)
+	}()
+	<-entered
+	select {
+	case <-returned:
+	case <-time.After(time.Minute):
+		t.Fatal("Apply waited for the conflict hook")
+	}
+	if _, found, _ := s.Get("other"); found {
+		t.Error("a batch given after the one being resolved was committed before it")
+	}
+	close(release)
+	log.wait(t)
+	for i := range 3 {
+		if d := log.get(i); d.Err != nil {
+			t.Errorf("record %d: %v", i, d.Err)
+		}
+	}
+	// "c" descends from "a" and "b": it replaces their merge.
+	got, _, _ := s.Get("k")
+	if d := log.get(0); d.Result.Outcome != store.Resolved || string(d.Result.Record.Value) != "ba" && string(d.Result.Record.Value) != "ab" {
+		t.Errorf("the concurrent write: %v %q, want resolved", d.Result.Outcome, d.Result.Record.Value)
+	}
+	if d := log.get(1); d.Result.Outcome != store.Applied || string(got.Value) != "c" {
+		t.Errorf("the descendant: %v, k = %q; want applied, c", d.Result.Outcome, got.Value)
+	}
+	if _, found, _ := s.Get("other"); !found {
+		t.Error("the last batch was not stored")
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/cloudknowledge/ck/store/internal/wal"
@@ -140,6 +141,23 @@ type ApplyDone struct {
 type Applier struct {
 	s  *Store
 	fn func([]ApplyDone)
+
+	// A batch holding a record concurrent with the stored one is resolved
+	// by a worker goroutine, not by Apply's caller: a conflict hook may run
+	// for its whole timeout, which must not stall a receive loop (HELLOs
+	// and ACKs wait behind it). Batches that come while the worker has
+	// work queue behind it, so records still reach the committer in the
+	// order Apply was given them.
+	mu      sync.Mutex
+	busy    bool       // a worker drains backlog
+	backlog []applyJob // in arrival order
+}
+
+// applyJob is a batch waiting for the Applier's worker.
+type applyJob struct {
+	ctx  context.Context
+	reqs []*request
+	curs map[int]*Record // concurrent current records; nil: read them first
 }
 
 // NewApplier returns an Applier whose outcomes go to fn. fn is called once
@@ -156,8 +174,8 @@ func (s *Store) NewApplier(fn func([]ApplyDone)) *Applier { return &Applier{s: s
 // and returns: it waits only for room in the queue, or for ctx. tags[i] is
 // handed back with recs[i]'s outcome. An expired tombstone goes to the
 // purger on a goroutine of its own, as Apply would send it. With a
-// Resolver, concurrent records are resolved here first, as Apply does on
-// its caller's goroutine.
+// Resolver, a batch holding concurrent records is resolved and queued by
+// the Applier's worker (see Applier), after every batch given before it.
 func (a *Applier) Apply(ctx context.Context, recs []Record, tags []any) {
 	s := a.s
 	var refused []ApplyDone
@@ -180,9 +198,61 @@ func (a *Applier) Apply(ctx context.Context, recs []Record, tags []any) {
 		reqs = append(reqs, &request{kind: reqApply, key: rec.Key, rec: rec, raw: encodeRecord(&rec),
 			ctx: ctx, applier: a, tag: tags[i]})
 	}
-	if len(reqs) > 0 && s.opts.Resolver != nil {
-		s.preResolveAll(reqs)
+	if len(refused) > 0 {
+		a.fn(refused) // before Apply returns, as documented
 	}
+	if len(reqs) == 0 {
+		return
+	}
+	a.mu.Lock()
+	if a.busy { // behind the batches the worker holds: order kept
+		a.backlog = append(a.backlog, applyJob{ctx: ctx, reqs: reqs})
+		a.mu.Unlock()
+		return
+	}
+	var curs map[int]*Record
+	if s.opts.Resolver != nil {
+		curs = s.concurrentCurrent(reqs)
+	}
+	if len(curs) == 0 {
+		a.mu.Unlock()
+		a.queue(ctx, reqs)
+		return
+	}
+	a.busy = true
+	a.backlog = append(a.backlog, applyJob{ctx: ctx, reqs: reqs, curs: curs})
+	a.mu.Unlock()
+	go a.drain()
+}
+
+// drain resolves and queues the backlog's batches in order, until it is
+// empty.
+func (a *Applier) drain() {
+	s := a.s
+	for {
+		a.mu.Lock()
+		if len(a.backlog) == 0 {
+			a.busy = false
+			a.mu.Unlock()
+			return
+		}
+		j := a.backlog[0]
+		a.backlog[0] = applyJob{}
+		a.backlog = a.backlog[1:]
+		a.mu.Unlock()
+		if j.curs == nil && s.opts.Resolver != nil {
+			j.curs = s.concurrentCurrent(j.reqs)
+		}
+		s.resolveAll(j.reqs, j.curs)
+		a.queue(j.ctx, j.reqs)
+	}
+}
+
+// queue hands reqs to the committer, in order, and reports those that
+// could not be queued (a closed store, ctx ended).
+func (a *Applier) queue(ctx context.Context, reqs []*request) {
+	s := a.s
+	var refused []ApplyDone
 	s.mu.RLock()
 	closed := s.closed
 	if !closed {
