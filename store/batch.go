@@ -98,6 +98,13 @@ func (s *Store) ApplyBatch(ctx context.Context, recs []Record) (res []ApplyResul
 // pending set into the file meanwhile costs only a resolution in the
 // commit.
 func (s *Store) preResolveAll(reqs []*request) {
+	s.resolveAll(reqs, s.concurrentCurrent(reqs))
+}
+
+// concurrentCurrent reads the current records of reqs in one read
+// transaction and returns, by index, those whose version vector is
+// concurrent with the received one (preResolveAll).
+func (s *Store) concurrentCurrent(reqs []*request) map[int]*Record {
 	raws := make([][]byte, len(reqs))
 	curs := map[int]*Record{} // the concurrent ones: resolved after the read, which a hook must not hold open
 	_ = s.read(func() bool {
@@ -127,6 +134,12 @@ func (s *Store) preResolveAll(reqs []*request) {
 		}
 		return nil
 	})
+	return curs
+}
+
+// resolveAll resolves each of reqs against its concurrent current record
+// (concurrentCurrent), outside any transaction: a hook may take its time.
+func (s *Store) resolveAll(reqs []*request, curs map[int]*Record) {
 	for i, cur := range curs {
 		r := reqs[i]
 		r.pre = &preResolved{cur: cur.Hash(), rec: Resolve(r.key, cur, &r.rec, s.opts.Resolver)}

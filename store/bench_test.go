@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+
+	"github.com/cloudknowledge/ck/store"
 )
 
 // BenchmarkSetParallel measures durable (fsynced) writes of 256-byte values
@@ -88,4 +90,65 @@ func BenchmarkSetSerial(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkReceivedApply measures durable applies of received records
+// arriving three to a datagram from one receive loop, as a peer takes a
+// writer's coalesced UPDATEs: handed to the commit queue by an Applier,
+// against the goroutine per record (at most 64 at once) the receive loop
+// used before (docs/ARCHITECTURE.md, "Overlapped replication").
+func BenchmarkReceivedApply(b *testing.B) {
+	const perDatagram = 3
+	value := make([]byte, 256)
+	rec := func(i int) store.Record {
+		return write(fmt.Sprintf("bench/%d", i%10000), string(value), 2, uint64(i+1), nil)
+	}
+	b.Run("applier", func(b *testing.B) {
+		s := openTest(b, durable)
+		var left sync.WaitGroup
+		left.Add(b.N)
+		a := s.NewApplier(func(ds []store.ApplyDone) {
+			for _, d := range ds {
+				if d.Err != nil {
+					b.Error(d.Err)
+				}
+			}
+			left.Add(-len(ds))
+		})
+		before := s.Stats()
+		b.ResetTimer()
+		for i := 0; i < b.N; i += perDatagram {
+			n := min(perDatagram, b.N-i)
+			recs, tags := make([]store.Record, n), make([]any, n)
+			for j := range n {
+				recs[j] = rec(i + j)
+			}
+			a.Apply(b.Context(), recs, tags)
+		}
+		left.Wait()
+		b.StopTimer()
+		st := s.Stats()
+		b.ReportMetric(float64(st.Requests-before.Requests)/float64(st.Commits-before.Commits), "writes/commit")
+	})
+	b.Run("goroutine-per-record", func(b *testing.B) {
+		s := openTest(b, durable)
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, 64)
+		before := s.Stats()
+		b.ResetTimer()
+		for i := range b.N {
+			r := rec(i)
+			sem <- struct{}{}
+			wg.Go(func() {
+				defer func() { <-sem }()
+				if _, err := s.Apply(b.Context(), r); err != nil {
+					b.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		b.StopTimer()
+		st := s.Stats()
+		b.ReportMetric(float64(st.Requests-before.Requests)/float64(st.Commits-before.Commits), "writes/commit")
+	})
 }

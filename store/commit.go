@@ -52,7 +52,10 @@ type request struct {
 	ctx  context.Context // the caller's, for the early hook (SetEarly)
 	res  ApplyResult
 	err  error
-	done chan struct{}
+	done chan struct{} // nil when queued by an Applier, which hears instead
+
+	applier *Applier // queued by Applier.Apply: told of the outcome with tag
+	tag     any
 }
 
 // preResolved is a conflict resolution computed outside the committer
@@ -236,8 +239,36 @@ func (s *Store) commitLocked(batch []*request) {
 		s.publish(st)
 	}
 	for _, r := range batch {
-		close(r.done)
+		if r.done != nil {
+			close(r.done)
+		}
 	}
+	s.tellAppliers(batch)
+}
+
+// tellAppliers hands the outcomes of the batch's queued records to their
+// Appliers (Applier.Apply), one call per Applier, once the commit has
+// returned: a receiver acknowledges them only now, durable.
+func (s *Store) tellAppliers(batch []*request) {
+	var a *Applier
+	var out []ApplyDone
+	n := 0
+	for _, r := range batch {
+		if r.applier == nil {
+			continue
+		}
+		if a != nil && r.applier != a {
+			a.fn(out)
+			out = nil
+		}
+		a = r.applier
+		out = append(out, ApplyDone{Tag: r.tag, Result: r.res, Err: r.err})
+		n++
+	}
+	if a != nil {
+		a.fn(out)
+	}
+	s.inflight.Add(-n)
 }
 
 // build runs the batch's requests.

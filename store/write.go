@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/cloudknowledge/ck/store/internal/wal"
@@ -122,6 +123,164 @@ func (s *Store) Apply(ctx context.Context, rec Record) (ApplyResult, error) {
 		return ApplyResult{}, err
 	}
 	return r.res, nil
+}
+
+// ApplyDone is the outcome of a record queued with Applier.Apply: Tag as
+// given with it, and what Apply would have returned for it.
+type ApplyDone struct {
+	Tag    any
+	Result ApplyResult
+	Err    error
+}
+
+// Applier queues received records for the committer without waiting for
+// their commits, so that a receive loop hands a datagram's writes over
+// without a goroutine per write and the committer still gathers them with
+// whatever else is queued (docs/ARCHITECTURE.md, "Overlapped
+// replication").
+type Applier struct {
+	s  *Store
+	fn func([]ApplyDone)
+
+	// A batch holding a record concurrent with the stored one is resolved
+	// by a worker goroutine, not by Apply's caller: a conflict hook may run
+	// for its whole timeout, which must not stall a receive loop (HELLOs
+	// and ACKs wait behind it). Batches that come while the worker has
+	// work queue behind it, so records still reach the committer in the
+	// order Apply was given them.
+	mu      sync.Mutex
+	busy    bool       // a worker drains backlog
+	backlog []applyJob // in arrival order
+}
+
+// applyJob is a batch waiting for the Applier's worker.
+type applyJob struct {
+	ctx  context.Context
+	reqs []*request
+	curs map[int]*Record // concurrent current records; nil: read them first
+}
+
+// NewApplier returns an Applier whose outcomes go to fn. fn is called once
+// the commit that includes a record has returned (the record durable, or
+// the commit failed), on the committing goroutine, with the outcomes of
+// every record of this Applier in that commit; records refused before
+// they are queued (validation, a closed store, ctx ended) are reported on
+// the goroutine that queued them, before Apply returns, and an expired
+// tombstone from its own goroutine: fn may run on several goroutines at
+// once. fn must be quick and must not write to the store.
+func (s *Store) NewApplier(fn func([]ApplyDone)) *Applier { return &Applier{s: s, fn: fn} }
+
+// Apply validates each of recs as Store.Apply does, queues those that pass
+// and returns: it waits only for room in the queue, or for ctx. tags[i] is
+// handed back with recs[i]'s outcome. An expired tombstone goes to the
+// purger on a goroutine of its own, as Apply would send it. With a
+// Resolver, a batch holding concurrent records is resolved and queued by
+// the Applier's worker (see Applier), after every batch given before it.
+func (a *Applier) Apply(ctx context.Context, recs []Record, tags []any) {
+	s := a.s
+	var refused []ApplyDone
+	reqs := make([]*request, 0, len(recs))
+	for i := range recs {
+		rec := recs[i]
+		if err := s.validate(&rec); err != nil {
+			refused = append(refused, ApplyDone{Tag: tags[i], Err: err})
+			continue
+		}
+		s.Observe(rec.Lamport)
+		if s.Expired(&rec) {
+			go func(tag any) {
+				res, err := s.applyExpired(ctx, rec)
+				a.fn([]ApplyDone{{Tag: tag, Result: res, Err: err}})
+			}(tags[i])
+			continue
+		}
+		rec.Left = min(max(rec.Left, 0), rec.TTL) // hostile too: never more than its TTL
+		reqs = append(reqs, &request{kind: reqApply, key: rec.Key, rec: rec, raw: encodeRecord(&rec),
+			ctx: ctx, applier: a, tag: tags[i]})
+	}
+	if len(refused) > 0 {
+		a.fn(refused) // before Apply returns, as documented
+	}
+	if len(reqs) == 0 {
+		return
+	}
+	a.mu.Lock()
+	if a.busy { // behind the batches the worker holds: order kept
+		a.backlog = append(a.backlog, applyJob{ctx: ctx, reqs: reqs})
+		a.mu.Unlock()
+		return
+	}
+	var curs map[int]*Record
+	if s.opts.Resolver != nil {
+		curs = s.concurrentCurrent(reqs)
+	}
+	if len(curs) == 0 {
+		a.mu.Unlock()
+		a.queue(ctx, reqs)
+		return
+	}
+	a.busy = true
+	a.backlog = append(a.backlog, applyJob{ctx: ctx, reqs: reqs, curs: curs})
+	a.mu.Unlock()
+	go a.drain()
+}
+
+// drain resolves and queues the backlog's batches in order, until it is
+// empty.
+func (a *Applier) drain() {
+	s := a.s
+	for {
+		a.mu.Lock()
+		if len(a.backlog) == 0 {
+			a.busy = false
+			a.mu.Unlock()
+			return
+		}
+		j := a.backlog[0]
+		a.backlog[0] = applyJob{}
+		a.backlog = a.backlog[1:]
+		a.mu.Unlock()
+		if j.curs == nil && s.opts.Resolver != nil {
+			j.curs = s.concurrentCurrent(j.reqs)
+		}
+		s.resolveAll(j.reqs, j.curs)
+		a.queue(j.ctx, j.reqs)
+	}
+}
+
+// queue hands reqs to the committer, in order, and reports those that
+// could not be queued (a closed store, ctx ended).
+func (a *Applier) queue(ctx context.Context, reqs []*request) {
+	s := a.s
+	var refused []ApplyDone
+	s.mu.RLock()
+	closed := s.closed
+	if !closed {
+		s.inflight.Add(len(reqs)) // as submit: before Close's Wait; done once committed
+	}
+	s.mu.RUnlock()
+	for i, r := range reqs {
+		err := ErrClosed
+		if !closed {
+			err = ctx.Err()
+			if err == nil {
+				select {
+				case s.reqs <- r:
+					continue
+				case <-ctx.Done():
+					err = ctx.Err()
+				}
+			}
+			s.inflight.Add(-(len(reqs) - i))
+		}
+		for _, r := range reqs[i:] {
+			refused = append(refused, ApplyDone{Tag: r.tag, Err: err})
+		}
+		break
+	}
+	if len(refused) > 0 {
+		a.fn(refused)
+	}
 }
 
 // validate checks a record received from a peer or imported: it is hostile

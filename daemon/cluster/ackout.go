@@ -12,26 +12,26 @@ import (
 const ackMaxBatch = 64
 
 // acker sends the ACKs this node owes, coalescing those owed to one
-// writer at the same moment into one datagram (wire.Ack.More): records
-// applied together by one group commit finish together, and their
-// writer then takes one datagram, not one per write. A lone ACK goes at
-// once, on the goroutine that owes it; ACKs owed while that goroutine
-// sends are queued and sent by it in the next round, one datagram per
-// writer.
+// writer at the same moment into one datagram (wire.Ack.More): the
+// UPDATEs one group commit made durable are owed at once, by the
+// committing goroutine (updatesApplied), and their writer takes one
+// datagram, not one per write. ACKs go at once, on the goroutine that
+// owes them; ACKs owed while that goroutine sends (an ANNOUNCE's, say) are
+// queued and sent by it in the next round, one datagram per writer.
 type acker struct {
 	mu      sync.Mutex
 	pending map[netip.AddrPort][]wire.AckEntry
 	sending bool
 }
 
-// send owes to the ACK of e. It returns once the ACK is sent, or queued
+// send owes to the ACKs of es. It returns once they are sent, or queued
 // for the goroutine that sends now.
-func (a *acker) send(n *Node, to netip.AddrPort, e wire.AckEntry) {
+func (a *acker) send(n *Node, to netip.AddrPort, es ...wire.AckEntry) {
 	a.mu.Lock()
 	if a.pending == nil {
 		a.pending = map[netip.AddrPort][]wire.AckEntry{}
 	}
-	a.pending[to] = append(a.pending[to], e)
+	a.pending[to] = append(a.pending[to], es...)
 	if a.sending {
 		a.mu.Unlock()
 		return

@@ -31,6 +31,9 @@ type Store interface {
 	// too, with Left 0 (docs/ARCHITECTURE.md, "Expiring and ephemeral keys").
 	Peek(key string) (store.Record, bool, error)
 	Apply(ctx context.Context, rec store.Record) (store.ApplyResult, error)
+	// NewApplier queues received records for the committer without
+	// waiting: UPDATEs are applied through it (replicate.go).
+	NewApplier(fn func([]store.ApplyDone)) *store.Applier
 
 	// The digest tree and the key-hash index, for sync sessions. They
 	// read memory (digests) or an index (entries), never the values.
@@ -89,6 +92,7 @@ type Node struct {
 	members *members
 	acks    *ackTable
 	acker   acker // ACKs owed, coalesced per writer
+	updates *store.Applier
 	queries *queryTable
 	sync    *syncer
 	stats   Stats
@@ -145,6 +149,7 @@ func New(cfg Config, tr transport.Transport, st Store) *Node {
 		logged:   map[string]bool{},
 	}
 	n.members.quarantined = n.sync.isQuarantined
+	n.updates = st.NewApplier(n.updatesApplied)
 	if cfg.Peers != nil {
 		recs, err := cfg.Peers.Load()
 		if err != nil {
@@ -358,13 +363,7 @@ func (n *Node) handle(ctx context.Context, from netip.AddrPort, hdr wire.Header,
 			n.log.Info("member left", "name", left.Name, "id", m.ID)
 		}
 	case *wire.Update:
-		// The writes of a coalesced UPDATE apply on goroutines of their
-		// own, so that the store's committer gathers them with whatever
-		// else is queued: one ApplyBatch per datagram measured 25 % slower
-		// (docs/BENCHMARKS.md, "Replicated writes").
-		for _, u := range m.Updates() {
-			n.spawnApply(ctx, func() { n.handleUpdate(ctx, from, u) })
-		}
+		n.handleUpdates(ctx, from, m.Updates())
 	case *wire.Announce:
 		n.spawnApply(ctx, func() { n.handleAnnounce(ctx, from, m) })
 	case *wire.Ack:

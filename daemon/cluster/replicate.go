@@ -231,19 +231,59 @@ func (n *Node) askAcks(w *ackWait, asked map[store.NodeID]bool, want, round int)
 	return wire.AckRequest{AckFrom: list}
 }
 
-// handleUpdate applies a received record and acknowledges it once this
-// node durably holds it or something newer.
-func (n *Node) handleUpdate(ctx context.Context, from netip.AddrPort, up *wire.Update) {
-	if up.Record.Hash() != up.Hash {
-		n.drop("hash", fmt.Errorf("update for %q: record does not match its hash", up.Record.Key))
-		return
+// handleUpdates queues the writes of an UPDATE (coalesced or not) for the
+// store's committer and returns: no goroutine per write, and the committer
+// gathers them with whatever else is queued, other datagrams' writes
+// included (one ApplyBatch per datagram measured 25 % slower,
+// docs/BENCHMARKS.md, "Replicated writes"). Each is acknowledged by
+// updatesApplied once the commit that includes it has returned.
+func (n *Node) handleUpdates(ctx context.Context, from netip.AddrPort, ups []*wire.Update) {
+	recs := make([]store.Record, 0, len(ups))
+	tags := make([]any, 0, len(ups))
+	for _, up := range ups {
+		if up.Record.Hash() != up.Hash {
+			n.drop("hash", fmt.Errorf("update for %q: record does not match its hash", up.Record.Key))
+			continue
+		}
+		recs = append(recs, up.Record)
+		tags = append(tags, &queuedUpdate{ctx: ctx, from: from, up: up})
 	}
-	held, err := n.apply(ctx, up.Record)
-	if err != nil {
-		return
+	if len(recs) > 0 {
+		n.updates.Apply(ctx, recs, tags)
 	}
-	if up.Wants(n.id) && held.VV.Dominates(up.Record.VV) {
-		n.acker.send(n, from, wire.AckEntry{Key: up.Record.Key, Origin: up.Record.Origin, Lamport: up.Record.Lamport})
+}
+
+// queuedUpdate is a received write in the store's queue.
+type queuedUpdate struct {
+	ctx  context.Context
+	from netip.AddrPort
+	up   *wire.Update
+}
+
+// updatesApplied acknowledges the received writes a commit has made
+// durable (or found this node already holding, or something newer):
+// one ACK datagram per writer for the whole commit. It runs on the
+// committing goroutine, or on the receive loop for writes refused before
+// they were queued.
+func (n *Node) updatesApplied(done []store.ApplyDone) {
+	var owed map[netip.AddrPort][]wire.AckEntry
+	for _, d := range done {
+		q := d.Tag.(*queuedUpdate)
+		if d.Err != nil {
+			n.applyFailed(q.ctx, q.up.Record.Key, d.Err)
+			continue
+		}
+		n.stats.applied(d.Result.Outcome)
+		rec := &q.up.Record
+		if q.up.Wants(n.id) && d.Result.Record.VV.Dominates(rec.VV) {
+			if owed == nil {
+				owed = map[netip.AddrPort][]wire.AckEntry{}
+			}
+			owed[q.from] = append(owed[q.from], wire.AckEntry{Key: rec.Key, Origin: rec.Origin, Lamport: rec.Lamport})
+		}
+	}
+	for to, es := range owed {
+		n.acker.send(n, to, es...)
 	}
 }
 
@@ -286,12 +326,17 @@ func (n *Node) apply(ctx context.Context, rec store.Record) (store.Record, error
 func (n *Node) applyResult(ctx context.Context, rec store.Record) (store.ApplyResult, error) {
 	res, err := n.st.Apply(ctx, rec)
 	if err != nil {
-		if ctx.Err() == nil { // not merely stopping
-			n.stats.applyErrors.Add(1)
-			n.log.Warn("could not apply a received record", "key", rec.Key, "error", err)
-		}
+		n.applyFailed(ctx, rec.Key, err)
 		return store.ApplyResult{}, err
 	}
 	n.stats.applied(res.Outcome)
 	return res, nil
+}
+
+// applyFailed counts and logs a received record the store did not take.
+func (n *Node) applyFailed(ctx context.Context, key string, err error) {
+	if ctx.Err() == nil { // not merely stopping
+		n.stats.applyErrors.Add(1)
+		n.log.Warn("could not apply a received record", "key", key, "error", err)
+	}
 }
