@@ -75,19 +75,7 @@ func tagsOf(from, n int) []any {
 // as stored.
 func TestApplier(t *testing.T) {
 	rng := testSeed(t)
-	var recs []store.Record
-	for i := range 1500 {
-		key := fmt.Sprintf("k/%03d", rng.IntN(300))
-		var vv store.VV
-		if rng.IntN(2) == 0 {
-			vv = store.VV{id(byte(1 + rng.IntN(3))): uint64(1 + rng.IntN(50))}
-		}
-		rec := write(key, fmt.Sprint("v", i), byte(1+rng.IntN(3)), uint64(1+rng.IntN(60)), vv)
-		if rng.IntN(100) == 0 {
-			rec.Lamport = 0 // invalid: refused alone
-		}
-		recs = append(recs, rec)
-	}
+	recs := receivedRecords(rng, 1500, 300)
 	one := openTest(t, func(o *store.Options) { o.Resolver = union })
 	queued := openTest(t, durable, func(o *store.Options) { o.Resolver = union })
 	var want []store.ApplyResult

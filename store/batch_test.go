@@ -3,6 +3,7 @@ package store_test
 import (
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"testing"
 
 	"github.com/cloudknowledge/ck/store"
@@ -14,19 +15,7 @@ import (
 // invalid records, and more records than one commit takes.
 func TestApplyBatch(t *testing.T) {
 	rng := testSeed(t)
-	var recs []store.Record
-	for i := range 2500 {
-		key := fmt.Sprintf("k/%03d", rng.IntN(400))
-		var vv store.VV
-		if rng.IntN(2) == 0 {
-			vv = store.VV{id(byte(1 + rng.IntN(3))): uint64(1 + rng.IntN(50))}
-		}
-		rec := write(key, fmt.Sprint("v", i), byte(1+rng.IntN(3)), uint64(1+rng.IntN(60)), vv)
-		if rng.IntN(100) == 0 {
-			rec.Lamport = 0 // invalid: refused alone
-		}
-		recs = append(recs, rec)
-	}
+	recs := receivedRecords(rng, 2500, 400)
 	one := openTest(t, func(o *store.Options) { o.Resolver = union })
 	batch := openTest(t, func(o *store.Options) { o.Resolver = union })
 	var want []store.ApplyResult
@@ -71,4 +60,24 @@ func TestApplyBatchClosed(t *testing.T) {
 	if !errors.Is(err, store.ErrClosed) || !errors.Is(errs[0], store.ErrClosed) {
 		t.Errorf("ApplyBatch on a closed store: %v, %v", err, errs)
 	}
+}
+
+// receivedRecords is n records as peers send them, over keys keys: from
+// three origins, half with a vector naming another, concurrent or not with
+// what is stored, and one in a hundred invalid (lamport 0, refused alone).
+func receivedRecords(rng *rand.Rand, n, keys int) []store.Record {
+	var recs []store.Record
+	for i := range n {
+		key := fmt.Sprintf("k/%03d", rng.IntN(keys))
+		var vv store.VV
+		if rng.IntN(2) == 0 {
+			vv = store.VV{id(byte(1 + rng.IntN(3))): uint64(1 + rng.IntN(50))}
+		}
+		rec := write(key, fmt.Sprint("v", i), byte(1+rng.IntN(3)), uint64(1+rng.IntN(60)), vv)
+		if rng.IntN(100) == 0 {
+			rec.Lamport = 0
+		}
+		recs = append(recs, rec)
+	}
+	return recs
 }
