@@ -86,7 +86,18 @@ type Options struct {
 	// Listener serves the API in place of the socket the config names
 	// (which is then neither created nor removed); the daemon closes it.
 	Listener net.Listener
+	// StreamWriteTimeout bounds each write of a watch or export stream
+	// (rpc.ServerOptions); 0: rpc.DefaultStreamWriteTimeout.
+	StreamWriteTimeout time.Duration
+	// ShutdownTimeout bounds how long a stop waits for requests in flight
+	// before it closes their connections; 0: defaultShutdownTimeout. Tests
+	// that show a stop is not held by a client raise both, so that being
+	// held would cost a minute, not seconds a loaded machine may take.
+	ShutdownTimeout time.Duration
 }
+
+// defaultShutdownTimeout is how long a stop waits for requests in flight.
+const defaultShutdownTimeout = 5 * time.Second
 
 // New checks cfg (Config.Check), opens the store, compiles the hooks and listens on the
 // API socket. It fails, touching nothing of another running ckd, when the
@@ -127,6 +138,8 @@ func New(cfg Config, opts Options) (*Daemon, error) {
 		MaxConnections:  d.maxConnections(),
 		ErrorLog:        apiLog.StandardLogger(&hclog.StandardLoggerOptions{ForceLevel: hclog.Warn}),
 		Observe:         d.metrics.observeAPI,
+
+		StreamWriteTimeout: opts.StreamWriteTimeout,
 	})
 	config := opts.ConfigFile
 	if config == "" {
@@ -241,7 +254,11 @@ func (d *Daemon) Close() error {
 		if inst := d.slot.peek(); inst != nil {
 			inst.endWaits(rpc.ErrShuttingDown)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		grace := d.opts.ShutdownTimeout
+		if grace <= 0 {
+			grace = defaultShutdownTimeout
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), grace)
 		defer cancel()
 		if err := d.api.Shutdown(ctx); err != nil {
 			d.log.Warn("api shutdown", "error", err)

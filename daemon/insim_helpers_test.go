@@ -145,6 +145,10 @@ func (n *simDaemon) begin() {
 		LoadConfig: func() (Config, error) { return LoadConfig(path) },
 		Transport:  func() (ClusterTransport, error) { return n.sc.nw.Endpoint(), nil },
 		Listener:   ln,
+		// A stop or rejoin held by a stuck client would take a minute:
+		// far from what a loaded -race run takes unheld (insim_test.go).
+		StreamWriteTimeout: heldCost,
+		ShutdownTimeout:    heldCost,
 	})
 	if err != nil {
 		ln.Close()
@@ -155,6 +159,10 @@ func (n *simDaemon) begin() {
 	go func() { n.done <- d.Run(ctx) }()
 	n.c = rpc.NewClient(n.sock)
 }
+
+// heldCost is what a stop or a rejoin held by a stuck client would take
+// in these daemons: their stream write deadline and shutdown grace.
+const heldCost = time.Minute
 
 // shutdown stops the daemon as SIGTERM does (Run's context ends) and
 // returns how long Run took to return.
