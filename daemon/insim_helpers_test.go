@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudknowledge/ck/internal/poll"
+
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/cloudknowledge/ck/daemon/seal"
@@ -189,17 +191,7 @@ func (n *simDaemon) shutdown() time.Duration {
 // test with cond's last error after within.
 func eventually(t *testing.T, within time.Duration, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", within, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	poll.Until(t, within, 20*time.Millisecond, cond)
 }
 
 // awaitMembers waits until n sees want members (itself included) in

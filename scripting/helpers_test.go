@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/cloudknowledge/ck/internal/poll"
 )
 
 // script writes a Lua file into dir and returns its path.
@@ -49,19 +51,9 @@ func timeout(d time.Duration) func(*Config) {
 var bg = context.Background()
 
 // checkFor polls f until it returns nil or wait passes.
-func checkFor(t testing.TB, wait, poll time.Duration, f func() error) {
+func checkFor(t testing.TB, wait, every time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(poll)
-	}
+	poll.Until(t, wait, every, f)
 }
 
 func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {

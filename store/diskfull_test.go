@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudknowledge/ck/internal/poll"
+
 	"github.com/cloudknowledge/ck/internal/tmpfs"
 	"github.com/cloudknowledge/ck/store"
 )
@@ -17,16 +19,8 @@ import (
 // waitFor polls cond for up to 20 s.
 func waitFor(t *testing.T, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: %v", what, err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := poll.For(20*time.Second, 20*time.Millisecond, cond); err != nil {
+		t.Fatalf("%s: %v", what, err)
 	}
 }
 

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudknowledge/ck/internal/poll"
+
 	"golang.org/x/net/ipv4"
 
 	"github.com/cloudknowledge/ck/daemon/seal"
@@ -124,7 +126,7 @@ func TestFlood(t *testing.T) {
 	var after map[string]float64
 	var received, dropped float64
 	var reasons map[string]float64
-	_ = poll(20*time.Second, 100*time.Millisecond, func() error { // the counts are checked below
+	_ = poll.For(20*time.Second, 100*time.Millisecond, func() error { // the counts are checked below
 		after = scrape(t, c)
 		received, dropped, reasons = floodCounts(before, after)
 		if received >= n && dropped == received {
@@ -159,7 +161,7 @@ func TestFlood(t *testing.T) {
 // after) until the daemon has read at least want datagrams since before.
 func awaitRead(t *testing.T, c *rpc.Client, before map[string]float64, want float64) {
 	t.Helper()
-	_ = poll(10*time.Second, time.Millisecond, func() error {
+	_ = poll.For(10*time.Second, time.Millisecond, func() error {
 		if received, _, _ := floodCounts(before, scrape(t, c)); received < want {
 			return fmt.Errorf("read %v datagrams, want %v", received, want)
 		}

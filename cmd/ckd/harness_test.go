@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudknowledge/ck/internal/poll"
+
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/cloudknowledge/ck/rpc"
@@ -286,7 +288,7 @@ func cmdWaitFor(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	re := regexp.MustCompile(args[1])
 	var b []byte
-	if err := poll(10*time.Second, 20*time.Millisecond, func() error {
+	if err := poll.For(10*time.Second, 20*time.Millisecond, func() error {
 		b, _ = os.ReadFile(ts.MkAbs(args[0]))
 		if !re.Match(b) {
 			return fmt.Errorf("%s does not match %q", args[0], args[1])
@@ -320,7 +322,7 @@ func cmdMembersAlive(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Check(err)
 	c := rpc.NewClient(ts.MkAbs(args[0] + ".sock"))
 	defer c.Close()
-	if err := poll(15*time.Second, 50*time.Millisecond, membersAlive(c, want)); err != nil {
+	if err := poll.For(15*time.Second, 50*time.Millisecond, membersAlive(c, want)); err != nil {
 		ts.Fatalf("%s: %v", args[0], err)
 	}
 }
@@ -341,7 +343,7 @@ func cmdAwaitValue(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	c := rpc.NewClient(ts.MkAbs(args[0] + ".sock"))
 	defer c.Close()
-	if err := poll(15*time.Second, 50*time.Millisecond, valueIs(c, args[1], args[2])); err != nil {
+	if err := poll.For(15*time.Second, 50*time.Millisecond, valueIs(c, args[1], args[2])); err != nil {
 		ts.Fatalf("%s: %v", args[0], err)
 	}
 }
@@ -381,7 +383,7 @@ func cmdAwaitHealthy(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	c := rpc.NewClient(ts.MkAbs(args[0] + ".sock"))
 	defer c.Close()
-	if err := poll(15*time.Second, 50*time.Millisecond, func() error {
+	if err := poll.For(15*time.Second, 50*time.Millisecond, func() error {
 		return c.Health(context.Background())
 	}); err != nil {
 		ts.Fatalf("%s not healthy: %v", args[0], err)
@@ -396,7 +398,7 @@ func cmdAwaitState(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	c := rpc.NewClient(ts.MkAbs(args[0] + ".sock"))
 	defer c.Close()
-	if err := poll(15*time.Second, 50*time.Millisecond, memberIs(c, args[1], args[2])); err != nil {
+	if err := poll.For(15*time.Second, 50*time.Millisecond, memberIs(c, args[1], args[2])); err != nil {
 		ts.Fatalf("%s: %v", args[0], err)
 	}
 }
@@ -409,7 +411,7 @@ func cmdAwaitMissing(ts *testscript.TestScript, neg bool, args []string) {
 	}
 	c := rpc.NewClient(ts.MkAbs(args[0] + ".sock"))
 	defer c.Close()
-	if err := poll(15*time.Second, 50*time.Millisecond, func() error {
+	if err := poll.For(15*time.Second, 50*time.Millisecond, func() error {
 		_, _, _, err := c.GetRaw(context.Background(), args[1], false)
 		if errors.Is(err, rpc.ErrNotFound) {
 			return nil
@@ -426,7 +428,7 @@ func cmdAwaitSame(ts *testscript.TestScript, neg bool, args []string) {
 	if len(args) < 2 || neg {
 		ts.Fatalf("usage: await-same NAME NAME...")
 	}
-	if err := poll(15*time.Second, 50*time.Millisecond, func() error {
+	if err := poll.For(15*time.Second, 50*time.Millisecond, func() error {
 		var seen []string
 		first, same := "", true
 		for _, name := range args {

@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudknowledge/ck/internal/poll"
+
 	"github.com/cloudknowledge/ck/rpc"
 )
 
@@ -143,7 +145,7 @@ func TestOtherUserLearnsNothing(t *testing.T) {
 	// until our node has refused more than 5 heartbeats' worth sent after
 	// its write, checking the whole time that it never joins.
 	var dropped float64
-	if err := poll(15*time.Second, 100*time.Millisecond, func() error {
+	if err := poll.For(15*time.Second, 100*time.Millisecond, func() error {
 		checkNotMember(t, a, "evil")
 		dropped = scrape(t, a)[`ck_datagrams_dropped_total{reason="key"}`]
 		if dropped-before >= 5 && time.Since(wrote) > 1500*time.Millisecond {
@@ -296,7 +298,7 @@ func copyImpostor(path string) error {
 // awaitFile waits (at most 15 s) until path exists.
 func awaitFile(t *testing.T, path string, out *bytes.Buffer) {
 	t.Helper()
-	if err := poll(15*time.Second, 20*time.Millisecond, func() error {
+	if err := poll.For(15*time.Second, 20*time.Millisecond, func() error {
 		_, err := os.Stat(path)
 		return err
 	}); err != nil {

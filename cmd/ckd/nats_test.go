@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudknowledge/ck/internal/poll"
+
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
@@ -101,7 +103,7 @@ func checkSubscriberExample(t *testing.T, url string, c *rpc.Client) {
 	}
 	defer func() { sub.Process.Kill(); sub.Wait() }()
 	want := `set example/greeting version=`
-	if err := poll(15*time.Second, 200*time.Millisecond, func() error {
+	if err := poll.For(15*time.Second, 200*time.Millisecond, func() error {
 		if strings.Contains(out.String(), want) {
 			return nil
 		}

@@ -20,6 +20,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudknowledge/ck/internal/poll"
+
 	"github.com/cloudknowledge/ck/rpc"
 )
 
@@ -154,7 +156,7 @@ func (p *ckdProc) awaitUp() error {
 	if p.upOnSocket {
 		every = 2 * time.Millisecond
 	}
-	err := poll(timeout, every, func() error {
+	err := poll.For(timeout, every, func() error {
 		select {
 		case err := <-p.exited:
 			p.exited <- err
@@ -285,32 +287,11 @@ func (p *ckdProc) mustCkctl(t testing.TB, stdin string, args ...string) string {
 	return out
 }
 
-// poll calls f every interval until it returns nil, returns an error
-// wrapping one of stop, or the timeout passes; it returns f's last error.
-func poll(timeout, interval time.Duration, f func() error, stop ...error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return nil
-		}
-		for _, s := range stop {
-			if errors.Is(err, s) {
-				return err
-			}
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not within %s: %w", timeout, err)
-		}
-		time.Sleep(interval)
-	}
-}
-
 // eventually polls f (every 50 ms) until it returns nil and fails the test
 // with what and f's last error if that takes longer than timeout.
 func eventually(t testing.TB, timeout time.Duration, what string, f func() error) {
 	t.Helper()
-	if err := poll(timeout, 50*time.Millisecond, f); err != nil {
+	if err := poll.For(timeout, 50*time.Millisecond, f); err != nil {
 		t.Fatalf("%s: %v", what, err)
 	}
 }

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudknowledge/ck/internal/poll"
+
 	"github.com/cloudknowledge/ck/rpc"
 )
 
@@ -56,7 +58,7 @@ func TestServiceNotifyAndHealth(t *testing.T) {
 	var statuses []string
 	probes := map[string]int{} // "socket" and "tcp": live 200 with ready 503 syncing
 	ready := false
-	if err := poll(30*time.Second, 5*time.Millisecond, func() error {
+	if err := poll.For(30*time.Second, 5*time.Millisecond, func() error {
 		if live, rdy := c.Live(ctx), c.Ready(ctx); live == nil && errors.Is(rdy, rpc.ErrSyncing) {
 			probes["socket"]++
 		}

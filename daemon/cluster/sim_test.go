@@ -14,6 +14,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/cloudknowledge/ck/internal/poll"
+
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/cloudknowledge/ck/daemon/seal"
@@ -278,17 +280,7 @@ func allSee(nodes []*simNode, peers int) bool {
 // fails the test with its last error after d.
 func waitFor(t *testing.T, d time.Duration, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", d, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	poll.Until(t, d, 50*time.Millisecond, cond)
 }
 
 // write is a local write through a node, as the daemon does it: commit,

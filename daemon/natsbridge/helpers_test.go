@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudknowledge/ck/internal/poll"
+
 	"github.com/hashicorp/go-hclog"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -145,21 +147,11 @@ func startBridge(t testing.TB, cfg natsbridge.Config, src natsbridge.Source, w n
 	return b, stop
 }
 
-// checkFor polls f every poll until it returns nil, failing the test with
+// checkFor polls f every every until it returns nil, failing the test with
 // f's last error after wait.
-func checkFor(t testing.TB, wait, poll time.Duration, f func() error) {
+func checkFor(t testing.TB, wait, every time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", wait, err)
-		}
-		time.Sleep(poll)
-	}
+	poll.Until(t, wait, every, f)
 }
 
 func waitState(t testing.TB, b *natsbridge.Bridge, want string) {

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudknowledge/ck/internal/poll"
+
 	"golang.org/x/net/ipv4"
 )
 
@@ -407,17 +409,7 @@ func (n *node) await(t *testing.T, payload string, from netip.AddrPort) {
 
 func waitFor(t *testing.T, wait time.Duration, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.Until(t, wait, 10*time.Millisecond, check)
 }
 
 func expectRead(t *testing.T, c net.Conn, want string) {

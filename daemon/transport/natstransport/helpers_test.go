@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudknowledge/ck/internal/poll"
+
 	"github.com/hashicorp/go-hclog"
 	"github.com/nats-io/nats-server/v2/server"
 
@@ -73,17 +75,7 @@ func connected(t testing.TB, trs ...*natstransport.Transport) {
 // checkFor polls f until it returns nil or wait passes.
 func checkFor(t testing.TB, wait time.Duration, f func() error) {
 	t.Helper()
-	deadline := time.Now().Add(wait)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatal(err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.Until(t, wait, 10*time.Millisecond, f)
 }
 
 // recv waits for one datagram.
