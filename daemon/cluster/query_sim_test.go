@@ -11,7 +11,6 @@ import (
 	"testing/synctest"
 	"time"
 
-	"github.com/cloudknowledge/ck/daemon/transport"
 	"github.com/cloudknowledge/ck/daemon/wire"
 	"github.com/cloudknowledge/ck/internal/simnet"
 	"github.com/cloudknowledge/ck/store"
@@ -289,29 +288,8 @@ func TestSimFreshReadCost(t *testing.T) {
 
 func freshReadCost(t *testing.T, seed uint64, n int) {
 	const reads, valueSize = 20, 256
-	nw := simnet.New(seed, simnet.Options{MinDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond, Queue: 4096})
-	dir := simDir(t)
-	nodes := make([]*simNode, n)
-	var asker *typeCounter
-	for i := range nodes {
-		sn := newSimNode(t, nw, dir, fmt.Sprintf("n%03d", i), nil)
-		if i == 0 {
-			sn.wrap = func(tr transport.Transport) transport.Transport { asker = countTypes(tr); return asker }
-		}
-		sn.start(t)
-		nodes[i] = sn
-	}
-	t.Cleanup(func() {
-		for _, sn := range nodes {
-			sn.stop(t)
-		}
-	})
-	waitFor(t, 30*simHeartbeat, func() error {
-		if !allSee(nodes, n-1) {
-			return errors.New("members did not find each other")
-		}
-		return nil
-	})
+	_, nodes, counters := startCounted(t, seed, n)
+	asker := counters[0]
 	value := bytes.Repeat([]byte("v"), valueSize)
 	ctx := context.Background()
 	// Keys every node holds (replicated).

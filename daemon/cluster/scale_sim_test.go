@@ -63,10 +63,10 @@ const (
 	maxIdleRate = 20
 )
 
-// runScale runs the scenario with n nodes, keys keys on one side of the
-// partition, and the writer taking rate writes a second.
-func runScale(t *testing.T, seed uint64, n, keys, rate int) {
-	rng := rand.New(rand.NewPCG(seed, 16))
+// startCounted starts n nodes on a network of 1–5 ms delays, each
+// counting the datagrams it receives by type, and returns them and their
+// network once every node sees every other and all hold the same data.
+func startCounted(t *testing.T, seed uint64, n int) (*simnet.Network, []*simNode, []*typeCounter) {
 	nw := simnet.New(seed, simnet.Options{MinDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond, Queue: 4096})
 	dir := simDir(t) // tmpfs: each store's log and reserve take 2 MiB (simLogSize)
 	nodes := make([]*simNode, n)
@@ -91,6 +91,14 @@ func runScale(t *testing.T, seed uint64, n, keys, rate int) {
 		}
 		return synced(nodes)
 	})
+	return nw, nodes, counters
+}
+
+// runScale runs the scenario with n nodes, keys keys on one side of the
+// partition, and the writer taking rate writes a second.
+func runScale(t *testing.T, seed uint64, n, keys, rate int) {
+	rng := rand.New(rand.NewPCG(seed, 16))
+	nw, nodes, counters := startCounted(t, seed, n)
 
 	checkIdle(t, nodes, counters)
 
