@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -71,6 +72,8 @@ type simDaemon struct {
 	c    *rpc.Client
 	stop context.CancelFunc
 	done chan error
+	// ep is the daemon's current cluster endpoint (a rejoin opens another).
+	ep atomic.Pointer[simnet.Endpoint]
 }
 
 // start writes name's config (extra: more top-level HCL, such as hook
@@ -145,8 +148,12 @@ func (n *simDaemon) begin() {
 	d, err := New(cfg, Options{
 		Logger:     hclog.New(&hclog.LoggerOptions{Name: n.name, Level: hclog.Debug, Output: n.log}),
 		LoadConfig: func() (Config, error) { return LoadConfig(path) },
-		Transport:  func() (ClusterTransport, error) { return n.sc.nw.Endpoint(), nil },
-		Listener:   ln,
+		Transport: func() (ClusterTransport, error) {
+			ep := n.sc.nw.Endpoint()
+			n.ep.Store(ep)
+			return ep, nil
+		},
+		Listener: ln,
 		// A stop or rejoin held by a stuck client would take a minute:
 		// far from what a loaded -race run takes unheld (insim_test.go).
 		StreamWriteTimeout: heldCost,

@@ -3,6 +3,7 @@ package daemon
 import (
 	"context"
 	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -273,7 +274,11 @@ func TestInSimStuckClientsDuringRejoinAndStop(t *testing.T) {
 	t.Parallel()
 	sc := newSimCluster(t)
 	_, b := sc.quarantinedPair()
-	waitErr := pendingWait(b, "waiting")
+	// c joins after the separation: alive to b, so b's write waits for
+	// its ACK (the quarantining a does not count).
+	c := sc.start("c", "")
+	b.awaitMembers("alive", 2)
+	waitErr := pendingWait(b, c, "waiting")
 	stuckWatcher(t, b.sock)
 	b.manyChanges("fill1", 800)
 
@@ -321,8 +326,9 @@ func TestInSimStuckClientsDuringRejoinAndStop(t *testing.T) {
 func TestInSimStopWhileWaiting(t *testing.T) {
 	t.Parallel()
 	sc := newSimCluster(t)
-	_, b := sc.quarantinedPair()
-	waitErr := pendingWait(b, "waiting")
+	a, b := sc.start("a", ""), sc.start("b", "")
+	b.awaitMembers("alive", 2)
+	waitErr := pendingWait(b, a, "waiting")
 	took := b.shutdown()
 	t.Logf("stop with a pending --wait: %s", took.Round(time.Millisecond))
 	if took > heldCost/2 { // the pending --wait asks for 60 s
@@ -342,15 +348,23 @@ func TestInSimStopWhileWaiting(t *testing.T) {
 }
 
 // pendingWait starts a write of key on n that waits 60 s for one ACK,
-// which n's only peer (quarantining n) never sends, and returns once the
-// write is committed and its wait runs; the channel gets its error.
-func pendingWait(n *simDaemon, key string) <-chan error {
+// which silent, an alive peer that n's datagrams no longer reach, never
+// sends, and returns once the write is committed and its wait runs; the
+// channel gets its error.
+func pendingWait(n, silent *simDaemon, key string) <-chan error {
 	n.sc.t.Helper()
+	n.sc.nw.Block([]netip.AddrPort{n.ep.Load().Addr()}, []netip.AddrPort{silent.ep.Load().Addr()})
 	errc := make(chan error, 1)
 	go func() {
 		_, err := n.c.Put(context.Background(), key, []byte("v"), rpc.WriteOptions{Wait: 1, Timeout: rpc.Duration(60 * time.Second)})
 		errc <- err
 	}()
 	n.awaitValue(key, "v")
+	time.Sleep(200 * time.Millisecond) // past a wait that would end at once
+	select {
+	case err := <-errc:
+		n.sc.t.Fatalf("the write's wait ended by itself, not pending: %v", err)
+	default:
+	}
 	return errc
 }

@@ -121,12 +121,19 @@ func (n *Network) Attach(addr netip.AddrPort) *Endpoint {
 // Partition cuts every link between a node of side a and a node of side b,
 // in both directions.
 func (n *Network) Partition(a, b []netip.AddrPort) {
+	n.Block(a, b)
+	n.Block(b, a)
+}
+
+// Block cuts the links from every node of from to every node of to, in
+// that direction only: to still reaches from (a peer that hears and is
+// heard as alive, but never receives what is sent to it).
+func (n *Network) Block(from, to []netip.AddrPort) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	for _, x := range a {
-		for _, y := range b {
+	for _, x := range from {
+		for _, y := range to {
 			n.cut[[2]netip.AddrPort{x, y}] = true
-			n.cut[[2]netip.AddrPort{y, x}] = true
 		}
 	}
 }
