@@ -527,4 +527,4 @@ func (n *Node) Members() []Member {
 }
 
 // AlivePeers is the number of other members alive now.
-func (n *Node) AlivePeers() int { return len(n.members.alive(time.Now())) }
+func (n *Node) AlivePeers() int { return n.members.countAlive(time.Now()) }

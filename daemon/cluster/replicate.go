@@ -161,8 +161,10 @@ func (n *Node) waitAcks(ctx context.Context, rec store.Record, want int, timeout
 	if alive := n.AlivePeers(); alive < want {
 		return 0, fmt.Errorf("%w: %d alive, %d asked", ErrTooFewPeers, alive, want)
 	}
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
+	// One timer for the resends and the deadline, whichever is next.
+	deadline := time.Now().Add(timeout)
+	timer := time.NewTimer(min(resendEvery, timeout))
+	defer timer.Stop()
 	var asked map[store.NodeID]bool
 	var sent time.Time
 	if early {
@@ -172,8 +174,6 @@ func (n *Node) waitAcks(ctx context.Context, rec store.Record, want int, timeout
 		n.broadcast(n.updateFor(rec, n.askAcks(w, asked, want, 0)))
 		sent = time.Now()
 	}
-	resend := time.NewTicker(resendEvery)
-	defer resend.Stop()
 	for round := 1; ; {
 		got, changed := n.acks.count(w)
 		if got >= want {
@@ -181,12 +181,15 @@ func (n *Node) waitAcks(ctx context.Context, rec store.Record, want int, timeout
 		}
 		select {
 		case <-changed:
-		case <-resend.C:
-			// A resend carries its age: a receiver that missed the
-			// first UPDATE gives the record no longer life.
-			n.broadcast(n.updateFor(aged(rec, time.Since(sent)), n.askAcks(w, asked, want, round)))
-			round++
-		case <-deadline.C:
+		case now := <-timer.C:
+			if left := deadline.Sub(now); left > 0 {
+				// A resend carries its age: a receiver that missed the
+				// first UPDATE gives the record no longer life.
+				n.broadcast(n.updateFor(aged(rec, time.Since(sent)), n.askAcks(w, asked, want, round)))
+				round++
+				timer.Reset(min(resendEvery, left))
+				continue
+			}
 			// Some peer alive by our table does not hold the write:
 			// evidence of a fault for anti-entropy (sync.go).
 			n.sync.fault("wait missed", time.Now())
@@ -209,14 +212,15 @@ const ackSpare = 1
 // AckRequest). asked keeps the peers asked so far.
 func (n *Node) askAcks(w *ackWait, asked map[store.NodeID]bool, want, round int) wire.AckRequest {
 	acked := n.acks.from(w)
+	var buf [8]store.NodeID
 	var pending, fresh []store.NodeID
-	for _, m := range n.members.alive(time.Now()) {
+	for _, id := range n.members.aliveIDs(time.Now(), buf[:0]) {
 		switch {
-		case acked[m.ID]:
-		case asked[m.ID]:
-			pending = append(pending, m.ID)
+		case acked[id]:
+		case asked[id]:
+			pending = append(pending, id)
 		default:
-			fresh = append(fresh, m.ID)
+			fresh = append(fresh, id)
 		}
 	}
 	target := (want - len(acked) + ackSpare) << min(round, 8)
