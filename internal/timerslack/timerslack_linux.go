@@ -1,6 +1,7 @@
 package timerslack
 
 import (
+	"fmt"
 	"os"
 	"syscall"
 
@@ -19,14 +20,20 @@ func Ensure(ns uint64) error {
 		return nil
 	}
 	cur, err := unix.PrctlRetInt(unix.PR_GET_TIMERSLACK, 0, 0, 0, 0)
-	if err != nil || uint64(cur) >= ns {
-		return err
+	if err != nil {
+		return fmt.Errorf("timer slack: %w", err)
+	}
+	if uint64(cur) >= ns {
+		return nil
 	}
 	if err := unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(ns), 0, 0, 0); err != nil {
-		return err
+		return fmt.Errorf("set timer slack: %w", err)
 	}
 	env := append(os.Environ(), reexecEnv+"=1")
-	return syscall.Exec("/proc/self/exe", os.Args, env)
+	if err := syscall.Exec("/proc/self/exe", os.Args, env); err != nil {
+		return fmt.Errorf("execute again with a timer slack of %d ns: %w", ns, err)
+	}
+	return nil // not reached: Exec returns only on failure
 }
 
 // Current is the calling thread's timer slack, in ns.
