@@ -421,8 +421,7 @@ func (s *Store) begin() (*txState, error) {
 	active, frozen := s.pend.Sets()
 	return &txState{
 		s: s, tx: tx, kv: tx.Bucket(bucketKV), active: active, frozen: frozen,
-		staged: map[string]int{},
-		l:      s.Lamport(), reserved: s.reserved,
+		l: s.Lamport(), reserved: s.reserved,
 		last: s.lastIndex, first: s.firstIndex,
 		now:      s.opts.Now().UnixMilli(),
 		purgeLog: s.purgeLogN > 0,
