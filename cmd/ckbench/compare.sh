@@ -102,6 +102,7 @@ timed() {
   /usr/bin/time -f '%U %S' -o "$work/time.txt" "$@"
   t1=$(ticks "$pid")
   awk -v l="$label" -v s=$((t1 - t0)) -v hz="$hz" -v n="$n" '{printf "%s %.1f %.1f\n", l, s / hz / n * 1e6, ($1 + $2) / n * 1e6}' "$work/time.txt" >>"$work/cpu.txt"
+  tail -1 "$work/cpu.txt" | awk '{printf "%-5s CPU per set: server %s µs, load generator %s µs\n", $1, $2, $3}' >&2
 }
 ckd16() { # ckd16 NAME PREFIX PID SOCKET: its set round, then its get round
   timed "$3" "$1" "$work/bin/ckbench" -socket "$4" -client "$client" -c 16 -n "$n" -d 256 -t set | sed "s/^/$2/" | tee -a "$work/$1.txt"
