@@ -58,6 +58,13 @@ func (n *Node) runOpener(ctx context.Context, peer Member, onRecv func(int)) (*s
 	if onRecv != nil {
 		s.settled = math.MaxUint64 // a bootstrap: nothing it moves was on its way
 	}
+	tops := n.st.TopDigests()
+	if l, ok := n.st.(bulkLoader); ok && onRecv != nil && tops == ([256]store.Hash{}) {
+		// The peer sends everything, in key order (syncserve.go, sendAll):
+		// written by the bulk loader rather than through the log.
+		s.loader = l.NewLoader()
+		defer s.loader.Close()
+	}
 	if n.sync.isQuarantined(peer.ID) {
 		return s, errQuarantined
 	}
@@ -72,23 +79,23 @@ func (n *Node) runOpener(ctx context.Context, peer Member, onRecv func(int)) (*s
 	defer stop()
 	s.c = c
 
-	if err := s.send(&wire.SyncTop{Tops: n.st.TopDigests()}); err != nil {
+	if err := s.send(&wire.SyncTop{Tops: tops}); err != nil {
 		return s, err
 	}
-	var tops []*wire.SyncLeaves
+	var leaves []*wire.SyncLeaves
 	err = s.readTurn(func(m wire.Message) error {
 		sl, ok := m.(*wire.SyncLeaves)
 		if !ok {
 			return errUnexpected
 		}
-		tops = append(tops, sl)
+		leaves = append(leaves, sl)
 		return nil
 	})
 	if err != nil {
 		return s, err
 	}
 	var wanted []*wire.SyncKeys
-	for _, sl := range tops {
+	for _, sl := range leaves {
 		if err := s.sendWanted(wanted); err != nil {
 			return s, err
 		}
@@ -173,3 +180,11 @@ func (s *session) sendWanted(wanted []*wire.SyncKeys) error {
 	}
 	return nil
 }
+
+// bulkLoader is a Store with a bulk loader for bootstraps;
+// *store.Store is one.
+type bulkLoader interface {
+	NewLoader() *store.Loader
+}
+
+var _ bulkLoader = (*store.Store)(nil)
