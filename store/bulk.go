@@ -62,6 +62,7 @@ type Loader struct {
 	out    chan *loadBatch // written, back to Load or Flush
 	queue  int             // batches handed to the writer, not yet back
 	staged int             // records handed to the writer (MergeStaged's hint)
+	chunk  int             // records a chunk (loadChunk; tests make it smaller)
 	once   sync.Once
 }
 
@@ -83,7 +84,7 @@ type loadRec struct {
 
 // NewLoader returns a Loader for a bootstrap into s.
 func (s *Store) NewLoader() *Loader {
-	l := &Loader{s: s, fill: &loadBatch{}, work: make(chan *loadBatch), out: make(chan *loadBatch, 2)}
+	l := &Loader{s: s, fill: &loadBatch{}, work: make(chan *loadBatch), out: make(chan *loadBatch, 2), chunk: loadChunk}
 	go l.writer()
 	return l
 }
@@ -130,7 +131,7 @@ func (l *Loader) Load(ctx context.Context, recs []Record) ([]Loaded, error) {
 		raw := encodeRecord(&rec)
 		l.fill.recs = append(l.fill.recs, loadRec{rec: rec, raw: raw, h: hashBytes(raw), kh: KeyHash(rec.Key)})
 		l.fill.bytes += len(raw)
-		if len(l.fill.recs) >= loadChunk || l.fill.bytes >= loadChunkBytes {
+		if len(l.fill.recs) >= l.chunk || l.fill.bytes >= loadChunkBytes {
 			if err := l.hand(ctx, &out); err != nil {
 				return out, err
 			}
