@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"container/heap"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -531,35 +532,65 @@ func (s *Store) MergeStaged(staged int) error {
 
 // mergeRange moves the staged entries whose key hash starts with a byte
 // in [lo, hi) into bucket keyhash, where it lacks their key, in key-hash
-// order. The runs keep them until they are dropped: bucket keyhash wins.
+// order: a merge of the runs, each already in that order. The runs keep
+// the entries until they are dropped: bucket keyhash wins.
 func mergeRange(tx *bolt.Tx, lo byte, hi int) error {
-	var es []stagedEntry
 	st := tx.Bucket(bucketStaged)
 	if st == nil {
 		return nil
 	}
+	var runs runHeap
 	err := st.ForEachBucket(func(name []byte) error {
 		c := st.Bucket(name).Cursor()
-		for k, v := c.Seek([]byte{lo}); k != nil && int(k[0]) < hi; k, v = c.Next() {
-			es = append(es, stagedEntry{k, v})
+		if k, v := c.Seek([]byte{lo}); k != nil && int(k[0]) < hi {
+			runs = append(runs, &runCursor{c: c, k: k, v: v})
 		}
 		return nil
 	})
-	if err != nil {
+	if err != nil || len(runs) == 0 {
 		return err
 	}
-	slices.SortFunc(es, func(a, b stagedEntry) int { return bytes.Compare(a.k, b.k) })
+	heap.Init(&runs)
 	kh := tx.Bucket(bucketKeyHash)
 	kh.FillPercent = 1.0 // mostly appended in order; later inserts split pages as ever
-	for _, e := range es {
-		if kh.Get(e.k) != nil {
-			continue
+	// Bucket keyhash holds nothing in the range (a bootstrap into an empty
+	// store): no entry of its to give way to.
+	k, _ := kh.Cursor().Seek([]byte{lo})
+	empty := k == nil || int(k[0]) >= hi
+	for len(runs) > 0 {
+		r := runs[0]
+		if empty || kh.Get(r.k) == nil {
+			if err := kh.Put(r.k, r.v); err != nil {
+				return err
+			}
 		}
-		if err := kh.Put(e.k, e.v); err != nil {
-			return err
+		if r.k, r.v = r.c.Next(); r.k == nil || int(r.k[0]) >= hi {
+			heap.Pop(&runs)
+		} else {
+			heap.Fix(&runs, 0)
 		}
 	}
 	return nil
+}
+
+// runCursor is a run's place in mergeRange.
+type runCursor struct {
+	c    *bolt.Cursor
+	k, v []byte
+}
+
+// runHeap orders runs by their current key.
+type runHeap []*runCursor
+
+func (h runHeap) Len() int           { return len(h) }
+func (h runHeap) Less(i, j int) bool { return bytes.Compare(h[i].k, h[j].k) < 0 }
+func (h runHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *runHeap) Push(x any)        { *h = append(*h, x.(*runCursor)) }
+func (h *runHeap) Pop() any {
+	old := *h
+	r := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return r
 }
 
 // stagedLeaf adds to out, the entries of a leaf from bucket keyhash, the

@@ -31,6 +31,13 @@ const (
 // bootstrapAlone heartbeats. It runs at every start: a restarted node
 // catches up the same way as a new one.
 func (n *Node) bootstrap(ctx context.Context) {
+	if n.st.TopDigests() == ([256]store.Hash{}) {
+		// An empty store: its sessions ask for everything and load it in
+		// bulk (syncopen.go), and it serves no session that would push
+		// records at it meanwhile (syncserve.go).
+		n.sync.loading.Store(true)
+		defer n.sync.loading.Store(false)
+	}
 	start := time.Now()
 	lonely := start // since when no peer has been alive
 	tried := map[store.NodeID]time.Time{}

@@ -59,9 +59,15 @@ func (n *Node) runOpener(ctx context.Context, peer Member, onRecv func(int)) (*s
 		s.settled = math.MaxUint64 // a bootstrap: nothing it moves was on its way
 	}
 	tops := n.st.TopDigests()
-	if l, ok := n.st.(bulkLoader); ok && onRecv != nil && tops == ([256]store.Hash{}) {
-		// The peer sends everything, in key order (syncserve.go, sendAll):
-		// written by the bulk loader rather than through the log.
+	if l, ok := n.st.(bulkLoader); ok && onRecv != nil && n.sync.loading.Load() {
+		// A bootstrap of a store that was empty: it asks for everything
+		// (all-zero top digests, even if a few UPDATEs or an earlier
+		// attempt stored records since), which the peer sends in key order
+		// (syncserve.go, sendAll), and the bulk loader writes it rather
+		// than the log (store/bulk.go; records it holds a version of go
+		// through the log as ever). What it holds that the peer lacks, the
+		// next anti-entropy session sends.
+		tops = [256]store.Hash{}
 		s.loader = l.NewLoader()
 		defer s.loader.Close()
 	}
