@@ -2,8 +2,6 @@ package cluster
 
 import (
 	"context"
-	"os"
-	"runtime/debug"
 	"time"
 
 	"github.com/cloudknowledge/ck/store"
@@ -17,9 +15,6 @@ const (
 	bootstrapAlone = 3
 	// progressEvery is how often a bootstrap logs its progress.
 	progressEvery = 5 * time.Second
-	// bootstrapHeap is the runtime's soft memory limit while a bootstrap
-	// runs, when it was lower (roomToBootstrap).
-	bootstrapHeap = 512 << 20
 )
 
 // bootstrap pulls everything this node lacks from one peer at a time
@@ -101,7 +96,6 @@ func (n *Node) pullFrom(ctx context.Context, peer Member) bool {
 		}
 	}
 	defer n.sync.end()
-	defer roomToBootstrap()()
 	n.sync.setPeer(peer)
 	n.log.Info("bootstrap: pulling from a peer", "peer", peer.Name, "id", peer.ID, "peer_keys", peer.Keys)
 	start, last := time.Now(), time.Now()
@@ -161,20 +155,4 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
-}
-
-// roomToBootstrap raises the runtime's soft memory limit to bootstrapHeap
-// for a bootstrap, unless GOMEMLIMIT set it, and returns what restores it.
-// ckd keeps the limit near its request budget (96 MiB by default), but
-// a bootstrap's flushes hold ~100 MiB of bbolt nodes and pending records
-// whatever the store's size (docs/ARCHITECTURE.md, "The bootstrap
-// pipeline"): under the lower limit the collector ran nearly
-// continuously, half of the receiver's CPU, and halved the rate.
-func roomToBootstrap() (restore func()) {
-	prev := debug.SetMemoryLimit(-1)
-	if os.Getenv("GOMEMLIMIT") != "" || prev >= bootstrapHeap {
-		return func() {}
-	}
-	debug.SetMemoryLimit(bootstrapHeap)
-	return func() { debug.SetMemoryLimit(prev) }
 }
