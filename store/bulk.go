@@ -19,10 +19,11 @@ import (
 // key-hash index out of order: ~12 µs of CPU a record in process, more in
 // ckd. A Loader writes such records into the bbolt file itself, in
 // transactions of loadChunk records: the kv bucket appended with full
-// pages, the index entries sorted by key hash, the change-log events,
-// tombstone index, digest, key count and deadlines exactly as a flush of
-// the same records through ApplyBatch leaves them, and durable when the
-// transaction commits.
+// pages, the key-hash index entries staged in a sorted run of their own
+// (merged at the end, see "The staged index" below), the change-log
+// events, tombstone index, digest, key count and deadlines exactly as a
+// flush of the same records through ApplyBatch leaves them, and durable
+// when the transaction commits.
 //
 // Only records whose key the store holds no version of, pending or
 // stored, and no purge-log entry of, take this path: everything else
@@ -39,9 +40,13 @@ const (
 	// loadChunk bounds the records of one bulk transaction, and
 	// loadChunkBytes their bytes: what the receiver holds (twice: one
 	// chunk filling while the previous one is written) and the bbolt
-	// nodes one transaction dirties.
-	loadChunk      = 16384
-	loadChunkBytes = 8 << 20
+	// nodes one transaction dirties. Under ckd's soft memory limit
+	// (96 MiB) chunks of 16,384 records and 8 MiB cost ~1 µs a record
+	// more in collections than these (docs/BENCHMARKS.md, "Bootstrap by
+	// bulk load"); a smaller chunk costs a commit (two fsyncs) and a run
+	// of the staged index more per 8,192 records.
+	loadChunk      = 8192
+	loadChunkBytes = 4 << 20
 )
 
 // Loaded is the outcome of one record given to a Loader: the record as
