@@ -62,14 +62,13 @@ type Loaded struct {
 // goroutine; a second goroutine writes a chunk while the next one fills.
 // Close must be called when done.
 type Loader struct {
-	s      *Store
-	fill   *loadBatch
-	work   chan *loadBatch // to the writer: at most one waits
-	out    chan *loadBatch // written, back to Load or Flush
-	queue  int             // batches handed to the writer, not yet back
-	staged int             // records handed to the writer (MergeStaged's hint)
-	chunk  int             // records a chunk (loadChunk; tests make it smaller)
-	once   sync.Once
+	s     *Store
+	fill  *loadBatch
+	work  chan *loadBatch // to the writer: at most one waits
+	out   chan *loadBatch // written, back to Load or Flush
+	queue int             // batches handed to the writer, not yet back
+	chunk int             // records a chunk (loadChunk; tests make it smaller)
+	once  sync.Once
 }
 
 // loadBatch is one chunk of a Loader's records.
@@ -165,7 +164,6 @@ func (l *Loader) hand(ctx context.Context, out *[]Loaded) error {
 		select {
 		case l.work <- b:
 			l.queue++
-			l.staged += len(b.recs)
 			return nil
 		case d := <-l.out:
 			l.queue--
@@ -180,13 +178,16 @@ func (l *Loader) hand(ctx context.Context, out *[]Loaded) error {
 }
 
 // Finish writes every record given so far, as Flush, and then merges the
-// staged index (MergeStaged): call it once at the end of a load.
+// staged index (MergeStaged). A bootstrap flushes instead, and merges once
+// it has declared itself synced: the store is whole and correct with the
+// index staged.
 func (l *Loader) Finish(ctx context.Context) ([]Loaded, error) {
 	out, err := l.Flush(ctx)
 	if err != nil {
 		return out, err
 	}
-	return out, l.s.MergeStaged(l.staged)
+	_, err = l.s.MergeStaged(ctx)
+	return out, err
 }
 
 // Flush writes every record given so far and returns the outcomes not
@@ -497,31 +498,30 @@ func unstage(tx *bolt.Tx, kh Hash, key string) error {
 	return st.ForEachBucket(func(name []byte) error { return st.Bucket(name).Delete(k) })
 }
 
-// mergeTxEntries is about how many staged entries one MergeStaged
-// transaction moves, when the number is known: it bounds the bbolt
-// nodes the transaction holds.
-const mergeTxEntries = 1 << 17
-
 // MergeStaged moves the staged index entries (above) into bucket keyhash
-// and drops the runs. staged is about how many there are (0: unknown),
-// to size its transactions. A store with none costs a read.
-func (s *Store) MergeStaged(staged int) error {
+// and drops the runs, in a transaction per 256th of the key hashes (a
+// few thousand entries each at a million keys), and returns how many it
+// moved. A store with none costs a read. It stops between transactions
+// when ctx ends: what is left stays staged, the store as correct as
+// before, for the next call.
+func (s *Store) MergeStaged(ctx context.Context) (int, error) {
 	var any bool
 	if err := s.db.View(func(tx *bolt.Tx) error { any = tx.Bucket(bucketStaged) != nil; return nil }); err != nil {
-		return s.classify(err)
+		return 0, s.classify(err)
 	}
 	if !any {
-		return nil
+		return 0, nil
 	}
-	step := 1
-	if staged > 0 {
-		step = max(1, min(256, 256*mergeTxEntries/staged))
-	}
-	for lo := 0; lo < 256; lo += step {
-		hi := min(lo+step, 256)
-		if err := s.db.Update(func(tx *bolt.Tx) error { return mergeRange(tx, byte(lo), hi) }); err != nil {
-			return s.classify(err)
+	moved := 0
+	for top := range 256 {
+		if err := ctx.Err(); err != nil {
+			return moved, err
 		}
+		n := 0
+		if err := s.db.Update(func(tx *bolt.Tx) (err error) { n, err = mergeRange(tx, byte(top)); return err }); err != nil {
+			return moved, s.classify(err)
+		}
+		moved += n
 	}
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		if tx.Bucket(bucketStaged) == nil {
@@ -530,52 +530,56 @@ func (s *Store) MergeStaged(staged int) error {
 		return tx.DeleteBucket(bucketStaged)
 	})
 	if err != nil {
-		return s.classify(err)
+		return moved, s.classify(err)
 	}
-	return nil
+	return moved, nil
 }
 
-// mergeRange moves the staged entries whose key hash starts with a byte
-// in [lo, hi) into bucket keyhash, where it lacks their key, in key-hash
-// order: a merge of the runs, each already in that order. The runs keep
-// the entries until they are dropped: bucket keyhash wins.
-func mergeRange(tx *bolt.Tx, lo byte, hi int) error {
+// mergeRange moves the staged entries whose key hash starts with byte
+// top into bucket keyhash, where it lacks their key, in key-hash order: a
+// merge of the runs, each already in that order. The runs keep the
+// entries until they are dropped: bucket keyhash wins. It returns how
+// many it put.
+func mergeRange(tx *bolt.Tx, top byte) (int, error) {
 	st := tx.Bucket(bucketStaged)
 	if st == nil {
-		return nil
+		return 0, nil
 	}
+	prefix := []byte{top}
 	var runs runHeap
 	err := st.ForEachBucket(func(name []byte) error {
 		c := st.Bucket(name).Cursor()
-		if k, v := c.Seek([]byte{lo}); k != nil && int(k[0]) < hi {
+		if k, v := c.Seek(prefix); k != nil && k[0] == top {
 			runs = append(runs, &runCursor{c: c, k: k, v: v})
 		}
 		return nil
 	})
 	if err != nil || len(runs) == 0 {
-		return err
+		return 0, err
 	}
 	heap.Init(&runs)
 	kh := tx.Bucket(bucketKeyHash)
 	kh.FillPercent = 1.0 // mostly appended in order; later inserts split pages as ever
 	// Bucket keyhash holds nothing in the range (a bootstrap into an empty
 	// store): no entry of its to give way to.
-	k, _ := kh.Cursor().Seek([]byte{lo})
-	empty := k == nil || int(k[0]) >= hi
+	k, _ := kh.Cursor().Seek(prefix)
+	empty := k == nil || k[0] != top
+	n := 0
 	for len(runs) > 0 {
 		r := runs[0]
 		if empty || kh.Get(r.k) == nil {
 			if err := kh.Put(r.k, r.v); err != nil {
-				return err
+				return n, err
 			}
+			n++
 		}
-		if r.k, r.v = r.c.Next(); r.k == nil || int(r.k[0]) >= hi {
+		if r.k, r.v = r.c.Next(); r.k == nil || r.k[0] != top {
 			heap.Pop(&runs)
 		} else {
 			heap.Fix(&runs, 0)
 		}
 	}
-	return nil
+	return n, nil
 }
 
 // runCursor is a run's place in mergeRange.

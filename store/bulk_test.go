@@ -438,7 +438,7 @@ func TestLoaderCrash(t *testing.T) {
 			if _, _, err := r.ApplyBatch(t.Context(), recs); err != nil {
 				t.Fatal(err)
 			}
-			if err := r.MergeStaged(0); err != nil {
+			if _, err := r.MergeStaged(t.Context()); err != nil {
 				t.Fatal(err)
 			}
 			if staged, err := r.Staged(); err != nil || staged {

@@ -31,8 +31,36 @@ func (n *Node) bootstrap(ctx context.Context) {
 		// bulk (syncopen.go), and it serves no session that would push
 		// records at it meanwhile (syncserve.go).
 		n.sync.loading.Store(true)
-		defer n.sync.loading.Store(false)
 	}
+	n.pull(ctx)
+	n.sync.loading.Store(false)
+	n.mergeStaged(ctx)
+}
+
+// mergeStaged moves a bulk load's staged key-hash index entries into the
+// index (store/bulk.go), once the node is synced: the store is whole and
+// correct meanwhile, so the bootstrap does not wait for it. A load cut
+// short by a crash left some too; none cost a read.
+func (n *Node) mergeStaged(ctx context.Context) {
+	m, ok := n.st.(stagedMerger)
+	if !ok {
+		return
+	}
+	start := time.Now()
+	moved, err := m.MergeStaged(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			n.log.Warn("merging the staged key-hash index failed; the next bootstrap merges it", "error", err)
+		}
+		return
+	}
+	if moved > 0 {
+		n.log.Info("bootstrap: staged key-hash index merged", "entries", moved, "took", time.Since(start))
+	}
+}
+
+// pull is the bootstrap's loop (bootstrap).
+func (n *Node) pull(ctx context.Context) {
 	start := time.Now()
 	lonely := start // since when no peer has been alive
 	tried := map[store.NodeID]time.Time{}
@@ -115,14 +143,6 @@ func (n *Node) pullFrom(ctx context.Context, peer Member) bool {
 		}
 		return false
 	}
-	if m, ok := n.st.(stagedMerger); ok {
-		// A bootstrap cut short by a crash may have left a bulk load's
-		// index entries staged (store/bulk.go): merged now, at the end of
-		// the next one (a no-op when there are none).
-		if err := m.MergeStaged(0); err != nil {
-			n.log.Warn("bootstrap: merging the staged index", "error", err)
-		}
-	}
 	took := time.Since(start)
 	n.sync.synced()
 	n.log.Info("bootstrap complete: synced", "peer", peer.Name, "received", got, "keys", n.st.Keys(),
@@ -133,7 +153,7 @@ func (n *Node) pullFrom(ctx context.Context, peer Member) bool {
 // stagedMerger is a Store whose bulk loads stage index entries;
 // *store.Store is one.
 type stagedMerger interface {
-	MergeStaged(staged int) error
+	MergeStaged(ctx context.Context) (int, error)
 }
 
 var _ stagedMerger = (*store.Store)(nil)

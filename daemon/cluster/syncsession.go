@@ -132,12 +132,13 @@ func (s *session) applyRecords(recs []store.Record) error {
 
 // finishLoad writes what the session's bulk loader holds, if it has one,
 // and accounts for it: the end of a peer's turn, after which everything
-// received is durable (the session answers only then).
+// received is durable (the session answers only then). The staged index
+// is merged after the bootstrap (bootstrap.go, mergeStaged).
 func (s *session) finishLoad() error {
 	if s.loader == nil {
 		return nil
 	}
-	done, err := s.loader.Finish(s.ctx)
+	done, err := s.loader.Flush(s.ctx)
 	return s.applied(done, err)
 }
 
