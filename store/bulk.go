@@ -494,8 +494,15 @@ func unstage(tx *bolt.Tx, kh Hash, key string) error {
 	if st == nil {
 		return nil
 	}
+	var runs [][]byte // named first: the runs change, not while the parent is iterated
+	_ = st.ForEachBucket(func(name []byte) error { runs = append(runs, name); return nil })
 	k := keyHashKey(kh, key)
-	return st.ForEachBucket(func(name []byte) error { return st.Bucket(name).Delete(k) })
+	for _, name := range runs {
+		if err := st.Bucket(name).Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // MergeStaged moves the staged index entries (above) into bucket keyhash
