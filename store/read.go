@@ -284,3 +284,72 @@ func (s *Store) LeafEntries(leaf uint16) ([]LeafEntry, error) {
 func keyHashKey(kh Hash, key string) []byte {
 	return append(kh[:len(kh):len(kh)], key...)
 }
+
+// Version is a stored record's version without its value: what a node
+// answering a fresh read's QUERY needs to tell whether the asker lacks
+// its record (docs/ARCHITECTURE.md, Fresh reads at scale).
+type Version struct {
+	// Record is the record as Peek returns it, Left included, but with
+	// Value nil.
+	Record Record
+	// Hash is the record's hash (Record.Hash of the whole record).
+	Hash Hash
+	// Size is the length of the record's canonical encoding: what
+	// Record.MarshalCBOR of the whole record returns.
+	Size int
+}
+
+// PeekVersion is Peek without the value: it finds the same record (or
+// none) and returns its version, hash and encoded size, decoding neither
+// the value nor re-encoding the record to hash it (the hash is the stored
+// bytes'). A caller that then needs the value calls Peek, which may find a
+// newer record.
+func (s *Store) PeekVersion(key string) (v Version, found bool, err error) {
+	if err := ValidateKey(key); err != nil {
+		return Version{}, false, err
+	}
+	var pend []byte
+	err = s.read(func() bool {
+		if p := s.pendingRec(key); p != nil {
+			pend = p.Raw
+			return false // no need for the file
+		}
+		return true
+	}, func(tx *bolt.Tx) error {
+		raw := tx.Bucket(bucketKV).Get([]byte(key))
+		if raw == nil {
+			return nil
+		}
+		found = true
+		return decodeVersion(key, raw, &v)
+	})
+	if err == nil && pend != nil {
+		found = true
+		err = decodeVersion(key, pend, &v)
+	}
+	if !found || err != nil {
+		return Version{}, false, err
+	}
+	// What get (hideExpired false) decides, in the same order: an expired
+	// record is hidden (and the purger told); else a record with a TTL,
+	// unless it is ephemeral and its owner away, gets its Left.
+	rec := &v.Record
+	if s.Expired(rec) {
+		s.kickPurge()
+		return Version{}, false, nil
+	}
+	if !s.ephemeralGone(rec) {
+		s.fillLeft(rec, v.Hash)
+	}
+	return v, true, nil
+}
+
+// decodeVersion fills v from a stored record's canonical bytes raw.
+func decodeVersion(key string, raw []byte, v *Version) error {
+	rec, err := decodeMeta(raw)
+	if err != nil {
+		return fmt.Errorf("%w: %q: %v", ErrCorrupt, key, err)
+	}
+	v.Record, v.Hash, v.Size = rec, hashBytes(raw), len(raw)
+	return nil
+}
