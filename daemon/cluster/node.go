@@ -391,7 +391,7 @@ func (n *Node) handle(ctx context.Context, from netip.AddrPort, hdr wire.Header,
 			n.acks.ack(ackKey{e.Key, e.Origin, e.Lamport}, m.From)
 		}
 	case *wire.Query:
-		n.spawnApply(ctx, func() { n.handleQuery(from, m) })
+		n.handleQuery(from, m) // on the receive path: cheap and never waits (query.go)
 	case *wire.Answer:
 		n.queries.answer(hdr.Sender, from, m)
 	default:

@@ -41,7 +41,13 @@ type answer struct {
 // pendingQuery collects the answers to one QUERY.
 type pendingQuery struct {
 	answers map[store.NodeID]answer
-	kick    chan struct{} // signalled (never blocking) on each new answer
+	// awaited are the members the asker waits for (alive when it last
+	// looked) that have not answered. Only an answer that leaves at most
+	// coverWait of them signals kick: the asker then has something to
+	// decide, and at 40 nodes it is woken once or twice a read, not 39
+	// times (docs/ARCHITECTURE.md, Fresh reads at scale).
+	awaited map[store.NodeID]bool
+	kick    chan struct{} // signalled (never blocking); see awaited
 }
 
 // queryTable holds the fresh reads in progress, by query id.
@@ -58,7 +64,7 @@ func (t *queryTable) open() (uint64, *pendingQuery) {
 	for {
 		id := rand.Uint64()
 		if _, taken := t.pending[id]; id != 0 && !taken {
-			q := &pendingQuery{answers: map[store.NodeID]answer{}, kick: make(chan struct{}, 1)}
+			q := &pendingQuery{answers: map[store.NodeID]answer{}, awaited: map[store.NodeID]bool{}, kick: make(chan struct{}, 1)}
 			t.pending[id] = q
 			return id, q
 		}
@@ -84,20 +90,29 @@ func (t *queryTable) answer(sender store.NodeID, from netip.AddrPort, a *wire.An
 		return
 	}
 	q.answers[sender] = answer{from: from, msg: a}
-	select {
-	case q.kick <- struct{}{}:
-	default:
+	if !q.awaited[sender] {
+		return
+	}
+	delete(q.awaited, sender)
+	if len(q.awaited) <= coverWait {
+		select {
+		case q.kick <- struct{}{}:
+		default:
+		}
 	}
 }
 
-// silent returns the members of ms that have not answered q.
+// silent returns the members of ms that have not answered q, and makes
+// them the members q awaits.
 func (t *queryTable) silent(q *pendingQuery, ms []Member) []Member {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var out []Member
+	clear(q.awaited)
 	for _, m := range ms {
 		if _, ok := q.answers[m.ID]; !ok {
 			out = append(out, m)
+			q.awaited[m.ID] = true
 		}
 	}
 	return out
@@ -116,16 +131,66 @@ func (t *queryTable) snapshot(q *pendingQuery) map[store.NodeID]answer {
 
 // handleQuery answers a QUERY with this node's version of the key, and the
 // record itself when the asker may lack it (its version is not as new,
-// or it did not say) and the answer still fits a datagram with it.
+// or it did not say) and the answer still fits a datagram with it. It runs
+// on the receive loop, not a goroutine of its own (docs/ARCHITECTURE.md,
+// Fresh reads at scale): it reads one key's version, never waits for a
+// commit, and sends without waiting for socket space.
 func (n *Node) handleQuery(from netip.AddrPort, q *wire.Query) {
 	if store.ValidateKey(q.Key) != nil {
 		n.drop("malformed", nil)
 		return
 	}
+	a, frame, err := n.answerFor(q)
+	switch {
+	case err != nil:
+		n.log.Warn("read for a query", "key", q.Key, "error", err)
+	case frame != nil:
+		n.send(from, frame)
+	default:
+		n.sendTo(from, a)
+	}
+}
+
+// versionPeeker is the store's read of a version without its value
+// (store.Store.PeekVersion), which most answers need alone.
+type versionPeeker interface {
+	PeekVersion(key string) (store.Version, bool, error)
+}
+
+// answerFor is this node's ANSWER to q, and its frame when it was encoded
+// already. The version is read without the value; the record is read only
+// when the answer should carry it and can.
+func (n *Node) answerFor(q *wire.Query) (*wire.Answer, []byte, error) {
+	vp, ok := n.st.(versionPeeker)
+	if !ok {
+		return n.answerWithRecord(q)
+	}
+	v, found, err := vp.PeekVersion(q.Key)
+	if err != nil {
+		return nil, nil, err
+	}
+	a := &wire.Answer{ID: q.ID}
+	if !found {
+		return a, nil, nil
+	}
+	if !q.NotNewer(v.Record.VV, v.Hash) && v.Size < n.cfg.MaxDatagram {
+		// The asker may lack it, and it may fit: read it whole (it may
+		// have changed since, so the answer is made from that read).
+		return n.answerWithRecord(q)
+	}
+	rec := &v.Record
+	a.Found, a.Deleted, a.Lamport, a.VV, a.Hash = true, rec.Deleted, rec.Lamport, rec.VV, v.Hash
+	return a, nil, nil
+}
+
+// answerWithRecord is the ANSWER to q made from the whole record: with
+// it, unless the asker's version is as new or the answer would not fit.
+// An answer with the record comes with its frame: it was encoded to learn
+// whether it fits.
+func (n *Node) answerWithRecord(q *wire.Query) (*wire.Answer, []byte, error) {
 	rec, found, err := n.st.Peek(q.Key)
 	if err != nil {
-		n.log.Warn("read for a query", "key", q.Key, "error", err)
-		return
+		return nil, nil, err
 	}
 	a := &wire.Answer{ID: q.ID}
 	if found {
@@ -134,12 +199,14 @@ func (n *Node) handleQuery(from netip.AddrPort, q *wire.Query) {
 		// only to learn that it does not fit.
 		if !q.NotNewer(rec.VV, a.Hash) && wire.RecordSize(&rec) < n.cfg.MaxDatagram {
 			a.Record = &rec
-			if b, err := n.encode(a); err != nil || len(b) > n.cfg.MaxDatagram {
-				a.Record = nil
+			b, err := n.encode(a)
+			if err == nil && len(b) <= n.cfg.MaxDatagram {
+				return a, b, nil
 			}
+			a.Record = nil
 		}
 	}
-	n.sendTo(from, a)
+	return a, nil, nil
 }
 
 // FreshGet reads key from every node (docs/PROTOCOL.md, Fresh reads): it
@@ -198,22 +265,35 @@ func (n *Node) FreshGet(ctx context.Context, key string, timeout time.Duration) 
 // only.
 func (n *Node) query(id uint64, key string) (*wire.Query, error) {
 	q := &wire.Query{ID: id, Key: key}
-	rec, found, err := n.st.Peek(key)
+	vv, h, found, err := n.peekVersion(key)
 	if err != nil || !found {
 		return q, err
 	}
-	h := rec.Hash()
-	q.HaveVV, q.HaveHash = rec.VV, &h
+	q.HaveVV, q.HaveHash = vv, &h
 	// A vv entry takes at most 27 bytes (a 16-byte id, a uint64, their
 	// heads); the envelope, a seal and the other fields well under 256.
 	// Only a QUERY that might not fit is encoded to find out.
-	if len(key)+32*len(rec.VV)+256 <= n.cfg.MaxDatagram {
+	if len(key)+32*len(vv)+256 <= n.cfg.MaxDatagram {
 		return q, nil
 	}
 	if b, err := n.encode(q); err != nil || len(b) > n.cfg.MaxDatagram {
 		q.HaveVV, q.HaveHash = nil, nil
 	}
 	return q, nil
+}
+
+// peekVersion is the version of key this node holds, read without the
+// value when the store can.
+func (n *Node) peekVersion(key string) (vv store.VV, hash store.Hash, found bool, err error) {
+	if vp, ok := n.st.(versionPeeker); ok {
+		v, found, err := vp.PeekVersion(key)
+		return v.Record.VV, v.Hash, found, err
+	}
+	rec, found, err := n.st.Peek(key)
+	if err != nil || !found {
+		return nil, store.Hash{}, found, err
+	}
+	return rec.VV, rec.Hash(), true, nil
 }
 
 // coverWait is how many overdue members a fresh read may leave unheard:
@@ -295,9 +375,17 @@ func (n *Node) candidates(ctx context.Context, key string, local store.Record, f
 		}
 	}
 	var toFetch []store.NodeID
-	for _, id := range large {
-		if !known(cands, answers[id].msg) {
-			toFetch = append(toFetch, id)
+	if len(large) > 0 {
+		// Hashed once here, not once per answer: at 40 nodes most answers
+		// are versions only, each compared with every candidate.
+		hashes := make([]store.Hash, len(cands))
+		for i := range cands {
+			hashes[i] = cands[i].Hash()
+		}
+		for _, id := range large {
+			if !known(cands, hashes, answers[id].msg) {
+				toFetch = append(toFetch, id)
+			}
 		}
 	}
 	var mu sync.Mutex
@@ -319,12 +407,12 @@ func (n *Node) candidates(ctx context.Context, key string, local store.Record, f
 	return cands, complete
 }
 
-// known reports whether an answer's version is among cands, or older than
-// one of them: then its record is not needed.
-func known(cands []store.Record, a *wire.Answer) bool {
+// known reports whether an answer's version is among cands (whose hashes
+// are hashes), or older than one of them: then its record is not needed.
+func known(cands []store.Record, hashes []store.Hash, a *wire.Answer) bool {
 	for i := range cands {
 		c := &cands[i]
-		if c.Hash() == a.Hash || c.VV.Dominates(a.VV) && !a.VV.Dominates(c.VV) {
+		if hashes[i] == a.Hash || c.VV.Dominates(a.VV) && !a.VV.Dominates(c.VV) {
 			return true
 		}
 	}
