@@ -4,9 +4,7 @@ package transport
 
 import (
 	"encoding/binary"
-	"errors"
 	"net"
-	"net/netip"
 	"os"
 	"syscall"
 
@@ -115,30 +113,4 @@ func setsockopts(c syscall.RawConn, opts ...sockopt) error {
 		return err
 	}
 	return serr
-}
-
-// sendNoWait sends one datagram with MSG_DONTWAIT. Go's WriteTo would park
-// the goroutine until the socket buffer has room; a best-effort transport
-// drops instead (sent false, no error).
-func sendNoWait(_ *net.UDPConn, rc syscall.RawConn, to netip.AddrPort, b []byte) (sent bool, err error) {
-	var sa unix.Sockaddr
-	if a := to.Addr(); a.Is4() {
-		sa = &unix.SockaddrInet4{Port: int(to.Port()), Addr: a.As4()}
-	} else {
-		sa = &unix.SockaddrInet6{Port: int(to.Port()), Addr: a.As16()}
-	}
-	var serr error
-	if err := rc.Write(func(fd uintptr) bool {
-		serr = unix.Sendto(int(fd), b, unix.MSG_DONTWAIT, sa)
-		return true
-	}); err != nil {
-		return false, err
-	}
-	switch {
-	case serr == nil:
-		return true, nil
-	case errors.Is(serr, unix.EAGAIN), errors.Is(serr, unix.ENOBUFS):
-		return false, nil
-	}
-	return false, os.NewSyscallError("sendto", serr)
 }

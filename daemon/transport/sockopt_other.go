@@ -35,3 +35,13 @@ func prepareReceive(uc *net.UDPConn, size int) (int, error) {
 }
 
 func rxqOverflow([]byte) (uint32, bool) { return 0, false }
+
+// reader reads datagrams through the net package.
+type reader struct{ c *net.UDPConn }
+
+func newReader(c *net.UDPConn) (*reader, error) { return &reader{c: c}, nil }
+
+func (r *reader) read(buf, oob []byte) (n, oobn int, from netip.AddrPort, err error) {
+	n, oobn, _, from, err = r.c.ReadMsgUDPAddrPort(buf, oob)
+	return n, oobn, from, err
+}

@@ -299,8 +299,13 @@ func (u *UDP) readLoop(c *net.UDPConn) {
 	buf := make([]byte, u.cfg.MaxDatagram+1) // one spare byte reveals truncation
 	oob := make([]byte, oobSize)
 	var dropped uint32 // the kernel's count at the last read; it wraps
+	r, err := newReader(c)
+	if err != nil {
+		u.log.Error("cannot read the socket", "local", c.LocalAddr(), "error", err)
+		return
+	}
 	for {
-		n, oobn, _, from, err := c.ReadMsgUDPAddrPort(buf, oob)
+		n, oobn, from, err := r.read(buf, oob)
 		if err != nil {
 			if u.closing.Load() || errors.Is(err, net.ErrClosed) {
 				return

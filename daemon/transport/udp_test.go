@@ -587,3 +587,36 @@ func TestDeliver(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPeersIPv6: two nodes in peers mode on ::1 exchange datagrams, each
+// seeing the other's address as the source (the raw socket reads and
+// writes on Linux build their own sockaddrs).
+func TestPeersIPv6(t *testing.T) {
+	probe, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback})
+	if err != nil {
+		t.Skipf("no IPv6 loopback here: %v", err)
+	}
+	probe.Close()
+	ports := freePorts(t, 2)
+	var peers []netip.AddrPort
+	for _, p := range ports {
+		peers = append(peers, netip.AddrPortFrom(netip.IPv6Loopback(), uint16(p)))
+	}
+	var nodes []*node
+	for i := range 2 {
+		nodes = append(nodes, collect(t, newUDP(t, Config{Mode: ModePeers, Peers: peers, Bind: peers[i]})))
+	}
+	for i, n := range nodes {
+		if err := n.Broadcast(fmt.Appendf(nil, "from %d", i)); err != nil {
+			t.Fatal(err)
+		}
+		if err := n.SendTo(nodes[1-i].Addr(), fmt.Appendf(nil, "unicast from %d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, n := range nodes {
+		other := nodes[1-i]
+		n.await(t, fmt.Sprintf("from %d", 1-i), other.Addr())
+		n.await(t, fmt.Sprintf("unicast from %d", 1-i), other.Addr())
+	}
+}
