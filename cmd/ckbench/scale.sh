@@ -10,10 +10,11 @@
 # repaired nothing), the datagrams the writer received per write beside
 # the HELLOs it receives anyway (the idle rate), and the datagrams the
 # kernel dropped; then a fresh read's latency, one client (the keys it
-# reads are written first, so every node holds them).
+# reads are written first, so every node holds them), and its CPU: over
+# all nodes, the asker's, and what one answer costs a peer.
 #
 #   cmd/ckbench/scale.sh N [SECONDS [RATE [WARMUP]]]   (defaults 60, 200, 90)
-#   IDLE=S CKBIN=DIR cmd/ckbench/scale.sh ...
+#   IDLE=S CKBIN=DIR READS=R PERF=1 cmd/ckbench/scale.sh ...
 set -euo pipefail
 nodes=${1:?usage: scale.sh N [SECONDS [RATE [WARMUP]]]}
 secs=${2:-60}
@@ -64,6 +65,8 @@ snap() { echo "$(total "$opened") $(total "$empty") $(total "$declined") $(total
 
 # cpu: CPU time of every ckd so far, in clock ticks (/proc, Linux)
 cpu() { local s=0 f; for p in "${pids[@]}"; do read -r -a f <"/proc/$p/stat"; s=$((s + f[13] + f[14])); done; echo "$s"; }
+# cpu1: the same, of n1 alone (the writer, and the asker of fresh reads)
+cpu1() { local f; read -r -a f <"/proc/${pids[0]}/stat"; echo $((f[13] + f[14])); }
 hz=$(getconf CLK_TCK)
 
 # idle: datagrams received per node per second, its own broadcasts aside
@@ -94,10 +97,42 @@ awk -v n="$nodes" -v t0="$t0" -v t1="$t1" -v w=$((secs * rate)) -v idle="$writer
   printf "writer: %d datagrams received (~%d HELLOs among them): %.2f per write besides HELLOs; the kernel dropped %d there, %d on all nodes\n", r, hellos, (r - hellos) / w, wk, k
 }'
 # A fresh-read run fills its 1,000 keys first (replicated to every node):
-# the CPU a fill alone costs, measured just before, is taken off.
-f0=$(cpu)
+# the CPU a fill alone costs, measured just before, is taken off. The
+# asker's (n1) CPU and its peers' are told apart: a peer's, per read, is
+# what one answer costs it. READS (default 2000) fresh reads are made.
+# PERF=1 also runs perf stat on the asker and on one peer (n2) over the
+# fill alone and over the fresh-read run, and takes the one from the other.
+reads=${READS:-2000}
+perfs=()
+perfOn() { # perfOn NAME: perf stat of n1 and n2 until perfOff
+  [ -n "${PERF:-}" ] || return 0
+  for i in 0 1; do
+    perf stat -x, -e task-clock,context-switches -p "${pids[$i]}" -o "$work/perf.$1.n$((i + 1))" &
+    perfs+=($!)
+  done
+  sleep 0.5
+}
+perfOff() { for p in "${perfs[@]}"; do kill -INT "$p"; wait "$p" || true; done; perfs=(); }
+# perfVal NAME NODE EVENT: the counter's value (task-clock in ms)
+perfVal() { awk -F, -v e="$3" '$3 ~ e { v = $1 } END { printf "%f\n", v + 0 }' "$work/perf.$1.$2"; }
+f0=$(cpu); a0=$(cpu1)
+perfOn fill
 "$work/bin/ckbench" -socket "$work/n1.sock" -c 1 -keys 1000 -prefix fresh/ -d 256 -t fill >/dev/null
-f1=$(cpu)
-"$work/bin/ckbench" -socket "$work/n1.sock" -c 1 -n 2000 -keys 1000 -prefix fresh/ -d 256 -t fresh
-f2=$(cpu)
-awk -v c=$(((f2 - f1) - (f1 - f0))) -v hz="$hz" 'BEGIN { printf "fresh reads: %.0f µs of CPU per read over all nodes\n", c / hz / 2000 * 1e6 }'
+perfOff
+f1=$(cpu); a1=$(cpu1)
+perfOn fresh
+"$work/bin/ckbench" -socket "$work/n1.sock" -c 1 -n "$reads" -keys 1000 -prefix fresh/ -d 256 -t fresh
+perfOff
+f2=$(cpu); a2=$(cpu1)
+awk -v c=$(((f2 - f1) - (f1 - f0))) -v a=$(((a2 - a1) - (a1 - a0))) -v n="$nodes" -v hz="$hz" -v r="$reads" 'BEGIN {
+  printf "fresh reads: %.0f µs of CPU per read over all nodes: the asker %.0f µs, each peer %.0f µs per answer\n", c / hz / r * 1e6, a / hz / r * 1e6, (c - a) / hz / r / (n > 1 ? n - 1 : 1) * 1e6
+}'
+if [ -n "${PERF:-}" ]; then
+  for node in n1 n2; do
+    awk -v r="$reads" -v node="$node" \
+      -v t=$(perfVal fresh "$node" task-clock) -v t0=$(perfVal fill "$node" task-clock) \
+      -v x=$(perfVal fresh "$node" context-switches) -v x0=$(perfVal fill "$node" context-switches) 'BEGIN {
+      printf "perf stat, %s, per fresh read (the fill taken off): %.1f µs task-clock, %.2f context switches\n", node, (t - t0) * 1000 / r, (x - x0) / r
+    }'
+  done
+fi
