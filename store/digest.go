@@ -53,26 +53,37 @@ func (d *digest) computeRoot() {
 }
 
 // Root returns the root of the digest tree: equal on two nodes that hold
-// the same records.
+// the same records. It is zero while the store is Counting: no tree is
+// known yet (counting.go).
 func (s *Store) Root() [32]byte {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	if s.count != nil {
+		return [32]byte{}
+	}
 	return s.dig.root
 }
 
-// TopDigests returns the 256 top nodes of the digest tree.
+// TopDigests returns the 256 top nodes of the digest tree (zeros while
+// Counting).
 func (s *Store) TopDigests() [256]Hash {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	if s.count != nil {
+		return [256]Hash{}
+	}
 	return s.dig.tops
 }
 
-// LeafDigests returns the 256 leaves under top node top.
+// LeafDigests returns the 256 leaves under top node top (zeros while
+// Counting).
 func (s *Store) LeafDigests(top uint8) [256]Hash {
 	var out [256]Hash
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	copy(out[:], s.dig.leaves[int(top)<<8:])
+	if s.count == nil {
+		copy(out[:], s.dig.leaves[int(top)<<8:])
+	}
 	return out
 }
 
@@ -168,12 +179,6 @@ func (s *Store) writeSnapshot() error {
 	m := digestSnap{keys: s.keys, maxL: s.lamport.Load()}
 	s.mu.RUnlock()
 	m.ttlKeys = uint64(s.TTLKeys())
-	// This one commit writes bbolt's freelist too: opened for writing,
-	// bbolt rebuilds a freelist that was not written by walking every page
-	// of the file (the file is opened NoFreelistSync), which at a million
-	// keys cost more than the digest. The next commit drops it again.
-	s.db.NoFreelistSync = false
-	defer func() { s.db.NoFreelistSync = true }()
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketDigest)
 		if err != nil {
@@ -194,9 +199,25 @@ func (s *Store) loadSnapshot(tx *bolt.Tx, lives map[string]ttlHead) (maxL uint64
 	if !ok {
 		return 0, false, nil
 	}
-	kv := tx.Bucket(bucketKV)
 	found := map[string]ttlHead{}
-	err = tx.Bucket(bucketTTL).ForEach(func(k, v []byte) error {
+	n, err := ttlRecords(tx, found)
+	if err != nil || n != m.ttlKeys {
+		return 0, false, err
+	}
+	maps.Copy(lives, found)
+	*s.dig = *d
+	s.keys = m.keys
+	return m.maxL, true, nil
+}
+
+// ttlRecords adds to lives the records with a TTL that bucket ttl names
+// (after a clean close, exactly the records with a TTL; after a crash,
+// those whose deadline was persisted, and maybe stale ones restoreLives
+// drops) and returns how many it added.
+func ttlRecords(tx *bolt.Tx, lives map[string]ttlHead) (uint64, error) {
+	kv := tx.Bucket(bucketKV)
+	n := uint64(0)
+	err := tx.Bucket(bucketTTL).ForEach(func(k, v []byte) error {
 		raw := kv.Get(k)
 		if raw == nil {
 			return nil
@@ -205,16 +226,13 @@ func (s *Store) loadSnapshot(tx *bolt.Tx, lives map[string]ttlHead) (maxL uint64
 		if err != nil {
 			return fmt.Errorf("%w: record %q: %v", ErrCorrupt, k, err)
 		}
-		noteLife(found, string(k), hashBytes(raw), h)
+		if h.TTL > 0 && !h.Deleted {
+			n++
+		}
+		noteLife(lives, string(k), hashBytes(raw), h)
 		return nil
 	})
-	if err != nil || uint64(len(found)) != m.ttlKeys {
-		return 0, false, err
-	}
-	maps.Copy(lives, found)
-	*s.dig = *d
-	s.keys = m.keys
-	return m.maxL, true, nil
+	return n, err
 }
 
 func checksum(b []byte) []byte {

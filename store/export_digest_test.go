@@ -14,7 +14,7 @@ func (s *Store) FromSnapshot() bool { return s.fromSnapshot }
 // editing transaction's and its checksum recomputed, so that it stays
 // current: a forged snapshot Open would trust.
 func EditSnapshot(path string, restamp bool, edit func([]byte) []byte) error {
-	db, err := bolt.Open(path, 0o600, &bolt.Options{NoFreelistSync: true, FreelistType: bolt.FreelistMapType})
+	db, err := bolt.Open(path, 0o600, &bolt.Options{FreelistType: bolt.FreelistMapType})
 	if err != nil {
 		return err
 	}
