@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -34,6 +35,26 @@ import (
 // (docs/BENCHMARKS.md, "Keys: 1 M and 10 M"), some 50 ms, and a store
 // this small never shows a node without a digest.
 const countInlineSize = 64 << 20
+
+// countMmapRoom is how far beyond its size a file that may be counted in
+// the background is mapped at Open (countMmap).
+const countMmapRoom = 1 << 30
+
+// countMmap returns the size to map the file at path with at Open: 0
+// (bbolt's choice) for a file counted in Open, else its size plus as
+// much again, at least countMmapRoom. The build's read transaction stays
+// open while the store flushes, and bbolt grows its mapping only once
+// every read transaction has ended, holding off every new one meanwhile:
+// mapped with room to spare, the file can grow while it is counted
+// without stalling reads and flushes until the count ends. The mapping is
+// address space, not memory.
+func countMmap(path string, inline int64) int {
+	fi, err := os.Stat(path)
+	if err != nil || fi.Size() <= inline {
+		return 0
+	}
+	return int(fi.Size() + max(fi.Size(), countMmapRoom))
+}
 
 // errStopped ends a build that Close stopped.
 var errStopped = errors.New("counting stopped")
@@ -74,7 +95,7 @@ func (s *Store) runCount(c *counter) {
 	var keys uint64
 	var found []ttlFound
 	ttl := c.tx.Bucket(bucketTTL)
-	n := 0
+	n := -1
 	if hold := s.opts.countHold; hold != nil {
 		select {
 		case <-hold:
@@ -82,7 +103,7 @@ func (s *Store) runCount(c *counter) {
 		}
 	}
 	maxL, err := s.rebuild(c.tx, d, &keys, func(k []byte, hash Hash, h recordHead) error {
-		if n++; n%countEvery == 0 {
+		if n++; n%countEvery == 0 { // the first record too: Close may have come first
 			c.counted.Store(keys)
 			select {
 			case <-c.stop:
@@ -115,6 +136,11 @@ func (s *Store) runCount(c *counter) {
 // the records in found their deadlines, and ends the build. It holds
 // off commits and purges (commitMu) meanwhile.
 func (s *Store) foldCount(c *counter, d *digest, keys, maxL uint64, found []ttlFound) error {
+	select {
+	case <-c.stop:
+		return errStopped
+	default:
+	}
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
 	found, err := s.stillCurrent(found)
