@@ -96,7 +96,7 @@ func (s *Store) runCount(c *counter) {
 	var found []ttlFound
 	ttl := c.tx.Bucket(bucketTTL)
 	n := -1
-	if hold := s.opts.countHold; hold != nil {
+	if hold := s.opts.CountHold; hold != nil {
 		select {
 		case <-hold:
 		case <-c.stop:

@@ -20,10 +20,9 @@ func WALSize(n int64) func(*Options) { return func(o *Options) { o.walSize = n }
 // snapshot in the background, however small (counting.go).
 func CountInBackground(o *Options) { o.countInline = -1 }
 
-// HoldCount makes a build in the background wait for hold to be closed
-// before it reads the file (or for Close).
+// HoldCount sets CountHold.
 func HoldCount(hold <-chan struct{}) func(*Options) {
-	return func(o *Options) { o.countInline, o.countHold = -1, hold }
+	return func(o *Options) { o.CountHold = hold }
 }
 
 // WALPath is the write-ahead log's file of the store at path.

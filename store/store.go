@@ -77,13 +77,18 @@ type Options struct {
 	// so that they fit a tmpfs. At least wal.MinSize.
 	LogSize int64
 
+	// CountHold, for tests of what a node does while it counts: when
+	// set, Open counts every file without a current digest snapshot in
+	// the background however small (counting.go), starting once
+	// CountHold is closed (or at Close).
+	CountHold <-chan struct{}
+
 	walSize int64 // the log's ring size in force: LogSize, or a test's (WALSize)
 	// countInline: a file of up to this many bytes without a current
 	// digest snapshot is counted in Open, a larger one in the
-	// background (counting.go); 0: countInlineSize; negative (tests):
-	// every one in the background.
+	// background (counting.go); 0: countInlineSize; negative (tests,
+	// CountHold): every one in the background.
 	countInline int64
-	countHold   <-chan struct{} // tests: the build starts reading once it is closed
 }
 
 // Limits of Options.
@@ -124,6 +129,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.walSize == 0 {
 		o.walSize = wal.DefaultSize
+	}
+	if o.CountHold != nil {
+		o.countInline = -1
 	}
 	if o.countInline == 0 {
 		o.countInline = countInlineSize
