@@ -3,6 +3,7 @@ package store
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"maps"
 
@@ -95,11 +96,17 @@ func (s *Store) LeafDigests(top uint8) [256]Hash {
 // exactly when the file's transaction id is still the stamp: Open then
 // loads it instead of reading every record. Any later write (a crash after
 // the next Open, an upgrade, a double-fault replay) leaves it stale, and
-// Open rebuilds as before. A checksum covers it against a torn or damaged
-// value; Check compares a current snapshot with a rebuild.
+// Open counts as after a crash. A checksum covers it against a torn or
+// damaged value; Check compares a current snapshot with a rebuild.
+//
+// A store whose leaves are mostly zero (a small one) writes them sparse,
+// under another key, so that its Close writes about 18 bytes a key rather
+// than 1 MiB; a larger one writes every leaf, as the first format did
+// (which older code still reads). Close writes one and deletes the other.
 var (
 	bucketDigest   = []byte("digest")
-	digestSnapshot = []byte("snapshot")
+	digestSnapshot = []byte("snapshot") // every leaf (snapVersion)
+	digestSparse   = []byte("sparse")   // the leaves that are not zero (snapSparse)
 )
 
 const (
@@ -108,6 +115,12 @@ const (
 	// ‖ leaves (2^16 × 16) ‖ SHA-256 of all before (32)
 	snapHeader = 1 + 4*8
 	snapSize   = snapHeader + len(digest{}.leaves)*len(Hash{}) + sha256.Size
+	// snapSparse: the same header, then (leaf (2, big endian) ‖ digest
+	// (16)) for every leaf that is not zero, in increasing order, then
+	// the SHA-256 of all before.
+	snapSparse    = 2
+	sparseEntry   = 2 + len(Hash{})
+	sparseMaxSize = snapSize // beyond it, every leaf is smaller
 )
 
 // digestSnap is what a snapshot holds beside the tree.
@@ -115,35 +128,80 @@ type digestSnap struct {
 	txid, keys, maxL, ttlKeys uint64
 }
 
-// encodeSnapshot encodes d with m.
-func encodeSnapshot(d *digest, m digestSnap) []byte {
-	b := make([]byte, 0, snapSize)
-	b = append(b, snapVersion)
+// encodeSnapshot encodes d with m, and returns the key it goes under:
+// sparse when that is smaller.
+func encodeSnapshot(d *digest, m digestSnap) (key, val []byte) {
+	nonZero := 0
+	for i := range d.leaves {
+		if d.leaves[i] != (Hash{}) {
+			nonZero++
+		}
+	}
+	sparse := snapHeader+nonZero*sparseEntry+sha256.Size < sparseMaxSize
+	b := make([]byte, 0, min(snapSize, snapHeader+nonZero*sparseEntry+sha256.Size))
+	key = digestSnapshot
+	if sparse {
+		b, key = append(b, snapSparse), digestSparse
+	} else {
+		b = append(b, snapVersion)
+	}
 	for _, v := range []uint64{m.txid, m.keys, m.maxL, m.ttlKeys} {
 		b = binary.BigEndian.AppendUint64(b, v)
 	}
 	for i := range d.leaves {
-		b = append(b, d.leaves[i][:]...)
+		switch {
+		case !sparse:
+			b = append(b, d.leaves[i][:]...)
+		case d.leaves[i] != (Hash{}):
+			b = binary.BigEndian.AppendUint16(b, uint16(i))
+			b = append(b, d.leaves[i][:]...)
+		}
 	}
-	return append(b, checksum(b)...)
+	return key, append(b, checksum(b)...)
 }
 
-// decodeSnapshot decodes a snapshot into d (leaves, tops and root) and
-// returns its header; ok is false for a value that is not a whole, intact
-// snapshot of this version.
+// decodeSnapshot decodes a snapshot, of either form, into d (leaves,
+// tops and root) and returns its header; ok is false for a value that is
+// not a whole, intact snapshot.
 func decodeSnapshot(b []byte, d *digest) (m digestSnap, ok bool) {
-	if len(b) != snapSize || b[0] != snapVersion {
+	if len(b) < snapHeader+sha256.Size {
 		return m, false
 	}
 	body := b[:len(b)-sha256.Size]
 	if string(checksum(body)) != string(b[len(body):]) {
 		return m, false
 	}
-	u := func(i int) uint64 { return binary.BigEndian.Uint64(b[1+8*i:]) }
+	return decodeBody(body, d)
+}
+
+// decodeBody decodes a snapshot without its checksum.
+func decodeBody(body []byte, d *digest) (m digestSnap, ok bool) {
+	leaves := body[snapHeader:]
+	switch {
+	case body[0] == snapVersion && len(leaves) == len(d.leaves)*len(Hash{}):
+	case body[0] == snapSparse && len(leaves)%sparseEntry == 0:
+	default:
+		return m, false
+	}
+	u := func(i int) uint64 { return binary.BigEndian.Uint64(body[1+8*i:]) }
 	m = digestSnap{txid: u(0), keys: u(1), maxL: u(2), ttlKeys: u(3)}
 	*d = digest{}
+	if body[0] == snapVersion {
+		for i := range d.leaves {
+			copy(d.leaves[i][:], leaves[i*len(Hash{}):])
+		}
+	} else {
+		next := 0 // leaves in increasing order: one encoding per tree
+		for ; len(leaves) > 0; leaves = leaves[sparseEntry:] {
+			i := int(binary.BigEndian.Uint16(leaves))
+			if i < next {
+				return m, false
+			}
+			copy(d.leaves[i][:], leaves[2:sparseEntry])
+			next = i + 1
+		}
+	}
 	for i := range d.leaves {
-		copy(d.leaves[i][:], body[snapHeader+i*len(Hash{}):])
 		d.tops[i>>8].xor(d.leaves[i])
 	}
 	d.computeRoot()
@@ -159,7 +217,10 @@ func readSnapshot(tx *bolt.Tx, d *digest) (m digestSnap, ok, damaged bool) {
 	if b == nil {
 		return m, false, false
 	}
-	v := b.Get(digestSnapshot)
+	v := b.Get(digestSparse)
+	if v == nil {
+		v = b.Get(digestSnapshot)
+	}
 	if v == nil {
 		return m, false, false
 	}
@@ -185,7 +246,12 @@ func (s *Store) writeSnapshot() error {
 			return err
 		}
 		m.txid = uint64(tx.ID())
-		return b.Put(digestSnapshot, encodeSnapshot(&d, m))
+		key, val := encodeSnapshot(&d, m)
+		other := digestSnapshot
+		if string(key) == string(other) {
+			other = digestSparse
+		}
+		return errors.Join(b.Put(key, val), b.Delete(other))
 	})
 }
 
