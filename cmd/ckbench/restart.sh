@@ -12,7 +12,9 @@
 # leaves /var/tmp/ck-restart-1000000/store.db). Each binary gets its own
 # copy as its node's ckd.db; before each timed start the node was running,
 # wrote a key, flushed it (3 s) and was killed with SIGKILL, so the
-# restart is a crash's, left by the same binary. Data goes under CK_WORK
+# restart is a crash's, left by the same binary. A ckd that counts its
+# records in the background says how long that took after it served.
+# Data goes under CK_WORK
 # (default /var/tmp) and is removed at the end.
 set -euo pipefail
 store=$1 rounds=$2
@@ -28,7 +30,7 @@ now() { date +%s.%N; }
 api() { curl -s -o /dev/null -w '%{http_code}' --unix-socket "$work/$1.sock" "${@:3}" "http://ckd$2" 2>/dev/null || true; }
 launch() { # N BIN
   rm -f "$work/$1.sock"
-  "$2" -config "$work/ckd.hcl" -data-dir "$work/$1" -socket "$work/$1.sock" -node-name "n$1" >>"$work/$1.log" 2>&1 &
+  "$2" -config "$work/ckd.hcl" -data-dir "$work/$1" -socket "$work/$1.sock" -node-name "n$1" >"$work/$1.log" 2>&1 &
   pid[$1]=$!
 }
 crash() { # N BIN: running, a key written and flushed, killed
@@ -52,8 +54,9 @@ for r in $(seq "$rounds"); do
     t0=$(now); launch "$i" "$bin"
     until [ "$(api "$i" /v1/kv/restart/probe)" = 200 ]; do sleep 0.005; done
     t=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.3f", b - a }')
-    echo "round $r $bin: serves after $t s (load $load)"
     crash "$i" "$bin"
+    counted=$(grep -o 'digest and keys counted.*' "$work/$i.log" | sed 's/.*took=/; counted in the background in /' || true)
+    echo "round $r $bin: serves after $t s$counted (load $load)"
     i=$((i + 1))
   done
 done
