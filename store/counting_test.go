@@ -1,7 +1,9 @@
 package store_test
 
 import (
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -239,4 +241,34 @@ func TestCountDeadlines(t *testing.T) {
 			t.Fatalf("ttl/%d: found %v, %d ms left, want %d", i, found, rec.Left, want)
 		}
 	}
+}
+
+// TestCountCorrupt: a record that does not decode, found by a count in
+// the background, ends it without a tree: the store still serves the
+// others, Counting stays true (no digest is ever offered), and Check
+// reports the record.
+func TestCountCorrupt(t *testing.T) {
+	s := openTest(t)
+	fillApplied(t, s, "b", 300)
+	if err := s.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	crashed := crashCopy(t, s)
+	forgeFile(t, crashed, func(tx *bolt.Tx) error {
+		return tx.Bucket([]byte("kv")).Put([]byte("b/150"), []byte{0xff, 0x00})
+	})
+	opts := store.Options{NoSync: true}
+	store.CountInBackground(&opts)
+	o, err := store.Open(crashed, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	if rec, found := mustGet(t, o, "b/7"); !found || string(rec.Value) != "7" {
+		t.Fatalf("b/7: found %v, %q", found, rec.Value)
+	}
+	if err := o.Check(); !errors.Is(err, store.ErrCorrupt) || !strings.Contains(err.Error(), "b/150") {
+		t.Fatalf("check: %v, want the corrupt record", err)
+	}
+	noDigest(t, o, "after a failed count")
 }
