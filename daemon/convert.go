@@ -2,17 +2,37 @@ package daemon
 
 import (
 	"fmt"
+	"sync/atomic"
 
 	"github.com/cloudknowledge/ck/rpc"
 	"github.com/cloudknowledge/ck/store"
 )
+
+// lastName is the hex of the last origin toRPC showed: most answers show
+// this node's own writes, so one string serves them all.
+var lastName atomic.Pointer[namedID]
+
+type namedID struct {
+	id   store.NodeID
+	name string
+}
+
+// nodeName is id.String(), made once for the origin met most.
+func nodeName(id store.NodeID) string {
+	if n := lastName.Load(); n != nil && n.id == id {
+		return n.name
+	}
+	n := &namedID{id: id, name: id.String()}
+	lastName.Store(n)
+	return n.name
+}
 
 // toRPC shows a store record in the API's shape. withValue false leaves the
 // value out (key listings).
 func toRPC(r store.Record, withValue bool) rpc.Record {
 	// The origin is usually the only vv entry and the lww origin too: its
 	// hex is made once (every answer to a get or set comes through here).
-	origin := r.Origin.String()
+	origin := nodeName(r.Origin)
 	name := func(id store.NodeID) string {
 		if id == r.Origin {
 			return origin

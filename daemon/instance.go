@@ -37,8 +37,11 @@ type instance struct {
 	run      *group
 	stopOnce sync.Once
 
-	// users counts those holding the instance from the slot (acquire).
-	users sync.WaitGroup
+	// users counts those holding the instance from the slot (acquire);
+	// release is users.Done, made once (a method value per request is an
+	// allocation on every API call).
+	users   sync.WaitGroup
+	release func()
 
 	// waits ends the --wait of the writes made through this instance
 	// (waitContext): its retirement (a rejoin, a stop) cuts them short,
@@ -92,6 +95,7 @@ func (d *Daemon) newInstance(st *store.Store, peers *peerFile, atStart bool) (*i
 		return nil, err
 	}
 	inst := &instance{store: st, peers: peers}
+	inst.release = inst.users.Done
 	inst.waits, inst.endWaits = context.WithCancelCause(context.Background())
 	if inst.transport, err = d.openTransport(); err != nil {
 		return nil, err
@@ -222,7 +226,7 @@ func (s *slot) acquire() (*instance, func(), error) {
 	}
 	inst := s.cur
 	inst.users.Add(1)
-	return inst, inst.users.Done, nil
+	return inst, inst.release, nil
 }
 
 // await is acquire for readers that may wait out a swap (the metrics):
@@ -238,7 +242,7 @@ func (s *slot) await() (*instance, func()) {
 			inst := s.cur
 			inst.users.Add(1)
 			s.mu.Unlock()
-			return inst, inst.users.Done
+			return inst, inst.release
 		}
 		ready := s.ready
 		s.mu.Unlock()

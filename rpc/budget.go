@@ -16,10 +16,11 @@ const DefaultMaxRequestBytes = 32 << 20
 // at once cost at most the budget, not their sum: a request that finds no
 // room is answered 503 busy instead of growing the heap.
 type budget struct {
-	mu    sync.Mutex
-	size  int64
-	used  int64
-	freed chan struct{} // closed and replaced on every release: wakes waiters
+	mu      sync.Mutex
+	size    int64
+	used    int64
+	waiters int           // in take, waiting for room
+	freed   chan struct{} // closed and replaced on a release while someone waits: wakes them
 }
 
 func newBudget(size int64) *budget {
@@ -56,12 +57,19 @@ func (b *budget) take(ctx context.Context, n int64, wait time.Duration) bool {
 			return true
 		}
 		freed := b.freed
+		b.waiters++
 		b.mu.Unlock()
+		var ok bool
 		select {
 		case <-freed:
+			ok = true
 		case <-t.C:
-			return false
 		case <-ctx.Done():
+		}
+		b.mu.Lock()
+		b.waiters--
+		b.mu.Unlock()
+		if !ok {
 			return false
 		}
 	}
@@ -78,6 +86,8 @@ func (b *budget) release(n int64) {
 	if b.used < 0 {
 		panic("rpc: request budget released more than was taken")
 	}
-	close(b.freed)
-	b.freed = make(chan struct{})
+	if b.waiters > 0 { // a new channel per release only when someone waits
+		close(b.freed)
+		b.freed = make(chan struct{})
+	}
 }

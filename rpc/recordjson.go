@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/cloudknowledge/ck/internal/jsonstr"
 )
@@ -21,7 +22,7 @@ func appendRecordJSON(b []byte, r *Record) []byte {
 	b = jsonstr.Append(b, r.Key, true)
 	b = append(b, `,"value":`...)
 	if utf8.Valid(r.Value) {
-		b = jsonstr.Append(b, string(r.Value), true)
+		b = jsonstr.Append(b, bytesString(r.Value), true)
 	} else {
 		b = append(b, '"')
 		b = base64.StdEncoding.AppendEncode(b, r.Value)
@@ -74,3 +75,8 @@ func appendRecordJSON(b []byte, r *Record) []byte {
 	}
 	return append(b, '}')
 }
+
+// bytesString is b as a string without a copy, for a call that only reads
+// it while b does not change (string(b) copies a value of more than 32
+// bytes to the heap, on every answer).
+func bytesString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }

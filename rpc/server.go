@@ -538,13 +538,19 @@ func (s *Server) answer(w http.ResponseWriter, rec Record, err error) {
 	}
 	b := recordBufs.Get().(*[]byte)
 	*b = append(appendRecordJSON((*b)[:0], &rec), '\n')
-	w.Header().Set("Content-Type", "application/json")
+	w.Header()["Content-Type"] = jsonContentType
 	w.WriteHeader(http.StatusOK)
 	w.Write(*b)
 	if cap(*b) <= 64<<10 {
 		recordBufs.Put(b)
 	}
 }
+
+// jsonContentType is the Content-Type of a record's answer, shared by all
+// of them (Header.Set makes a slice per answer): neither the fast path nor
+// net/http changes a header's values, and with no room behind its one
+// element an Add would copy it.
+var jsonContentType = []string{"application/json"}
 
 // recordBufs holds buffers for answers that are one record.
 var recordBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}

@@ -162,6 +162,7 @@ func (s *Store) checkIndex(tx *bolt.Tx, c *checker) {
 		}
 		return nil
 	})
+	n += checkStaged(tx, c) // a bulk load's entries (bulk.go)
 	if recs := kv.Stats().KeyN; n != recs {
 		c.add("key-hash index has %d entries for %d records", n, recs)
 	}

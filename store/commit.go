@@ -273,6 +273,11 @@ func (s *Store) tellAppliers(batch []*request) {
 
 // build runs the batch's requests.
 func (st *txState) build(batch []*request) error {
+	// Room for the batch at once: a stagedPut is large, and growing by
+	// doubling copied each several times per batch.
+	st.puts = make([]stagedPut, 0, len(batch))
+	st.changes = make([]change, 0, len(batch))
+	st.staged = make(map[string]int, len(batch))
 	for _, r := range batch {
 		if err := st.do(r); err != nil {
 			return err

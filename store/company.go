@@ -14,18 +14,31 @@ import (
 // back. So a batch smaller than the recent ones waits for that company,
 // at most as long as a log write takes (what the split costs), and a lone
 // writer — recent batches of one — never waits.
+//
+// "The recent ones" are the last four batches. With the last two, 16
+// writers through the API settled at batches of 9-13 (a batch that reached
+// the size of the two before it stopped waiting, and the size fed itself);
+// with four, most batches hold all 16, and a set costs less CPU
+// (docs/BENCHMARKS.md, "Issue 12: one node").
 type company struct {
-	recent [2]atomic.Int32 // the sizes of the last two batches
-	took   atomic.Int64    // how long the last batch's commit took, ns
+	recent [companyWindow]atomic.Int32 // the sizes of the last batches, newest first
+	took   atomic.Int64                // how long the last batch's commit took, ns
 }
+
+// companyWindow is how many recent batches set the size a batch waits for.
+const companyWindow = 4
 
 // maxLinger bounds the wait for company whatever a commit took.
 const maxLinger = time.Millisecond
 
 // expect is how many requests a batch should hold to end the split: the
-// larger of the last two batches.
+// largest of the recent batches.
 func (c *company) expect() int {
-	return int(max(c.recent[0].Load(), c.recent[1].Load()))
+	m := int32(0)
+	for i := range c.recent {
+		m = max(m, c.recent[i].Load())
+	}
+	return int(m)
 }
 
 // lone reports whether the last batch was one request (or none yet): a
@@ -35,7 +48,9 @@ func (c *company) lone() bool { return c.recent[0].Load() <= 1 }
 
 // committed records a batch of n requests whose commit took took.
 func (c *company) committed(n int, took time.Duration) {
-	c.recent[1].Store(c.recent[0].Load())
+	for i := len(c.recent) - 1; i > 0; i-- { // only the committing goroutine stores
+		c.recent[i].Store(c.recent[i-1].Load())
+	}
 	c.recent[0].Store(int32(min(n, maxBatch)))
 	c.took.Store(int64(took))
 }

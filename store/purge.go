@@ -333,6 +333,7 @@ func (s *Store) publishPurge(p *purgeTx, pruned bool, now time.Time) {
 // purgeTx is a purge in progress, in one bbolt write transaction.
 type purgeTx struct {
 	s                        *Store
+	tx                       *bolt.Tx
 	kv, kh, tombs, log, purg *bolt.Bucket
 	ttls                     *bolt.Bucket // the deadlines (ttl.go)
 	ttlGone                  []lifeUpdate // records with a TTL purged
@@ -344,6 +345,7 @@ type purgeTx struct {
 }
 
 func (p *purgeTx) bind(tx *bolt.Tx) {
+	p.tx = tx
 	p.kv, p.kh, p.tombs = tx.Bucket(bucketKV), tx.Bucket(bucketKeyHash), tx.Bucket(bucketTombs)
 	p.log, p.purg, p.ttls = tx.Bucket(bucketChanges), tx.Bucket(bucketPurged), tx.Bucket(bucketTTL)
 }
@@ -419,6 +421,9 @@ func (p *purgeTx) remove(key string, raw []byte, cur *Record) error {
 		return err
 	}
 	if err := p.kh.Delete(keyHashKey(kh, key)); err != nil {
+		return err
+	}
+	if err := unstage(p.tx, kh, key); err != nil { // a bulk load's entry (bulk.go)
 		return err
 	}
 	if cur.Deleted || cur.TTL > 0 {

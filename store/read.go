@@ -268,7 +268,7 @@ func (s *Store) LeafEntries(leaf uint16) ([]LeafEntry, error) {
 			}
 			out = append(out, e)
 		}
-		return nil
+		return s.stagedLeaf(tx, prefix, &out, pend)
 	})
 	if len(pend) > 0 {
 		for _, p := range pend {

@@ -190,13 +190,13 @@ func BenchmarkFreelistSync(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		w0, c0, p0 := ioWritten(b), cpuTime(b), s.PageWrites()
+		w0, c0, p0 := ioWritten(b), restartCPU(b), s.PageWrites()
 		t0 := time.Now()
 		if err := s.Flush(); err != nil {
 			b.Fatal(err)
 		}
 		took[mode] += time.Since(t0)
-		cpu[mode] += cpuTime(b) - c0
+		cpu[mode] += restartCPU(b) - c0
 		wrote[mode] += ioWritten(b) - w0
 		writes[mode] += s.PageWrites() - p0
 		rounds[mode]++
@@ -210,8 +210,8 @@ func BenchmarkFreelistSync(b *testing.B) {
 	}
 }
 
-// cpuTime is the CPU time (user and system) this process used so far.
-func cpuTime(b *testing.B) time.Duration {
+// restartCPU is the CPU time (user and system) this process used so far.
+func restartCPU(b *testing.B) time.Duration {
 	var ru syscall.Rusage
 	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
 		b.Fatal(err)

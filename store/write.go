@@ -371,6 +371,7 @@ type txState struct {
 	s             *Store
 	tx            *bolt.Tx
 	kv            *bolt.Bucket
+	cursor        *bolt.Cursor // kv's, made by the first lookup in the file (fileGet)
 	active        *pendingSet
 	frozen        *pendingSet
 	staged        map[string]int // the batch's writes by key: index in puts
@@ -420,8 +421,7 @@ func (s *Store) begin() (*txState, error) {
 	active, frozen := s.pend.Sets()
 	return &txState{
 		s: s, tx: tx, kv: tx.Bucket(bucketKV), active: active, frozen: frozen,
-		staged: map[string]int{},
-		l:      s.Lamport(), reserved: s.reserved,
+		l: s.Lamport(), reserved: s.reserved,
 		last: s.lastIndex, first: s.firstIndex,
 		now:      s.opts.Now().UnixMilli(),
 		purgeLog: s.purgeLogN > 0,
@@ -432,8 +432,23 @@ func (s *Store) begin() (*txState, error) {
 func (st *txState) done() {
 	if st.tx != nil {
 		st.tx.Rollback()
-		st.tx = nil
+		st.tx, st.cursor = nil, nil
 	}
+}
+
+// fileGet is the key's record in the bbolt file (nil: none), as
+// kv.Get([]byte(key)) has it, through one cursor for the whole batch:
+// bbolt's Get makes a cursor per lookup and grows its stack, several
+// allocations for every write not in the pending sets.
+func (st *txState) fileGet(key string) []byte {
+	if st.cursor == nil {
+		st.cursor = st.kv.Cursor()
+	}
+	k, v := st.cursor.Seek([]byte(key))
+	if v == nil || string(k) != key { // a nested bucket's value is nil
+		return nil
+	}
+	return v
 }
 
 // stored is the record a write replaces.
@@ -441,6 +456,7 @@ type stored struct {
 	meta Record // without Value
 	raw  []byte // valid until done
 	hash Hash
+	own  bool // meta.VV was decoded for this lookup: the batch may change it
 }
 
 // current reads the key's record as the batch sees it. nil: none.
@@ -455,7 +471,7 @@ func (st *txState) current(key string) (*stored, error) {
 		v, h = r.Raw, r.Hash
 	} else if r := st.frozen.Rec(key); r != nil {
 		v, h = r.Raw, r.Hash
-	} else if v = st.kv.Get([]byte(key)); v == nil {
+	} else if v = st.fileGet(key); v == nil {
 		return nil, nil
 	} else {
 		h = hashBytes(v)
@@ -464,7 +480,7 @@ func (st *txState) current(key string) (*stored, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %q: %v", ErrCorrupt, key, err)
 	}
-	return &stored{meta: m, raw: v, hash: h}, nil
+	return &stored{meta: m, raw: v, hash: h, own: true}, nil
 }
 
 // do runs one request. Its own failures go to r.err; the error returned
@@ -499,7 +515,10 @@ func (st *txState) write(r *request) error {
 	self := st.s.nodeID
 	vv := VV{}
 	if cur != nil {
-		vv = cur.meta.VV.normalized().Clone()
+		vv = cur.meta.VV.normalized()
+		if !cur.own && len(vv) == len(cur.meta.VV) { // else it is a copy already (normalized drops zeros into one)
+			vv = vv.Clone()
+		}
 		// L is above every lamport stored, and validate keeps vv entries
 		// at most their record's lamport, so vv[self] < L+1 already; a
 		// file written before that check may break it, and a write must

@@ -15,7 +15,7 @@ import (
 
 type config struct {
 	socket                  string
-	client                  string // raw, rpc, etcd or nats: see newClient
+	client                  string // raw, loop, rpc, etcd or nats: see newClient
 	url                     string // etcd or nats: where the system listens
 	wait                    int    // sets wait for this many peer acknowledgements
 	jsonValues              bool   // values are JSON documents
@@ -39,8 +39,8 @@ func (c config) validate() error {
 		return errors.New("-rate must not be negative")
 	case c.readPct < 0 || c.readPct > 100:
 		return errors.New("-read-pct must be between 0 and 100")
-	case c.client != "raw" && c.client != "rpc" && c.client != "etcd" && c.client != "nats":
-		return errors.New("-client must be raw, rpc, etcd or nats")
+	case c.client != "raw" && c.client != "loop" && c.client != "rpc" && c.client != "etcd" && c.client != "nats":
+		return errors.New("-client must be raw, loop, rpc, etcd or nats")
 	case (c.client == "etcd" || c.client == "nats") && c.url == "":
 		return fmt.Errorf("-client %s needs -url", c.client)
 	}
@@ -98,6 +98,9 @@ func (r result) print(w io.Writer) {
 // runTest runs one workload. For get and mixed the keyspace is filled
 // first, so that every get finds its key.
 func runTest(ctx context.Context, cfg config, k kind) (result, error) {
+	if cfg.client == "loop" && cfg.rate == 0 {
+		return runLoop(ctx, cfg, k)
+	}
 	value := makeValue(cfg.size, cfg.jsonValues)
 	if cfg.client == "etcd" || cfg.client == "nats" {
 		if k != kindSet {

@@ -13,10 +13,15 @@
 # (disk latency drifts by half within a minute on a shared machine). The
 # ratios are the medians of the rounds' ratios.
 #
-# ckbench uses its raw client (a lean HTTP/1.1 connection per client, as
-# redis-benchmark uses a lean RESP one); figures with the Go client
-# (rpc.Client) follow for reference. ckctl is timed as `go build` makes it
-# (cgo on: dynamically linked) and built with CGO_ENABLED=0 (static).
+# ckbench uses its loop client (CK_CLIENT, default loop: every client's
+# lean HTTP/1.1 connection driven from one thread with epoll, as
+# redis-benchmark drives its lean RESP ones, so that both load generators
+# take about as much of the shared CPU); figures with the raw client (a
+# goroutine per connection) and the Go client (rpc.Client) follow for
+# reference. The CPU each server and load generator spent per set (from
+# /proc and GNU time) is printed with the ratios. ckctl is timed as `go
+# build` makes it (cgo on: dynamically linked) and built with
+# CGO_ENABLED=0 (static).
 #
 # CK_BASE=REV (a git revision) also builds ckd as it was at REV and runs it
 # in every throughput round beside the current one (the two taking turns
@@ -33,6 +38,8 @@ trap cleanup EXIT
 
 command -v redis-server >/dev/null || { echo "needs redis-server (apt-get install redis-server)" >&2; exit 2; }
 command -v hyperfine >/dev/null || { echo "needs hyperfine (apt-get install hyperfine)" >&2; exit 2; }
+[ -x /usr/bin/time ] || { echo "needs GNU time (apt-get install time)" >&2; exit 2; }
+client=${CK_CLIENT:-loop}
 (cd "$root" && go build -o "$work/bin/" ./cmd/ckd ./cmd/ckctl ./cmd/ckbench)
 (cd "$root" && CGO_ENABLED=0 go build -o "$work/bin/ckctl-static" ./cmd/ckctl)
 mkdir -p "$work/hello" && cat > "$work/hello/main.go" <<'GO'
@@ -84,12 +91,37 @@ export CK_SOCKET="$work/ckd.sock"
 echo "load average at the start: $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null)"
 echo "Redis $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p') with appendfsync always on a Unix socket; ckd $("$work/bin/ckd" -version | awk '{print $2}'); $n requests, 16 clients, 256-byte values"
 
-ck16() { "$work/bin/ckbench" -c 16 -n "$n" -d 256 -t set,get | sed 's/^/ckd   /' | tee -a "$work/ck16.txt"; }
-base16() { "$work/bin/ckbench" -socket "$work/base.sock" -c 16 -n "$n" -d 256 -t set,get | sed 's/^/base  /' | tee -a "$work/base16.txt"; }
+# timed PID LABEL CMD...: runs CMD, then appends to cpu.txt LABEL, the CPU
+# the server PID and CMD (the load generator) took per request, in µs.
+hz=$(getconf CLK_TCK)
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+timed() {
+  local pid=$1 label=$2 t0 t1
+  shift 2
+  t0=$(ticks "$pid")
+  /usr/bin/time -f '%U %S' -o "$work/time.txt" "$@"
+  t1=$(ticks "$pid")
+  awk -v l="$label" -v s=$((t1 - t0)) -v hz="$hz" -v n="$n" '{printf "%s %.1f %.1f\n", l, s / hz / n * 1e6, ($1 + $2) / n * 1e6}' "$work/time.txt" >>"$work/cpu.txt"
+  tail -1 "$work/cpu.txt" | awk '{printf "%-5s CPU per set: server %s µs, load generator %s µs\n", $1, $2, $3}' >&2
+}
+ckd16() { # ckd16 NAME PREFIX PID SOCKET: its set round, then its get round
+  timed "$3" "$1" "$work/bin/ckbench" -socket "$4" -client "$client" -c 16 -n "$n" -d 256 -t set | sed "s/^/$2/" | tee -a "$work/$1.txt"
+  "$work/bin/ckbench" -socket "$4" -client "$client" -c 16 -n "$n" -d 256 -t get | sed "s/^/$2/" | tee -a "$work/$1.txt"
+}
+ck16() { ckd16 ckd "ckd   " "${pids[1]}" "$work/ckd.sock"; }
+base16() { ckd16 base "base  " "${pids[2]}" "$work/base.sock"; }
+redis16() {
+  for t in set get; do
+    if [ $t = set ]; then
+      timed "${pids[0]}" redis redis-benchmark -s "$work/redis.sock" -c 16 -n "$n" -d 256 -t $t -r 10000 -q
+    else
+      redis-benchmark -s "$work/redis.sock" -c 16 -n "$n" -d 256 -t $t -r 10000 -q
+    fi | tr '\r' '\n' | grep -v 'rps=' | grep . | grep 'requests per second' | sed 's/^/redis /' | tee -a "$work/redis.txt"
+  done
+}
 for r in $(seq "$rounds"); do
   echo "== round $r (load average $(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null))"
-  redis-benchmark -s "$work/redis.sock" -c 16 -n "$n" -d 256 -t set,get -r 10000 -q | tr '\r' '\n' | grep -v 'rps=' | grep . | tr '\r' '\n' |
-    grep 'requests per second' | sed 's/^/redis /' | tee -a "$work/redis.txt"
+  redis16
   # The two ckd take turns going first: the disk's and the machine's
   # load drift within a round.
   if [ -z "$base" ]; then
@@ -102,17 +134,17 @@ for r in $(seq "$rounds"); do
     ck16
   fi
 done
-paste <(grep 'redis SET' "$work/redis.txt" | awk '{print $3}') <(grep 'ckd   set' "$work/ck16.txt" | num ops/s) |
+paste <(grep 'redis SET' "$work/redis.txt" | awk '{print $3}') <(grep 'ckd   set' "$work/ckd.txt" | num ops/s) |
   awk '{print $2 / $1}' | median >"$work/set.ratio"
-paste <(grep 'redis GET' "$work/redis.txt" | awk '{print $3}') <(grep 'ckd   get' "$work/ck16.txt" | num ops/s) |
+paste <(grep 'redis GET' "$work/redis.txt" | awk '{print $3}') <(grep 'ckd   get' "$work/ckd.txt" | num ops/s) |
   awk '{print $2 / $1}' | median >"$work/get.ratio"
 
 if [ -n "$base" ]; then
   for t in set get; do
-    paste <(grep "base  $t" "$work/base16.txt" | num ops/s) <(grep "ckd   $t" "$work/ck16.txt" | num ops/s) |
+    paste <(grep "base  $t" "$work/base.txt" | num ops/s) <(grep "ckd   $t" "$work/ckd.txt" | num ops/s) |
       awk '{print $2 / $1}' | median >"$work/after-$t.ratio"
     T=$(echo $t | tr a-z A-Z)
-    paste <(grep "redis $T" "$work/redis.txt" | awk '{print $3}') <(grep "base  $t" "$work/base16.txt" | num ops/s) |
+    paste <(grep "redis $T" "$work/redis.txt" | awk '{print $3}') <(grep "base  $t" "$work/base.txt" | num ops/s) |
       awk '{print $2 / $1}' | median >"$work/base-$t.ratio"
   done
 fi
@@ -121,13 +153,14 @@ echo "== one client: set, next to fdatasync (4 KiB write + fdatasync in the data
 redis-benchmark -s "$work/redis.sock" -c 1 -n 2000 -d 256 -t set -r 10000 --precision 3 | tr '\r' '\n' |
   grep -A2 -E 'latency summary' | sed 's/^/redis /' || true
 for r in 1 2 3 4 5; do
-  "$work/bin/ckbench" -c 1 -n 1000 -d 256 -t set | tee -a "$work/ck1.txt"
+  "$work/bin/ckbench" -client "$client" -c 1 -n 1000 -d 256 -t set | tee -a "$work/ck1.txt"
   "$work/bin/ckbench" -t fsync -n 1000 -dir "$work" | tee -a "$work/fsync.txt"
 done
 paste <(grep '^set' "$work/ck1.txt" | num p50) <(grep '^fsync' "$work/fsync.txt" | num p50) |
   awk '{print $1 / $2}' | median >"$work/p50.ratio"
 
-echo "== the Go client (rpc.Client) instead of ckbench's raw one, for reference"
+echo "== other clients instead of ckbench's $client one, for reference: raw (a goroutine per connection), then the Go client (rpc.Client)"
+"$work/bin/ckbench" -client raw -c 16 -n "$n" -d 256 -t set,get
 "$work/bin/ckbench" -client rpc -c 16 -n "$n" -d 256 -t set,get
 
 echo "== ckctl get as a whole process"
@@ -146,7 +179,13 @@ awk -v s="$(cat "$work/set.ratio")" -v g="$(cat "$work/get.ratio")" -v p="$(cat 
   printf "ckctl get, go build:       ckctl/hello      %.2fx  (target <= 2.5)  %.2f ms / %.2f ms\n", c / h, c * 1000, h * 1000
   printf "ckctl get, CGO_ENABLED=0:  ckctl/hello      %.2fx                  %.2f ms / %.2f ms\n", t / h, t * 1000, h * 1000
 }'
+# cpu LABEL COLUMN: the median of a server's (2) or its load generator's (3)
+# CPU per set over the rounds
+cpu() { grep "^$1 " "$work/cpu.txt" | awk -v c="$2" '{print $c}' | median; }
+printf "CPU per set, µs (medians):  ckd %s + ckbench %s;  Redis %s + redis-benchmark %s\n" \
+  "$(cpu ckd 2)" "$(cpu ckd 3)" "$(cpu redis 2)" "$(cpu redis 3)"
 if [ -n "$base" ]; then
+  printf "ckd at %s: %s + ckbench %s\n" "$base" "$(cpu base 2)" "$(cpu base 3)"
   printf "ckd at %s, same run:  durable set %.2fx, get %.2fx of Redis\n" "$base" "$(cat "$work/base-set.ratio")" "$(cat "$work/base-get.ratio")"
   printf "this ckd / ckd at %s, round by round:  durable set %.2fx, get %.2fx\n" "$base" "$(cat "$work/after-set.ratio")" "$(cat "$work/after-get.ratio")"
 fi

@@ -34,7 +34,7 @@ type benchClient interface {
 // (others.go) talk to those systems at url.
 func newClient(kind, socket, url string) (benchClient, error) {
 	switch kind {
-	case "raw":
+	case "raw", "loop": // the loop's own tests run in runLoop; the rest (fill, repl, ...) as raw
 		return &rawConn{socket: socket}, nil
 	case "rpc":
 		return rpcClient{rpc.NewClient(socket)}, nil
@@ -43,7 +43,7 @@ func newClient(kind, socket, url string) (benchClient, error) {
 	case "nats":
 		return newNATSKV(url)
 	}
-	return nil, fmt.Errorf("unknown client %q (want raw, rpc, etcd or nats)", kind)
+	return nil, fmt.Errorf("unknown client %q (want raw, loop, rpc, etcd or nats)", kind)
 }
 
 type rpcClient struct{ c *rpc.Client }

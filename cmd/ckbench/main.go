@@ -37,7 +37,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.keys, "keys", 10000, "distinct keys (the keyspace)")
 	fs.StringVar(&cfg.prefix, "prefix", "bench/", "key prefix")
 	fs.IntVar(&cfg.readPct, "read-pct", 80, "percentage of gets in the mixed test")
-	fs.StringVar(&cfg.client, "client", "raw", "raw: a lean HTTP/1.1 connection per client, like redis-benchmark's; rpc: the Go client (rpc.Client), which costs as much CPU as the daemon; etcd: puts to etcd's HTTP gateway at -url; nats: puts to a JetStream KV bucket (R3) at -url")
+	fs.StringVar(&cfg.client, "client", "raw", "raw: a lean HTTP/1.1 connection per client, like redis-benchmark's; loop: the same requests, all clients driven from one thread with epoll as redis-benchmark drives its own (Linux; paced runs use raw); rpc: the Go client (rpc.Client), which costs as much CPU as the daemon; etcd: puts to etcd's HTTP gateway at -url; nats: puts to a JetStream KV bucket (R3) at -url")
 	fs.StringVar(&cfg.url, "url", "", "etcd: an endpoint (http://127.0.0.1:2379); nats: a server URL (nats://127.0.0.1:4222)")
 	fs.BoolVar(&cfg.jsonValues, "json-values", false, "send values that are JSON documents (a quoted string)")
 	fs.Float64Var(&cfg.rate, "rate", 0, "pace the requests to this many per second in all (0: as fast as the clients go)")

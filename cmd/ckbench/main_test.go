@@ -17,7 +17,7 @@ import (
 // in-memory backend), with either kind of client, and checks the JSON
 // results add up.
 func TestWorkloads(t *testing.T) {
-	for _, client := range []string{"raw", "rpc"} {
+	for _, client := range []string{"raw", "loop", "rpc"} {
 		t.Run(client, func(t *testing.T) { testWorkloads(t, client) })
 	}
 }
@@ -59,6 +59,18 @@ func testWorkloads(t *testing.T, client string) {
 	}
 	if f := got[4]; f.Test != "fsync" || f.Requests != 200 || f.P50us <= 0 {
 		t.Errorf("fsync result: %+v", f)
+	}
+}
+
+// TestLoopRefusedSets: the loop client counts answers that are not 2xx
+// as errors, and a run where every request failed fails with the first
+// one's status.
+func TestLoopRefusedSets(t *testing.T) {
+	sock := rpctest.Start(t, rpctest.NewBackend(), rpc.ServerOptions{MaxValueSize: 32}).Socket
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"-socket", sock, "-client", "loop", "-c", "3", "-n", "30", "-d", "64", "-t", "set"}, &out, &errb)
+	if code != 1 || !strings.Contains(errb.String(), "status 413") {
+		t.Fatalf("exit %d, stderr %q, stdout %q: want 1 and the 413", code, errb.String(), out.String())
 	}
 }
 

@@ -29,6 +29,9 @@
 # CK_PROFILE=SECONDS also samples node a with perf for that long under the
 # 16-client --wait 1 load and prints the hottest symbols (to
 # $CK_PROFILE_OUT, default ./ckd-replicated.perf.txt, too).
+# Beside each ckd run: the CPU (user + system, from /proc) its three
+# nodes spent per put and their thread switches per put, every thread
+# counted; medians of the CPU at the end.
 # Everything the script starts is stopped, and its temporary directory
 # removed, on exit.
 set -euo pipefail
@@ -148,8 +151,15 @@ echo "ckd $("$work/bin/ckd" -version | awk '{print $2}'), etcd $("$etcd_bin" --v
 echo "$n requests with 16 clients, $n1 with one; 256-byte values over 1,000 keys; etcd client -> $etcd_leader (leader), NATS -> server 1"
 echo "load average at the start: $(load)"
 common=(-keys 1000 -d 256 -prefix repl/ -t set)
+# ckcpu NODES...: CPU ticks (user + system) of those ckd nodes; ckcsw
+# NODES...: their thread switches, every thread's, voluntary or not.
+ckcpu() { local s=0 n f; for n in "$@"; do f=($(cut -d' ' -f14,15 "/proc/${pid[ck-$n]}/stat")); s=$((s + f[0] + f[1])); done; echo "$s"; }
+ckcsw() { local n; for n in "$@"; do cat /proc/"${pid[ck-$n]}"/task/*/status 2>/dev/null; done | awk '/ctxt_switches/ {s += $2} END {print s + 0}'; }
+tck=$(getconf CLK_TCK)
 run() { # SYSTEM CLIENTS REQUESTS: one ckbench run, its line tagged
-  local sys=$1 c=$2 req=$3 out
+  local sys=$1 c=$2 req=$3 out nodes=() cpu0 csw0 per=""
+  case $sys in ckw1 | ckw2) nodes=(a b c) ;; base) nodes=(x y z) ;; esac
+  if [ ${#nodes[@]} -gt 0 ]; then cpu0=$(ckcpu "${nodes[@]}"); csw0=$(ckcsw "${nodes[@]}"); fi
   case $sys in
     ckw1) out=$(bench -socket "$work/a.sock" -wait 1 -c "$c" -n "$req" "${common[@]}") ;;
     ckw2) out=$(bench -socket "$work/a.sock" -wait 2 -c "$c" -n "$req" "${common[@]}") ;;
@@ -157,7 +167,11 @@ run() { # SYSTEM CLIENTS REQUESTS: one ckbench run, its line tagged
     etcd) out=$(bench -client etcd -url "$etcd_leader" -c "$c" -n "$req" "${common[@]}") ;;
     nats) out=$(bench -client nats -url "$nats_url" -c "$c" -n "$req" "${common[@]}") ;;
   esac
-  printf '%-5s %s   [load %s]\n' "$sys" "$out" "$(load)" | tee -a "$work/c$c.txt"
+  if [ ${#nodes[@]} -gt 0 ]; then
+    per=$(awk -v c="$(( $(ckcpu "${nodes[@]}") - cpu0 ))" -v s="$(( $(ckcsw "${nodes[@]}") - csw0 ))" -v n="$req" -v t="$tck" \
+      'BEGIN {printf ", 3 ckd: cpu/put %.0f µs csw/put %.1f", c / t * 1e6 / n, s / n}')
+  fi
+  printf '%-5s %s   [load %s%s]\n' "$sys" "$out" "$(load)" "$per" | tee -a "$work/c$c.txt"
 }
 fsync_p50() { bench -t fsync -n 500 -dir "$work" | tee -a "$work/fsync.txt" | sed 's/^/      /'; }
 
@@ -195,7 +209,11 @@ awk -v ce="$(ratio c16.txt ckw1 etcd ops/s)" -v cn="$(ratio c16.txt ckw1 nats op
   printf "put p50, 1 client, --wait 1: ckd/fdatasync   %.2fx  (target <= 3)\n", pf
   printf "puts, 16 clients:            --wait 2/--wait 1 %.2fx (target >= 0.9)\n", w2
 }'
+# cpu FILE SYSTEM: the median CPU per put of its three ckd nodes
+cpu() { grep "^$2 " "$work/$1" | sed -n 's/.*cpu\/put \([0-9.]*\) .*/\1/p' | median; }
+printf "ckd CPU per put, all three nodes (median): 16 clients %s µs, 1 client %s µs\n" "$(cpu c16.txt ckw1)" "$(cpu c1.txt ckw1)"
 if [ -n "$ckbase" ]; then
+  printf "ckd at %s, CPU per put, all three nodes (median): 16 clients %s µs, 1 client %s µs\n" "$ckbase" "$(cpu c16.txt base)" "$(cpu c1.txt base)"
   printf "ckd at %s, same runs: 16 clients %.2fx etcd, %.2fx NATS; 1-client p50 %.2fx etcd, %.2fx NATS; now/then: 16 clients %.2fx, 1-client p50 %.2fx\n" \
     "$ckbase" "$(ratio c16.txt base etcd ops/s)" "$(ratio c16.txt base nats ops/s)" "$(ratio c1.txt base etcd p50)" \
     "$(ratio c1.txt base nats p50)" "$(ratio c16.txt ckw1 base ops/s)" "$(ratio c1.txt ckw1 base p50)"

@@ -18,10 +18,15 @@ import (
 	"syscall"
 
 	"github.com/cloudknowledge/ck/daemon"
+	"github.com/cloudknowledge/ck/internal/timerslack"
 	"github.com/cloudknowledge/ck/rpc"
 )
 
 func main() {
+	// First: it may execute this binary again, with a wider timer slack
+	// for every thread (internal/timerslack). When it cannot, ckd runs as
+	// it is; nothing depends on the slack but CPU spent on wake-ups.
+	_ = timerslack.Ensure(timerslack.Want)
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	"github.com/cloudknowledge/ck/daemon/transport"
 	"github.com/cloudknowledge/ck/daemon/wire"
@@ -34,7 +35,7 @@ func TestAskAcks(t *testing.T) {
 				nodes := startSimCluster(t, lossless(1), 8) // 7 peers
 				n := nodes[0].node
 				k := ackKey{tc.name, n.id, 1}
-				w := n.acks.register(k)
+				w := n.acks.register(k, tc.want)
 				defer n.acks.forget(k)
 				asked := map[store.NodeID]bool{}
 				var before []store.NodeID
@@ -129,4 +130,59 @@ func (r *sendRecorder) sent() [][]byte {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return slices.Clone(r.out)
+}
+
+// TestAckWakesAtWant: ACKs wake a write's waiters only once the fewest
+// any of them waits for have come, and at each ACK after that; before,
+// they wake nobody (a --wait 2 writer is woken once, not per ACK).
+func TestAckWakesAtWant(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		wants []int  // registrations, in order: register, or registerEarly then claim
+		early bool   // the first registration is an early one
+		wakes []bool // whether the i-th ACK closes the channel count returned before it
+	}{
+		{"wait 1", []int{1}, false, []bool{true, true, true}},
+		{"wait 2", []int{2}, false, []bool{false, true, true}},
+		{"wait 3", []int{3}, false, []bool{false, false, true}},
+		{"wait 2 and wait 1", []int{2, 1}, false, []bool{true, true}},
+		{"early wait 2", []int{2}, true, []bool{false, true}},
+		{"early wait 2 claimed for 1", []int{2, 1}, true, []bool{true, true}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tab := newAckTable()
+			k := ackKey{"k", store.NodeID{1}, 7}
+			var w *ackWait
+			for i, want := range tc.wants {
+				switch {
+				case i == 0 && tc.early:
+					w = tab.registerEarly(k, want, time.Now())
+				case tc.early:
+					var ok bool
+					if w, ok = tab.claim(k, want); !ok {
+						t.Fatal("the early registration was not claimed")
+					}
+				default:
+					w = tab.register(k, want)
+				}
+			}
+			for i, wake := range tc.wakes {
+				got, ch := tab.count(w)
+				if got != i {
+					t.Fatalf("count %d before ACK %d", got, i+1)
+				}
+				tab.ack(k, store.NodeID{byte(10 + i)})
+				select {
+				case <-ch:
+					if !wake {
+						t.Errorf("ACK %d woke the waiters", i+1)
+					}
+				default:
+					if wake {
+						t.Errorf("ACK %d did not wake the waiters", i+1)
+					}
+				}
+			}
+		})
+	}
 }

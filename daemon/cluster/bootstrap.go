@@ -2,8 +2,6 @@ package cluster
 
 import (
 	"context"
-	"os"
-	"runtime/debug"
 	"time"
 
 	"github.com/cloudknowledge/ck/store"
@@ -17,9 +15,6 @@ const (
 	bootstrapAlone = 3
 	// progressEvery is how often a bootstrap logs its progress.
 	progressEvery = 5 * time.Second
-	// bootstrapHeap is the runtime's soft memory limit while a bootstrap
-	// runs, when it was lower (roomToBootstrap).
-	bootstrapHeap = 512 << 20
 )
 
 // bootstrap pulls everything this node lacks from one peer at a time
@@ -31,6 +26,41 @@ const (
 // bootstrapAlone heartbeats. It runs at every start: a restarted node
 // catches up the same way as a new one.
 func (n *Node) bootstrap(ctx context.Context) {
+	if n.st.TopDigests() == ([256]store.Hash{}) {
+		// An empty store: its sessions ask for everything and load it in
+		// bulk (syncopen.go), and it serves no session that would push
+		// records at it meanwhile (syncserve.go).
+		n.sync.loading.Store(true)
+	}
+	n.pull(ctx)
+	n.sync.loading.Store(false)
+	n.mergeStaged(ctx)
+}
+
+// mergeStaged moves a bulk load's staged key-hash index entries into the
+// index (store/bulk.go), once the node is synced: the store is whole and
+// correct meanwhile, so the bootstrap does not wait for it. A load cut
+// short by a crash left some too; none cost a read.
+func (n *Node) mergeStaged(ctx context.Context) {
+	m, ok := n.st.(stagedMerger)
+	if !ok {
+		return
+	}
+	start := time.Now()
+	moved, err := m.MergeStaged(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			n.log.Warn("merging the staged key-hash index failed; the next bootstrap merges it", "error", err)
+		}
+		return
+	}
+	if moved > 0 {
+		n.log.Info("bootstrap: staged key-hash index merged", "entries", moved, "took", time.Since(start))
+	}
+}
+
+// pull is the bootstrap's loop (bootstrap).
+func (n *Node) pull(ctx context.Context) {
 	start := time.Now()
 	lonely := start // since when no peer has been alive
 	tried := map[store.NodeID]time.Time{}
@@ -98,7 +128,6 @@ func (n *Node) pullFrom(ctx context.Context, peer Member) bool {
 		}
 	}
 	defer n.sync.end()
-	defer roomToBootstrap()()
 	n.sync.setPeer(peer)
 	n.log.Info("bootstrap: pulling from a peer", "peer", peer.Name, "id", peer.ID, "peer_keys", peer.Keys)
 	start, last := time.Now(), time.Now()
@@ -125,6 +154,14 @@ func (n *Node) pullFrom(ctx context.Context, peer Member) bool {
 	return true
 }
 
+// stagedMerger is a Store whose bulk loads stage index entries;
+// *store.Store is one.
+type stagedMerger interface {
+	MergeStaged(ctx context.Context) (int, error)
+}
+
+var _ stagedMerger = (*store.Store)(nil)
+
 func rate(n uint64, d time.Duration) uint64 {
 	if d <= 0 {
 		return n
@@ -142,20 +179,4 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
-}
-
-// roomToBootstrap raises the runtime's soft memory limit to bootstrapHeap
-// for a bootstrap, unless GOMEMLIMIT set it, and returns what restores it.
-// ckd keeps the limit near its request budget (96 MiB by default), but
-// a bootstrap's flushes hold ~100 MiB of bbolt nodes and pending records
-// whatever the store's size (docs/ARCHITECTURE.md, "The bootstrap
-// pipeline"): under the lower limit the collector ran nearly
-// continuously, half of the receiver's CPU, and halved the rate.
-func roomToBootstrap() (restore func()) {
-	prev := debug.SetMemoryLimit(-1)
-	if os.Getenv("GOMEMLIMIT") != "" || prev >= bootstrapHeap {
-		return func() {}
-	}
-	debug.SetMemoryLimit(bootstrapHeap)
-	return func() { debug.SetMemoryLimit(prev) }
 }

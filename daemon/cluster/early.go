@@ -97,7 +97,7 @@ func (n *Node) sendEarly(ws []store.Early) {
 		req := wire.AckRequest{NoAck: true}
 		if o.want > 0 && alive >= o.want {
 			k := ackKey{rec.Key, rec.Origin, rec.Lamport}
-			aw := n.acks.registerEarly(k, time.Now())
+			aw := n.acks.registerEarly(k, o.want, time.Now())
 			req = n.askAcks(aw, aw.asked, o.want, 0)
 		}
 		if size+wire.AckRequestSize(req) > n.cfg.MaxDatagram {
@@ -139,8 +139,8 @@ func (n *Node) broadcastUpdates(ups []wire.Update) {
 const earlyClaimWithin = time.Minute
 
 // registerEarly registers for the ACKs of a write sent before its commit,
-// for its writer to claim (claim).
-func (t *ackTable) registerEarly(k ackKey, now time.Time) *ackWait {
+// whose writer will wait for want of them, for it to claim (claim).
+func (t *ackTable) registerEarly(k ackKey, want int, now time.Time) *ackWait {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if now.Sub(t.swept) > earlyClaimWithin {
@@ -152,15 +152,15 @@ func (t *ackTable) registerEarly(k ackKey, now time.Time) *ackWait {
 		}
 	}
 	w := &ackWait{from: map[store.NodeID]bool{}, changed: make(chan struct{}),
-		asked: map[store.NodeID]bool{}, early: now}
+		asked: map[store.NodeID]bool{}, early: now, wake: want}
 	t.waiting[k] = w
 	return w
 }
 
 // claim returns the registration registerEarly left for k, with the peers
-// it asked and when; ok is false when there is none (the write was not
-// sent early, or waited for too long).
-func (t *ackTable) claim(k ackKey) (w *ackWait, ok bool) {
+// it asked and when, for a waiter of want ACKs; ok is false when there is
+// none (the write was not sent early, or waited for too long).
+func (t *ackTable) claim(k ackKey, want int) (w *ackWait, ok bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	w = t.waiting[k]
@@ -168,5 +168,6 @@ func (t *ackTable) claim(k ackKey) (w *ackWait, ok bool) {
 		return nil, false
 	}
 	w.sentAt, w.early = w.early, time.Time{}
+	w.wake = min(w.wake, want)
 	return w, true
 }

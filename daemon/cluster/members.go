@@ -215,6 +215,33 @@ func (ms *members) alive(now time.Time) []Member {
 	return out
 }
 
+// countAlive is len(alive(now)) without building the list: a replicated
+// write asks it several times.
+func (ms *members) countAlive(now time.Time) int {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	n := 0
+	for _, m := range ms.m {
+		if ms.stateLocked(m, now) == Alive {
+			n++
+		}
+	}
+	return n
+}
+
+// aliveIDs appends the ids of the members alive now to ids, in no
+// particular order, without copying their rows (askAcks).
+func (ms *members) aliveIDs(now time.Time, ids []store.NodeID) []store.NodeID {
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	for _, m := range ms.m {
+		if ms.stateLocked(m, now) == Alive {
+			ids = append(ids, m.ID)
+		}
+	}
+	return ids
+}
+
 // get returns one member.
 func (ms *members) get(id store.NodeID) (Member, bool) {
 	ms.mu.Lock()

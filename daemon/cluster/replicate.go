@@ -39,7 +39,10 @@ type ackTable struct {
 
 type ackWait struct {
 	from    map[store.NodeID]bool
-	changed chan struct{} // closed and replaced on every new ack
+	changed chan struct{} // closed and replaced on every new ack from the wake-th on
+	// wake is the fewest ACKs any waiter waits for: an ACK before that
+	// wakes nobody, so a write waiting for 2 is woken once, not per ACK.
+	wake int
 	// A write sent before its commit (early.go): the peers asked and
 	// when, and until its writer claims it, early is when it was sent.
 	asked         map[store.NodeID]bool
@@ -48,14 +51,16 @@ type ackWait struct {
 
 func newAckTable() *ackTable { return &ackTable{waiting: map[ackKey]*ackWait{}} }
 
-func (t *ackTable) register(k ackKey) *ackWait {
+// register registers a waiter for want ACKs of k.
+func (t *ackTable) register(k ackKey, want int) *ackWait {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	w := t.waiting[k]
 	if w == nil {
-		w = &ackWait{from: map[store.NodeID]bool{}, changed: make(chan struct{})}
+		w = &ackWait{from: map[store.NodeID]bool{}, changed: make(chan struct{}), wake: want}
 		t.waiting[k] = w
 	}
+	w.wake = min(w.wake, want)
 	return w
 }
 
@@ -74,8 +79,10 @@ func (t *ackTable) ack(k ackKey, from store.NodeID) {
 		return
 	}
 	w.from[from] = true
-	close(w.changed)
-	w.changed = make(chan struct{})
+	if len(w.from) >= w.wake {
+		close(w.changed)
+		w.changed = make(chan struct{})
+	}
 }
 
 // from returns a copy of the nodes that acknowledged w so far.
@@ -156,24 +163,24 @@ func (n *Node) ReplicateWait(ctx context.Context, rec store.Record, want int, ti
 // waitAcks registers for rec's ACKs, sends rec, and waits (WaitAcks).
 func (n *Node) waitAcks(ctx context.Context, rec store.Record, want int, timeout time.Duration) (int, error) {
 	k := ackKey{rec.Key, rec.Origin, rec.Lamport}
-	w, early := n.acks.claim(k)
+	w, early := n.acks.claim(k, want)
 	defer n.acks.forget(k)
 	if alive := n.AlivePeers(); alive < want {
 		return 0, fmt.Errorf("%w: %d alive, %d asked", ErrTooFewPeers, alive, want)
 	}
-	deadline := time.NewTimer(timeout)
-	defer deadline.Stop()
+	// One timer for the resends and the deadline, whichever is next.
+	deadline := time.Now().Add(timeout)
+	timer := time.NewTimer(min(resendEvery, timeout))
+	defer timer.Stop()
 	var asked map[store.NodeID]bool
 	var sent time.Time
 	if early {
 		asked, sent = w.asked, w.sentAt
 	} else {
-		w, asked = n.acks.register(k), map[store.NodeID]bool{}
+		w, asked = n.acks.register(k, want), map[store.NodeID]bool{}
 		n.broadcast(n.updateFor(rec, n.askAcks(w, asked, want, 0)))
 		sent = time.Now()
 	}
-	resend := time.NewTicker(resendEvery)
-	defer resend.Stop()
 	for round := 1; ; {
 		got, changed := n.acks.count(w)
 		if got >= want {
@@ -181,12 +188,15 @@ func (n *Node) waitAcks(ctx context.Context, rec store.Record, want int, timeout
 		}
 		select {
 		case <-changed:
-		case <-resend.C:
-			// A resend carries its age: a receiver that missed the
-			// first UPDATE gives the record no longer life.
-			n.broadcast(n.updateFor(aged(rec, time.Since(sent)), n.askAcks(w, asked, want, round)))
-			round++
-		case <-deadline.C:
+		case now := <-timer.C:
+			if left := deadline.Sub(now); left > 0 {
+				// A resend carries its age: a receiver that missed the
+				// first UPDATE gives the record no longer life.
+				n.broadcast(n.updateFor(aged(rec, time.Since(sent)), n.askAcks(w, asked, want, round)))
+				round++
+				timer.Reset(min(resendEvery, left))
+				continue
+			}
 			// Some peer alive by our table does not hold the write:
 			// evidence of a fault for anti-entropy (sync.go).
 			n.sync.fault("wait missed", time.Now())
@@ -209,14 +219,15 @@ const ackSpare = 1
 // AckRequest). asked keeps the peers asked so far.
 func (n *Node) askAcks(w *ackWait, asked map[store.NodeID]bool, want, round int) wire.AckRequest {
 	acked := n.acks.from(w)
+	var buf [8]store.NodeID
 	var pending, fresh []store.NodeID
-	for _, m := range n.members.alive(time.Now()) {
+	for _, id := range n.members.aliveIDs(time.Now(), buf[:0]) {
 		switch {
-		case acked[m.ID]:
-		case asked[m.ID]:
-			pending = append(pending, m.ID)
+		case acked[id]:
+		case asked[id]:
+			pending = append(pending, id)
 		default:
-			fresh = append(fresh, m.ID)
+			fresh = append(fresh, id)
 		}
 	}
 	target := (want - len(acked) + ackSpare) << min(round, 8)

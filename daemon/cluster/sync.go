@@ -65,6 +65,9 @@ type syncer struct {
 	dirty     bool          // peer records changed enough to be saved
 
 	received atomic.Uint64 // SyncState.Received
+	// loading: this node bootstraps a store that was empty when the
+	// bootstrap began, by bulk load (bootstrap.go, syncopen.go).
+	loading atomic.Bool
 }
 
 type peerSync struct {

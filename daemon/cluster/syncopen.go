@@ -58,6 +58,19 @@ func (n *Node) runOpener(ctx context.Context, peer Member, onRecv func(int)) (*s
 	if onRecv != nil {
 		s.settled = math.MaxUint64 // a bootstrap: nothing it moves was on its way
 	}
+	tops := n.st.TopDigests()
+	if l, ok := n.st.(bulkLoader); ok && onRecv != nil && n.sync.loading.Load() {
+		// A bootstrap of a store that was empty: it asks for everything
+		// (all-zero top digests, even if a few UPDATEs or an earlier
+		// attempt stored records since), which the peer sends in key order
+		// (syncserve.go, sendAll), and the bulk loader writes it rather
+		// than the log (store/bulk.go; records it holds a version of go
+		// through the log as ever). What it holds that the peer lacks, the
+		// next anti-entropy session sends.
+		tops = [256]store.Hash{}
+		s.loader = l.NewLoader()
+		defer s.loader.Close()
+	}
 	if n.sync.isQuarantined(peer.ID) {
 		return s, errQuarantined
 	}
@@ -72,23 +85,23 @@ func (n *Node) runOpener(ctx context.Context, peer Member, onRecv func(int)) (*s
 	defer stop()
 	s.c = c
 
-	if err := s.send(&wire.SyncTop{Tops: n.st.TopDigests()}); err != nil {
+	if err := s.send(&wire.SyncTop{Tops: tops}); err != nil {
 		return s, err
 	}
-	var tops []*wire.SyncLeaves
+	var leaves []*wire.SyncLeaves
 	err = s.readTurn(func(m wire.Message) error {
 		sl, ok := m.(*wire.SyncLeaves)
 		if !ok {
 			return errUnexpected
 		}
-		tops = append(tops, sl)
+		leaves = append(leaves, sl)
 		return nil
 	})
 	if err != nil {
 		return s, err
 	}
 	var wanted []*wire.SyncKeys
-	for _, sl := range tops {
+	for _, sl := range leaves {
 		if err := s.sendWanted(wanted); err != nil {
 			return s, err
 		}
@@ -173,3 +186,11 @@ func (s *session) sendWanted(wanted []*wire.SyncKeys) error {
 	}
 	return nil
 }
+
+// bulkLoader is a Store with a bulk loader for bootstraps;
+// *store.Store is one.
+type bulkLoader interface {
+	NewLoader() *store.Loader
+}
+
+var _ bulkLoader = (*store.Store)(nil)

@@ -32,6 +32,17 @@ func (n *Node) serveSync(ctx context.Context, c net.Conn, peer store.NodeID, ope
 		s.send(&wire.SyncDone{Refused: refusedQuarantined + ": this node was not in sync with yours for longer than purge_log_ttl"})
 		return
 	}
+	if n.sync.loading.Load() && open.Tops != ([256]store.Hash{}) {
+		// This node bootstraps an empty store (bootstrap.go): what the
+		// opener would push is on its way in key order, loaded in bulk;
+		// taken now, in leaf order through the log, it cost both sessions
+		// several times over (docs/ARCHITECTURE.md, "The bootstrap
+		// pipeline"). The next session after the bootstrap repairs what
+		// the bootstrap's peer lacked.
+		n.stats.syncDeclined.Add(1)
+		s.send(&wire.SyncDone{Refused: "busy: bootstrapping"})
+		return
+	}
 	if !n.sync.acquireServe() {
 		n.stats.syncDeclined.Add(1)
 		s.send(&wire.SyncDone{Refused: "busy: serving other sync sessions"})

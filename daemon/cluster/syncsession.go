@@ -35,9 +35,10 @@ type session struct {
 	peer   store.NodeID
 	batch  []store.Record
 	size   int
-	sent   int       // records sent
-	recvd  int       // records received
-	onRecv func(int) // told of each applied batch (bootstrap progress); may be nil
+	sent   int           // records sent
+	recvd  int           // records received
+	onRecv func(int)     // told of each applied batch (bootstrap progress); may be nil
+	loader *store.Loader // a bootstrap into an empty store: records go to it (store/bulk.go); may be nil
 
 	// settled: records with a lamport up to this were written before this
 	// node's previous heartbeat (syncer.settled); repaired counts those
@@ -80,6 +81,9 @@ func (s *session) readTurn(handle func(wire.Message) error) error {
 				return err
 			}
 		case *wire.SyncDone:
+			if err := s.finishLoad(); err != nil {
+				return err
+			}
 			if isQuarantineRefusal(m.Refused) {
 				return fmt.Errorf("%w: %w: %s", errRefused, errQuarantinedByPeer, m.Refused)
 			}
@@ -100,34 +104,67 @@ func (s *session) readTurn(handle func(wire.Message) error) error {
 
 // applyRecords applies a frame's records durably, committed together
 // (store.ApplyBatch: a few log writes for the frame, no goroutine per
-// record). A record the store refuses is counted and logged; the session
-// goes on without it, and the next session tries it again.
+// record), or hands them to the session's bulk loader (a bootstrap into
+// an empty store), which reports them once their chunk is written. A
+// record the store refuses is counted and logged; the session goes on
+// without it, and the next session tries it again.
 func (s *session) applyRecords(recs []store.Record) error {
-	res, errs, err := applyBatch(s.ctx, s.n.st, recs)
-	failed, first := 0, -1
-	for i := range recs {
-		if errs[i] != nil {
-			if failed++; first < 0 {
-				first = i
-			}
-			continue
+	var done []store.Loaded
+	var err error
+	if s.loader != nil {
+		done, err = s.loader.Load(s.ctx, recs)
+	} else {
+		var res []store.ApplyResult
+		var errs []error
+		res, errs, err = applyBatch(s.ctx, s.n.st, recs)
+		done = make([]store.Loaded, len(recs))
+		for i := range recs {
+			done[i] = store.Loaded{Record: recs[i], Result: res[i], Err: errs[i]}
 		}
-		s.n.stats.applied(res[i].Outcome)
-		if o := res[i].Outcome; (o == store.Applied || o == store.Resolved) && recs[i].Lamport <= s.settled {
-			s.repaired++
-		}
-		if res[i].Outcome == store.Dropped && !s.n.st.Expired(&recs[i]) {
-			s.purged = append(s.purged, recs[i].Key)
-		}
-	}
-	if failed > 0 && s.ctx.Err() == nil && err == nil {
-		s.n.stats.applyErrors.Add(uint64(failed))
-		s.n.log.Warn("could not apply received records", "count", failed, "key", recs[first].Key, "error", errs[first])
 	}
 	s.recvd += len(recs)
 	s.n.stats.syncRecordsIn.Add(uint64(len(recs)))
 	if s.onRecv != nil {
 		s.onRecv(len(recs))
+	}
+	return s.applied(done, err)
+}
+
+// finishLoad writes what the session's bulk loader holds, if it has one,
+// and accounts for it: the end of a peer's turn, after which everything
+// received is durable (the session answers only then). The staged index
+// is merged after the bootstrap (bootstrap.go, mergeStaged).
+func (s *session) finishLoad() error {
+	if s.loader == nil {
+		return nil
+	}
+	done, err := s.loader.Flush(s.ctx)
+	return s.applied(done, err)
+}
+
+// applied accounts for the outcomes of received records; err is the one
+// that stopped them (a closed store, ctx).
+func (s *session) applied(done []store.Loaded, err error) error {
+	failed, first := 0, -1
+	for i := range done {
+		d := &done[i]
+		if d.Err != nil {
+			if failed++; first < 0 {
+				first = i
+			}
+			continue
+		}
+		s.n.stats.applied(d.Result.Outcome)
+		if o := d.Result.Outcome; (o == store.Applied || o == store.Resolved) && d.Record.Lamport <= s.settled {
+			s.repaired++
+		}
+		if d.Result.Outcome == store.Dropped && !s.n.st.Expired(&d.Record) {
+			s.purged = append(s.purged, d.Record.Key)
+		}
+	}
+	if failed > 0 && s.ctx.Err() == nil && err == nil {
+		s.n.stats.applyErrors.Add(uint64(failed))
+		s.n.log.Warn("could not apply received records", "count", failed, "key", done[first].Record.Key, "error", done[first].Err)
 	}
 	if err != nil {
 		return err

@@ -55,3 +55,22 @@ type Transport interface {
 	// twice.
 	Close() error
 }
+
+// Direct is a Transport that can hand each received datagram to a
+// function on the goroutine that read it, instead of queueing it on
+// Packets for another goroutine to take: a datagram then costs no
+// goroutine hand-off (on a loaded host, a thread wake-up) between the
+// socket and the protocol (docs/ARCHITECTURE.md, "Overlapped
+// replication"). transport.UDP implements it.
+type Direct interface {
+	Transport
+	// Deliver makes the transport call fn with every datagram read from
+	// now on, instead of sending it on Packets; datagrams queued on
+	// Packets before stay there. fn may be called from several goroutines
+	// at once (one per socket) and owns Packet.Buf as a Packets reader
+	// does. While fn runs, that socket's datagrams wait in its receive
+	// buffer, and beyond it the kernel drops them (Stats.DroppedKernel),
+	// as a full Packets would: fn must not block for long. Close still
+	// closes Packets, once no fn call is running.
+	Deliver(fn func(Packet))
+}

@@ -79,6 +79,7 @@ type UDP struct {
 	dests  []netip.AddrPort // where Broadcast sends
 
 	packets chan Packet
+	deliver atomic.Pointer[func(Packet)] // Deliver's fn; nil: Packets
 	streams chan net.Conn
 	stats   Counters
 
@@ -88,7 +89,7 @@ type UDP struct {
 	closeErr  error
 }
 
-var _ Transport = (*UDP)(nil)
+var _ Direct = (*UDP)(nil)
 
 // New opens the sockets described by cfg and starts receiving. Close
 // releases them.
@@ -222,6 +223,9 @@ func (u *UDP) Addr() netip.AddrPort { return u.addr }
 // Packets implements Transport.
 func (u *UDP) Packets() <-chan Packet { return u.packets }
 
+// Deliver implements Direct: the read loops call fn themselves.
+func (u *UDP) Deliver(fn func(Packet)) { u.deliver.Store(&fn) }
+
 // Broadcast sends b to the group, the broadcast address, or every peer but
 // this node. It never waits for socket buffer space: a datagram that does
 // not fit is dropped and counted (Stats.SendDropped).
@@ -325,8 +329,13 @@ func (u *UDP) receive(b []byte, from netip.AddrPort) {
 		u.stats.DroppedTooBig.Add(1)
 		return
 	}
+	p := Packet{From: from, Buf: append([]byte(nil), b...)}
+	if fn := u.deliver.Load(); fn != nil {
+		(*fn)(p)
+		return
+	}
 	select {
-	case u.packets <- Packet{From: from, Buf: append([]byte(nil), b...)}:
+	case u.packets <- p:
 	default:
 		u.stats.DroppedQueue.Add(1)
 	}

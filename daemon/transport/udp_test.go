@@ -522,3 +522,68 @@ func TestReadBufferSized(t *testing.T) {
 	}
 	t.Logf("asked 1 MiB, granted %d bytes", got)
 }
+
+// Deliver: once set, datagrams from both sockets (the group's and the
+// unicast one) go to the function, on the read loops, and none to
+// Packets; what came before stays on Packets; own broadcasts are still
+// dropped; Close returns and closes Packets.
+func TestDeliver(t *testing.T) {
+	nodes := startTrio(t, ModeMulticast, Config{})
+	a, b := nodes[0], nodes[1]
+	if err := a.SendTo(b.Addr(), []byte("before")); err != nil {
+		t.Fatal(err)
+	}
+	b.await(t, "before", a.Addr())
+	var mu sync.Mutex
+	var got []Packet
+	b.Deliver(func(p Packet) {
+		mu.Lock()
+		defer mu.Unlock()
+		got = append(got, p)
+	})
+	if err := a.Broadcast([]byte("group")); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.SendTo(b.Addr(), []byte("unicast")); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Broadcast([]byte("own")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(got) < 2 {
+			return fmt.Errorf("delivered %d datagrams, want 2", len(got))
+		}
+		return nil
+	})
+	waitFor(t, 5*time.Second, func() error {
+		if s := b.Stats(); s.DroppedSelf != 1 {
+			return fmt.Errorf("dropped %d own datagrams, want 1", s.DroppedSelf)
+		}
+		return nil
+	})
+	mu.Lock()
+	seen := map[string]netip.AddrPort{}
+	for _, p := range got {
+		seen[string(p.Buf)] = p.From
+	}
+	mu.Unlock()
+	for _, want := range []string{"group", "unicast"} {
+		if from, ok := seen[want]; !ok || from != a.Addr() {
+			t.Errorf("%q: delivered %v from %v, want from %v", want, ok, from, a.Addr())
+		}
+	}
+	if len(seen) != 2 {
+		t.Errorf("delivered %v, want group and unicast only", seen)
+	}
+	for _, p := range []string{"group", "unicast", "own"} {
+		if b.has(p) {
+			t.Errorf("%q came through Packets after Deliver", p)
+		}
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -13,14 +13,20 @@ const hexDigits = "0123456789abcdef"
 // '<', '>' and '&' are escaped too: the output of encoding/json, byte for
 // byte, in both cases (its default, and SetEscapeHTML(false)).
 func Append(b []byte, s string, html bool) []byte {
+	safe := &safeText
+	if html {
+		safe = &safeHTML
+	}
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {
+		for i < len(s) && safe[s[i]] { // the run written as it is: one load per byte
+			i++
+		}
+		if i == len(s) {
+			break
+		}
 		if c := s[i]; c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' && (!html || c != '<' && c != '>' && c != '&') {
-				i++
-				continue
-			}
 			b = append(b, s[start:i]...)
 			b = appendByte(b, c)
 			i++
@@ -45,6 +51,18 @@ func Append(b []byte, s string, html bool) []byte {
 	b = append(b, s[start:]...)
 	return append(b, '"')
 }
+
+// safeText and safeHTML tell the bytes Append writes as they are, without
+// html and with it: ASCII but control characters, '"' and '\\' (and with
+// html '<', '>' and '&'). Bytes from 0x80 are not: they start runes that
+// are checked.
+var safeText, safeHTML = func() (t, h [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\'
+		h[c] = t[c] && c != '<' && c != '>' && c != '&'
+	}
+	return t, h
+}()
 
 // appendByte appends the escape of an ASCII byte that needs one.
 func appendByte(b []byte, c byte) []byte {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	"github.com/cloudknowledge/ck/internal/jsonstr"
@@ -49,4 +50,13 @@ func TestAppendMatchesEncodingJSON(t *testing.T) {
 func FuzzAppend(f *testing.F) {
 	f.Add("a\"<\u2028\xff")
 	f.Fuzz(func(t *testing.T, s string) { check(t, s) })
+}
+
+// BenchmarkAppend: a 256-byte ASCII value, as a record's answer carries.
+func BenchmarkAppend(b *testing.B) {
+	s := strings.Repeat("abcdefgh", 32)
+	buf := make([]byte, 0, 512)
+	for range b.N {
+		buf = jsonstr.Append(buf[:0], s, true)
+	}
 }

@@ -71,13 +71,21 @@ func (o *Overlay[E]) FlushAll() error {
 func (o *Overlay[E]) Flush() error {
 	o.flusher.Lock()
 	defer o.flusher.Unlock()
+	var next *Set[E]
+	if o.frozen == nil { // only flushes change frozen, and they hold the flusher
+		// The next active set sized like the last one, so that commits do
+		// not grow its maps and events step by step; made before the lock
+		// that commits and reads wait for.
+		next = newSetSized[E](o.hintRecs, o.hintEvents)
+	}
 	o.mu.Lock()
 	if o.frozen == nil {
 		if o.active.Empty() {
 			o.mu.Unlock()
 			return nil
 		}
-		o.frozen, o.active = o.active, NewSet[E]()
+		o.frozen, o.active = o.active, next
+		o.hintRecs, o.hintEvents = len(o.frozen.Recs), len(o.frozen.Events)
 	}
 	fr := o.frozen
 	o.mu.Unlock()

@@ -41,6 +41,8 @@ type Overlay[E any] struct {
 	err     error         // the last flush's error
 	sig     chan struct{} // closed and replaced after every flush
 	flushes atomic.Uint64 // flushes run (or failed)
+
+	hintRecs, hintEvents int // the last frozen set's records and events (the flusher's)
 }
 
 // NewOverlay returns an empty overlay guarded by mu, flushing into sink.
@@ -78,8 +80,13 @@ type Event[E any] struct {
 }
 
 // NewSet returns an empty set.
-func NewSet[E any]() *Set[E] {
-	return &Set[E]{Recs: map[string]*Rec{}, leaves: map[uint16][]*Rec{}}
+func NewSet[E any]() *Set[E] { return newSetSized[E](0, 0) }
+
+// newSetSized returns an empty set with room for recs records and events
+// events.
+func newSetSized[E any](recs, events int) *Set[E] {
+	return &Set[E]{Recs: make(map[string]*Rec, recs), leaves: make(map[uint16][]*Rec, min(recs, 1<<16)),
+		Events: make([]Event[E], 0, events)}
 }
 
 // Empty reports whether p holds no batch; p may be nil.
