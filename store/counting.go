@@ -2,6 +2,7 @@ package store
 
 import (
 	"errors"
+	"math"
 	"os"
 	"sync/atomic"
 	"time"
@@ -53,7 +54,7 @@ func countMmap(path string, inline int64) int {
 	if err != nil || fi.Size() <= inline {
 		return 0
 	}
-	return int(fi.Size() + max(fi.Size(), countMmapRoom))
+	return int(min(fi.Size()+max(fi.Size(), countMmapRoom), math.MaxInt))
 }
 
 // errStopped ends a build that Close stopped.
