@@ -397,14 +397,18 @@ func (b backend) Status(context.Context) (rpc.Status, error) {
 	}
 	defer release()
 	d := b.d
-	root := inst.store.Root()
+	digest := "counting" // after a crash, until the records are counted; keys: those counted so far
+	if !inst.store.Counting() {
+		root := inst.store.Root()
+		digest = fmt.Sprintf("%x", root[:16])
+	}
 	return rpc.Status{
 		ID:         inst.store.NodeID().String(),
 		Name:       d.cfg.NodeName,
 		Version:    rpc.Version,
 		Lamport:    inst.store.Lamport(),
 		Keys:       inst.store.Keys(),
-		DigestRoot: fmt.Sprintf("%x", root[:16]),
+		DigestRoot: digest,
 		Transport:  d.cfg.Cluster.Transport,
 		Address:    inst.node.Addr().String(),
 		Members:    memberCounts(inst.node.Members()),

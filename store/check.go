@@ -19,8 +19,13 @@ import (
 // rebuild, and so does the file's digest snapshot when it is current (the
 // one the next Open would load); the change log is contiguous, ends at LastIndex and decodes;
 // every lamport is within the reservation and L. It holds off commits while
-// it runs: for tests and operators, not for a busy path.
+// it runs: for tests and operators, not for a busy path. While the store
+// is counting its records after a crash (counting.go) it waits for the
+// count first, and returns its error if the count failed.
 func (s *Store) Check() error {
+	if err := s.countErr(); err != nil {
+		return err
+	}
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
 	// Flush what is pending first, so the file is checked as it will be;

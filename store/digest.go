@@ -3,6 +3,7 @@ package store
 import (
 	"crypto/sha256"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"maps"
 
@@ -53,26 +54,37 @@ func (d *digest) computeRoot() {
 }
 
 // Root returns the root of the digest tree: equal on two nodes that hold
-// the same records.
+// the same records. It is zero while the store is Counting: no tree is
+// known yet (counting.go).
 func (s *Store) Root() [32]byte {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	if s.count != nil {
+		return [32]byte{}
+	}
 	return s.dig.root
 }
 
-// TopDigests returns the 256 top nodes of the digest tree.
+// TopDigests returns the 256 top nodes of the digest tree (zeros while
+// Counting).
 func (s *Store) TopDigests() [256]Hash {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	if s.count != nil {
+		return [256]Hash{}
+	}
 	return s.dig.tops
 }
 
-// LeafDigests returns the 256 leaves under top node top.
+// LeafDigests returns the 256 leaves under top node top (zeros while
+// Counting).
 func (s *Store) LeafDigests(top uint8) [256]Hash {
 	var out [256]Hash
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	copy(out[:], s.dig.leaves[int(top)<<8:])
+	if s.count == nil {
+		copy(out[:], s.dig.leaves[int(top)<<8:])
+	}
 	return out
 }
 
@@ -84,11 +96,17 @@ func (s *Store) LeafDigests(top uint8) [256]Hash {
 // exactly when the file's transaction id is still the stamp: Open then
 // loads it instead of reading every record. Any later write (a crash after
 // the next Open, an upgrade, a double-fault replay) leaves it stale, and
-// Open rebuilds as before. A checksum covers it against a torn or damaged
-// value; Check compares a current snapshot with a rebuild.
+// Open counts as after a crash. A checksum covers it against a torn or
+// damaged value; Check compares a current snapshot with a rebuild.
+//
+// A store whose leaves are mostly zero (a small one) writes them sparse,
+// under another key, so that its Close writes about 18 bytes a key rather
+// than 1 MiB; a larger one writes every leaf, as the first format did
+// (which older code still reads). Close writes one and deletes the other.
 var (
 	bucketDigest   = []byte("digest")
-	digestSnapshot = []byte("snapshot")
+	digestSnapshot = []byte("snapshot") // every leaf (snapVersion)
+	digestSparse   = []byte("sparse")   // the leaves that are not zero (snapSparse)
 )
 
 const (
@@ -97,6 +115,12 @@ const (
 	// ‖ leaves (2^16 × 16) ‖ SHA-256 of all before (32)
 	snapHeader = 1 + 4*8
 	snapSize   = snapHeader + len(digest{}.leaves)*len(Hash{}) + sha256.Size
+	// snapSparse: the same header, then (leaf (2, big endian) ‖ digest
+	// (16)) for every leaf that is not zero, in increasing order, then
+	// the SHA-256 of all before.
+	snapSparse    = 2
+	sparseEntry   = 2 + len(Hash{})
+	sparseMaxSize = snapSize // beyond it, every leaf is smaller
 )
 
 // digestSnap is what a snapshot holds beside the tree.
@@ -104,35 +128,80 @@ type digestSnap struct {
 	txid, keys, maxL, ttlKeys uint64
 }
 
-// encodeSnapshot encodes d with m.
-func encodeSnapshot(d *digest, m digestSnap) []byte {
-	b := make([]byte, 0, snapSize)
-	b = append(b, snapVersion)
+// encodeSnapshot encodes d with m, and returns the key it goes under:
+// sparse when that is smaller.
+func encodeSnapshot(d *digest, m digestSnap) (key, val []byte) {
+	nonZero := 0
+	for i := range d.leaves {
+		if d.leaves[i] != (Hash{}) {
+			nonZero++
+		}
+	}
+	sparse := snapHeader+nonZero*sparseEntry+sha256.Size < sparseMaxSize
+	b := make([]byte, 0, min(snapSize, snapHeader+nonZero*sparseEntry+sha256.Size))
+	key = digestSnapshot
+	if sparse {
+		b, key = append(b, snapSparse), digestSparse
+	} else {
+		b = append(b, snapVersion)
+	}
 	for _, v := range []uint64{m.txid, m.keys, m.maxL, m.ttlKeys} {
 		b = binary.BigEndian.AppendUint64(b, v)
 	}
 	for i := range d.leaves {
-		b = append(b, d.leaves[i][:]...)
+		switch {
+		case !sparse:
+			b = append(b, d.leaves[i][:]...)
+		case d.leaves[i] != (Hash{}):
+			b = binary.BigEndian.AppendUint16(b, uint16(i))
+			b = append(b, d.leaves[i][:]...)
+		}
 	}
-	return append(b, checksum(b)...)
+	return key, append(b, checksum(b)...)
 }
 
-// decodeSnapshot decodes a snapshot into d (leaves, tops and root) and
-// returns its header; ok is false for a value that is not a whole, intact
-// snapshot of this version.
+// decodeSnapshot decodes a snapshot, of either form, into d (leaves,
+// tops and root) and returns its header; ok is false for a value that is
+// not a whole, intact snapshot.
 func decodeSnapshot(b []byte, d *digest) (m digestSnap, ok bool) {
-	if len(b) != snapSize || b[0] != snapVersion {
+	if len(b) < snapHeader+sha256.Size {
 		return m, false
 	}
 	body := b[:len(b)-sha256.Size]
 	if string(checksum(body)) != string(b[len(body):]) {
 		return m, false
 	}
-	u := func(i int) uint64 { return binary.BigEndian.Uint64(b[1+8*i:]) }
+	return decodeBody(body, d)
+}
+
+// decodeBody decodes a snapshot without its checksum.
+func decodeBody(body []byte, d *digest) (m digestSnap, ok bool) {
+	leaves := body[snapHeader:]
+	switch {
+	case body[0] == snapVersion && len(leaves) == len(d.leaves)*len(Hash{}):
+	case body[0] == snapSparse && len(leaves)%sparseEntry == 0:
+	default:
+		return m, false
+	}
+	u := func(i int) uint64 { return binary.BigEndian.Uint64(body[1+8*i:]) }
 	m = digestSnap{txid: u(0), keys: u(1), maxL: u(2), ttlKeys: u(3)}
 	*d = digest{}
+	if body[0] == snapVersion {
+		for i := range d.leaves {
+			copy(d.leaves[i][:], leaves[i*len(Hash{}):])
+		}
+	} else {
+		next := 0 // leaves in increasing order: one encoding per tree
+		for ; len(leaves) > 0; leaves = leaves[sparseEntry:] {
+			i := int(binary.BigEndian.Uint16(leaves))
+			if i < next {
+				return m, false
+			}
+			copy(d.leaves[i][:], leaves[2:sparseEntry])
+			next = i + 1
+		}
+	}
 	for i := range d.leaves {
-		copy(d.leaves[i][:], body[snapHeader+i*len(Hash{}):])
 		d.tops[i>>8].xor(d.leaves[i])
 	}
 	d.computeRoot()
@@ -148,7 +217,10 @@ func readSnapshot(tx *bolt.Tx, d *digest) (m digestSnap, ok, damaged bool) {
 	if b == nil {
 		return m, false, false
 	}
-	v := b.Get(digestSnapshot)
+	v := b.Get(digestSparse)
+	if v == nil {
+		v = b.Get(digestSnapshot)
+	}
 	if v == nil {
 		return m, false, false
 	}
@@ -168,19 +240,18 @@ func (s *Store) writeSnapshot() error {
 	m := digestSnap{keys: s.keys, maxL: s.lamport.Load()}
 	s.mu.RUnlock()
 	m.ttlKeys = uint64(s.TTLKeys())
-	// This one commit writes bbolt's freelist too: opened for writing,
-	// bbolt rebuilds a freelist that was not written by walking every page
-	// of the file (the file is opened NoFreelistSync), which at a million
-	// keys cost more than the digest. The next commit drops it again.
-	s.db.NoFreelistSync = false
-	defer func() { s.db.NoFreelistSync = true }()
 	return s.db.Update(func(tx *bolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists(bucketDigest)
 		if err != nil {
 			return err
 		}
 		m.txid = uint64(tx.ID())
-		return b.Put(digestSnapshot, encodeSnapshot(&d, m))
+		key, val := encodeSnapshot(&d, m)
+		other := digestSnapshot
+		if string(key) == string(other) {
+			other = digestSparse
+		}
+		return errors.Join(b.Put(key, val), b.Delete(other))
 	})
 }
 
@@ -194,9 +265,25 @@ func (s *Store) loadSnapshot(tx *bolt.Tx, lives map[string]ttlHead) (maxL uint64
 	if !ok {
 		return 0, false, nil
 	}
-	kv := tx.Bucket(bucketKV)
 	found := map[string]ttlHead{}
-	err = tx.Bucket(bucketTTL).ForEach(func(k, v []byte) error {
+	n, err := ttlRecords(tx, found)
+	if err != nil || n != m.ttlKeys {
+		return 0, false, err
+	}
+	maps.Copy(lives, found)
+	*s.dig = *d
+	s.keys = m.keys
+	return m.maxL, true, nil
+}
+
+// ttlRecords adds to lives the records with a TTL that bucket ttl names
+// (after a clean close, exactly the records with a TTL; after a crash,
+// those whose deadline was persisted, and maybe stale ones restoreLives
+// drops) and returns how many it added.
+func ttlRecords(tx *bolt.Tx, lives map[string]ttlHead) (uint64, error) {
+	kv := tx.Bucket(bucketKV)
+	n := uint64(0)
+	err := tx.Bucket(bucketTTL).ForEach(func(k, v []byte) error {
 		raw := kv.Get(k)
 		if raw == nil {
 			return nil
@@ -205,16 +292,13 @@ func (s *Store) loadSnapshot(tx *bolt.Tx, lives map[string]ttlHead) (maxL uint64
 		if err != nil {
 			return fmt.Errorf("%w: record %q: %v", ErrCorrupt, k, err)
 		}
-		noteLife(found, string(k), hashBytes(raw), h)
+		if h.TTL > 0 && !h.Deleted {
+			n++
+		}
+		noteLife(lives, string(k), hashBytes(raw), h)
 		return nil
 	})
-	if err != nil || uint64(len(found)) != m.ttlKeys {
-		return 0, false, err
-	}
-	maps.Copy(lives, found)
-	*s.dig = *d
-	s.keys = m.keys
-	return m.maxL, true, nil
+	return n, err
 }
 
 func checksum(b []byte) []byte {

@@ -16,6 +16,15 @@ const LamportBlock = lamportBlock
 // tests wrap it and fill it.
 func WALSize(n int64) func(*Options) { return func(o *Options) { o.walSize = n } }
 
+// CountInBackground makes Open count every file without a current digest
+// snapshot in the background, however small (counting.go).
+func CountInBackground(o *Options) { o.countInline = -1 }
+
+// HoldCount sets CountHold.
+func HoldCount(hold <-chan struct{}) func(*Options) {
+	return func(o *Options) { o.CountHold = hold }
+}
+
 // WALPath is the write-ahead log's file of the store at path.
 func WALPath(path string) string { return walPath(path) }
 
@@ -29,3 +38,14 @@ func (s *Store) HoldFlushes() (release func()) {
 
 // Flush writes everything pending into the data file.
 func (s *Store) Flush() error { return s.flushAll() }
+
+// SetFreelistSync makes bbolt write its freelist in every commit (on) or
+// not, for a benchmark's A/B; call it while nothing commits.
+func (s *Store) SetFreelistSync(on bool) { s.db.NoFreelistSync = !on }
+
+// FreePages is bbolt's count of free pages, for a benchmark.
+func (s *Store) FreePages() int { return s.db.Stats().FreePageN }
+
+// PageWrites is how many writes bbolt's commits made so far, for a
+// benchmark.
+func (s *Store) PageWrites() int64 { st := s.db.Stats(); return st.TxStats.GetWrite() }

@@ -77,7 +77,18 @@ type Options struct {
 	// so that they fit a tmpfs. At least wal.MinSize.
 	LogSize int64
 
+	// CountHold, for tests of what a node does while it counts: when
+	// set, Open counts every file without a current digest snapshot in
+	// the background however small (counting.go), starting once
+	// CountHold is closed (or at Close).
+	CountHold <-chan struct{}
+
 	walSize int64 // the log's ring size in force: LogSize, or a test's (WALSize)
+	// countInline: a file of up to this many bytes without a current
+	// digest snapshot is counted in Open, a larger one in the
+	// background (counting.go); 0: countInlineSize; negative (tests,
+	// CountHold): every one in the background.
+	countInline int64
 }
 
 // Limits of Options.
@@ -118,6 +129,12 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.walSize == 0 {
 		o.walSize = wal.DefaultSize
+	}
+	if o.CountHold != nil {
+		o.countInline = -1
+	}
+	if o.countInline == 0 {
+		o.countInline = countInlineSize
 	}
 	if o.TombstoneTTL < 0 || o.PurgeLogTTL < 0 {
 		return o, fmt.Errorf("TombstoneTTL %s or PurgeLogTTL %s is negative", o.TombstoneTTL, o.PurgeLogTTL)
@@ -172,19 +189,26 @@ type Store struct {
 	reserved   uint64
 	lastIndex  uint64
 	firstIndex uint64 // first index in the log; lastIndex+1 when it is empty
-	keys       uint64 // live (non-tombstone) records
-	dig        *digest
+	// keys: live (non-tombstone) records; while counting (counting.go),
+	// how many more there are than in the file at Open (wrapping).
+	keys uint64
+	// dig: the digest tree; while counting, the changes since Open.
+	dig *digest
 	// fromSnapshot: Open loaded the digest from the file's snapshot
 	// rather than rebuilding it (digest.go).
 	fromSnapshot bool
-	purgeLogN    int64 // entries in the purge log
+	purgeLogN    int64    // entries in the purge log
+	count        *counter // the records being counted in the background; nil once counted (counting.go)
+
+	counted chan struct{} // closed once the digest tree and key count are complete (Counted)
 }
 
 // Open opens the store file at path, creating it (0600, and its directory,
 // 0700) with a fresh node id and store id when missing. It takes the file's
 // lock, waiting up to LockTimeout (then ErrLocked), checks the format
 // (ErrFormat) and loads the digest tree: from the snapshot the last Close
-// wrote when no write came after it, else rebuilt by reading every record.
+// wrote when no write came after it, else built in the background while
+// the store serves (counting.go: Counting, Counted).
 func Open(path string, opts Options) (*Store, error) {
 	opts, err := opts.withDefaults()
 	if err != nil {
@@ -194,12 +218,15 @@ func Open(path string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout: opts.LockTimeout,
-		// The freelist is rebuilt by a scan at open instead of written by
-		// every commit: fewer pages per commit, as etcd does.
-		NoFreelistSync: true,
-		FreelistType:   bolt.FreelistMapType,
-		NoSync:         opts.NoSync,
+		Timeout:         opts.LockTimeout,
+		InitialMmapSize: countMmap(path, opts.countInline),
+		// Every commit writes the freelist: without it (NoFreelistSync,
+		// as etcd does) bbolt rebuilds it at open by walking every page
+		// of the file, 0.3–0.7 s at a million keys after a crash, while
+		// writing it cost a flush nothing measurable (docs/ARCHITECTURE.md,
+		// "The digest at restart").
+		FreelistType: bolt.FreelistMapType,
+		NoSync:       opts.NoSync,
 	})
 	if err != nil {
 		return nil, openError(path, err)
@@ -214,6 +241,7 @@ func Open(path string, opts Options) (*Store, error) {
 		done:    make(chan struct{}),
 		closing: make(chan struct{}),
 		notify:  make(chan struct{}),
+		counted: make(chan struct{}),
 		dig:     new(digest),
 		purger:  newPurger(),
 		lifes:   newLifetimes(opts.Now()),
@@ -221,18 +249,27 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	s.pend = s.newOverlay()
 	if err := s.start(); err != nil {
+		if s.count != nil {
+			_ = s.count.tx.Rollback()
+		}
 		if s.wal != nil {
 			s.wal.Close()
 		}
 		db.Close()
 		return nil, err
 	}
+	counting := s.count != nil
+	if counting {
+		go s.runCount(s.count)
+	} else {
+		close(s.counted)
+	}
 	go s.run()
 	go s.runFlusher()
 	go s.runPurger()
 	go s.runExpirer()
-	s.log.Debug("opened", "path", path, "node", s.nodeID, "keys", s.keys, "lamport", s.Lamport(), "last_index", s.lastIndex,
-		"digest_snapshot", s.fromSnapshot)
+	s.log.Debug("opened", "path", path, "node", s.nodeID, "keys", s.Keys(), "lamport", s.Lamport(), "last_index", s.lastIndex,
+		"digest_snapshot", s.fromSnapshot, "counting", counting)
 	return s, nil
 }
 
@@ -404,49 +441,77 @@ func (s *Store) checkFormat(tx *bolt.Tx) (uint64, error) {
 	return f, nil
 }
 
-// load reads the meta values and rebuilds what is kept in memory, with
-// the batches replayed from the log (nil if none) on top of the file.
+// load reads the meta values and what is kept in memory, with the
+// batches replayed from the log (nil if none) on top of the file: the
+// digest tree and key count from a current snapshot, else only the
+// replayed changes, and a read transaction of the file as it is now is
+// left in s.count for the build that counts the rest (counting.go).
 func (s *Store) load(replayed *pendingSet) error {
-	return s.db.View(func(tx *bolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
-		var err error
-		if s.nodeID, err = metaID(meta, metaNodeID); err != nil {
-			return err
-		}
-		if s.storeID, err = metaID(meta, metaStoreID); err != nil {
-			return err
-		}
-		s.reserved = metaU64(meta, metaReserved)
-		s.lastIndex = metaU64(meta, metaLast)
-		s.firstIndex = s.lastIndex + 1
-		if k, _ := tx.Bucket(bucketChanges).Cursor().First(); k != nil {
-			s.firstIndex = binary.BigEndian.Uint64(k)
-		}
-		s.purgeLogN = countPurgeLog(tx)
-		lives := map[string]ttlHead{}
-		maxL, fast, err := s.loadSnapshot(tx, lives)
+	tx, err := s.db.Begin(false)
+	if err != nil {
+		return err
+	}
+	if err := s.loadTx(tx, replayed); err != nil || s.count == nil {
+		_ = tx.Rollback()
+		s.count = nil
+		return err
+	}
+	return nil
+}
+
+func (s *Store) loadTx(tx *bolt.Tx, replayed *pendingSet) error {
+	meta := tx.Bucket(bucketMeta)
+	var err error
+	if s.nodeID, err = metaID(meta, metaNodeID); err != nil {
+		return err
+	}
+	if s.storeID, err = metaID(meta, metaStoreID); err != nil {
+		return err
+	}
+	s.reserved = metaU64(meta, metaReserved)
+	s.lastIndex = metaU64(meta, metaLast)
+	s.firstIndex = s.lastIndex + 1
+	if k, _ := tx.Bucket(bucketChanges).Cursor().First(); k != nil {
+		s.firstIndex = binary.BigEndian.Uint64(k)
+	}
+	s.purgeLogN = countPurgeLog(tx)
+	lives := map[string]ttlHead{}
+	maxL, fast, err := s.loadSnapshot(tx, lives)
+	if err != nil {
+		return err
+	}
+	s.fromSnapshot = fast
+	switch {
+	case fast:
+	case tx.Size() <= s.opts.countInline:
+		// A small file is counted here, at once (counting.go).
+		maxL, err = s.rebuild(tx, s.dig, &s.keys, func(k []byte, hash Hash, h recordHead) error {
+			noteLife(lives, string(k), hash, h)
+			return nil
+		})
 		if err != nil {
 			return err
 		}
-		s.fromSnapshot = fast
-		if !fast {
-			if maxL, err = s.rebuild(tx, s.dig, &s.keys, lives); err != nil {
-				return err
-			}
-		}
-		if replayed != nil {
-			l, err := s.overlay(tx, replayed, lives)
-			if err != nil {
-				return err
-			}
-			maxL = max(maxL, l)
-		}
-		if err := s.restoreLives(tx, lives); err != nil {
+	default:
+		// The records with a TTL whose deadline was persisted (bucket
+		// ttl); the build gives the others theirs (counting.go).
+		if _, err := ttlRecords(tx, lives); err != nil {
 			return err
 		}
-		s.lamport.Store(max(s.reserved, maxL))
-		return nil
-	})
+		s.count = newCounter(tx)
+	}
+	if replayed != nil {
+		l, err := s.overlay(tx, replayed, lives)
+		if err != nil {
+			return err
+		}
+		maxL = max(maxL, l)
+	}
+	if err := s.restoreLives(tx, lives); err != nil {
+		return err
+	}
+	s.lamport.Store(max(s.reserved, maxL))
+	return nil
 }
 
 // overlay applies the replayed batches to what load read from the file:
@@ -480,17 +545,20 @@ func (s *Store) overlay(tx *bolt.Tx, p *pendingSet, lives map[string]ttlHead) (m
 }
 
 // rebuild computes the digest tree and live key count from the kv bucket,
-// and returns the largest lamport stored; lives (nil: not wanted) gets the
-// records with a TTL. Check uses it too.
-func (s *Store) rebuild(tx *bolt.Tx, d *digest, keys *uint64, lives map[string]ttlHead) (maxL uint64, err error) {
+// and returns the largest lamport stored; each (nil: none) is called with
+// every record, and an error it returns ends the walk. The build
+// (counting.go) and Check use it.
+func (s *Store) rebuild(tx *bolt.Tx, d *digest, keys *uint64, each func(k []byte, hash Hash, h recordHead) error) (maxL uint64, err error) {
 	err = tx.Bucket(bucketKV).ForEach(func(k, v []byte) error {
 		h, err := decodeHead(v)
 		if err != nil {
 			return fmt.Errorf("%w: record %q: %v", ErrCorrupt, k, err)
 		}
 		hash := hashBytes(v)
-		if lives != nil {
-			noteLife(lives, string(k), hash, h)
+		if each != nil {
+			if err := each(k, hash, h); err != nil {
+				return err
+			}
 		}
 		d.update(KeyHash(string(k)), Hash{}, hash)
 		if !h.Deleted {
@@ -509,6 +577,7 @@ func (s *Store) rebuild(tx *bolt.Tx, d *digest, keys *uint64, lives map[string]t
 // more than once.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		s.stopCount()
 		s.mu.Lock()
 		s.closed = true
 		close(s.closing)
@@ -525,9 +594,10 @@ func (s *Store) Close() error {
 		// written (docs/ARCHITECTURE.md, "The store"). One that cannot be
 		// marked goes.
 		err := errors.Join(s.flushAll(), lerr)
-		if err == nil {
+		if err == nil && !s.Counting() {
 			// The next Open loads the digest instead of reading every
-			// record (digest.go); without it, it rebuilds.
+			// record (digest.go); without it (or when Close cut the count
+			// short), it counts again.
 			if serr := s.writeSnapshot(); serr != nil {
 				s.log.Warn("writing the digest snapshot; the next open rebuilds it", "error", serr)
 			}
@@ -568,10 +638,14 @@ func (s *Store) NodeID() NodeID { return s.nodeID }
 // restored or rebuilt file has a new one.
 func (s *Store) StoreID() NodeID { return s.storeID }
 
-// Keys returns the number of live (non-tombstone) keys.
+// Keys returns the number of live (non-tombstone) keys; while the store
+// is Counting, those counted so far.
 func (s *Store) Keys() uint64 {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	if c := s.count; c != nil {
+		return uint64(max(0, int64(c.counted.Load())+int64(s.keys)))
+	}
 	return s.keys
 }
 

@@ -270,12 +270,19 @@ func (s *Store) restoreLives(tx *bolt.Tx, recs map[string]ttlHead) error {
 		return err
 	}
 	for key, r := range recs {
-		left := min(max(r.at+r.ttl-nowMs, 0), r.ttl)
-		l.m[key] = life{hash: r.hash, deadline: (nowMs + left - l.baseMs) * int64(time.Millisecond)}
-		heap.Push(&l.due, dueItem{deadline: l.m[key].deadline, key: key, hash: r.hash})
-		l.dirty[key] = true
+		l.restore(key, r, nowMs)
 	}
 	return nil
+}
+
+// restore gives key's record r, whose deadline was not persisted, At +
+// TTL by this node's wall clock (nowMs), within 0..TTL from now
+// (restoreLives). The caller holds l.mu.
+func (l *lifetimes) restore(key string, r ttlHead, nowMs int64) {
+	left := min(max(r.at+r.ttl-nowMs, 0), r.ttl)
+	l.m[key] = life{hash: r.hash, deadline: (nowMs + left - l.baseMs) * int64(time.Millisecond)}
+	heap.Push(&l.due, dueItem{deadline: l.m[key].deadline, key: key, hash: r.hash})
+	l.dirty[key] = true
 }
 
 // ttlHead is what restoreLives needs of a stored record with a TTL.

@@ -84,6 +84,10 @@ func (n *Node) pull(ctx context.Context) {
 			continue
 		}
 		lonely = now
+		if n.st.Counting() { // no session before the digest is whole (docs/ARCHITECTURE.md, "The digest at restart")
+			sleep(ctx, n.cfg.Heartbeat/10)
+			continue
+		}
 		if n.pullFrom(ctx, peer) {
 			return
 		}

@@ -26,6 +26,10 @@ type Store interface {
 	Observe(l uint64)
 	Keys() uint64
 	Root() [32]byte
+	// Counting: the store is still counting its records after a crash
+	// (docs/ARCHITECTURE.md, "The digest at restart"): Root and the
+	// digests are zero and no session may compare them.
+	Counting() bool
 	Get(key string) (store.Record, bool, error)
 	// Peek is Get for peers: a record past its deadline here is returned
 	// too, with Left 0 (docs/ARCHITECTURE.md, "Expiring and ephemeral keys").
@@ -271,7 +275,7 @@ func (n *Node) hello() *wire.Hello {
 		Root:         n.st.Root(),
 		HookHash:     n.cfg.HookHash(),
 		TombstoneTTL: n.cfg.TombstoneTTL.Milliseconds(),
-		Syncing:      n.sync.bootstrapping(),
+		Syncing:      n.sync.bootstrapping() || n.st.Counting(), // no session with a node without a digest
 		Interval:     max(n.heartbeat().Milliseconds(), 1),
 	}
 }

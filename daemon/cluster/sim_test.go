@@ -96,6 +96,9 @@ type simNode struct {
 	// marks: replay marks kept across restarts, as the daemon's file;
 	// never flushed, so a restart is a crash's. nil: new ones each start.
 	marks *seal.MemoryEpochs
+	// countHold: the store's CountHold (a store opened after a crash
+	// counts its records once it is closed); nil: none.
+	countHold <-chan struct{}
 }
 
 var simHeartbeat = time.Second
@@ -137,7 +140,7 @@ func (sn *simNode) open(t *testing.T) {
 	}
 	st, err := store.Open(sn.path, store.Options{
 		NoSync: true, Resolver: sn.res, TombstoneTTL: sn.tombTTL(), PurgeLogTTL: sn.purgeLogTTL(),
-		LogSize: simLogSize,
+		LogSize: simLogSize, CountHold: sn.countHold,
 	})
 	if err != nil {
 		t.Fatal(err)

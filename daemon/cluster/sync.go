@@ -129,6 +129,9 @@ func (s *syncer) noteHello(id store.NodeID, name string, hdr wire.Header, theirs
 	if p.name != name {
 		p.name, s.dirty = name, s.dirty || !p.lastInSync.IsZero()
 	}
+	if theirs == ([32]byte{}) || ours == ([32]byte{}) {
+		return v // a node still counting its records offers no root: nothing to compare
+	}
 	stable := p.roots == [2][32]byte{theirs, ours}
 	p.roots = [2][32]byte{theirs, ours}
 	if theirs == ours {

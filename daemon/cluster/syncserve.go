@@ -12,6 +12,11 @@ import (
 // serveSync answers a sync session a peer opened with open on c.
 func (n *Node) serveSync(ctx context.Context, c net.Conn, peer store.NodeID, open *wire.SyncTop) {
 	s := &session{n: n, ctx: ctx, c: c, peer: peer, settled: n.sync.settled()}
+	if n.st.Counting() { // no tree to compare yet (docs/ARCHITECTURE.md, "The digest at restart")
+		n.stats.syncDeclined.Add(1)
+		s.send(&wire.SyncDone{Refused: "busy: counting its records after a restart"})
+		return
+	}
 	// The rule is applied here too: the opener's HELLO may not have
 	// arrived yet (equal top digests are equal roots).
 	refuse, newly := n.sync.refuseSession(peer, open.Tops == n.st.TopDigests(), time.Now())
