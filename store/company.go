@@ -15,18 +15,19 @@ import (
 // at most as long as a log write takes (what the split costs), and a lone
 // writer — recent batches of one — never waits.
 //
-// "The recent ones" are the last four batches. With the last two, 16
-// writers through the API settled at batches of 9-13 (a batch that reached
-// the size of the two before it stopped waiting, and the size fed itself);
-// with four, most batches hold all 16, and a set costs less CPU
-// (docs/BENCHMARKS.md, "Issue 12: one node").
+// "The recent ones" are the last two batches. With four, 16 writers on
+// one node made fuller batches (a set ~10 % less CPU), but replicated
+// writers come back at different times, each after its ACK, and the
+// committer waited out its timer for them: fewer puts/s on three nodes,
+// and one node's sets no faster (docs/ARCHITECTURE.md, "Waiting for
+// company").
 type company struct {
 	recent [companyWindow]atomic.Int32 // the sizes of the last batches, newest first
 	took   atomic.Int64                // how long the last batch's commit took, ns
 }
 
 // companyWindow is how many recent batches set the size a batch waits for.
-const companyWindow = 4
+const companyWindow = 2
 
 // maxLinger bounds the wait for company whatever a commit took.
 const maxLinger = time.Millisecond
