@@ -26,10 +26,14 @@ const (
 // bootstrapAlone heartbeats. It runs at every start: a restarted node
 // catches up the same way as a new one.
 func (n *Node) bootstrap(ctx context.Context) {
-	if n.st.TopDigests() == ([256]store.Hash{}) {
+	if !n.st.Counting() && n.st.TopDigests() == ([256]store.Hash{}) {
 		// An empty store: its sessions ask for everything and load it in
 		// bulk (syncopen.go), and it serves no session that would push
-		// records at it meanwhile (syncserve.go).
+		// records at it meanwhile (syncserve.go). A store still counting
+		// its records after a crash shows zero digests too, but is not
+		// empty (only a file past the store's countInlineSize is counted in the
+		// background, docs/ARCHITECTURE.md "The digest at restart"): it
+		// pulls what it lacks, once counted, as any restarted node.
 		n.sync.loading.Store(true)
 	}
 	n.pull(ctx)
