@@ -28,16 +28,7 @@ import (
 // every page to rebuild its freelist unless the last commit wrote it) and
 // a read of every record, to tell the parts apart.
 func BenchmarkRestartCrash(b *testing.B) {
-	n, _ := strconv.Atoi(os.Getenv("CK_RESTART_KEYS"))
-	if n <= 0 {
-		b.Skip("CK_RESTART_KEYS not set")
-	}
-	dir := os.Getenv("CK_RESTART_DIR")
-	if dir == "" {
-		dir = "/var/tmp"
-	}
-	filled := filepath.Join(dir, fmt.Sprintf("ck-restart-%d", n), "store.db")
-	fillOnce(b, filled, n)
+	filled, _ := restartStore(b)
 	crashed := crashedAfterRestart(b, filled)
 	for b.Loop() {
 		to := filepath.Join(b.TempDir(), "c.db")
@@ -149,16 +140,7 @@ func crashedAfterRestart(b *testing.B, filled string) string {
 // per mode the flush's wall time and the bytes it wrote
 // (/proc/self/io).
 func BenchmarkFreelistSync(b *testing.B) {
-	n, _ := strconv.Atoi(os.Getenv("CK_RESTART_KEYS"))
-	if n <= 0 {
-		b.Skip("CK_RESTART_KEYS not set")
-	}
-	dir := os.Getenv("CK_RESTART_DIR")
-	if dir == "" {
-		dir = "/var/tmp"
-	}
-	filled := filepath.Join(dir, fmt.Sprintf("ck-restart-%d", n), "store.db")
-	fillOnce(b, filled, n)
+	filled, n := restartStore(b)
 	to := filepath.Join(b.TempDir(), "c.db")
 	copyFile(b, filled, to)
 	copyFile(b, store.WALPath(filled), store.WALPath(to))
@@ -233,4 +215,22 @@ func ioWritten(b *testing.B) int64 {
 		}
 	}
 	return v
+}
+
+// restartStore is the store of CK_RESTART_KEYS records the restart
+// benchmarks share, under CK_RESTART_DIR (default /var/tmp), filled on
+// first use, and its number of records; it skips b when CK_RESTART_KEYS
+// is not set.
+func restartStore(b *testing.B) (path string, records int) {
+	n, _ := strconv.Atoi(os.Getenv("CK_RESTART_KEYS"))
+	if n <= 0 {
+		b.Skip("CK_RESTART_KEYS not set")
+	}
+	dir := os.Getenv("CK_RESTART_DIR")
+	if dir == "" {
+		dir = "/var/tmp"
+	}
+	filled := filepath.Join(dir, fmt.Sprintf("ck-restart-%d", n), "store.db")
+	fillOnce(b, filled, n)
+	return filled, n
 }
