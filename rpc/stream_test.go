@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudknowledge/ck/internal/poll"
 	"github.com/cloudknowledge/ck/internal/rpctest"
 	"github.com/cloudknowledge/ck/rpc"
 )
@@ -354,13 +355,13 @@ func TestWatchEndsWhenClientLeaves(t *testing.T) {
 	waitFor(t, func() bool { return b.active.Load() == 0 })
 }
 
+// waitFor polls cond for up to 5 seconds.
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 5s")
+	poll.Until(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if !cond() {
+			return errors.New("condition not met")
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net"
 	"os"
 	"os/exec"
@@ -12,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudknowledge/ck/internal/poll"
 	"github.com/cloudknowledge/ck/internal/rpctest"
 	"github.com/cloudknowledge/ck/rpc"
 )
@@ -45,13 +47,12 @@ func serveAt(t *testing.T, sock string, b rpc.Backend) (stop func()) {
 // eventually polls cond for up to 10 seconds.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("after 10s: %s", what)
+	poll.Until(t, 10*time.Second, 5*time.Millisecond, func() error {
+		if !cond() {
+			return errors.New(what)
 		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // background runs ckctl until the returned stop is called (as SIGINT
