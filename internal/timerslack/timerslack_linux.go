@@ -19,11 +19,11 @@ func Ensure(ns uint64) error {
 		os.Unsetenv(reexecEnv) // not passed on to hooks' or tests' children
 		return nil
 	}
-	cur, err := unix.PrctlRetInt(unix.PR_GET_TIMERSLACK, 0, 0, 0, 0)
+	cur, err := current()
 	if err != nil {
 		return fmt.Errorf("timer slack: %w", err)
 	}
-	if uint64(cur) >= ns {
+	if cur >= ns {
 		return nil
 	}
 	if err := unix.Prctl(unix.PR_SET_TIMERSLACK, uintptr(ns), 0, 0, 0); err != nil {
@@ -36,8 +36,8 @@ func Ensure(ns uint64) error {
 	return nil // not reached: Exec returns only on failure
 }
 
-// Current is the calling thread's timer slack, in ns.
-func Current() (uint64, error) {
+// current is the calling thread's timer slack, in ns.
+func current() (uint64, error) {
 	cur, err := unix.PrctlRetInt(unix.PR_GET_TIMERSLACK, 0, 0, 0, 0)
 	return uint64(cur), err
 }

@@ -65,7 +65,7 @@ func TestMain(m *testing.M) {
 		os.Stdout.WriteString("error=" + err.Error() + "\n")
 		os.Exit(1)
 	}
-	cur, err := Current()
+	cur, err := current()
 	if err != nil {
 		os.Stdout.WriteString("error=" + err.Error() + "\n")
 		os.Exit(1)
