@@ -29,16 +29,15 @@ func (s *Store) ApplyBatch(ctx context.Context, recs []Record) (res []ApplyResul
 	var expired []int                // expired tombstones (purge.go), by index
 	for i := range recs {
 		rec := recs[i]
-		if errs[i] = s.validate(&rec); errs[i] != nil {
+		raw, exp, err := s.ready(&rec)
+		if errs[i] = err; err != nil {
 			continue
 		}
-		s.Observe(rec.Lamport)
-		if s.Expired(&rec) {
+		if exp {
 			expired = append(expired, i) // never stored: the purger takes it, after the batch
 			continue
 		}
-		rec.Left = min(max(rec.Left, 0), rec.TTL)
-		reqs = append(reqs, &request{kind: reqApply, key: rec.Key, rec: rec, raw: encodeRecord(&rec)})
+		reqs = append(reqs, &request{kind: reqApply, key: rec.Key, rec: rec, raw: raw})
 		idx = append(idx, i)
 	}
 	if s.opts.Resolver != nil {

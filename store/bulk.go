@@ -115,12 +115,12 @@ func (l *Loader) Load(ctx context.Context, recs []Record) ([]Loaded, error) {
 	s := l.s
 	for i := range recs {
 		rec := recs[i]
-		if err := s.validate(&rec); err != nil {
+		raw, expired, err := s.ready(&rec)
+		if err != nil {
 			out = append(out, Loaded{Record: recs[i], Err: err})
 			continue
 		}
-		s.Observe(rec.Lamport)
-		if s.Expired(&rec) {
+		if expired {
 			// Never stored (purge.go): after everything before it, as
 			// ApplyBatch would order it.
 			done, err := l.Flush(ctx)
@@ -132,8 +132,6 @@ func (l *Loader) Load(ctx context.Context, recs []Record) ([]Loaded, error) {
 			out = append(out, Loaded{Record: recs[i], Result: res, Err: err})
 			continue
 		}
-		rec.Left = min(max(rec.Left, 0), rec.TTL)
-		raw := encodeRecord(&rec)
 		l.fill.recs = append(l.fill.recs, loadRec{rec: rec, raw: raw, h: hashBytes(raw), kh: KeyHash(rec.Key)})
 		l.fill.bytes += len(raw)
 		if len(l.fill.recs) >= l.chunk || l.fill.bytes >= loadChunkBytes {

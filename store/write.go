@@ -105,15 +105,14 @@ func (s *Store) Delete(ctx context.Context, key string, ifVersion *uint64) (Reco
 // stored either, but removes the record it covers (purge.go). Both give
 // Dropped, with the record the store holds afterwards (zero if none).
 func (s *Store) Apply(ctx context.Context, rec Record) (ApplyResult, error) {
-	if err := s.validate(&rec); err != nil {
+	raw, expired, err := s.ready(&rec)
+	if err != nil {
 		return ApplyResult{}, err
 	}
-	s.Observe(rec.Lamport)
-	if s.Expired(&rec) {
+	if expired {
 		return s.applyExpired(ctx, rec)
 	}
-	rec.Left = min(max(rec.Left, 0), rec.TTL) // hostile too: never more than its TTL
-	r := &request{kind: reqApply, key: rec.Key, rec: rec, raw: encodeRecord(&rec)}
+	r := &request{kind: reqApply, key: rec.Key, rec: rec, raw: raw}
 	if s.opts.Resolver != nil {
 		// A hook may take milliseconds; resolve here, against the record
 		// stored now, rather than stall the committer and every writer.
@@ -182,20 +181,19 @@ func (a *Applier) Apply(ctx context.Context, recs []Record, tags []any) {
 	reqs := make([]*request, 0, len(recs))
 	for i := range recs {
 		rec := recs[i]
-		if err := s.validate(&rec); err != nil {
+		raw, expired, err := s.ready(&rec)
+		if err != nil {
 			refused = append(refused, ApplyDone{Tag: tags[i], Err: err})
 			continue
 		}
-		s.Observe(rec.Lamport)
-		if s.Expired(&rec) {
+		if expired {
 			go func(tag any) {
 				res, err := s.applyExpired(ctx, rec)
 				a.fn([]ApplyDone{{Tag: tag, Result: res, Err: err}})
 			}(tags[i])
 			continue
 		}
-		rec.Left = min(max(rec.Left, 0), rec.TTL) // hostile too: never more than its TTL
-		reqs = append(reqs, &request{kind: reqApply, key: rec.Key, rec: rec, raw: encodeRecord(&rec),
+		reqs = append(reqs, &request{kind: reqApply, key: rec.Key, rec: rec, raw: raw,
 			ctx: ctx, applier: a, tag: tags[i]})
 	}
 	if len(refused) > 0 {
@@ -296,6 +294,23 @@ func (a *Applier) queue(ctx context.Context, reqs []*request) {
 // record it passes they accept too, as the clock only rises. An import
 // validates a batch with it before it applies any of it.
 func (s *Store) ValidateRecord(rec *Record) error { return s.validate(rec) }
+
+// ready prepares a received record for the store, as every way in does
+// (Apply, ApplyBatch, Applier.Apply, Loader.Load): validated, the clock
+// moved past it, its Left clamped to its TTL (hostile too: never more),
+// and encoded. expired: an expired tombstone, which is never stored
+// (applyExpired takes it; purge.go); raw is nil then.
+func (s *Store) ready(rec *Record) (raw []byte, expired bool, err error) {
+	if err := s.validate(rec); err != nil {
+		return nil, false, err
+	}
+	s.Observe(rec.Lamport)
+	if s.Expired(rec) {
+		return nil, true, nil
+	}
+	rec.Left = min(max(rec.Left, 0), rec.TTL)
+	return encodeRecord(rec), false, nil
+}
 
 func (s *Store) validate(rec *Record) error {
 	err := s.checkRecord(rec)
