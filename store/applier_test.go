@@ -261,3 +261,35 @@ func TestApplierSlowResolver(t *testing.T) {
 		t.Error("the last batch was not stored")
 	}
 }
+
+// A batch of received records commits without waiting for company; a
+// local write's batch smaller than the recent ones waits (docs/
+// ARCHITECTURE.md, "Waiting for company"). Fails with the received rule
+// removed from commitQueued.
+func TestReceivedBatchesDoNotWait(t *testing.T) {
+	s := openTest(t)
+	done := make(chan []store.ApplyDone, 1)
+	a := s.NewApplier(func(d []store.ApplyDone) { done <- d })
+	apply := func(key string, lamport uint64) {
+		t.Helper()
+		a.Apply(t.Context(), []store.Record{write(key, "v", 2, lamport, nil)}, []any{0})
+		if d := <-done; len(d) != 1 || d[0].Err != nil {
+			t.Fatalf("apply %s: %+v", key, d)
+		}
+	}
+	mustSet(t, s, "warm", "v") // the clock's reservation made before counting
+	apply("warm/received", 1)
+
+	s.SetCompany(8, time.Millisecond)
+	before := s.CompanyWaits()
+	apply("received", 2)
+	if w := s.CompanyWaits() - before; w != 0 {
+		t.Fatalf("a batch of one received record waited for company (%d waits)", w)
+	}
+	s.SetCompany(8, time.Millisecond)
+	before = s.CompanyWaits()
+	mustSet(t, s, "local", "v")
+	if w := s.CompanyWaits() - before; w != 1 {
+		t.Fatalf("a lone local write after batches of 8: %d waits for company, want 1", w)
+	}
+}

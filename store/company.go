@@ -24,6 +24,7 @@ import (
 type company struct {
 	recent [companyWindow]atomic.Int32 // the sizes of the last batches, newest first
 	took   atomic.Int64                // how long the last batch's commit took, ns
+	waits  atomic.Uint64               // batches that waited for company
 }
 
 // companyWindow is how many recent batches set the size a batch waits for.
@@ -63,6 +64,7 @@ func (c *company) await(reqs <-chan *request, batch []*request, want int) []*req
 	if len(batch) >= want || wait <= 0 {
 		return batch
 	}
+	c.waits.Add(1)
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	size := 0

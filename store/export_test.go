@@ -1,6 +1,9 @@
 package store
 
-import "sync"
+import (
+	"sync"
+	"time"
+)
 
 // Internals the black-box tests need to forge files (a future format, a
 // reservation written by a crashed process).
@@ -49,3 +52,14 @@ func (s *Store) FreePages() int { return s.db.Stats().FreePageN }
 // PageWrites is how many writes bbolt's commits made so far, for a
 // benchmark.
 func (s *Store) PageWrites() int64 { st := s.db.Stats(); return st.TxStats.GetWrite() }
+
+// CompanyWaits is how many batches waited for company (company.go).
+func (s *Store) CompanyWaits() uint64 { return s.company.waits.Load() }
+
+// SetCompany makes the recent batches n requests each, committed in took,
+// so that the next batch smaller than n waits for company.
+func (s *Store) SetCompany(n int, took time.Duration) {
+	for range companyWindow {
+		s.company.committed(n, took)
+	}
+}
