@@ -46,12 +46,8 @@ func (n *Node) bootstrap(ctx context.Context) {
 // correct meanwhile, so the bootstrap does not wait for it. A load cut
 // short by a crash left some too; none cost a read.
 func (n *Node) mergeStaged(ctx context.Context) {
-	m, ok := n.st.(stagedMerger)
-	if !ok {
-		return
-	}
 	start := time.Now()
-	moved, err := m.MergeStaged(ctx)
+	moved, err := n.st.MergeStaged(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
 			n.log.Warn("merging the staged key-hash index failed; the next bootstrap merges it", "error", err)
@@ -157,14 +153,6 @@ func (n *Node) pullFrom(ctx context.Context, peer Member) bool {
 		"took", took, "per_second", rate(got, took))
 	return true
 }
-
-// stagedMerger is a Store whose bulk loads stage index entries;
-// *store.Store is one.
-type stagedMerger interface {
-	MergeStaged(ctx context.Context) (int, error)
-}
-
-var _ stagedMerger = (*store.Store)(nil)
 
 func rate(n uint64, d time.Duration) uint64 {
 	if d <= 0 {

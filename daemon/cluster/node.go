@@ -34,10 +34,18 @@ type Store interface {
 	// Peek is Get for peers: a record past its deadline here is returned
 	// too, with Left 0 (docs/ARCHITECTURE.md, "Expiring and ephemeral keys").
 	Peek(key string) (store.Record, bool, error)
+	// PeekVersion is Peek without the value, which most QUERY answers
+	// need alone (query.go).
+	PeekVersion(key string) (store.Version, bool, error)
 	Apply(ctx context.Context, rec store.Record) (store.ApplyResult, error)
 	// NewApplier queues received records for the committer without
 	// waiting: UPDATEs are applied through it (replicate.go).
 	NewApplier(fn func([]store.ApplyDone)) *store.Applier
+	// NewLoader and MergeStaged: a bootstrap into an empty store loads in
+	// bulk, its key-hash index staged and merged once it is synced
+	// (bootstrap.go, syncopen.go, store/bulk.go).
+	NewLoader() *store.Loader
+	MergeStaged(ctx context.Context) (int, error)
 
 	// The digest tree and the key-hash index, for sync sessions. They
 	// read memory (digests) or an index (entries), never the values.

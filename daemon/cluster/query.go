@@ -151,21 +151,11 @@ func (n *Node) handleQuery(from netip.AddrPort, q *wire.Query) {
 	}
 }
 
-// versionPeeker is the store's read of a version without its value
-// (store.Store.PeekVersion), which most answers need alone.
-type versionPeeker interface {
-	PeekVersion(key string) (store.Version, bool, error)
-}
-
 // answerFor is this node's ANSWER to q, and its frame when it was encoded
 // already. The version is read without the value; the record is read only
 // when the answer should carry it and can.
 func (n *Node) answerFor(q *wire.Query) (*wire.Answer, []byte, error) {
-	vp, ok := n.st.(versionPeeker)
-	if !ok {
-		return n.answerWithRecord(q)
-	}
-	v, found, err := vp.PeekVersion(q.Key)
+	v, found, err := n.st.PeekVersion(q.Key)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -265,10 +255,11 @@ func (n *Node) FreshGet(ctx context.Context, key string, timeout time.Duration) 
 // only.
 func (n *Node) query(id uint64, key string) (*wire.Query, error) {
 	q := &wire.Query{ID: id, Key: key}
-	vv, h, found, err := n.peekVersion(key)
+	v, found, err := n.st.PeekVersion(key)
 	if err != nil || !found {
 		return q, err
 	}
+	vv, h := v.Record.VV, v.Hash
 	q.HaveVV, q.HaveHash = vv, &h
 	// A vv entry takes at most 27 bytes (a 16-byte id, a uint64, their
 	// heads); the envelope, a seal and the other fields well under 256.
@@ -280,20 +271,6 @@ func (n *Node) query(id uint64, key string) (*wire.Query, error) {
 		q.HaveVV, q.HaveHash = nil, nil
 	}
 	return q, nil
-}
-
-// peekVersion is the version of key this node holds, read without the
-// value when the store can.
-func (n *Node) peekVersion(key string) (vv store.VV, hash store.Hash, found bool, err error) {
-	if vp, ok := n.st.(versionPeeker); ok {
-		v, found, err := vp.PeekVersion(key)
-		return v.Record.VV, v.Hash, found, err
-	}
-	rec, found, err := n.st.Peek(key)
-	if err != nil || !found {
-		return nil, store.Hash{}, found, err
-	}
-	return rec.VV, rec.Hash(), true, nil
 }
 
 // coverWait is how many overdue members a fresh read may leave unheard:

@@ -59,7 +59,7 @@ func (n *Node) runOpener(ctx context.Context, peer Member, onRecv func(int)) (*s
 		s.settled = math.MaxUint64 // a bootstrap: nothing it moves was on its way
 	}
 	tops := n.st.TopDigests()
-	if l, ok := n.st.(bulkLoader); ok && onRecv != nil && n.sync.loading.Load() {
+	if onRecv != nil && n.sync.loading.Load() {
 		// A bootstrap of a store that was empty: it asks for everything
 		// (all-zero top digests, even if a few UPDATEs or an earlier
 		// attempt stored records since), which the peer sends in key order
@@ -68,7 +68,7 @@ func (n *Node) runOpener(ctx context.Context, peer Member, onRecv func(int)) (*s
 		// through the log as ever). What it holds that the peer lacks, the
 		// next anti-entropy session sends.
 		tops = [256]store.Hash{}
-		s.loader = l.NewLoader()
+		s.loader = n.st.NewLoader()
 		defer s.loader.Close()
 	}
 	if n.sync.isQuarantined(peer.ID) {
@@ -186,11 +186,3 @@ func (s *session) sendWanted(wanted []*wire.SyncKeys) error {
 	}
 	return nil
 }
-
-// bulkLoader is a Store with a bulk loader for bootstraps;
-// *store.Store is one.
-type bulkLoader interface {
-	NewLoader() *store.Loader
-}
-
-var _ bulkLoader = (*store.Store)(nil)
