@@ -204,10 +204,11 @@ const settleIntervals = 3
 
 // witnessView returns the members alive now, and whether a fresh read may
 // ask only a key's witnesses among them and this node (docs/PROTOCOL.md,
-// Fresh reads): the table is settled — no member suspect or quarantined,
-// none joined, back, left or gone within settleIntervals of the cluster's
-// heartbeat — and every alive member advertises a witness count in
-// [1, r], so that a writer's witnesses are among this node's.
+// Fresh reads): the table is settled — no member suspect, quarantined or
+// bootstrapping, none joined, back, left or gone within settleIntervals
+// of the cluster's heartbeat — and every alive member advertises a
+// witness count in [1, r], so that a writer's witnesses are among this
+// node's.
 func (ms *members) witnessView(now time.Time, r int) (alive []Member, settled bool) {
 	window := settleIntervals * ms.interval(now)
 	ms.mu.Lock()
@@ -220,7 +221,9 @@ func (ms *members) witnessView(now time.Time, r int) (alive []Member, settled bo
 			c := m.Member
 			c.State = Alive
 			alive = append(alive, c)
-			settled = settled && m.Witnesses >= 1 && m.Witnesses <= r
+			// A bootstrapping member lacks what it has not pulled yet: as
+			// a witness, it would answer for writes it never saw.
+			settled = settled && m.Witnesses >= 1 && m.Witnesses <= r && !m.Syncing
 		case Suspect, Quarantined:
 			settled = false
 		case Gone:

@@ -278,13 +278,14 @@ func (n *Node) ask(ctx context.Context, q *pendingQuery, query *wire.Query, time
 
 // readWitnesses returns the witnesses of key other than this node, when a
 // fresh read may ask them alone (docs/PROTOCOL.md, Fresh reads): witnesses
-// are on, this node has heard a full round, there are more nodes than
-// witnesses, and the member table is settled (members.witnessView).
+// are on, this node has heard a full round and is not bootstrapping, there
+// are more nodes than witnesses, and the member table is settled
+// (members.witnessView).
 // others counts the other members alive.
 func (n *Node) readWitnesses(key string) (wits []Member, others int, ok bool) {
 	r := n.cfg.FreshWitnesses
-	if r <= 0 || !n.heardRound() {
-		return nil, 0, false
+	if r <= 0 || !n.heardRound() || n.sync.bootstrapping() {
+		return nil, 0, false // a bootstrapping node's own copy may lack the write
 	}
 	alive, settled := n.members.witnessView(time.Now(), r)
 	if !settled || len(alive)+1 <= r {
