@@ -249,6 +249,31 @@ func TestSimWriteWaitsForWitness(t *testing.T) {
 	}
 }
 
+// TestSimWriteWitnessesGone: a write whose witnesses are all down stops
+// waiting for one of them once none is alive (suspect, here) at a resend,
+// and is done with its non-witness ACKs, not left to time out.
+func TestSimWriteWitnessesGone(t *testing.T) {
+	const r = 2
+	synctest.Test(t, func(t *testing.T) {
+		nw := lossless(1)
+		nodes := startNodes(t, nw, 5, func(_ int, sn *simNode) { sn.witnesses = r })
+		writer := nodes[0]
+		key := keyAvoiding(t, nodes, writer, "gone", r)
+		wits := keyWitnesses(nodes, key, r)
+		rest := slices.DeleteFunc(slices.Clone(nodes), func(sn *simNode) bool { return slices.Contains(wits, sn) })
+		nw.Partition(addrs(wits), addrs(rest))
+		start := time.Now()
+		_, acked, err := writeWait(writer, key, "v", 1, false)
+		took := time.Since(start)
+		if err != nil || acked < 1 {
+			t.Fatalf("after %v: %d ACKs, %v; want done once the witnesses are suspect", took, acked, err)
+		}
+		if suspectAfter := 3 * simHeartbeat; took < suspectAfter-simHeartbeat || took > suspectAfter+2*simHeartbeat {
+			t.Errorf("done after %v, want about when the witnesses turn suspect (%v)", took, suspectAfter)
+		}
+	})
+}
+
 // TestSimWitnessCrashed: a witness that acknowledged a write crashes (its
 // peers do not yet suspect it); a fresh read, finding it silent at the
 // first resend, asks every node, and the writer's answer brings the
