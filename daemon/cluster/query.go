@@ -310,8 +310,13 @@ func (n *Node) readWitnesses(key string) (wits []Member, others int, ok bool) {
 // whether it acknowledged a write that its writer or another node holds
 // only everyone can tell.
 func (n *Node) awaitWitnesses(ctx context.Context, q *pendingQuery, query *wire.Query, wits []Member, timeout time.Duration) (map[store.NodeID]answer, error) {
+	// One frame for all, as a broadcast: each witness sees its counter once.
+	b, err := n.encode(query)
+	if err != nil {
+		return nil, err
+	}
 	for _, m := range wits {
-		n.sendTo(m.Addr, query)
+		n.send(m.Addr, b)
 	}
 	first := time.NewTimer(max(timeout/(queryResends+1), time.Millisecond))
 	defer first.Stop()
