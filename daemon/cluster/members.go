@@ -213,7 +213,7 @@ func (ms *members) witnessView(now time.Time, r int) (alive []Member, settled bo
 	window := settleIntervals * ms.interval(now)
 	ms.mu.Lock()
 	defer ms.mu.Unlock()
-	settled = true
+	alive, settled = make([]Member, 0, len(ms.m)), true
 	for _, m := range ms.m {
 		s := ms.stateLocked(m, now)
 		switch s {
