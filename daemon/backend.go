@@ -61,7 +61,7 @@ func (b backend) Get(ctx context.Context, key string, opts rpc.GetOptions) (rpc.
 				break
 			}
 		}
-		rec, found, info.Answered, info.Alive = res.Record, res.Found, res.Answered, res.Alive
+		rec, found, info.Answered, info.Alive, info.Asked = res.Record, res.Found, res.Answered, res.Alive, res.Asked
 		info.Fresh = true
 		if err == nil && fallback && res.Answered == 1 && res.Alive > 1 && !found { // both count this node
 			return rpc.Record{}, info, rpc.Errorf(rpc.ErrSyncing,

@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/cloudknowledge/ck/daemon/cluster"
 	"github.com/cloudknowledge/ck/daemon/natsbridge"
 	"github.com/cloudknowledge/ck/internal/limits"
 	"github.com/cloudknowledge/ck/rpc"
@@ -97,6 +98,10 @@ type ClusterConfig struct {
 	TombstoneTTL string   `hcl:"tombstone_ttl,optional"`
 	PurgeLogTTL  string   `hcl:"purge_log_ttl,optional"`
 	MaxDatagram  int      `hcl:"max_datagram,optional"`
+	// FreshWitnesses: how many nodes witness each key for fresh reads
+	// (docs/PROTOCOL.md, Fresh reads); 0: off, every fresh read asks
+	// every node.
+	FreshWitnesses int `hcl:"fresh_witnesses,optional"`
 }
 
 // NATSConfig is the nats block (docs/PROTOCOL.md, NATS bridge). The bridge runs only when the
@@ -168,20 +173,21 @@ func DefaultConfig() Config {
 		HookMemory:      16 << 20,
 		HookHeapLimit:   512 << 20,
 		Cluster: &ClusterConfig{
-			Name:         "default",
-			Transport:    "multicast",
-			Interface:    "lo",
-			Group:        "239.192.72.37",
-			Port:         7237,
-			Bind:         "127.0.0.1:0",
-			Peers:        []string{},
-			Heartbeat:    "1s",
-			DeadAfter:    "30s",
-			QueryTimeout: "500ms",
-			SyncInterval: "1s",
-			TombstoneTTL: "168h",
-			PurgeLogTTL:  "720h",
-			MaxDatagram:  1200,
+			Name:           "default",
+			Transport:      "multicast",
+			Interface:      "lo",
+			Group:          "239.192.72.37",
+			Port:           7237,
+			Bind:           "127.0.0.1:0",
+			Peers:          []string{},
+			Heartbeat:      "1s",
+			DeadAfter:      "30s",
+			QueryTimeout:   "500ms",
+			SyncInterval:   "1s",
+			TombstoneTTL:   "168h",
+			PurgeLogTTL:    "720h",
+			MaxDatagram:    1200,
+			FreshWitnesses: cluster.DefaultFreshWitnesses,
 		},
 	}
 }
@@ -308,6 +314,9 @@ func (c *Config) validateCluster() error {
 	}
 	if cl.MaxDatagram < 512 || cl.MaxDatagram > 65000 {
 		return fieldErr("cluster.max_datagram", "must be between 512 and 65000 bytes, not %d", cl.MaxDatagram)
+	}
+	if cl.FreshWitnesses < 0 || cl.FreshWitnesses > cluster.MaxFreshWitnesses {
+		return fieldErr("cluster.fresh_witnesses", "must be between 0 (off) and %d, not %d", cluster.MaxFreshWitnesses, cl.FreshWitnesses)
 	}
 	return c.validateDurations()
 }

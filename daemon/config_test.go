@@ -64,6 +64,8 @@ func TestConfigErrors(t *testing.T) {
 		{"dead too short", "cluster {\n dead_after = \"2s\"\n}\n", "cluster.dead_after: must be at least 3 heartbeats"},
 		{"bad group", "cluster {\n group = \"10.0.0.1\"\n}\n", "cluster.group: must be an IPv4 multicast address"},
 		{"bad bind", "cluster {\n bind = \"nowhere\"\n}\n", `cluster.bind: want host:port, not "nowhere"`},
+		{"too many witnesses", "cluster {\n fresh_witnesses = 17\n}\n", "test.hcl:2,2: cluster.fresh_witnesses: must be between 0 (off) and 16, not 17"},
+		{"negative witnesses", "cluster {\n fresh_witnesses = -1\n}\n", "cluster.fresh_witnesses: must be between 0 (off) and 16, not -1"},
 		{"peers without list", "cluster {\n transport = \"peers\"\n}\n", "cluster.peers: transport \"peers\" needs at least one peer"},
 		{"bad socket mode", "socket_mode = \"rw\"\n", `socket_mode: want an octal mode like "0660", not "rw"`},
 		{"hook without script", "hook \"a/*\" {\n}\n", "test.hcl:1,"},

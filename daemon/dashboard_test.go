@@ -186,6 +186,7 @@ func TestMetricsTypes(t *testing.T) {
 		"ck_store_size_bytes":                 "gauge",
 		"ck_keys":                             "gauge",
 		"ck_datagrams_self_total":             "counter",
+		"ck_fresh_read_paths_total":           "counter",
 		"ck_datagrams_dropped_total":          "counter",
 		"ck_records_refused_total":            "counter",
 	} {
@@ -197,6 +198,8 @@ func TestMetricsTypes(t *testing.T) {
 		`ck_api_request_duration_seconds_count{method="PUT",route="/v1/kv/{key}"} 1`,
 		`ck_commit_duration_seconds_count 1`,
 		`ck_fresh_read_duration_seconds_count 1`,
+		`ck_fresh_read_paths_total{path="all"} 1`, // a lone node: every node is a witness
+		`ck_fresh_read_paths_total{path="witnesses"} 0`,
 		`ck_members{state="alive"} 1`,
 		`ck_members{state="suspect"} 0`,
 		`ck_store_size_bytes{file="data"} `,

@@ -108,21 +108,22 @@ func (d *Daemon) newInstance(st *store.Store, peers *peerFile, atStart bool) (*i
 	dur := d.cfg.Durations()
 	cl := d.cfg.Cluster
 	inst.node = cluster.New(cluster.Config{
-		NodeName:     d.cfg.NodeName,
-		Cluster:      cl.Name,
-		Epoch:        epoch,
-		Heartbeat:    dur.Heartbeat,
-		DeadAfter:    dur.DeadAfter,
-		MaxDatagram:  cl.MaxDatagram,
-		TombstoneTTL: dur.TombstoneTTL,
-		PurgeLogTTL:  dur.PurgeLogTTL,
-		Peers:        peers,
-		QueryTimeout: dur.QueryTimeout,
-		SyncInterval: dur.SyncInterval,
-		HookHash:     d.hooks.Hash,
-		Keyring:      d.ring,
-		Sealer:       sealer,
-		Logger:       d.log.Named("cluster"),
+		NodeName:       d.cfg.NodeName,
+		Cluster:        cl.Name,
+		Epoch:          epoch,
+		Heartbeat:      dur.Heartbeat,
+		DeadAfter:      dur.DeadAfter,
+		MaxDatagram:    cl.MaxDatagram,
+		TombstoneTTL:   dur.TombstoneTTL,
+		PurgeLogTTL:    dur.PurgeLogTTL,
+		Peers:          peers,
+		QueryTimeout:   dur.QueryTimeout,
+		FreshWitnesses: cl.FreshWitnesses,
+		SyncInterval:   dur.SyncInterval,
+		HookHash:       d.hooks.Hash,
+		Keyring:        d.ring,
+		Sealer:         sealer,
+		Logger:         d.log.Named("cluster"),
 	}, inst.transport, st)
 	st.SetLiveness(inst.node.OwnerLive) // ephemeral records follow the member table
 	if bc, ok := d.cfg.NATSBridge(); ok {

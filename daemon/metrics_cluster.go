@@ -11,7 +11,7 @@ type clusterCollector struct {
 	d *Daemon
 
 	datagrams, self, bytes, drops, records, streams *prometheus.Desc
-	reads, sessions, syncRecords                    *prometheus.Desc
+	reads, readPaths, sessions, syncRecords         *prometheus.Desc
 }
 
 func newClusterCollector(d *Daemon) *clusterCollector {
@@ -32,6 +32,9 @@ func newClusterCollector(d *Daemon) *clusterCollector {
 			"Cluster streams, by event (accepted, refused, dialed).", []string{"event"}, nil),
 		reads: prometheus.NewDesc("ck_fresh_reads_total",
 			"Fresh reads, by event (query: asked; repair: an answerer pushed the newer record).", []string{"event"}, nil),
+		readPaths: prometheus.NewDesc("ck_fresh_read_paths_total",
+			"Fresh reads, by the nodes they asked (witnesses: the key's witnesses alone; all: every node; escalated: the witnesses, then every node, one being silent).",
+			[]string{"path"}, nil),
 		sessions: prometheus.NewDesc("ck_sync_sessions_total",
 			"Anti-entropy sessions, by outcome (opened, completed, failed, refused; empty: completed, repairing nothing; served, declined for peers).",
 			[]string{"outcome"}, nil),
@@ -41,7 +44,7 @@ func newClusterCollector(d *Daemon) *clusterCollector {
 }
 
 func (c *clusterCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.datagrams, c.self, c.bytes, c.drops, c.records, c.streams, c.reads, c.sessions, c.syncRecords} {
+	for _, d := range []*prometheus.Desc{c.datagrams, c.self, c.bytes, c.drops, c.records, c.streams, c.reads, c.readPaths, c.sessions, c.syncRecords} {
 		ch <- d
 	}
 }
@@ -78,6 +81,9 @@ func (c *clusterCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.records, s.DroppedRecords, "dropped")
 	counter(c.reads, s.Queries, "query")
 	counter(c.reads, s.ReadRepairs, "repair")
+	counter(c.readPaths, s.FreshWitnesses, "witnesses")
+	counter(c.readPaths, s.FreshAll, "all")
+	counter(c.readPaths, s.FreshEscalated, "escalated")
 	for outcome, v := range map[string]uint64{"opened": s.SyncOpened, "completed": s.SyncCompleted,
 		"failed": s.SyncFailed, "refused": s.SyncRefused, "served": s.SyncServed, "declined": s.SyncDeclined,
 		"empty": s.SyncEmpty} { // scale: completed, repairing nothing

@@ -461,6 +461,7 @@ func readInfo(resp *http.Response) ReadInfo {
 		info.Fresh = true
 		info.Answered, _ = strconv.Atoi(a)
 		info.Alive, _ = strconv.Atoi(resp.Header.Get("Ck-Alive"))
+		info.Asked, _ = strconv.Atoi(resp.Header.Get("Ck-Asked")) // absent from an older daemon: 0
 	}
 	info.Syncing = resp.Header.Get("Ck-Syncing") == "true"
 	return info

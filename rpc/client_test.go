@@ -265,7 +265,7 @@ func TestClientGetFresh(t *testing.T) {
 	b.Unlock()
 	c.Put(ctx, "k", []byte("v"), rpc.WriteOptions{})
 	g, info, err := c.Get(ctx, "k", rpc.GetOptions{Fresh: true})
-	if err != nil || !info.Fresh || info.Answered != 3 || info.Alive != 3 || !info.Syncing || g.Answered != 3 {
+	if err != nil || !info.Fresh || info.Answered != 3 || info.Alive != 3 || info.Asked != 3 || !info.Syncing || g.Answered != 3 {
 		t.Errorf("fresh get = %+v %+v %v", g, info, err)
 	}
 	_, _, info, err = c.GetRaw(ctx, "k", false)

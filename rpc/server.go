@@ -326,6 +326,9 @@ func (s *Server) handleGet(ctx context.Context, w http.ResponseWriter, key strin
 	if info.Fresh || opts.Fresh {
 		h.Set("Ck-Answered", strconv.Itoa(info.Answered))
 		h.Set("Ck-Alive", strconv.Itoa(info.Alive))
+		if info.Asked > 0 {
+			h.Set("Ck-Asked", strconv.Itoa(info.Asked))
+		}
 	}
 	if info.Syncing {
 		h.Set("Ck-Syncing", "true")
@@ -341,7 +344,7 @@ func (s *Server) handleGet(ctx context.Context, w http.ResponseWriter, key strin
 		s.answer(w, rec, nil) // the same JSON as GetResponse's, built directly
 		return
 	}
-	s.writeJSON(w, http.StatusOK, GetResponse{Record: rec, Answered: info.Answered, Alive: info.Alive})
+	s.writeJSON(w, http.StatusOK, GetResponse{Record: rec, Answered: info.Answered, Alive: info.Alive, Asked: info.Asked})
 }
 
 func (s *Server) handlePut(w http.ResponseWriter, r *http.Request, key string, q url.Values) {

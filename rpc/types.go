@@ -107,26 +107,32 @@ func (r *Record) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// ReadInfo describes how a read was answered. Answered and Alive are set by
-// fresh reads (how many nodes answered, of how many alive); Syncing is true
-// while the node is still bootstrapping, so the answer may be incomplete.
-// They travel as the headers Ck-Answered, Ck-Alive and Ck-Syncing.
+// ReadInfo describes how a read was answered. Answered, Alive and Asked are
+// set by fresh reads (how many nodes answered, of how many alive, and how
+// many were asked: the key's witnesses and the node itself, or every alive
+// node; docs/PROTOCOL.md, Fresh reads); Syncing is true while the node is
+// still bootstrapping, so the answer may be incomplete. They travel as the
+// headers Ck-Answered, Ck-Alive, Ck-Asked and Ck-Syncing. Asked is 0 from
+// a daemon that predates it.
 type ReadInfo struct {
 	Fresh    bool `json:"-"`
 	Answered int  `json:"answered,omitempty"`
 	Alive    int  `json:"alive,omitempty"`
+	Asked    int  `json:"asked,omitempty"`
 	Syncing  bool `json:"-"`
 }
 
 // GetResponse is the JSON body of GET /v1/kv/{key}: the record, plus the
-// answered/alive counts of a fresh read.
+// answered/alive/asked counts of a fresh read.
 type GetResponse struct {
 	Record
 	Answered int `json:"answered,omitempty"`
 	Alive    int `json:"alive,omitempty"`
+	Asked    int `json:"asked,omitempty"`
 }
 
-// MarshalJSON merges the fresh-read counts into the record object.
+// MarshalJSON merges the fresh-read counts into the record object (asked
+// only when set).
 func (g GetResponse) MarshalJSON() ([]byte, error) {
 	b, err := g.Record.MarshalJSON()
 	if err != nil || (g.Answered == 0 && g.Alive == 0) {
@@ -137,6 +143,9 @@ func (g GetResponse) MarshalJSON() ([]byte, error) {
 		return nil, err
 	}
 	m["answered"], m["alive"] = g.Answered, g.Alive
+	if g.Asked > 0 {
+		m["asked"] = g.Asked
+	}
 	return json.Marshal(m)
 }
 
@@ -148,17 +157,18 @@ func (g *GetResponse) UnmarshalJSON(b []byte) error {
 	var c struct {
 		Answered int `json:"answered"`
 		Alive    int `json:"alive"`
+		Asked    int `json:"asked"`
 	}
 	if err := json.Unmarshal(b, &c); err != nil {
 		return err
 	}
-	g.Answered, g.Alive = c.Answered, c.Alive
+	g.Answered, g.Alive, g.Asked = c.Answered, c.Alive, c.Asked
 	return nil
 }
 
 // GetOptions are the query flags of GET /v1/kv/{key}.
 type GetOptions struct {
-	Fresh bool // ?fresh: ask every node
+	Fresh bool // ?fresh: ask the key's witnesses or every node (docs/PROTOCOL.md, Fresh reads)
 }
 
 // WriteOptions are the query parameters of PUT and DELETE /v1/kv/{key}.

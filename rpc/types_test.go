@@ -56,13 +56,13 @@ func TestRecordJSON(t *testing.T) {
 }
 
 func TestGetResponseJSON(t *testing.T) {
-	g := rpc.GetResponse{Record: rpc.Record{Key: "k", Value: []byte{0xff}}, Answered: 2, Alive: 3}
+	g := rpc.GetResponse{Record: rpc.Record{Key: "k", Value: []byte{0xff}}, Answered: 2, Alive: 3, Asked: 2}
 	b, err := json.Marshal(g)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var back rpc.GetResponse
-	if err := json.Unmarshal(b, &back); err != nil || back.Answered != 2 || back.Alive != 3 || back.Value[0] != 0xff {
+	if err := json.Unmarshal(b, &back); err != nil || back.Answered != 2 || back.Alive != 3 || back.Asked != 2 || back.Value[0] != 0xff {
 		t.Errorf("%s -> %+v %v", b, back, err)
 	}
 }

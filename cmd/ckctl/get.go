@@ -19,7 +19,7 @@ var getCmd = &command{
 	maxArgs: 1,
 	setup: func(fs *flag.FlagSet) func(*env, []string) error {
 		verbose := fs.Bool("v", false, "print \"version N\" to stderr")
-		fresh := fs.Bool("fresh", false, "ask every node and take the newest answer")
+		fresh := fs.Bool("fresh", false, "ask the nodes that may hold a newer version (the key's witnesses, or every node) and take the newest answer")
 		return func(e *env, args []string) error {
 			key := args[0]
 			if e.json() {
@@ -65,7 +65,14 @@ func readWarnings(e *env, info rpc.ReadInfo) {
 	if info.Syncing {
 		e.warnf("warning: ckd is still bootstrapping; the answer may be stale")
 	}
-	if info.Fresh && info.Answered < info.Alive {
+	switch {
+	case !info.Fresh:
+	case info.Asked > 0 && info.Asked < info.Alive:
+		// The key's witnesses alone were asked (docs/PROTOCOL.md, Fresh reads).
+		if info.Answered < info.Asked {
+			e.warnf("warning: only %d of the %d nodes asked answered (%d alive)", info.Answered, info.Asked, info.Alive)
+		}
+	case info.Answered < info.Alive:
 		e.warnf("warning: only %d of %d alive nodes answered", info.Answered, info.Alive)
 	}
 }

@@ -35,7 +35,7 @@ func TestAskAcks(t *testing.T) {
 				nodes := startSimCluster(t, lossless(1), 8) // 7 peers
 				n := nodes[0].node
 				k := ackKey{tc.name, n.id, 1}
-				w := n.acks.register(k, tc.want)
+				w := n.acks.register(k, tc.want, nil)
 				defer n.acks.forget(k)
 				asked := map[store.NodeID]bool{}
 				var before []store.NodeID
@@ -156,18 +156,18 @@ func TestAckWakesAtWant(t *testing.T) {
 			for i, want := range tc.wants {
 				switch {
 				case i == 0 && tc.early:
-					w = tab.registerEarly(k, want, time.Now())
+					w = tab.registerEarly(k, want, time.Now(), nil)
 				case tc.early:
 					var ok bool
 					if w, ok = tab.claim(k, want); !ok {
 						t.Fatal("the early registration was not claimed")
 					}
 				default:
-					w = tab.register(k, want)
+					w = tab.register(k, want, nil)
 				}
 			}
 			for i, wake := range tc.wakes {
-				got, ch := tab.count(w)
+				got, _, ch := tab.count(w)
 				if got != i {
 					t.Fatalf("count %d before ACK %d", got, i+1)
 				}

@@ -38,12 +38,15 @@
 //
 // # Fresh reads
 //
-// FreshGet broadcasts QUERY, with the version the asker holds, and
-// collects one ANSWER per node (version and hash, and the record when the
-// asker may lack it and it fits a datagram; otherwise the asker fetches it
-// over a stream if it may be newer than what it knows). It asks the silent
-// alive members again a few times within query_timeout, and returns as
-// soon as every alive member answered, or all but one that is overdue
+// FreshGet sends QUERY, with the version the asker holds, to the key's
+// witnesses (witness.go) while the member table is settled, else to every
+// node, and collects one ANSWER per node asked (version and hash, and the
+// record when the asker may lack it and it fits a datagram; otherwise the
+// asker fetches it over a stream if it may be newer than what it knows).
+// A witness silent at the first resend makes it ask every node. Asking
+// every node, it asks the silent alive members again a few times within
+// query_timeout, and returns as soon as every alive member answered, or
+// all but one that is overdue
 // (unheard for 2 of its heartbeats) — or, on a node up for less than a
 // heartbeat, which may not know every member yet, after the whole timeout. The newest versions are applied to the local store,
 // which resolves concurrent ones exactly as replication would, and the

@@ -97,7 +97,7 @@ func (n *Node) sendEarly(ws []store.Early) {
 		req := wire.AckRequest{NoAck: true}
 		if o.want > 0 && alive >= o.want {
 			k := ackKey{rec.Key, rec.Origin, rec.Lamport}
-			aw := n.acks.registerEarly(k, o.want, time.Now())
+			aw := n.acks.registerEarly(k, o.want, time.Now(), n.writeWitnesses(rec.Key))
 			req = n.askAcks(aw, aw.asked, o.want, 0)
 		}
 		if size+wire.AckRequestSize(req) > n.cfg.MaxDatagram {
@@ -139,8 +139,9 @@ func (n *Node) broadcastUpdates(ups []wire.Update) {
 const earlyClaimWithin = time.Minute
 
 // registerEarly registers for the ACKs of a write sent before its commit,
-// whose writer will wait for want of them, for it to claim (claim).
-func (t *ackTable) registerEarly(k ackKey, want int, now time.Time) *ackWait {
+// whose writer will wait for want of them, one from one of witnesses if
+// there are any (writeWitnesses), for it to claim (claim).
+func (t *ackTable) registerEarly(k ackKey, want int, now time.Time, witnesses []store.NodeID) *ackWait {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if now.Sub(t.swept) > earlyClaimWithin {
@@ -151,8 +152,8 @@ func (t *ackTable) registerEarly(k ackKey, want int, now time.Time) *ackWait {
 			}
 		}
 	}
-	w := &ackWait{from: map[store.NodeID]bool{}, changed: make(chan struct{}),
-		asked: map[store.NodeID]bool{}, early: now, wake: want}
+	w := newAckWait(want, witnesses)
+	w.asked, w.early = map[store.NodeID]bool{}, now
 	t.waiting[k] = w
 	return w
 }

@@ -39,6 +39,9 @@ type Member struct {
 	// (stretched in a large cluster); 0 when it announces none (a node
 	// written before the field), which counts as this node's heartbeat.
 	Interval time.Duration
+	// Witnesses is the member's fresh_witnesses as its last HELLO
+	// announced it; 0: off, or a node written before the field.
+	Witnesses int
 }
 
 type member struct {
@@ -49,6 +52,10 @@ type member struct {
 	// the member gone; hello, which then sees a fresh LastHeard, still
 	// treats the HELLO as a return.
 	wasGone bool
+	// changed is when the member last joined, came back from suspect or
+	// gone, or left: with the times it turned suspect or gone, what tells
+	// whether the member table is settled (witnessView).
+	changed time.Time
 }
 
 // maxStretch bounds how far a member's announced heartbeat may stretch
@@ -92,12 +99,13 @@ func (ms *members) hello(h *wire.Hello, addr netip.AddrPort, now time.Time) (m M
 	returned := cur.left || cur.wasGone || ms.stateLocked(cur, now) == Gone || !isNew && h.Epoch != cur.Epoch
 	cur.wasGone = false
 	if isNew || returned {
-		cur.firstHeard = now
+		cur.firstHeard, cur.changed = now, now
 	}
 	cur.ID, cur.Name, cur.Addr, cur.Epoch = h.ID, h.Name, addr, h.Epoch
 	cur.Keys, cur.Lamport, cur.Root, cur.LastHeard = h.Keys, h.Lamport, h.Root, now
 	cur.Syncing = h.Syncing
 	cur.Interval = time.Duration(h.Interval) * time.Millisecond
+	cur.Witnesses = int(h.Witnesses)
 	cur.left = false
 	return cur.Member, isNew || returned, true
 }
@@ -115,6 +123,9 @@ func (ms *members) bye(id store.NodeID, epoch uint64, now time.Time) (Member, bo
 	news := !cur.left || epoch > cur.Epoch
 	cur.left = true
 	cur.LastHeard = now
+	if news {
+		cur.changed = now
+	}
 	return cur.Member, news
 }
 
@@ -132,6 +143,9 @@ func (ms *members) heard(id store.NodeID, now time.Time) (back bool) {
 	back = age >= 3*hb
 	cur.wasGone = cur.wasGone || age >= ms.gone(hb)
 	cur.LastHeard = now
+	if back {
+		cur.changed = now
+	}
 	return back
 }
 
@@ -180,6 +194,49 @@ func (ms *members) overdue(list []Member, now time.Time) bool {
 		}
 	}
 	return true
+}
+
+// settleIntervals is how many of the cluster's heartbeats (interval) the
+// member table must go without a change before a fresh read asks only a
+// key's witnesses: long enough for every member to have heard of the
+// change, so that a writer and a reader most likely see one alive set.
+const settleIntervals = 3
+
+// witnessView returns the members alive now, and whether a fresh read may
+// ask only a key's witnesses among them and this node (docs/PROTOCOL.md,
+// Fresh reads): the table is settled — no member suspect, quarantined or
+// bootstrapping, none joined, back, left or gone within settleIntervals
+// of the cluster's heartbeat — and every alive member advertises a
+// witness count in [1, r], so that a writer's witnesses are among this
+// node's.
+func (ms *members) witnessView(now time.Time, r int) (alive []Member, settled bool) {
+	window := settleIntervals * ms.interval(now)
+	ms.mu.Lock()
+	defer ms.mu.Unlock()
+	alive, settled = make([]Member, 0, len(ms.m)), true
+	for _, m := range ms.m {
+		s := ms.stateLocked(m, now)
+		switch s {
+		case Alive:
+			c := m.Member
+			c.State = Alive
+			alive = append(alive, c)
+			// A bootstrapping member lacks what it has not pulled yet: as
+			// a witness, it would answer for writes it never saw.
+			settled = settled && m.Witnesses >= 1 && m.Witnesses <= r && !m.Syncing
+		case Suspect, Quarantined:
+			settled = false
+		case Gone:
+			// When it turned gone, by the same clock stateLocked uses.
+			if now.Sub(m.LastHeard.Add(ms.gone(ms.period(m)))) < window {
+				settled = false
+			}
+		}
+		if now.Sub(m.changed) < window {
+			settled = false
+		}
+	}
+	return alive, settled
 }
 
 // list returns the members sorted by name then id, states as of now.

@@ -75,8 +75,13 @@ type Config struct {
 	PurgeLogTTL  time.Duration
 	QueryTimeout time.Duration // a fresh read's wait for answers; 0: 500ms
 	SyncInterval time.Duration // at most one sync per peer this often (jittered); 0: 1s
-	HookHash     func() string // the hook configuration's hash, for HELLO
-	Sealer       wire.Sealer   // datagrams; nil: plaintext frames tagged with the cluster name
+	// FreshWitnesses is how many witnesses each key has (witness.go): a
+	// fresh read asks those alone while the member table is settled, and
+	// a write waiting for ACKs waits for one of them. 0: off (every fresh
+	// read asks every node); at most MaxFreshWitnesses.
+	FreshWitnesses int
+	HookHash       func() string // the hook configuration's hash, for HELLO
+	Sealer         wire.Sealer   // datagrams; nil: plaintext frames tagged with the cluster name
 	// Keyring, when set, seals every stream (seal.Client / seal.Server);
 	// frames inside a sealed stream then travel as plaintext frames.
 	Keyring *seal.Keyring
@@ -141,6 +146,7 @@ func New(cfg Config, tr transport.Transport, st Store) *Node {
 	if cfg.PurgeLogTTL <= 0 {
 		cfg.PurgeLogTTL = DefaultPurgeLogTTL
 	}
+	cfg.FreshWitnesses = min(max(cfg.FreshWitnesses, 0), MaxFreshWitnesses)
 	s := cfg.Sealer
 	if s == nil {
 		s = wire.Plaintext(cfg.Cluster)
@@ -285,6 +291,7 @@ func (n *Node) hello() *wire.Hello {
 		TombstoneTTL: n.cfg.TombstoneTTL.Milliseconds(),
 		Syncing:      n.sync.bootstrapping() || n.st.Counting(), // no session with a node without a digest
 		Interval:     max(n.heartbeat().Milliseconds(), 1),
+		Witnesses:    uint8(n.cfg.FreshWitnesses),
 	}
 }
 

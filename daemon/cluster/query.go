@@ -4,6 +4,7 @@ import (
 	"context"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -27,6 +28,10 @@ type FreshResult struct {
 	// Answered counts the nodes whose answer was taken, this one included;
 	// Alive the members alive (or answering), this one included.
 	Answered, Alive int
+	// Asked counts the nodes asked, this one included: the key's witnesses
+	// and this node on the witness path (r, or r+1 when this node is not a
+	// witness), else Alive (docs/PROTOCOL.md, Fresh reads).
+	Asked int
 	// Repaired counts the answerers sent the result because they held
 	// another version (read repair).
 	Repaired int
@@ -199,14 +204,16 @@ func (n *Node) answerWithRecord(q *wire.Query) (*wire.Answer, []byte, error) {
 	return a, nil, nil
 }
 
-// FreshGet reads key from every node (docs/PROTOCOL.md, Fresh reads): it
-// asks all, saying which version it holds; waits until every alive member
-// answered (but one that is overdue: awaitAnswers) or timeout (0: the
-// configured query_timeout) passed — the whole timeout if this node has
-// not yet been up one heartbeat, since it may not know every member; takes
-// the newest answer, stores it here if it is newer than the local copy
-// (concurrent versions are applied so that the store resolves them), and
-// pushes the result to every answerer that held another version.
+// FreshGet reads key from the nodes that may hold its newest version
+// (docs/PROTOCOL.md, Fresh reads): the key's witnesses alone while the
+// member table is settled (ask), else every node. It waits until every
+// node asked answered (but one that is overdue: awaitAnswers) or timeout
+// (0: the configured query_timeout) passed — the whole timeout if this
+// node has not yet been up one heartbeat, since it may not know every
+// member; takes the newest answer, stores it here if it is newer than the
+// local copy (concurrent versions are applied so that the store resolves
+// them), and pushes the result to every answerer that held another
+// version.
 func (n *Node) FreshGet(ctx context.Context, key string, timeout time.Duration) (FreshResult, error) {
 	if err := store.ValidateKey(key); err != nil {
 		return FreshResult{}, err
@@ -221,8 +228,7 @@ func (n *Node) FreshGet(ctx context.Context, key string, timeout time.Duration) 
 	if err != nil {
 		return FreshResult{}, err
 	}
-	n.broadcast(query)
-	answers, alive, err := n.awaitAnswers(ctx, q, query, timeout)
+	answers, alive, asked, err := n.ask(ctx, q, query, timeout)
 	if err != nil {
 		return FreshResult{}, err
 	}
@@ -231,7 +237,7 @@ func (n *Node) FreshGet(ctx context.Context, key string, timeout time.Duration) 
 		return FreshResult{}, err
 	}
 	cands, complete := n.candidates(ctx, key, local, found, answers)
-	res := FreshResult{Answered: len(answers) + 1, Alive: alive + 1}
+	res := FreshResult{Answered: len(answers) + 1, Alive: alive + 1, Asked: asked + 1}
 	if len(cands) == 0 {
 		return res, nil
 	}
@@ -247,6 +253,85 @@ func (n *Node) FreshGet(ctx context.Context, key string, timeout time.Duration) 
 		res.Repaired = n.readRepair(rec, answers, complete)
 	}
 	return res, nil
+}
+
+// ask sends query and collects the answers: from the key's witnesses
+// alone when readWitnesses allows, escalating to every node when one of
+// them is silent at the first resend; else from every node. alive counts
+// the other members alive (or answering), asked the other nodes asked.
+func (n *Node) ask(ctx context.Context, q *pendingQuery, query *wire.Query, timeout time.Duration) (answers map[store.NodeID]answer, alive, asked int, err error) {
+	start := time.Now()
+	if wits, others, ok := n.readWitnesses(query.Key); ok {
+		answers, err := n.awaitWitnesses(ctx, q, query, wits, timeout)
+		if err != nil || answers != nil {
+			n.stats.freshWitness.Add(1)
+			return answers, others, len(wits), err
+		}
+		n.stats.freshEscalated.Add(1)
+	} else {
+		n.stats.freshAll.Add(1)
+	}
+	n.broadcast(query)
+	answers, alive, err = n.awaitAnswers(ctx, q, query, timeout-time.Since(start))
+	return answers, alive, alive, err
+}
+
+// readWitnesses returns the witnesses of key other than this node, when a
+// fresh read may ask them alone (docs/PROTOCOL.md, Fresh reads): witnesses
+// are on, this node has heard a full round and is not bootstrapping, there
+// are more nodes than witnesses, and the member table is settled
+// (members.witnessView).
+// others counts the other members alive.
+func (n *Node) readWitnesses(key string) (wits []Member, others int, ok bool) {
+	r := n.cfg.FreshWitnesses
+	if r <= 0 || !n.heardRound() || n.sync.bootstrapping() {
+		return nil, 0, false // a bootstrapping node's own copy may lack the write
+	}
+	alive, settled := n.members.witnessView(time.Now(), r)
+	if !settled || len(alive)+1 <= r {
+		return nil, 0, false
+	}
+	ids := make([]store.NodeID, 0, len(alive)+1)
+	for _, m := range alive {
+		ids = append(ids, m.ID)
+	}
+	top := witnessesOf(store.KeyHash(key), append(ids, n.id), r)
+	for _, m := range alive {
+		if slices.Contains(top, m.ID) {
+			wits = append(wits, m)
+		}
+	}
+	return wits, len(alive), true
+}
+
+// awaitWitnesses sends query to wits and waits until each answered. It
+// returns nil answers (escalate: ask everyone) when one is still silent at
+// the first resend, timeout/(queryResends+1): lost, slow or down, and
+// whether it acknowledged a write that its writer or another node holds
+// only everyone can tell.
+func (n *Node) awaitWitnesses(ctx context.Context, q *pendingQuery, query *wire.Query, wits []Member, timeout time.Duration) (map[store.NodeID]answer, error) {
+	// One frame for all, as a broadcast: each witness sees its counter once.
+	b, err := n.encode(query)
+	if err != nil {
+		return nil, err
+	}
+	for _, m := range wits {
+		n.send(m.Addr, b)
+	}
+	first := time.NewTimer(max(timeout/(queryResends+1), time.Millisecond))
+	defer first.Stop()
+	for {
+		if len(n.queries.silent(q, wits)) == 0 {
+			return n.queries.snapshot(q), nil
+		}
+		select {
+		case <-q.kick:
+		case <-first.C:
+			return nil, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
 }
 
 // query is the QUERY for key, with the version this node holds when the

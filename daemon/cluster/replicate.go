@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 	"time"
 
@@ -47,17 +48,42 @@ type ackWait struct {
 	// when, and until its writer claims it, early is when it was sent.
 	asked         map[store.NodeID]bool
 	early, sentAt time.Time
+	// witnesses are the key's witnesses, best first, when the writer is
+	// not one of them (writeWitnesses); set at registration, then read
+	// only. While needWitness, the wait is not done whatever the count:
+	// a fresh read that asks the witnesses alone must find a holder of
+	// the write among them (docs/PROTOCOL.md, Fresh reads).
+	witnesses   []store.NodeID
+	needWitness bool
+}
+
+// newAckWait is a registration for want ACKs of a write whose key's
+// witnesses (nil: none to wait for) are witnesses.
+func newAckWait(want int, witnesses []store.NodeID) *ackWait {
+	return &ackWait{from: map[store.NodeID]bool{}, changed: make(chan struct{}), wake: want,
+		witnesses: witnesses, needWitness: len(witnesses) > 0}
+}
+
+// wakeLocked wakes w's waiters when it has the ACKs it waits for: the
+// fewest any waiter wants, one of them from a witness if it needs one.
+// Called with the table's lock held.
+func (w *ackWait) wakeLocked() {
+	if len(w.from) >= w.wake && !w.needWitness {
+		close(w.changed)
+		w.changed = make(chan struct{})
+	}
 }
 
 func newAckTable() *ackTable { return &ackTable{waiting: map[ackKey]*ackWait{}} }
 
-// register registers a waiter for want ACKs of k.
-func (t *ackTable) register(k ackKey, want int) *ackWait {
+// register registers a waiter for want ACKs of k, one of them from one
+// of witnesses when there are any (writeWitnesses).
+func (t *ackTable) register(k ackKey, want int, witnesses []store.NodeID) *ackWait {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	w := t.waiting[k]
 	if w == nil {
-		w = &ackWait{from: map[store.NodeID]bool{}, changed: make(chan struct{}), wake: want}
+		w = newAckWait(want, witnesses)
 		t.waiting[k] = w
 	}
 	w.wake = min(w.wake, want)
@@ -79,9 +105,20 @@ func (t *ackTable) ack(k ackKey, from store.NodeID) {
 		return
 	}
 	w.from[from] = true
-	if len(w.from) >= w.wake {
-		close(w.changed)
-		w.changed = make(chan struct{})
+	if w.needWitness && slices.Contains(w.witnesses, from) {
+		w.needWitness = false
+	}
+	w.wakeLocked()
+}
+
+// dropWitness stops w waiting for a witness's ACK: none of its witnesses
+// is alive any more, and the wait falls back to its count.
+func (t *ackTable) dropWitness(w *ackWait) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if w.needWitness {
+		w.needWitness = false
+		w.wakeLocked()
 	}
 }
 
@@ -92,10 +129,13 @@ func (t *ackTable) from(w *ackWait) map[store.NodeID]bool {
 	return maps.Clone(w.from)
 }
 
-func (t *ackTable) count(w *ackWait) (int, <-chan struct{}) {
+// count returns how many acknowledged w, whether one of them is a witness
+// it waits for (true when it waits for none), and a channel closed at the
+// next ACK that may complete it.
+func (t *ackTable) count(w *ackWait) (int, bool, <-chan struct{}) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(w.from), w.changed
+	return len(w.from), !w.needWitness, w.changed
 }
 
 // Replicate sends a local write to every node: whole when it fits a
@@ -177,13 +217,13 @@ func (n *Node) waitAcks(ctx context.Context, rec store.Record, want int, timeout
 	if early {
 		asked, sent = w.asked, w.sentAt
 	} else {
-		w, asked = n.acks.register(k, want), map[store.NodeID]bool{}
+		w, asked = n.acks.register(k, want, n.writeWitnesses(rec.Key)), map[store.NodeID]bool{}
 		n.broadcast(n.updateFor(rec, n.askAcks(w, asked, want, 0)))
 		sent = time.Now()
 	}
 	for round := 1; ; {
-		got, changed := n.acks.count(w)
-		if got >= want {
+		got, witnessed, changed := n.acks.count(w)
+		if got >= want && witnessed {
 			return got, nil
 		}
 		select {
@@ -214,14 +254,18 @@ const ackSpare = 1
 // askAcks chooses which peers a write waiting for want ACKs asks
 // (docs/ARCHITECTURE.md, Fan-in): want-acked+ackSpare peers at first, twice
 // as many each resend, those asked before that have not answered first,
-// then others at random. When that would be every alive peer that has not
-// answered, or more than wire.MaxAckFrom, it asks everyone (the zero
-// AckRequest). asked keeps the peers asked so far.
+// then the key's witnesses it waits for (best first), then others at
+// random. When that would be every alive peer that has not answered, or
+// more than wire.MaxAckFrom, it asks everyone (the zero AckRequest). asked
+// keeps the peers asked so far. At a resend (round > 0) with none of the
+// witnesses alive any more, the write stops waiting for one of them.
 func (n *Node) askAcks(w *ackWait, asked map[store.NodeID]bool, want, round int) wire.AckRequest {
 	acked := n.acks.from(w)
 	var buf [8]store.NodeID
 	var pending, fresh []store.NodeID
+	witnessAlive := false
 	for _, id := range n.members.aliveIDs(time.Now(), buf[:0]) {
+		witnessAlive = witnessAlive || slices.Contains(w.witnesses, id)
 		switch {
 		case acked[id]:
 		case asked[id]:
@@ -230,16 +274,35 @@ func (n *Node) askAcks(w *ackWait, asked map[store.NodeID]bool, want, round int)
 			fresh = append(fresh, id)
 		}
 	}
+	if round > 0 && len(w.witnesses) > 0 && !witnessAlive {
+		n.acks.dropWitness(w)
+	}
 	target := (want - len(acked) + ackSpare) << min(round, 8)
 	if target >= len(pending)+len(fresh) || target > wire.MaxAckFrom {
 		return wire.AckRequest{}
 	}
 	rand.Shuffle(len(fresh), func(i, j int) { fresh[i], fresh[j] = fresh[j], fresh[i] })
+	witnessesFirst(fresh, w.witnesses)
 	list := append(pending, fresh[:max(target-len(pending), 0)]...)
 	for _, id := range list {
 		asked[id] = true
 	}
 	return wire.AckRequest{AckFrom: list}
+}
+
+// witnessesFirst moves the ids of ids that are among witnesses to its
+// front, in the order of witnesses; the others keep their order after them.
+func witnessesFirst(ids, witnesses []store.NodeID) {
+	front := 0
+	for _, wid := range witnesses {
+		if i := slices.Index(ids[front:], wid); i >= 0 {
+			i += front
+			// Shift ids[front:i] right by one: the others keep their order.
+			copy(ids[front+1:i+1], ids[front:i])
+			ids[front] = wid
+			front++
+		}
+	}
 }
 
 // handleUpdates queues the writes of an UPDATE (coalesced or not) for the

@@ -99,6 +99,9 @@ type simNode struct {
 	// countHold: the store's CountHold (a store opened after a crash
 	// counts its records once it is closed); nil: none.
 	countHold <-chan struct{}
+	// witnesses: fresh_witnesses; 0: DefaultFreshWitnesses, as the daemon
+	// runs; negative: off.
+	witnesses int
 }
 
 var simHeartbeat = time.Second
@@ -169,7 +172,7 @@ func (sn *simNode) start(t *testing.T) {
 	cfg := Config{
 		NodeName: sn.name, Cluster: "sim", Epoch: epoch, Heartbeat: simHeartbeat, DeadAfter: 30 * simHeartbeat,
 		MaxDatagram: 1200, TombstoneTTL: sn.tombTTL(), Logger: testLogger(sn.name),
-		PurgeLogTTL: sn.ttl, Peers: sn.book,
+		PurgeLogTTL: sn.ttl, Peers: sn.book, FreshWitnesses: sn.freshWitnesses(),
 	}
 	if sn.key != nil {
 		ring, err := seal.NewKeyring(sn.key)
@@ -197,6 +200,13 @@ func (sn *simNode) tombTTL() time.Duration {
 		return 168 * time.Hour
 	}
 	return sn.tomb
+}
+
+func (sn *simNode) freshWitnesses() int {
+	if sn.witnesses == 0 {
+		return DefaultFreshWitnesses
+	}
+	return max(sn.witnesses, 0)
 }
 
 func (sn *simNode) purgeLogTTL() time.Duration {
@@ -238,6 +248,8 @@ type simOptions struct {
 	tomb time.Duration // tombstone_ttl; 0: the default
 	book bool          // each node keeps a peer book across restarts
 	eph  bool          // stores show ephemeral records by member liveness
+	// witnesses: fresh_witnesses (simNode.witnesses); 0: the default.
+	witnesses int
 }
 
 // startSimClusterWith starts n nodes named n0, n1, … with o, stops them at
@@ -248,7 +260,7 @@ func startSimClusterWith(t *testing.T, nw *simnet.Network, n int, o simOptions) 
 	nodes := make([]*simNode, n)
 	for i := range nodes {
 		sn := newSimNode(t, nw, dir, fmt.Sprintf("n%d", i), o.res)
-		sn.ttl, sn.tomb, sn.eph = o.ttl, o.tomb, o.eph
+		sn.ttl, sn.tomb, sn.eph, sn.witnesses = o.ttl, o.tomb, o.eph, o.witnesses
 		if o.book {
 			sn.book = &memBook{}
 		}

@@ -13,6 +13,7 @@ type Stats struct {
 	applyErrors, fetchErrors                    atomic.Uint64
 	appliedNew, ignored, conflicts, droppedRecs atomic.Uint64
 	queries, readRepairs                        atomic.Uint64
+	freshWitness, freshAll, freshEscalated      atomic.Uint64
 	syncOpened, syncCompleted                   atomic.Uint64
 	syncFailed, syncRefused                     atomic.Uint64
 	syncServed, syncDeclined                    atomic.Uint64
@@ -31,6 +32,9 @@ type StatsSnapshot struct {
 	Applied, Ignored, Conflicts uint64
 	DroppedRecords              uint64 // expired tombstones and deleted values coming back (store.Dropped)
 	Queries, ReadRepairs        uint64 // fresh reads asked; answerers repaired
+	// Fresh reads by path: asking the key's witnesses alone, every node,
+	// or the witnesses and then every node, one of them silent.
+	FreshWitnesses, FreshAll, FreshEscalated uint64
 	// Sync sessions this node opened, by outcome (Refused: by the peer);
 	// those it served, and those it declined (serving too many).
 	SyncOpened, SyncCompleted, SyncFailed, SyncRefused, SyncServed, SyncDeclined uint64
@@ -79,6 +83,7 @@ func (n *Node) Stats() StatsSnapshot {
 		ApplyErrors: s.applyErrors.Load(), FetchErrors: s.fetchErrors.Load(),
 		Applied: s.appliedNew.Load(), Ignored: s.ignored.Load(), Conflicts: s.conflicts.Load(), DroppedRecords: s.droppedRecs.Load(),
 		Queries: s.queries.Load(), ReadRepairs: s.readRepairs.Load(),
+		FreshWitnesses: s.freshWitness.Load(), FreshAll: s.freshAll.Load(), FreshEscalated: s.freshEscalated.Load(),
 		SyncOpened: s.syncOpened.Load(), SyncCompleted: s.syncCompleted.Load(), SyncFailed: s.syncFailed.Load(),
 		SyncRefused: s.syncRefused.Load(), SyncServed: s.syncServed.Load(), SyncDeclined: s.syncDeclined.Load(),
 		SyncEmpty:     s.syncEmpty.Load(),

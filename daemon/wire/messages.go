@@ -119,6 +119,11 @@ type Hello struct {
 	// intervals. 0 (a sender written before the field) means the
 	// receiver's own heartbeat, and keeps every node on it.
 	Interval int64 `cbor:"13,keyasint,omitempty"`
+	// Witnesses is the sender's fresh_witnesses: how many witnesses of
+	// each key its writes wait for one ACK among (docs/PROTOCOL.md, Fresh
+	// reads). 0 (off, or a sender written before the field) makes
+	// receivers' fresh reads ask every node.
+	Witnesses uint8 `cbor:"14,keyasint,omitempty"`
 }
 
 // Bye says the sender is stopping cleanly: mark it left, not suspect.

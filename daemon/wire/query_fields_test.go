@@ -104,3 +104,23 @@ func TestHelloInterval(t *testing.T) {
 		t.Errorf("a HELLO without an interval: %+v, %v", m, err)
 	}
 }
+
+// TestHelloWitnesses: a HELLO's witness count (field 14) round-trips, and
+// a HELLO without it (an older node) reads as 0.
+func TestHelloWitnesses(t *testing.T) {
+	s := wire.Plaintext(cluster)
+	h := *messages()["hello"].(*wire.Hello)
+	plain := mustEncode(t, hdrA, &h, s)
+	h.Witnesses = 3
+	_, m, err := wire.Decode(mustEncode(t, hdrA, &h, s), s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := m.(*wire.Hello).Witnesses; got != 3 {
+		t.Errorf("witnesses %d after a round trip, want 3", got)
+	}
+	_, m, err = wire.Decode(plain, s)
+	if err != nil || m.(*wire.Hello).Witnesses != 0 {
+		t.Errorf("a HELLO without witnesses: %+v, %v", m, err)
+	}
+}

@@ -192,7 +192,7 @@ func (b *Backend) Get(ctx context.Context, key string, opts rpc.GetOptions) (rpc
 	defer b.Unlock()
 	info := rpc.ReadInfo{Syncing: b.Syncing}
 	if opts.Fresh {
-		info.Fresh, info.Answered, info.Alive = true, b.Peers+1, b.Peers+1
+		info.Fresh, info.Answered, info.Alive, info.Asked = true, b.Peers+1, b.Peers+1, b.Peers+1
 	}
 	r, ok := b.recs[key]
 	if !ok || r.Deleted {
