@@ -50,8 +50,11 @@ func TestSimEncrypted(t *testing.T) {
 		intruder.write(t, "intruder/only", "forged", 0)
 		waitFor(t, 60*simHeartbeat, func() error { return converged(nodes) })
 		checkWrites(t, nodes, h)
+		// Under loss a peer whose last two HELLOs were lost is overdue, and
+		// the read may stop without it (docs/PROTOCOL.md, Fresh reads): a
+		// sealed answer got through when at least one peer answered.
 		res, err := nodes[2].node.FreshGet(context.Background(), "k1", 0)
-		if err != nil || !res.Found || string(res.Record.Value) != "secret" || res.Answered != 3 {
+		if err != nil || !res.Found || string(res.Record.Value) != "secret" || res.Answered < 2 {
 			t.Errorf("fresh read: %+v, %v", res, err)
 		}
 		for _, sn := range nodes {
