@@ -257,6 +257,9 @@ func (a *Applier) queue(ctx context.Context, reqs []*request) {
 		s.inflight.Add(len(reqs)) // as submit: before Close's Wait; done once committed
 	}
 	s.mu.RUnlock()
+	if !closed && ctx.Err() == nil && s.commitHere(reqs) {
+		return
+	}
 	for i, r := range reqs {
 		err := ErrClosed
 		if !closed {
@@ -279,6 +282,22 @@ func (a *Applier) queue(ctx context.Context, reqs []*request) {
 	if len(refused) > 0 {
 		a.fn(refused)
 	}
+}
+
+// commitHere commits reqs on the caller's goroutine when nothing is
+// committing or queued and recent batches were lone, as submit does for
+// a local writer: a lone received write then pays no hand-over to the
+// committer. It reports whether it committed them.
+func (s *Store) commitHere(reqs []*request) bool {
+	if len(reqs) > maxBatch || len(s.reqs) != 0 || !s.company.lone() || !s.commitMu.TryLock() {
+		return false
+	}
+	defer s.commitMu.Unlock()
+	if len(s.reqs) != 0 {
+		return false
+	}
+	s.commitLocked(reqs)
+	return true
 }
 
 // validate checks a record received from a peer or imported: it is hostile
