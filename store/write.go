@@ -161,8 +161,9 @@ type applyJob struct {
 
 // NewApplier returns an Applier whose outcomes go to fn. fn is called once
 // the commit that includes a record has returned (the record durable, or
-// the commit failed), on the committing goroutine, with the outcomes of
-// every record of this Applier in that commit; records refused before
+// the commit failed), on the committing goroutine — the committer, or
+// Apply's caller when Apply commits the records itself — with the
+// outcomes of every record of this Applier in that commit; records refused before
 // they are queued (validation, a closed store, ctx ended) are reported on
 // the goroutine that queued them, before Apply returns, and an expired
 // tombstone from its own goroutine: fn may run on several goroutines at
@@ -170,7 +171,10 @@ type applyJob struct {
 func (s *Store) NewApplier(fn func([]ApplyDone)) *Applier { return &Applier{s: s, fn: fn} }
 
 // Apply validates each of recs as Store.Apply does, queues those that pass
-// and returns: it waits only for room in the queue, or for ctx. tags[i] is
+// and returns: it waits only for room in the queue, or for ctx. When
+// nothing is committing or queued and the recent batches were lone, it
+// commits them itself instead, as a lone local writer does (commitHere):
+// their outcomes are then reported before it returns. tags[i] is
 // handed back with recs[i]'s outcome. An expired tombstone goes to the
 // purger on a goroutine of its own, as Apply would send it. With a
 // Resolver, a batch holding concurrent records is resolved and queued by
@@ -287,7 +291,11 @@ func (a *Applier) queue(ctx context.Context, reqs []*request) {
 // commitHere commits reqs on the caller's goroutine when nothing is
 // committing or queued and recent batches were lone, as submit does for
 // a local writer: a lone received write then pays no hand-over to the
-// committer. It reports whether it committed them.
+// committer and back, a thread wake-up on the path of a lone replicated
+// put (docs/ARCHITECTURE.md, "Overlapped replication"). The caller (a
+// receive loop) waits for that commit meanwhile; under load, when the
+// batches are not lone, it only queues. It reports whether it committed
+// them.
 func (s *Store) commitHere(reqs []*request) bool {
 	if len(reqs) > maxBatch || len(s.reqs) != 0 || !s.company.lone() || !s.commitMu.TryLock() {
 		return false
