@@ -117,35 +117,37 @@ func TestApplier(t *testing.T) {
 	}
 }
 
-// With nothing committing or queued and recent batches lone, Apply
-// commits the records itself, as a lone local writer does (submit): their
-// outcomes are in, durable, when it returns, in one commit and one call.
+// With nothing committing or queued and recent batches lone (here: none
+// yet), Apply commits the records itself, as a lone local writer does
+// (submit): their outcomes are in, durable, when it returns, in one
+// commit and one call.
 func TestApplierCommitsHere(t *testing.T) {
-	s := openTest(t)
-	for i := range 3 {
-		before := s.Stats()
-		log := newDoneLog(2)
-		a := s.NewApplier(log.fn(t))
-		a.Apply(t.Context(), []store.Record{
-			write(fmt.Sprint("here/", i, "/a"), "v", 2, uint64(1+2*i), nil),
-			write(fmt.Sprint("here/", i, "/b"), "v", 2, uint64(2+2*i), nil),
-		}, []any{0, 1})
-		log.mu.Lock()
-		got, calls := len(log.got), log.calls
-		log.mu.Unlock()
-		if got != 2 || calls != 1 {
-			t.Fatalf("round %d: %d outcomes in %d calls when Apply returned, want 2 in 1", i, got, calls)
-		}
-		for j := range 2 {
-			if d := log.get(j); d.Err != nil || d.Result.Outcome != store.Applied {
-				t.Errorf("round %d, record %d: %v, %v", i, j, d.Result.Outcome, d.Err)
+	for _, n := range []int{1, 2, 7} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			s := openTest(t)
+			before := s.Stats()
+			log := newDoneLog(n)
+			a := s.NewApplier(log.fn(t))
+			var recs []store.Record
+			for i := range n {
+				recs = append(recs, write(fmt.Sprint("here/", i), "v", 2, uint64(1+i), nil))
 			}
-		}
-		if c := s.Stats().Commits - before.Commits; c != 1 {
-			t.Errorf("round %d: %d commits, want 1", i, c)
-		}
-		// A batch of two is not lone: the next one goes to the committer.
-		mustSet(t, s, fmt.Sprint("lone/", i), "v")
+			a.Apply(t.Context(), recs, tagsOf(0, n))
+			log.mu.Lock()
+			got, calls := len(log.got), log.calls
+			log.mu.Unlock()
+			if got != n || calls != 1 {
+				t.Fatalf("%d outcomes in %d calls when Apply returned, want %d in 1", got, calls, n)
+			}
+			for i := range n {
+				if d := log.get(i); d.Err != nil || d.Result.Outcome != store.Applied {
+					t.Errorf("record %d: %v, %v", i, d.Result.Outcome, d.Err)
+				}
+			}
+			if c := s.Stats().Commits - before.Commits; c != 1 {
+				t.Errorf("%d commits, want 1", c)
+			}
+		})
 	}
 }
 
