@@ -76,10 +76,7 @@ type UDP struct {
 	ln     *net.TCPListener
 	local  netip.AddrPort   // uc's bound address
 	self   []netip.AddrPort // sources that are this node
-	// selfFiltered: the kernel drops our own datagrams on shared before
-	// they are read (selffilter.go).
-	selfFiltered bool
-	dests        []netip.AddrPort // where Broadcast sends
+	dests  []netip.AddrPort // where Broadcast sends
 
 	packets chan Packet
 	deliver atomic.Pointer[func(Packet)] // Deliver's fn; nil: Packets
@@ -112,7 +109,6 @@ func New(cfg Config) (*UDP, error) {
 		return nil, err
 	}
 	u.sizeBuffers()
-	u.filterSelf()
 	u.wg.Add(2)
 	go u.readLoop(u.uc)
 	go u.acceptLoop()
