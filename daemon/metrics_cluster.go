@@ -20,7 +20,7 @@ func newClusterCollector(d *Daemon) *clusterCollector {
 		datagrams: prometheus.NewDesc("ck_datagrams_total",
 			"Cluster datagrams, by direction (sent, received).", []string{"direction"}, nil),
 		self: prometheus.NewDesc("ck_datagrams_self_total",
-			"This node's own multicast or broadcast datagrams, looped back to it, read and ignored: counted in ck_datagrams_total{direction=\"received\"}, not a drop. Where a socket filter drops them in the kernel (Linux) they are not read, and not counted.", nil, nil),
+			"This node's own multicast or broadcast datagrams, looped back to it and ignored: counted in ck_datagrams_total{direction=\"received\"}, not a drop.", nil, nil),
 		bytes: prometheus.NewDesc("ck_datagram_bytes_total",
 			"Cluster datagram bytes, by direction (sent, received).", []string{"direction"}, nil),
 		drops: prometheus.NewDesc("ck_datagrams_dropped_total",

@@ -14,7 +14,7 @@ type Stats struct {
 
 	DatagramsReceived uint64
 	BytesReceived     uint64 // of what was read; a truncated datagram counts MaxDatagram+1
-	DroppedSelf       uint64 // our own broadcast looping back, read (none where the kernel drops it: selffilter.go)
+	DroppedSelf       uint64 // our own broadcast looping back
 	DroppedTooBig     uint64 // longer than MaxDatagram
 	DroppedQueueFull  uint64 // Packets() was full
 	// DroppedKernel: datagrams the kernel dropped before we read them, its
