@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -149,6 +150,37 @@ func TestApplierCommitsHere(t *testing.T) {
 			}
 		})
 	}
+}
+
+// A receive loop commits only when that cannot wait for a flush: with the
+// unflushed log at the size that starts one (and the flush held), Apply
+// queues for the committer and returns before the outcome, as before.
+func TestApplierLeavesFlushWaitToCommitter(t *testing.T) {
+	const ring = 1 << 20
+	s := openTest(t, store.WALSize(ring))
+	release := s.HoldFlushes()
+	t.Cleanup(release)
+	value := strings.Repeat("v", 4096)
+	for i := 0; s.LogRoom(); i++ { // lone writes, until a flush is due
+		if i == ring/4096 {
+			t.Fatalf("%d writes of 4 KiB into a log of %d bytes, and no flush due", i, ring)
+		}
+		mustSet(t, s, fmt.Sprint("fill/", i), value)
+	}
+	gate := make(chan struct{})
+	a := s.NewApplier(func([]store.ApplyDone) { <-gate })
+	returned := make(chan struct{})
+	go func() {
+		a.Apply(t.Context(), []store.Record{write("held", "v", 2, 1, nil)}, []any{0})
+		close(returned)
+	}()
+	select {
+	case <-returned:
+	case <-time.After(10 * time.Second):
+		t.Error("Apply committed on its caller's goroutine with a flush due: it did not return while the outcome was held")
+	}
+	close(gate)
+	<-returned
 }
 
 // Records queued by separate Apply calls while a commit runs are committed

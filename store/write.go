@@ -293,11 +293,11 @@ func (a *Applier) queue(ctx context.Context, reqs []*request) {
 // a local writer: a lone received write then pays no hand-over to the
 // committer and back, a thread wake-up on the path of a lone replicated
 // put (docs/ARCHITECTURE.md, "Overlapped replication"). The caller (a
-// receive loop) waits for that commit meanwhile; under load, when the
-// batches are not lone, it only queues. It reports whether it committed
-// them.
+// receive loop) waits for that commit meanwhile, but never for a flush
+// (logRoom); under load, when the batches are not lone, it only queues.
+// It reports whether it committed them.
 func (s *Store) commitHere(reqs []*request) bool {
-	if len(reqs) > maxBatch || len(s.reqs) != 0 || !s.company.lone() || !s.commitMu.TryLock() {
+	if len(reqs) > maxBatch || len(s.reqs) != 0 || !s.company.lone() || !s.logRoom() || !s.commitMu.TryLock() {
 		return false
 	}
 	defer s.commitMu.Unlock()
@@ -306,6 +306,21 @@ func (s *Store) commitHere(reqs []*request) bool {
 	}
 	s.commitLocked(reqs)
 	return true
+}
+
+// logRoom reports whether a small batch finds room in the log without
+// waiting for a flush (walSpace) and the disk is not short of space: no
+// flush running, and the unflushed batches below what starts one. A
+// receive loop commits only then, so that it waits for one log write at
+// most, never for a flush.
+func (s *Store) logRoom() bool {
+	if s.space.limited.Load() {
+		return false
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	active, frozen := s.pend.Sets()
+	return frozen.Empty() && active.Size < s.wal.Size()/wal.FlushShare
 }
 
 // validate checks a record received from a peer or imported: it is hostile
