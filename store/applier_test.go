@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -115,6 +116,71 @@ func TestApplier(t *testing.T) {
 	if after.Root() != one.Root() {
 		t.Error("the crash copy taken after the last outcome lacks records reported stored")
 	}
+}
+
+// With nothing committing or queued and recent batches lone (here: none
+// yet), Apply commits the records itself, as a lone local writer does
+// (submit): their outcomes are in, durable, when it returns, in one
+// commit and one call.
+func TestApplierCommitsHere(t *testing.T) {
+	for _, n := range []int{1, 2, 7} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			s := openTest(t)
+			before := s.Stats()
+			log := newDoneLog(n)
+			a := s.NewApplier(log.fn(t))
+			var recs []store.Record
+			for i := range n {
+				recs = append(recs, write(fmt.Sprint("here/", i), "v", 2, uint64(1+i), nil))
+			}
+			a.Apply(t.Context(), recs, tagsOf(0, n))
+			log.mu.Lock()
+			got, calls := len(log.got), log.calls
+			log.mu.Unlock()
+			if got != n || calls != 1 {
+				t.Fatalf("%d outcomes in %d calls when Apply returned, want %d in 1", got, calls, n)
+			}
+			for i := range n {
+				if d := log.get(i); d.Err != nil || d.Result.Outcome != store.Applied {
+					t.Errorf("record %d: %v, %v", i, d.Result.Outcome, d.Err)
+				}
+			}
+			if c := s.Stats().Commits - before.Commits; c != 1 {
+				t.Errorf("%d commits, want 1", c)
+			}
+		})
+	}
+}
+
+// A receive loop commits only when that cannot wait for a flush: with the
+// unflushed log at the size that starts one (and the flush held), Apply
+// queues for the committer and returns before the outcome, as before.
+func TestApplierLeavesFlushWaitToCommitter(t *testing.T) {
+	const ring = 1 << 20
+	s := openTest(t, store.WALSize(ring))
+	release := s.HoldFlushes()
+	t.Cleanup(release)
+	value := strings.Repeat("v", 4096)
+	for i := 0; s.LogRoom(); i++ { // lone writes, until a flush is due
+		if i == ring/4096 {
+			t.Fatalf("%d writes of 4 KiB into a log of %d bytes, and no flush due", i, ring)
+		}
+		mustSet(t, s, fmt.Sprint("fill/", i), value)
+	}
+	gate := make(chan struct{})
+	a := s.NewApplier(func([]store.ApplyDone) { <-gate })
+	returned := make(chan struct{})
+	go func() {
+		a.Apply(t.Context(), []store.Record{write("held", "v", 2, 1, nil)}, []any{0})
+		close(returned)
+	}()
+	select {
+	case <-returned:
+	case <-time.After(10 * time.Second):
+		t.Error("Apply committed on its caller's goroutine with a flush due: it did not return while the outcome was held")
+	}
+	close(gate)
+	<-returned
 }
 
 // Records queued by separate Apply calls while a commit runs are committed

@@ -63,3 +63,7 @@ func (s *Store) SetCompany(n int, took time.Duration) {
 		s.company.committed(n, took)
 	}
 }
+
+// LogRoom reports whether a receive loop may commit received records
+// itself (commitHere): no flush due or running.
+func (s *Store) LogRoom() bool { return s.logRoom() }

@@ -161,8 +161,9 @@ type applyJob struct {
 
 // NewApplier returns an Applier whose outcomes go to fn. fn is called once
 // the commit that includes a record has returned (the record durable, or
-// the commit failed), on the committing goroutine, with the outcomes of
-// every record of this Applier in that commit; records refused before
+// the commit failed), on the committing goroutine — the committer, or
+// Apply's caller when Apply commits the records itself — with the
+// outcomes of every record of this Applier in that commit; records refused before
 // they are queued (validation, a closed store, ctx ended) are reported on
 // the goroutine that queued them, before Apply returns, and an expired
 // tombstone from its own goroutine: fn may run on several goroutines at
@@ -170,7 +171,10 @@ type applyJob struct {
 func (s *Store) NewApplier(fn func([]ApplyDone)) *Applier { return &Applier{s: s, fn: fn} }
 
 // Apply validates each of recs as Store.Apply does, queues those that pass
-// and returns: it waits only for room in the queue, or for ctx. tags[i] is
+// and returns: it waits only for room in the queue, or for ctx. When
+// nothing is committing or queued and the recent batches were lone, it
+// commits them itself instead, as a lone local writer does (commitHere):
+// their outcomes are then reported before it returns. tags[i] is
 // handed back with recs[i]'s outcome. An expired tombstone goes to the
 // purger on a goroutine of its own, as Apply would send it. With a
 // Resolver, a batch holding concurrent records is resolved and queued by
@@ -257,6 +261,9 @@ func (a *Applier) queue(ctx context.Context, reqs []*request) {
 		s.inflight.Add(len(reqs)) // as submit: before Close's Wait; done once committed
 	}
 	s.mu.RUnlock()
+	if !closed && ctx.Err() == nil && s.commitHere(reqs) {
+		return
+	}
 	for i, r := range reqs {
 		err := ErrClosed
 		if !closed {
@@ -279,6 +286,41 @@ func (a *Applier) queue(ctx context.Context, reqs []*request) {
 	if len(refused) > 0 {
 		a.fn(refused)
 	}
+}
+
+// commitHere commits reqs on the caller's goroutine when nothing is
+// committing or queued and recent batches were lone, as submit does for
+// a local writer: a lone received write then pays no hand-over to the
+// committer and back, a thread wake-up on the path of a lone replicated
+// put (docs/ARCHITECTURE.md, "Overlapped replication"). The caller (a
+// receive loop) waits for that commit meanwhile, but never for a flush
+// (logRoom); under load, when the batches are not lone, it only queues.
+// It reports whether it committed them.
+func (s *Store) commitHere(reqs []*request) bool {
+	if len(reqs) > maxBatch || len(s.reqs) != 0 || !s.company.lone() || !s.logRoom() || !s.commitMu.TryLock() {
+		return false
+	}
+	defer s.commitMu.Unlock()
+	if len(s.reqs) != 0 {
+		return false
+	}
+	s.commitLocked(reqs)
+	return true
+}
+
+// logRoom reports whether a small batch finds room in the log without
+// waiting for a flush (walSpace) and the disk is not short of space: no
+// flush running, and the unflushed batches below what starts one. A
+// receive loop commits only then, so that it waits for one log write at
+// most, never for a flush.
+func (s *Store) logRoom() bool {
+	if s.space.limited.Load() {
+		return false
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	active, frozen := s.pend.Sets()
+	return frozen.Empty() && active.Size < s.wal.Size()/wal.FlushShare
 }
 
 // validate checks a record received from a peer or imported: it is hostile

@@ -111,14 +111,23 @@ func (n *Node) sendEarly(ws []store.Early) {
 
 // broadcastUpdates sends ups to every node, as many in one datagram as
 // fit max_datagram (the first as the UPDATE, the rest in its More). Each
-// fits a datagram on its own.
+// fits a datagram on its own. When they take several datagrams, each says
+// how many follow it (Update.Follow), so that a receiver commits them all
+// at once (hold.go); its room is kept free in every datagram of such a
+// batch.
 func (n *Node) broadcastUpdates(ups []wire.Update) {
+	room := n.cfg.MaxDatagram
+	if len(ups) > 1 {
+		room -= wire.FollowSize(wire.MaxFollow)
+	}
+	var msgs []wire.Update
+	var sizes []int
 	for len(ups) > 0 {
 		size := wire.UpdateSize(&ups[0].Record, n.sealer) + wire.AckRequestSize(ups[0].AckRequest)
 		k := 1
 		for ; k < len(ups); k++ {
 			add := wire.MoreSize(&ups[k].Record, ups[k].AckRequest)
-			if size+add+wire.MoreHeadSize(k) > n.cfg.MaxDatagram {
+			if size+add+wire.MoreHeadSize(k) > room {
 				break
 			}
 			size += add
@@ -127,8 +136,17 @@ func (n *Node) broadcastUpdates(ups []wire.Update) {
 		if k > 1 {
 			msg.More = ups[1:k]
 		}
-		n.broadcast(&msg)
+		msgs, sizes = append(msgs, msg), append(sizes, size)
 		ups = ups[k:]
+	}
+	for i := range msgs {
+		f := uint8(min(len(msgs)-1-i, wire.MaxFollow))
+		if sizes[i]+wire.FollowSize(f) <= n.cfg.MaxDatagram {
+			// Else a write alone nearly fills its datagram: it goes
+			// unmarked, and the receiver commits what it held before it.
+			msgs[i].Follow = f
+		}
+		n.broadcast(&msgs[i])
 	}
 }
 

@@ -123,7 +123,8 @@ type Node struct {
 	plain    wire.Sealer   // frames inside streams: sealed by the stream itself when there is a key
 	applying chan struct{} // bounds concurrent applies of received records
 	wg       sync.WaitGroup
-	recvMu   sync.Mutex // one received datagram handled at a time (dispatch)
+	recvMu   sync.Mutex  // one received datagram handled at a time (dispatch)
+	held     heldBatches // received batches waiting for their last datagram (hold.go), under recvMu
 	loggedMu sync.Mutex
 	logged   map[string]bool // once-only warnings (protocol version, hook hash)
 	saveMu   sync.Mutex      // one PeerBook save at a time, in order

@@ -310,7 +310,9 @@ func witnessesFirst(ids, witnesses []store.NodeID) {
 // gathers them with whatever else is queued, other datagrams' writes
 // included (one ApplyBatch per datagram measured 25 % slower,
 // docs/BENCHMARKS.md, "Replicated writes"). Each is acknowledged by
-// updatesApplied once the commit that includes it has returned.
+// updatesApplied once the commit that includes it has returned. The
+// datagrams of one writer batch are queued together (hold.go): ups[0]
+// is the datagram's own UPDATE, whose Follow counts those still to come.
 func (n *Node) handleUpdates(ctx context.Context, from netip.AddrPort, ups []*wire.Update) {
 	recs := make([]store.Record, 0, len(ups))
 	tags := make([]any, 0, len(ups))
@@ -322,9 +324,7 @@ func (n *Node) handleUpdates(ctx context.Context, from netip.AddrPort, ups []*wi
 		recs = append(recs, up.Record)
 		tags = append(tags, &queuedUpdate{ctx: ctx, from: from, up: up})
 	}
-	if len(recs) > 0 {
-		n.updates.Apply(ctx, recs, tags)
-	}
+	n.takeUpdates(ctx, from, ups[0].Follow, recs, tags)
 }
 
 // queuedUpdate is a received write in the store's queue.

@@ -149,7 +149,17 @@ type Update struct {
 	AckRequest
 	Left int64    `cbor:"5,keyasint,omitempty"` // Record.Left: ms of its TTL left at the sender (ttl.go)
 	More []Update `cbor:"6,keyasint,omitempty"`
+	// Follow says how many more datagrams of the same group commit the
+	// sender sends right after this one (at most MaxFollow, the rest
+	// unsaid), so that a receiver commits the whole batch at once
+	// (docs/ARCHITECTURE.md, "Overlapped replication"). Only a datagram's
+	// own UPDATE carries it; in More it is ignored. A receiver written
+	// before the field ignores it and commits the datagrams as they come.
+	Follow uint8 `cbor:"7,keyasint,omitempty"`
 }
+
+// MaxFollow is the largest Update.Follow.
+const MaxFollow = 255
 
 // Updates returns u's writes: u itself, then the entries of More.
 func (u *Update) Updates() []*Update {

@@ -68,3 +68,31 @@ func TestUpdateMore(t *testing.T) {
 		})
 	}
 }
+
+// TestUpdateFollow: an UPDATE's Follow round-trips, FollowSize counts it
+// exactly (the sender reserves room by it), and a frame without it reads
+// as 0, as a sender written before the field sends.
+func TestUpdateFollow(t *testing.T) {
+	s := wire.Plaintext(cluster)
+	rec := record("k", []byte("v"))
+	base := len(mustEncode(t, hdrA, wire.NewUpdate(rec), s))
+	for _, f := range []uint8{0, 1, 23, 24, wire.MaxFollow} {
+		t.Run(fmt.Sprint(f), func(t *testing.T) {
+			u := wire.NewUpdate(rec)
+			u.Follow = f
+			u.More = []wire.Update{{Record: rec, Hash: rec.Hash(), Follow: 9}} // ignored there
+			b := mustEncode(t, hdrA, u, s)
+			want := base + wire.FollowSize(f) + wire.MoreHeadSize(1) + wire.MoreSize(&rec, wire.AckRequest{}) + wire.FollowSize(9)
+			if len(b) != want {
+				t.Errorf("frame is %d bytes, the sizes say %d", len(b), want)
+			}
+			_, m, err := wire.Decode(b, s)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := m.(*wire.Update).Follow; got != f {
+				t.Errorf("follow %d decoded as %d", f, got)
+			}
+		})
+	}
+}

@@ -62,6 +62,15 @@ func MoreSize(r *store.Record, req AckRequest) int {
 // beyond the entries themselves: the field's key and the array's head.
 func MoreHeadSize(n int) int { return 1 + headLen(uint64(n)) }
 
+// FollowSize is how many bytes an Update.Follow of f adds to an UPDATE's
+// frame: nothing for 0, else the field's key and the number.
+func FollowSize(f uint8) int {
+	if f == 0 {
+		return 0
+	}
+	return 1 + headLen(uint64(f))
+}
+
 // AckRequestSize is how many bytes r adds to an UPDATE's frame (what
 // UpdateSize counts without it): its fields, as long as the body map keeps
 // fewer than 24 pairs, as it does.

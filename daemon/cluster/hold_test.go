@@ -1,0 +1,129 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/cloudknowledge/ck/daemon/wire"
+	"github.com/cloudknowledge/ck/internal/simnet"
+	"github.com/cloudknowledge/ck/store"
+)
+
+// TestHeldBatch: a writer's batch that reaches a node as several UPDATE
+// datagrams, each saying how many follow it, is committed once its last
+// datagram is in — one commit, one ACK datagram for all its writes — and
+// not before; a datagram that does not continue the held batch, or the
+// hold's timer, releases what is held, and every write is committed and
+// acknowledged whatever the order. Counted on a real store, with the
+// node on a simulated network in virtual time: synctest.Wait lets every
+// commit and ACK the node would make happen before the next datagram.
+func TestHeldBatch(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		follows []uint8 // each datagram's Follow, in the order sent
+		// commits[i]: the node's commits once datagram i is in.
+		commits []uint64
+		// acks: ACK datagrams at the end.
+		acks int
+		// whole, broken: batches held to their end, released early.
+		whole, broken uint64
+		// gathered: the last datagram's release and its own writes are
+		// queued one after the other, and the committer may take both
+		// in one commit (one commit and one ACK datagram fewer).
+		gathered bool
+	}{
+		{"whole", []uint8{2, 1, 0}, []uint64{0, 0, 1}, 1, 1, 0, false},
+		{"alone", []uint8{0}, []uint64{1}, 1, 0, 0, false},
+		{"middle lost", []uint8{2, 0}, []uint64{0, 2}, 2, 0, 1, true},
+		{"out of order", []uint8{1, 2, 1, 0}, []uint64{0, 1, 1, 2}, 2, 1, 1, false},
+		{"last lost", []uint8{2, 1}, []uint64{0, 0}, 1, 0, 1, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				st, err := store.Open(filepath.Join(t.TempDir(), "data.db"), store.Options{NoSync: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				nw := simnet.New(1, simnet.Options{})
+				n := New(Config{NodeName: "n", Cluster: "sim", Heartbeat: time.Hour, DeadAfter: 10 * time.Hour, MaxDatagram: 1200}, nw.Endpoint(), st)
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan struct{})
+				go func() { defer close(done); n.Run(ctx) }()
+				defer func() { cancel(); <-done; st.Close() }()
+
+				writer := nw.Endpoint()
+				origin := store.NodeID{0xa5}
+				start := st.Stats().Commits
+				sent := 0
+				for i, f := range tc.follows {
+					u := batchDatagram(t, origin, i, 3, f)
+					sent += len(u.Updates())
+					b, err := wire.Encode(wire.Header{Sender: origin, Epoch: 1, Counter: uint64(i + 1)}, u, wire.Plaintext("sim"))
+					if err != nil {
+						t.Fatal(err)
+					}
+					if err := writer.SendTo(n.Addr(), b); err != nil {
+						t.Fatal(err)
+					}
+					synctest.Wait()
+					last := tc.gathered && i == len(tc.follows)-1
+					if c := st.Stats().Commits - start; c != tc.commits[i] && !(last && c == tc.commits[i]-1) {
+						t.Errorf("after datagram %d (follow %d): %d commits, want %d", i, f, c, tc.commits[i])
+					}
+				}
+				time.Sleep(2 * holdFor) // a batch whose end was lost is released by its timer
+				synctest.Wait()
+
+				acked, acks := map[string]bool{}, 0
+				for len(writer.Packets()) > 0 {
+					p := <-writer.Packets()
+					_, msg, err := wire.Decode(p.Buf, wire.Plaintext("sim"))
+					if err != nil {
+						t.Fatal(err)
+					}
+					if a, ok := msg.(*wire.Ack); ok {
+						acks++
+						acked[a.Key] = true
+						for _, e := range a.More {
+							acked[e.Key] = true
+						}
+					}
+				}
+				if (acks != tc.acks && !(tc.gathered && acks == tc.acks-1)) || len(acked) != sent {
+					t.Errorf("%d writes acknowledged in %d ACK datagrams, want %d in %d", len(acked), acks, sent, tc.acks)
+				}
+				for k := range acked {
+					if _, ok, err := st.Get(k); err != nil || !ok {
+						t.Errorf("%s acknowledged but not stored (%v)", k, err)
+					}
+				}
+				if w, b := n.held.whole.Load(), n.held.broken.Load(); w != tc.whole || b != tc.broken {
+					t.Errorf("batches held whole %d, released early %d; want %d, %d", w, b, tc.whole, tc.broken)
+				}
+			})
+		})
+	}
+}
+
+// batchDatagram is datagram i of a writer's batch: k writes of its own
+// from origin, saying follow more come.
+func batchDatagram(t *testing.T, origin store.NodeID, i, k int, follow uint8) *wire.Update {
+	t.Helper()
+	var u *wire.Update
+	for j := range k {
+		l := uint64(10*i + j + 1)
+		rec := store.Record{Key: fmt.Sprintf("d%d/w%d", i, j), Value: []byte("v"), VV: store.VV{origin: l}, Lamport: l,
+			Origin: origin, LWW: store.Stamp{Lamport: l, Origin: origin}, At: time.Now().UnixMilli()}
+		if u == nil {
+			u = wire.NewUpdate(rec)
+			continue
+		}
+		u.More = append(u.More, *wire.NewUpdate(rec))
+	}
+	u.Follow = follow
+	return u
+}
