@@ -345,8 +345,9 @@ func freshReadCost(t *testing.T, seed uint64, n int) {
 	})
 	// Beyond r nodes, with the member table settled, a read asks the key's
 	// witnesses alone (docs/PROTOCOL.md, Fresh reads): r peers, or r−1
-	// when the asker is one.
-	time.Sleep((settleIntervals + 1) * simHeartbeat)
+	// when the asker is one. The settling is counted in the cluster's
+	// heartbeat, which stretches beyond 16 nodes.
+	time.Sleep((settleIntervals + 1) * stretch(simHeartbeat, n))
 	var peers uint64 // asked, over both measures
 	answers0 := asker.byType[wire.TypeAnswer].Load()
 	measure := func(keys []string) (answers, bytes float64) {
