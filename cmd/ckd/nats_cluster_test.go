@@ -196,7 +196,7 @@ func natsClusterConfig(t *testing.T, dir, cluster, url string, clusterLines ...s
 	hcl := string(src)
 	for _, sub := range []struct{ re, with string }{
 		{`(?m)^(\s*name\s*=\s*)"example"`, fmt.Sprintf("${1}%q", cluster)},
-		{`(?m)^(\s*keyring_file\s*=\s*)"[^"]*"`, fmt.Sprintf("${1}%q\n  heartbeat = \"200ms\"\n  dead_after = \"3s\"\n  sync_interval = \"200ms\"", keyFile) +
+		{`(?m)^(\s*keyring_file\s*=\s*)"[^"]*"`, fmt.Sprintf("${1}%q\n  heartbeat = \"500ms\"\n  dead_after = \"3s\"\n  sync_interval = \"200ms\"", keyFile) +
 			strings.Join(append([]string{""}, clusterLines...), "\n  ")},
 		{`(?m)^(\s*url\s*=\s*)"[^"]*"`, fmt.Sprintf("${1}%q", url)},
 	} {
