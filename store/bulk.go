@@ -319,8 +319,25 @@ func (s *Store) writeBulk(b *loadBatch) (routed []int, err error) {
 	bs := bulkState{last: s.lastIndex, first: s.firstIndex, reserved: s.reserved}
 	purgeLog := s.purgeLogN > 0
 	s.mu.RUnlock()
-	err = s.db.Update(func(tx *bolt.Tx) error { return s.putBulk(tx, b, purgeLog, &bs, &routed) })
+	tx, err := s.db.Begin(true)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.putBulk(tx, b, purgeLog, &bs, &routed); err != nil {
+		tx.Rollback()
+		return nil, err
+	}
+	// A read that begins after the commit finds these records in the file
+	// at once, before publishBulk: their deadlines must be known by then,
+	// or a record that arrived expired reads as live with its whole TTL
+	// (fillLeft: no deadline known). So they are published first, and
+	// dropped again if the commit fails. Nothing holds s.mu while it waits
+	// for bbolt's writer lock, which this transaction holds.
+	s.mu.Lock()
+	s.publishLives(&txState{lives: bs.lives})
+	s.mu.Unlock()
+	if err := tx.Commit(); err != nil {
+		s.dropLives(bs.lives)
 		return nil, err
 	}
 	s.publishBulk(b, &bs)
@@ -392,7 +409,7 @@ func (s *Store) putBulk(tx *bolt.Tx, b *loadBatch, purgeLog bool, bs *bulkState,
 }
 
 // publishBulk applies a committed bulk transaction to the in-memory
-// state, as publish does a batch's.
+// state, as publish does a batch's; the deadlines went first (writeBulk).
 func (s *Store) publishBulk(b *loadBatch, bs *bulkState) {
 	if len(bs.stored) == 0 {
 		return
@@ -408,7 +425,6 @@ func (s *Store) publishBulk(b *loadBatch, bs *bulkState) {
 		}
 		b.done[i].Result = ApplyResult{Outcome: Applied, Record: r.rec}
 	}
-	s.publishLives(&txState{lives: bs.lives})
 	s.dig.computeRoot()
 	close(s.notify)
 	s.notify = make(chan struct{})

@@ -492,3 +492,56 @@ func TestLoaderPurgeUnstages(t *testing.T) {
 		t.Fatalf("%d keys, want 250", got)
 	}
 }
+
+// TestLoaderExpiredStaysHidden: records that arrive expired (a TTL with
+// no lifetime left) are never shown by a read, not even one that runs
+// while their chunk commits. The bulk commit makes its records visible
+// in the file before it publishes anything in memory; a record whose
+// deadline was not yet known then read as live, with its whole TTL
+// (fillLeft), and a node bootstrapping after a key expired showed it.
+func TestLoaderExpiredStaysHidden(t *testing.T) {
+	c := newClock()
+	s := openTest(t, func(o *store.Options) { o.Now = c.now })
+	const n, chunk = 6000, 100
+	recs := make([]store.Record, n)
+	for i := range recs {
+		rec := write(fmt.Sprintf("k/%05d", i), "v", 1, uint64(1+i), nil)
+		rec.At, rec.TTL, rec.Left = c.now().UnixMilli(), testTTL.Milliseconds(), 0
+		recs[i] = rec
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var shown []string
+	for r := range 2 {
+		wg.Go(func() {
+			for i := r; ctx.Err() == nil; i = (i + 7) % n {
+				if _, found, err := s.Get(recs[i].Key); err != nil {
+					t.Error(err)
+					return
+				} else if found {
+					mu.Lock()
+					shown = append(shown, recs[i].Key)
+					mu.Unlock()
+					return
+				}
+			}
+		})
+	}
+	l := s.NewLoader()
+	defer l.Close()
+	l.SetChunk(chunk)
+	for i := 0; i < n; i += chunk {
+		if _, err := l.Load(t.Context(), recs[i:i+chunk]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := l.Finish(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	wg.Wait()
+	if len(shown) > 0 {
+		t.Fatalf("a read showed %v, which arrived expired", shown)
+	}
+}

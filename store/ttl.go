@@ -192,6 +192,17 @@ func (s *Store) publishLives(st *txState) {
 	l.wake()
 }
 
+// dropLives forgets the deadlines of us, published for records whose
+// commit then failed.
+func (s *Store) dropLives(us []lifeUpdate) {
+	l := s.lifes
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, u := range us {
+		l.drop(u.key, u.hash)
+	}
+}
+
 // stageLife notes the deadline change of a record a batch stores over
 // cur (nil: none).
 func (st *txState) stageLife(rec *Record, h Hash, cur *stored) {
