@@ -157,12 +157,15 @@ func (b backend) write(ctx context.Context, inst *instance, key string, value []
 // because the key changed while the hook ran.
 const hookedWriteTries = 16
 
-// hookedWrite runs on_set and commits its result only if the key has not
-// changed since the hook looked (by this node's writes or by replicated
-// ones), running the hook again if it has: so an on_set that reads the
-// key (ck.get) and derives the new value from it — a counter's increment
-// — never loses a concurrent update (docs/ARCHITECTURE.md, "Lua hooks").
-// With the client's own --if-version the first mismatch is the answer.
+// hookedWrite runs on_set and commits its result only if the key still
+// holds the very record the hook looked at (by this node's writes or by
+// replicated ones), running the hook again if not: so an on_set that
+// reads the key (ck.get) and derives the new value from it — a counter's
+// increment — never loses a concurrent update (docs/ARCHITECTURE.md, "Lua
+// hooks"). The condition is the record itself (store.SetOptions.IfSame),
+// not its version: a received record can replace the one read with
+// another of the same version. With the client's own --if-version the
+// first version mismatch is the answer.
 func (b backend) hookedWrite(ctx context.Context, inst *instance, key string, value []byte, del bool, op string, so store.SetOptions) (store.Record, error) {
 	ifVersion := so.IfVersion
 	for range hookedWriteTries {
@@ -184,13 +187,21 @@ func (b backend) hookedWrite(ctx context.Context, inst *instance, key string, va
 			return store.Record{}, rpc.Errorf(rpc.ErrTooLarge,
 				"value of %d bytes from on_set is over max_value_size (%d)", len(out), b.d.cfg.MaxValueSize)
 		}
-		cond := ifVersion
-		if cond == nil {
-			cond = &seen
+		so.IfVersion = ifVersion
+		if so.IfVersion == nil {
+			so.IfVersion = &seen
 		}
-		so.IfVersion = cond
+		so.IfSame = nil
+		if found {
+			h := cur.Hash()
+			so.IfSame = &h
+		}
 		rec, err := b.commit(ctx, inst, key, out, del, so)
-		if ifVersion != nil || !errors.Is(err, rpc.ErrVersionMismatch) {
+		switch {
+		case errors.Is(err, store.ErrChanged):
+			b.d.log.Debug("key changed while its on_set hook ran; running it again", "key", key, "version", cur.Lamport)
+		case ifVersion == nil && errors.Is(err, rpc.ErrVersionMismatch):
+		default:
 			return rec, err
 		}
 	}
@@ -205,7 +216,7 @@ func (b backend) commit(ctx context.Context, inst *instance, key string, value [
 	var err error
 	start := time.Now()
 	if del {
-		rec, err = inst.store.Delete(ctx, key, so.IfVersion)
+		rec, err = inst.store.DeleteWith(ctx, key, so)
 	} else {
 		rec, err = inst.store.SetWith(ctx, key, value, so)
 	}

@@ -42,6 +42,7 @@ type request struct {
 	key       string
 	value     []byte
 	ifVersion *uint64
+	ifSame    *Hash        // set, delete: the record the key must still hold (SetOptions.IfSame)
 	rec       Record       // apply: the received record,
 	raw       []byte       // its canonical encoding (computed by the caller's goroutine),
 	pre       *preResolved // and its resolution against the current record, if any

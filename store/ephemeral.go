@@ -33,6 +33,14 @@ func (s *Store) Epoch() uint64 { return s.epoch.Load() }
 type SetOptions struct {
 	// IfVersion makes the write conditional, as Set's ifVersion.
 	IfVersion *uint64
+	// IfSame makes the write conditional on the key still holding the
+	// very record whose Hash this is (a record Get returned), else it fails
+	// with ErrChanged. A version does not name one record: two
+	// resolutions whose newest side is the same write both take its
+	// lamport + 1, and the later can replace the earlier. A write derived
+	// from the record it read (an on_set hook's read-modify-write) needs
+	// this, or it drops what the replacing record brought.
+	IfSame *Hash
 	// TTL: the record lives this long (ttl.go); 0: for ever.
 	TTL time.Duration
 	// Ephemeral binds the record to this boot of this node. It takes the
@@ -42,8 +50,14 @@ type SetOptions struct {
 
 // SetWith is Set with options: a TTL, or an ephemeral record.
 func (s *Store) SetWith(ctx context.Context, key string, value []byte, o SetOptions) (Record, error) {
-	if !o.Ephemeral {
-		return s.SetTTL(ctx, key, value, o.IfVersion, o.TTL)
+	if !o.Ephemeral { // as SetTTL
+		if err := ValidateKey(key); err != nil {
+			return Record{}, err
+		}
+		if err := s.checkTTL(o.TTL); err != nil {
+			return Record{}, err
+		}
+		return s.set(ctx, key, value, o, o.TTL.Milliseconds(), 0)
 	}
 	if o.TTL != 0 {
 		return Record{}, fmt.Errorf("%w: a record is either ephemeral or has a ttl", ErrBadTTL)
@@ -52,7 +66,16 @@ func (s *Store) SetWith(ctx context.Context, key string, value []byte, o SetOpti
 	if epoch == 0 {
 		return Record{}, fmt.Errorf("%w: no boot epoch taken (NextEpoch)", ErrBadTTL)
 	}
-	return s.set(ctx, key, value, o.IfVersion, 0, epoch)
+	return s.set(ctx, key, value, o, 0, epoch)
+}
+
+// DeleteWith is Delete with SetOptions' conditions; a tombstone takes no
+// TTL and is not ephemeral.
+func (s *Store) DeleteWith(ctx context.Context, key string, o SetOptions) (Record, error) {
+	if o.TTL != 0 || o.Ephemeral {
+		return Record{}, fmt.Errorf("%w: a delete takes no ttl and is not ephemeral", ErrBadTTL)
+	}
+	return s.del(ctx, key, o)
 }
 
 // ownerLive reports whether an ephemeral record of owner, written in boot

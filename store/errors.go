@@ -28,6 +28,9 @@ var (
 	// ErrVersionMismatch: a conditional write (ifVersion) found another
 	// version. The error is a *VersionError carrying the current version.
 	ErrVersionMismatch = errors.New("version mismatch")
+	// ErrChanged: a write conditional on the record the key held
+	// (SetOptions.IfSame) found another record there.
+	ErrChanged = errors.New("key changed")
 	// ErrDiskFull: the commit failed because the file system is full
 	// (ENOSPC). Nothing of the batch was stored; reads keep working and
 	// writes work again once space is freed.

@@ -64,18 +64,19 @@ func (s *Store) SetTTL(ctx context.Context, key string, value []byte, ifVersion 
 	if err := s.checkTTL(ttl); err != nil {
 		return Record{}, err
 	}
-	return s.set(ctx, key, value, ifVersion, ttl.Milliseconds(), 0)
+	return s.set(ctx, key, value, SetOptions{IfVersion: ifVersion}, ttl.Milliseconds(), 0)
 }
 
-// set is a local write of a value with a TTL (ms) or an ephemeral epoch.
-func (s *Store) set(ctx context.Context, key string, value []byte, ifVersion *uint64, ttl int64, ephemeral uint64) (Record, error) {
+// set is a local write of a value with a TTL (ms) or an ephemeral epoch,
+// under o's conditions.
+func (s *Store) set(ctx context.Context, key string, value []byte, o SetOptions, ttl int64, ephemeral uint64) (Record, error) {
 	if err := ValidateKey(key); err != nil {
 		return Record{}, err
 	}
 	if len(value) > s.opts.MaxValueSize {
 		return Record{}, fmt.Errorf("%w: %d bytes, the limit is %d", ErrTooLarge, len(value), s.opts.MaxValueSize)
 	}
-	r := &request{kind: reqSet, key: key, value: value, ifVersion: ifVersion, ttl: ttl, ephemeral: ephemeral}
+	r := &request{kind: reqSet, key: key, value: value, ifVersion: o.IfVersion, ifSame: o.IfSame, ttl: ttl, ephemeral: ephemeral}
 	if err := s.submit(ctx, r); err != nil {
 		return Record{}, err
 	}
@@ -85,10 +86,14 @@ func (s *Store) set(ctx context.Context, key string, value []byte, ifVersion *ui
 // Delete writes a tombstone for key, like Set. Deleting a missing (or
 // deleted) key succeeds and writes a tombstone.
 func (s *Store) Delete(ctx context.Context, key string, ifVersion *uint64) (Record, error) {
+	return s.del(ctx, key, SetOptions{IfVersion: ifVersion})
+}
+
+func (s *Store) del(ctx context.Context, key string, o SetOptions) (Record, error) {
 	if err := ValidateKey(key); err != nil {
 		return Record{}, err
 	}
-	r := &request{kind: reqDelete, key: key, ifVersion: ifVersion}
+	r := &request{kind: reqDelete, key: key, ifVersion: o.IfVersion, ifSame: o.IfSame}
 	if err := s.submit(ctx, r); err != nil {
 		return Record{}, err
 	}
@@ -568,6 +573,10 @@ func (st *txState) write(r *request) error {
 			r.err = &VersionError{Key: r.key, Want: *r.ifVersion, Current: v}
 			return nil
 		}
+	}
+	if r.ifSame != nil && (cur == nil || cur.hash != *r.ifSame) {
+		r.err = fmt.Errorf("%w: %q no longer holds the record read", ErrChanged, r.key)
+		return nil
 	}
 	self := st.s.nodeID
 	vv := VV{}
