@@ -366,12 +366,15 @@ func (l *lifetimes) takeDue(now int64) []dueItem {
 // bursts and are batched): it holds the commit lock, flushes what is
 // pending, and writes the events and the deadlines in one transaction.
 func (s *Store) expirePass() error {
+	// Held from before the due deadlines are taken, so that a pass (the
+	// expirer's, or Expire's) that finds nothing due returns only once a
+	// pass that took them has logged them.
+	s.lifes.persist.Lock()
+	defer s.lifes.persist.Unlock()
 	due := s.lifes.takeDue(s.clock())
 	if len(due) == 0 {
 		return nil
 	}
-	s.lifes.persist.Lock()
-	defer s.lifes.persist.Unlock()
 	s.commitMu.Lock()
 	defer s.commitMu.Unlock()
 	requeue := func(err error) error {
@@ -514,8 +517,8 @@ func (s *Store) TTLKeys() int {
 	return len(s.lifes.m)
 }
 
-// Expire runs an expirer pass now and returns how many expire events it
-// logged. The expirer does this by itself; Expire is for tests and tools.
+// Expire runs an expirer pass now — after the expirer's own, if one is
+// running — and returns how many expire events were logged meanwhile. The expirer does this by itself; Expire is for tests and tools.
 func (s *Store) Expire() (int, error) {
 	before := s.expired.Load()
 	err := s.expirePass()
