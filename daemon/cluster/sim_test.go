@@ -250,6 +250,9 @@ type simOptions struct {
 	eph  bool          // stores show ephemeral records by member liveness
 	// witnesses: fresh_witnesses (simNode.witnesses); 0: the default.
 	witnesses int
+	// setup, when set, is called on each node before it starts, its store
+	// open (its id known).
+	setup func(i int, sn *simNode)
 }
 
 // startSimClusterWith starts n nodes named n0, n1, … with o, stops them at
@@ -263,6 +266,10 @@ func startSimClusterWith(t *testing.T, nw *simnet.Network, n int, o simOptions) 
 		sn.ttl, sn.tomb, sn.eph, sn.witnesses = o.ttl, o.tomb, o.eph, o.witnesses
 		if o.book {
 			sn.book = &memBook{}
+		}
+		if o.setup != nil {
+			sn.open(t)
+			o.setup(i, sn)
 		}
 		sn.start(t)
 		nodes[i] = sn

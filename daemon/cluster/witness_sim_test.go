@@ -19,39 +19,20 @@ import (
 	"github.com/cloudknowledge/ck/store"
 )
 
-// startNodes starts n nodes named n0, n1, … on nw, calling setup on each
-// before it starts (its store is open: its id is known), stops them at
-// cleanup, and waits until every node sees every other.
+// startNodes starts n nodes named n0, n1, … on nw (startSimClusterWith),
+// calling setup on each before it starts, and waits until every node sees
+// every other and is synced.
 func startNodes(t *testing.T, nw *simnet.Network, n int, setup func(i int, sn *simNode)) []*simNode {
 	t.Helper()
-	dir := simDir(t)
-	nodes := make([]*simNode, n)
-	for i := range nodes {
-		sn := newSimNode(t, nw, dir, fmt.Sprintf("n%d", i), nil)
-		sn.open(t)
-		if setup != nil {
-			setup(i, sn)
-		}
-		sn.start(t)
-		nodes[i] = sn
-	}
-	t.Cleanup(func() {
-		for _, sn := range nodes {
-			sn.stop(t)
-		}
-	})
-	waitFor(t, 20*simHeartbeat, func() error {
-		if !allSee(nodes, n-1) {
-			return errors.New("members did not find each other")
-		}
-		return synced(nodes)
-	})
+	nodes := startSimClusterWith(t, nw, n, simOptions{setup: setup})
+	waitFor(t, 20*simHeartbeat, func() error { return synced(nodes) })
 	return nodes
 }
 
-// settle waits until the member table has gone settleIntervals heartbeats
-// without a change, with a heartbeat to spare.
-func settle() { time.Sleep((settleIntervals + 1) * simHeartbeat) }
+// settle waits until the member table of n nodes has gone settleIntervals
+// of the cluster's heartbeats (stretched beyond 16 nodes) without a
+// change, with a heartbeat to spare.
+func settle(n int) { time.Sleep((settleIntervals + 1) * stretch(simHeartbeat, n)) }
 
 // writeWait is a local write through sn that waits for want ACKs, as the
 // daemon does it: sent while it commits (early) or after.
@@ -139,7 +120,7 @@ func TestSimWitnessReads(t *testing.T) {
 			w.addrs = addrs
 			w.mu.Unlock()
 		}
-		settle()
+		settle(len(nodes))
 		datagrams := func() (total uint64) {
 			for _, c := range counters {
 				total += c.byType[wire.TypeQuery].Load() + c.byType[wire.TypeAnswer].Load()
@@ -284,7 +265,7 @@ func TestSimWitnessCrashed(t *testing.T) {
 		rng := rand.New(rand.NewPCG(seed, 62))
 		nw := lossless(seed)
 		nodes := startNodes(t, nw, 6, nil)
-		settle()
+		settle(len(nodes))
 		writer := nodes[0]
 		key := keyAvoiding(t, nodes, writer, fmt.Sprint("crash", rng.IntN(1000)), DefaultFreshWitnesses)
 		wits := keyWitnesses(nodes, key, DefaultFreshWitnesses)
@@ -349,7 +330,7 @@ func TestSimWitnessUnsettled(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			nw := lossless(1)
 			nodes := startNodes(t, nw, 4, nil)
-			settle()
+			settle(len(nodes))
 			asker := nodes[0]
 			if !path(t, asker, "k") {
 				t.Fatal("a settled table: the read asked everyone")
@@ -379,7 +360,7 @@ func TestSimWitnessUnsettled(t *testing.T) {
 		synctest.Test(t, func(t *testing.T) {
 			nw := lossless(1)
 			nodes := startNodes(t, nw, 5, nil)
-			settle()
+			settle(len(nodes))
 			asker, gone := nodes[0], nodes[4]
 			nw.Partition(addrs(nodes[:4]), addrs(nodes[4:]))
 			waitFor(t, 5*simHeartbeat, func() error {
@@ -400,7 +381,7 @@ func TestSimWitnessUnsettled(t *testing.T) {
 					sn.witnesses = -1 // advertises 0, as a node before witnesses
 				}
 			})
-			settle()
+			settle(len(nodes))
 			for _, sn := range nodes {
 				if path(t, sn, "k") {
 					t.Errorf("%s: a member advertises no witnesses, and the read asked the witnesses alone", sn.name)
