@@ -106,6 +106,11 @@ func serve(cfg daemon.Config, load func() (daemon.Config, error), file string, s
 	if os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(cfg.MemoryLimit())
 	}
+	if os.Getenv("GOGC") == "" {
+		// A floor under the heap goal: the default GOGC collects a small
+		// live heap many times a second under load (daemon.HeapFloor).
+		defer daemon.TuneGC(daemon.HeapFloor)()
+	}
 	d, err := daemon.New(cfg, daemon.Options{LoadConfig: load, ConfigFile: file})
 	if err != nil {
 		fmt.Fprintf(stderr, "ckd: %v\n", err)
