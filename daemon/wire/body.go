@@ -10,9 +10,11 @@ import (
 )
 
 // Decode limits. Nothing in a body is allocated before the CBOR decoder
-// has checked the whole body well-formed, so no declared length can exceed
-// what the frame holds; these bound what a small frame can make the decoder
-// build (an array of 10^6 empty records from 1 MB, say).
+// has checked the whole body well-formed (or, for the direct reader of
+// fastcodec.go, checked a declared count against the bytes left), so no
+// declared length can exceed what the frame holds; these bound what a
+// small frame can make the decoder build (an array of 10^6 empty records
+// from 1 MB, say).
 const (
 	// MaxEntries bounds a SyncKeys list or a SyncRecords batch.
 	MaxEntries = 1 << 16

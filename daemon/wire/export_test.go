@@ -22,3 +22,16 @@ func FastDecodes(frame []byte) bool {
 	_, ok := parseFast(MsgType(frame[HeaderSize]), frame[HeaderSize+1:])
 	return ok
 }
+
+// ParseBoth decodes the CBOR map b of a body of type t both ways, before
+// any check: the direct reader's message (nil when it leaves b to
+// reflection), and the cbor package's message or error.
+func ParseBoth(t MsgType, b []byte) (fast, slow Message, err error) {
+	if m, ok := parseFast(t, b); ok {
+		fast = m
+	}
+	if slow = newMessage(t); slow == nil {
+		return fast, nil, ErrType
+	}
+	return fast, slow, decMode.Unmarshal(b, slow)
+}
