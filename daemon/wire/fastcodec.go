@@ -335,7 +335,7 @@ func (p *parser) update(u *Update, inMore bool) {
 				return
 			}
 			u.More = make([]Update, p.count(MaxEntries, minMoreUpdate))
-			for i := range u.More {
+			for i := 0; i < len(u.More) && p.ok; i++ {
 				p.update(&u.More[i], true)
 			}
 		case 7:
@@ -355,7 +355,7 @@ func (p *parser) update(u *Update, inMore bool) {
 }
 
 // record hands the record's bytes to store.Record.UnmarshalCBOR, as
-// decMode does, once they are well formed by decMode's rules.
+// decMode does, once skip has found them well formed.
 func (p *parser) record(r *store.Record) {
 	start := p.b
 	if len(start) == 0 || start[0]&0xe0 != cborMap {

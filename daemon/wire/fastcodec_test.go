@@ -165,7 +165,7 @@ func TestFastCodec(t *testing.T) {
 			msgs = append(msgs, m)
 		}
 	}
-	for range 1500 {
+	for range 300 {
 		u := g.update(true)
 		msgs = append(msgs, &u, g.ack())
 	}
