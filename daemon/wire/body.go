@@ -10,9 +10,11 @@ import (
 )
 
 // Decode limits. Nothing in a body is allocated before the CBOR decoder
-// has checked the whole body well-formed, so no declared length can exceed
-// what the frame holds; these bound what a small frame can make the decoder
-// build (an array of 10^6 empty records from 1 MB, say).
+// has checked the whole body well-formed (or, for the direct reader of
+// fastcodec.go, checked a declared count against the bytes left), so no
+// declared length can exceed what the frame holds; these bound what a
+// small frame can make the decoder build (an array of 10^6 empty records
+// from 1 MB, say).
 const (
 	// MaxEntries bounds a SyncKeys list or a SyncRecords batch.
 	MaxEntries = 1 << 16
@@ -52,8 +54,10 @@ var (
 	}()
 )
 
-// decodeBody decodes an opened body: the type byte, then a CBOR map.
-func decodeBody(h Header, body []byte) (Message, error) {
+// decodeBody decodes an opened body: the type byte, then a CBOR map. With
+// fast, UPDATE and ACK in the layout Encode writes are read directly
+// (fastcodec.go); everything else, and always without fast, by reflection.
+func decodeBody(h Header, body []byte, fast bool) (Message, error) {
 	if len(body) < 1 {
 		return nil, ErrShort
 	}
@@ -66,7 +70,13 @@ func decodeBody(h Header, body []byte) (Message, error) {
 	if len(body) < 2 || body[1]>>5 != 5 {
 		return nil, fmt.Errorf("%w: %s: body is not a map", ErrMalformed, t)
 	}
-	if err := decMode.Unmarshal(body[1:], msg); err != nil {
+	parsed, ok := msg, false
+	if fast {
+		parsed, ok = parseFast(t, body[1:])
+	}
+	if ok {
+		msg = parsed
+	} else if err := decMode.Unmarshal(body[1:], msg); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, t, err)
 	}
 	if err := msg.check(h); err != nil {

@@ -22,7 +22,8 @@
 // Decode checks from cheap to dear — length, magic, version, then the
 // Sealer (cluster, key), then the body — and allocates nothing sized from
 // the frame until the Sealer has accepted it and the CBOR decoder has found
-// the body well formed. Whatever fails is dropped, counted under Reason(err)
+// the body well formed (the direct reader of UPDATE and ACK, fastcodec.go,
+// checks each count it allocates by against the bytes left instead). Whatever fails is dropped, counted under Reason(err)
 // and never answered: an answer would make a node an amplifier, and tell a
 // prober what it hit.
 //

@@ -102,6 +102,12 @@ func ParseHeader(b []byte) (Header, error) {
 // any Flags the caller sets), with Version, KeyID, ClusterTag and
 // FlagSealed filled in from the protocol and s.
 func Encode(h Header, msg Message, s Sealer) ([]byte, error) {
+	return encode(h, msg, s, true)
+}
+
+// encode is Encode; with fast, UPDATE and ACK are written directly
+// (fastcodec.go), the same bytes encMode writes.
+func encode(h Header, msg Message, s Sealer, fast bool) ([]byte, error) {
 	h.Version = Version
 	h.KeyID = s.KeyID()
 	h.Cluster = s.ClusterTag()
@@ -114,11 +120,18 @@ func Encode(h Header, msg Message, s Sealer) ([]byte, error) {
 	}
 	b := make([]byte, 0, HeaderSize+1+sizeHint(msg)+s.Overhead())
 	b, _ = h.AppendBinary(b)
-	buf := bytes.NewBuffer(append(b, byte(msg.Type())))
-	if err := encMode.MarshalToBuffer(msg, buf); err != nil {
-		return nil, fmt.Errorf("encoding %s: %w", msg.Type(), err)
+	b = append(b, byte(msg.Type()))
+	frame, ok := b, false
+	if fast {
+		frame, ok = appendFast(b, msg)
 	}
-	frame := buf.Bytes()
+	if !ok {
+		buf := bytes.NewBuffer(b)
+		if err := encMode.MarshalToBuffer(msg, buf); err != nil {
+			return nil, fmt.Errorf("encoding %s: %w", msg.Type(), err)
+		}
+		frame = buf.Bytes()
+	}
 	sealed, err := s.Seal(frame[:HeaderSize:HeaderSize], frame[HeaderSize:])
 	if err != nil {
 		return nil, fmt.Errorf("sealing %s: %w", msg.Type(), err)
@@ -140,6 +153,11 @@ func Encode(h Header, msg Message, s Sealer) ([]byte, error) {
 //
 // The message does not alias b, but s.Open may have scribbled on b.
 func Decode(b []byte, s Sealer) (Header, Message, error) {
+	return decode(b, s, true)
+}
+
+// decode is Decode; fast as decodeBody's.
+func decode(b []byte, s Sealer, fast bool) (Header, Message, error) {
 	h, err := ParseHeader(b)
 	if err != nil {
 		return h, nil, err
@@ -151,6 +169,6 @@ func Decode(b []byte, s Sealer) (Header, Message, error) {
 		}
 		return h, nil, err
 	}
-	msg, err := decodeBody(h, body)
+	msg, err := decodeBody(h, body, fast)
 	return h, msg, err
 }

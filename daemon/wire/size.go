@@ -118,9 +118,17 @@ func intLen(v int64) int {
 func sizeHint(msg Message) int {
 	switch m := msg.(type) {
 	case *Update:
-		n := 3 + RecordSize(&m.Record) + hashLen
+		// Each write's fields, with room for its Left (9 bytes at most);
+		// More's head and Follow (3 bytes each at most).
+		n := 6 + updateHint(m)
 		for i := range m.More {
-			n += 3 + RecordSize(&m.More[i].Record) + hashLen
+			n += updateHint(&m.More[i])
+		}
+		return n
+	case *Ack:
+		n := 16 + len(m.Key) + 2*idLen + 9 + 9 // map, keys, key, ids, lamport, More's head
+		for _, e := range m.More {
+			n += 1 + 9 + len(e.Key) + idLen + 9
 		}
 		return n
 	case *Answer:
@@ -143,4 +151,9 @@ func sizeHint(msg Message) int {
 		return 16 + len(m.Entries)*(1+2*hashLen)
 	}
 	return 128
+}
+
+// updateHint is one write of an UPDATE's share of sizeHint.
+func updateHint(u *Update) int {
+	return 3 + RecordSize(&u.Record) + hashLen + AckRequestSize(u.AckRequest) + 10
 }
