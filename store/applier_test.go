@@ -275,8 +275,18 @@ func TestApplierRefuses(t *testing.T) {
 
 // A conflict hook that takes its time does not hold up Apply's caller (a
 // receive loop): Apply returns while the resolver runs, and batches given
-// meanwhile reach the committer after the one being resolved, in order.
+// meanwhile reach the committer after the one being resolved, in order;
+// whether the stored record it conflicts with is in the pending sets or
+// the file (read there through a cursor, not the pending sets).
 func TestApplierSlowResolver(t *testing.T) {
+	for _, inFile := range []bool{false, true} {
+		t.Run(map[bool]string{false: "pending", true: "file"}[inFile], func(t *testing.T) {
+			testApplierSlowResolver(t, inFile)
+		})
+	}
+}
+
+func testApplierSlowResolver(t *testing.T, inFile bool) {
 	release, entered := make(chan struct{}), make(chan struct{}, 1)
 	slow := resolverFunc(func(_ string, w, l *store.Record) ([]byte, bool, error) {
 		select {
@@ -286,9 +296,13 @@ func TestApplierSlowResolver(t *testing.T) {
 		<-release
 		return append(append([]byte{}, w.Value...), l.Value...), false, nil
 	})
-	s := openTest(t, func(o *store.Options) { o.Resolver = slow })
+	withSlow := func(o *store.Options) { o.Resolver = slow }
+	s := openTest(t, withSlow)
 	if _, err := s.Apply(t.Context(), write("k", "a", 1, 5, nil)); err != nil {
 		t.Fatal(err)
+	}
+	if inFile {
+		s = reopen(t, s, withSlow) // closing flushes "a" into the file
 	}
 	log := newDoneLog(3)
 	a := s.NewApplier(log.fn(t))

@@ -307,3 +307,29 @@ func parseEvent(b []byte) (w eventWire, ok bool) {
 	w.Origin = p.id()
 	return w, p.ok && len(p.b) == 0
 }
+
+// dominatesStored reports whether vv dominates (or equals) the version
+// vector of the stored record raw, read in place: no map, no key string.
+// false also for a layout it does not read, which the caller then decodes
+// the slow way (Applier: it cannot tell).
+func dominatesStored(vv VV, raw []byte) bool {
+	p := parser{b: raw, ok: true}
+	if fields := p.byte(); fields != cborMap|9 && fields != cborMap|10 && fields != cborMap|11 {
+		return false
+	}
+	p.expect(1)
+	p.bytes(p.head(cborText))
+	p.expect(2)
+	p.bytes(p.head(cborBytes))
+	p.expect(3)
+	p.bool()
+	p.expect(4)
+	n := p.head(cborMap)
+	for i := uint64(0); i < n && p.ok; i++ {
+		id := p.id()
+		if l := p.head(cborUint); p.ok && vv[id] < l {
+			return false
+		}
+	}
+	return p.ok
+}

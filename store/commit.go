@@ -279,6 +279,9 @@ func (s *Store) tellAppliers(batch []*request) {
 			out = nil
 		}
 		a = r.applier
+		if out == nil {
+			out = make([]ApplyDone, 0, len(batch)) // at once: an ApplyDone is large, and doubling copied them
+		}
 		out = append(out, ApplyDone{Tag: r.tag, Result: r.res, Err: r.err})
 		n++
 	}

@@ -188,6 +188,9 @@ func (a *Applier) Apply(ctx context.Context, recs []Record, tags []any) {
 	s := a.s
 	var refused []ApplyDone
 	reqs := make([]*request, 0, len(recs))
+	// One allocation for the batch's requests, not one each: they are
+	// committed together, and a request is a few hundred bytes.
+	block := make([]request, len(recs))
 	for i := range recs {
 		rec := recs[i]
 		raw, expired, err := s.ready(&rec)
@@ -202,8 +205,9 @@ func (a *Applier) Apply(ctx context.Context, recs []Record, tags []any) {
 			}(tags[i])
 			continue
 		}
-		reqs = append(reqs, &request{kind: reqApply, key: rec.Key, rec: rec, raw: raw,
-			ctx: ctx, applier: a, tag: tags[i]})
+		r := &block[i]
+		*r = request{kind: reqApply, key: rec.Key, rec: rec, raw: raw, ctx: ctx, applier: a, tag: tags[i]}
+		reqs = append(reqs, r)
 	}
 	if len(refused) > 0 {
 		a.fn(refused) // before Apply returns, as documented
