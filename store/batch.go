@@ -29,7 +29,7 @@ func (s *Store) ApplyBatch(ctx context.Context, recs []Record) (res []ApplyResul
 	var expired []int                // expired tombstones (purge.go), by index
 	for i := range recs {
 		rec := recs[i]
-		raw, exp, err := s.ready(&rec)
+		raw, h, exp, err := s.ready(&rec, nil)
 		if errs[i] = err; err != nil {
 			continue
 		}
@@ -37,7 +37,7 @@ func (s *Store) ApplyBatch(ctx context.Context, recs []Record) (res []ApplyResul
 			expired = append(expired, i) // never stored: the purger takes it, after the batch
 			continue
 		}
-		reqs = append(reqs, &request{kind: reqApply, key: rec.Key, rec: rec, raw: raw})
+		reqs = append(reqs, &request{kind: reqApply, key: rec.Key, rec: rec, raw: raw, hash: h})
 		idx = append(idx, i)
 	}
 	if s.opts.Resolver != nil {

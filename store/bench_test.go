@@ -157,8 +157,8 @@ func BenchmarkReceivedApply(b *testing.B) {
 // BenchmarkPeerApply is a peer's share of a replicated write (issue 12):
 // an Applier, with a Resolver set as ckd sets one, receiving a writer's
 // group commits of 11 records (256-byte values, keys over 1,000, each
-// record descending from the one stored) and committing them. One op is
-// one record. cpu-ns/op is the process's CPU (user and system, every
+// record descending from the one stored) with their hashes, as UPDATEs
+// bring them, and committing them. One op is one record. cpu-ns/op is the process's CPU (user and system, every
 // thread) per record, which ns/op (wall time) is not on a shared host.
 //
 //	go test -run '^$' -bench PeerApply -benchmem -cpuprofile /tmp/p.prof ./store/
@@ -184,21 +184,23 @@ func BenchmarkPeerApply(b *testing.B) {
 		left.Add(-len(ds))
 	})
 	batches := make([][]store.Record, 0, b.N/perBatch+1)
+	hashes := make([][]store.Hash, 0, b.N/perBatch+1)
 	for i := 0; i < b.N; i += perBatch {
 		n := min(perBatch, b.N-i)
-		recs := make([]store.Record, n)
+		recs, hs := make([]store.Record, n), make([]store.Hash, n)
 		for j := range recs {
 			recs[j] = rec(i + j)
+			hs[j] = recs[j].Hash()
 		}
-		batches = append(batches, recs)
+		batches, hashes = append(batches, recs), append(hashes, hs)
 	}
 	tags := make([]any, perBatch)
 	left.Add(b.N)
 	b.ReportAllocs()
 	b.ResetTimer()
 	cpu0 := processCPU(b)
-	for _, recs := range batches {
-		a.Apply(b.Context(), recs, tags[:len(recs)])
+	for i, recs := range batches {
+		a.ApplyHashed(b.Context(), recs, hashes[i], tags[:len(recs)])
 	}
 	left.Wait()
 	b.StopTimer()

@@ -45,6 +45,7 @@ type request struct {
 	ifSame    *Hash        // set, delete: the record the key must still hold (SetOptions.IfSame)
 	rec       Record       // apply: the received record,
 	raw       []byte       // its canonical encoding (computed by the caller's goroutine),
+	hash      Hash         // raw's hash (likewise),
 	pre       *preResolved // and its resolution against the current record, if any
 	reserve   uint64       // reserve: the lamport to cover
 	ttl       int64        // set: the record's TTL, ms (ttl.go)

@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -313,18 +314,20 @@ func witnessesFirst(ids, witnesses []store.NodeID) {
 // updatesApplied once the commit that includes it has returned. The
 // datagrams of one writer batch are queued together (hold.go): ups[0]
 // is the datagram's own UPDATE, whose Follow counts those still to come.
+// Each write's hash is checked by the store (ApplyHashed), which encodes
+// and hashes it once for the check and its commit; a write that does not
+// match its hash is dropped as before (updatesApplied).
 func (n *Node) handleUpdates(ctx context.Context, from netip.AddrPort, ups []*wire.Update) {
-	recs := make([]store.Record, 0, len(ups))
-	tags := make([]any, 0, len(ups))
-	for _, up := range ups {
-		if up.Record.Hash() != up.Hash {
-			n.drop("hash", fmt.Errorf("update for %q: record does not match its hash", up.Record.Key))
-			continue
-		}
-		recs = append(recs, up.Record)
-		tags = append(tags, &queuedUpdate{ctx: ctx, from: from, up: up})
+	recs := make([]store.Record, len(ups))
+	hashes := make([]store.Hash, len(ups))
+	tags := make([]any, len(ups))
+	qs := make([]queuedUpdate, len(ups)) // one allocation for the datagram's writes
+	for i, up := range ups {
+		recs[i], hashes[i] = up.Record, up.Hash
+		qs[i] = queuedUpdate{ctx: ctx, from: from, up: up}
+		tags[i] = &qs[i]
 	}
-	n.takeUpdates(ctx, from, ups[0].Follow, recs, tags)
+	n.takeUpdates(ctx, from, ups[0].Follow, updateBatch{recs, hashes, tags})
 }
 
 // queuedUpdate is a received write in the store's queue.
@@ -343,6 +346,10 @@ func (n *Node) updatesApplied(done []store.ApplyDone) {
 	var owed map[netip.AddrPort][]wire.AckEntry
 	for _, d := range done {
 		q := d.Tag.(*queuedUpdate)
+		if errors.Is(d.Err, store.ErrHashMismatch) {
+			n.drop("hash", fmt.Errorf("update for %q: record does not match its hash", q.up.Record.Key))
+			continue
+		}
 		if d.Err != nil {
 			n.applyFailed(q.ctx, q.up.Record.Key, d.Err)
 			continue
