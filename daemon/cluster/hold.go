@@ -55,8 +55,8 @@ func (b *updateBatch) add(o updateBatch) {
 
 // heldBatch is the part of one sender's batch received so far.
 type heldBatch struct {
-	ctx   context.Context
-	left  uint8 // datagrams still to come
+	ctx  context.Context
+	left uint8 // datagrams still to come
 	updateBatch
 	timer *time.Timer
 }
