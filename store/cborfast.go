@@ -205,10 +205,17 @@ func (p *parser) id() (id NodeID) {
 	return id
 }
 
-func (p *parser) text() string {
+func (p *parser) text() string { return p.textAs("") }
+
+// textAs is text, returning known itself, not a copy, when the text is
+// known: a record's key read for a lookup by that key costs no string.
+func (p *parser) textAs(known string) string {
 	v := p.bytes(p.head(cborText))
 	if !utf8.Valid(v) {
 		p.ok = false
+	}
+	if len(known) > 0 && string(v) == known {
+		return known
 	}
 	return string(v)
 }
@@ -216,13 +223,19 @@ func (p *parser) text() string {
 // parseRecord decodes the canonical layout of a record; ok is false for
 // anything else. withValue false leaves Value nil without reading it.
 func parseRecord(b []byte, withValue bool) (r Record, ok bool) {
+	return parseRecordOf("", b, withValue)
+}
+
+// parseRecordOf is parseRecord of a record looked up by its key, which it
+// then shares rather than copies.
+func parseRecordOf(key string, b []byte, withValue bool) (r Record, ok bool) {
 	p := parser{b: b, ok: true}
 	fields := p.byte()
 	if fields != cborMap|9 && fields != cborMap|10 && fields != cborMap|11 {
 		return Record{}, false
 	}
 	p.expect(1)
-	r.Key = p.text()
+	r.Key = p.textAs(key)
 	p.expect(2)
 	v := p.bytes(p.head(cborBytes))
 	if withValue {

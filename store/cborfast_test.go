@@ -106,6 +106,14 @@ func TestFastCodec(t *testing.T) {
 			t.Fatal("meta not parsed")
 		}
 		sameRecord(t, meta, slow)
+		// Looked up by its key, or by another, it reads the same.
+		for _, key := range []string{r.Key, "other"} {
+			of, ok := parseRecordOf(key, got, false)
+			if !ok {
+				t.Fatalf("meta not parsed, looked up by %q", key)
+			}
+			sameRecord(t, of, slow)
+		}
 
 		ev := appendEvent(nil, opOf(&r), r.Key, r.Lamport, r.Origin)
 		wantEv, err := encMode.Marshal(eventWire{Op: opOf(&r), Key: r.Key, Version: r.Lamport, Origin: r.Origin})

@@ -299,6 +299,7 @@ func (st *txState) build(batch []*request) error {
 	st.puts = make([]stagedPut, 0, len(batch))
 	st.changes = make([]change, 0, len(batch))
 	st.staged = make(map[string]int, len(batch))
+	st.curs = make([]stored, 0, len(batch))
 	for _, r := range batch {
 		if err := st.do(r); err != nil {
 			return err

@@ -478,6 +478,7 @@ type txState struct {
 	now           int64
 	changes       []change
 	puts          []stagedPut
+	curs          []stored     // the records current returned (keep)
 	purgeLog      bool         // the purge log has entries: applies check it
 	lives         []lifeUpdate // deadlines the batch sets (ttl.go)
 	anyTTLGone    bool         // a record with a TTL was replaced by one without
@@ -555,11 +556,21 @@ type stored struct {
 	own  bool // meta.VV was decoded for this lookup: the batch may change it
 }
 
+// keep returns a pointer to a copy of cur, from a block allocated for the
+// batch rather than one allocation per lookup.
+func (st *txState) keep(cur stored) *stored {
+	if len(st.curs) == cap(st.curs) {
+		st.curs = make([]stored, 0, max(8, 2*cap(st.curs))) // earlier pointers keep the old block alive
+	}
+	st.curs = append(st.curs, cur)
+	return &st.curs[len(st.curs)-1]
+}
+
 // current reads the key's record as the batch sees it. nil: none.
 func (st *txState) current(key string) (*stored, error) {
 	if i, ok := st.staged[key]; ok {
 		p := &st.puts[i]
-		return &stored{meta: p.meta, raw: p.raw, hash: p.hash}, nil
+		return st.keep(stored{meta: p.meta, raw: p.raw, hash: p.hash}), nil
 	}
 	var v []byte
 	var h Hash
@@ -572,11 +583,11 @@ func (st *txState) current(key string) (*stored, error) {
 	} else {
 		h = hashBytes(v)
 	}
-	m, err := decodeMeta(v)
+	m, err := decodeMetaOf(key, v)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %q: %v", ErrCorrupt, key, err)
 	}
-	return &stored{meta: m, raw: v, hash: h, own: true}, nil
+	return st.keep(stored{meta: m, raw: v, hash: h, own: true}), nil
 }
 
 // do runs one request. Its own failures go to r.err; the error returned
