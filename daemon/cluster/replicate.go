@@ -343,7 +343,13 @@ type queuedUpdate struct {
 // committing goroutine, or on the receive loop for writes refused before
 // they were queued.
 func (n *Node) updatesApplied(done []store.ApplyDone) {
-	var owed map[netip.AddrPort][]wire.AckEntry
+	// By writer: a slice, not a map, as a commit's writes come from one
+	// writer or a few, and the first gets room for all of them at once.
+	type owedTo struct {
+		to netip.AddrPort
+		es []wire.AckEntry
+	}
+	var owed []owedTo
 	for _, d := range done {
 		q := d.Tag.(*queuedUpdate)
 		if errors.Is(d.Err, store.ErrHashMismatch) {
@@ -357,14 +363,16 @@ func (n *Node) updatesApplied(done []store.ApplyDone) {
 		n.stats.applied(d.Result.Outcome)
 		rec := &q.up.Record
 		if q.up.Wants(n.id) && d.Result.Record.VV.Dominates(rec.VV) {
-			if owed == nil {
-				owed = map[netip.AddrPort][]wire.AckEntry{}
+			i := slices.IndexFunc(owed, func(o owedTo) bool { return o.to == q.from })
+			if i < 0 {
+				i = len(owed)
+				owed = append(owed, owedTo{to: q.from, es: make([]wire.AckEntry, 0, len(done))})
 			}
-			owed[q.from] = append(owed[q.from], wire.AckEntry{Key: rec.Key, Origin: rec.Origin, Lamport: rec.Lamport})
+			owed[i].es = append(owed[i].es, wire.AckEntry{Key: rec.Key, Origin: rec.Origin, Lamport: rec.Lamport})
 		}
 	}
-	for to, es := range owed {
-		n.acker.send(n, to, es...)
+	for _, o := range owed {
+		n.acker.send(n, o.to, o.es...)
 	}
 }
 
