@@ -273,10 +273,56 @@ func TestApplierRefuses(t *testing.T) {
 	})
 }
 
+// ApplyHashed stores a record whose hash matches as Apply does, and
+// refuses one whose hash does not (before it returns, before any other
+// check, unstored), whatever else is wrong with it.
+func TestApplierHashed(t *testing.T) {
+	good := write("a", "x", 1, 5, nil)
+	bad := write("b", "y", 1, 6, nil)
+	badAndInvalid := write("c", "z", 1, 7, nil)
+	badAndInvalid.Lamport = 0 // ErrBadRecord, were the hash checked second
+	ttl := write("d", "w", 1, 8, nil)
+	ttl.TTL, ttl.Left = 60_000, 500_000 // Left is no part of the hash: clamped, not refused
+	recs := []store.Record{good, bad, badAndInvalid, ttl}
+	hashes := []store.Hash{good.Hash(), store.KeyHash("not b"), store.KeyHash("not c"), ttl.Hash()}
+	s := openTest(t)
+	log := newDoneLog(len(recs))
+	s.NewApplier(log.fn(t)).ApplyHashed(t.Context(), recs, hashes, tagsOf(0, len(recs)))
+	for _, i := range []int{1, 2} {
+		if err := log.get(i).Err; !errors.Is(err, store.ErrHashMismatch) {
+			t.Errorf("record %d with a wrong hash: %v when ApplyHashed returned, want ErrHashMismatch", i, err)
+		}
+	}
+	log.wait(t)
+	for _, i := range []int{0, 3} {
+		if d := log.get(i); d.Err != nil || d.Result.Outcome != store.Applied || d.Result.Record.Hash() != hashes[i] {
+			t.Errorf("record %d with its hash: %v %v", i, d.Result.Outcome, d.Err)
+		}
+	}
+	for _, key := range []string{"b", "c"} {
+		if _, found := mustGet(t, s, key); found {
+			t.Errorf("%q, refused for its hash, was stored", key)
+		}
+	}
+	if got, _ := mustGet(t, s, "d"); got.Left > ttl.TTL {
+		t.Errorf("left %d ms, above the record's TTL %d", got.Left, ttl.TTL)
+	}
+}
+
 // A conflict hook that takes its time does not hold up Apply's caller (a
 // receive loop): Apply returns while the resolver runs, and batches given
-// meanwhile reach the committer after the one being resolved, in order.
+// meanwhile reach the committer after the one being resolved, in order;
+// whether the stored record it conflicts with is in the pending sets or
+// the file (read there through a cursor, not the pending sets).
 func TestApplierSlowResolver(t *testing.T) {
+	for _, inFile := range []bool{false, true} {
+		t.Run(map[bool]string{false: "pending", true: "file"}[inFile], func(t *testing.T) {
+			testApplierSlowResolver(t, inFile)
+		})
+	}
+}
+
+func testApplierSlowResolver(t *testing.T, inFile bool) {
 	release, entered := make(chan struct{}), make(chan struct{}, 1)
 	slow := resolverFunc(func(_ string, w, l *store.Record) ([]byte, bool, error) {
 		select {
@@ -286,9 +332,13 @@ func TestApplierSlowResolver(t *testing.T) {
 		<-release
 		return append(append([]byte{}, w.Value...), l.Value...), false, nil
 	})
-	s := openTest(t, func(o *store.Options) { o.Resolver = slow })
+	withSlow := func(o *store.Options) { o.Resolver = slow }
+	s := openTest(t, withSlow)
 	if _, err := s.Apply(t.Context(), write("k", "a", 1, 5, nil)); err != nil {
 		t.Fatal(err)
+	}
+	if inFile {
+		s = reopen(t, s, withSlow) // closing flushes "a" into the file
 	}
 	log := newDoneLog(3)
 	a := s.NewApplier(log.fn(t))

@@ -29,7 +29,7 @@ func (s *Store) ApplyBatch(ctx context.Context, recs []Record) (res []ApplyResul
 	var expired []int                // expired tombstones (purge.go), by index
 	for i := range recs {
 		rec := recs[i]
-		raw, exp, err := s.ready(&rec)
+		raw, h, exp, err := s.ready(&rec, nil)
 		if errs[i] = err; err != nil {
 			continue
 		}
@@ -37,7 +37,7 @@ func (s *Store) ApplyBatch(ctx context.Context, recs []Record) (res []ApplyResul
 			expired = append(expired, i) // never stored: the purger takes it, after the batch
 			continue
 		}
-		reqs = append(reqs, &request{kind: reqApply, key: rec.Key, rec: rec, raw: raw})
+		reqs = append(reqs, &request{kind: reqApply, key: rec.Key, rec: rec, raw: raw, hash: h})
 		idx = append(idx, i)
 	}
 	if s.opts.Resolver != nil {
@@ -102,37 +102,62 @@ func (s *Store) preResolveAll(reqs []*request) {
 
 // concurrentCurrent reads the current records of reqs in one read
 // transaction and returns, by index, those whose version vector is
-// concurrent with the received one (preResolveAll).
+// concurrent with the received one (preResolveAll); nil when none is.
+//
+// It runs on a receive loop for every datagram (Applier.Apply), where the
+// common case is a record that descends from the stored one: that is told
+// from the stored bytes in place (dominatesStored), and only a record it
+// does not descend from is decoded. The keys found in the pending sets
+// need no read transaction, and those that do share one cursor.
 func (s *Store) concurrentCurrent(reqs []*request) map[int]*Record {
-	raws := make([][]byte, len(reqs))
-	curs := map[int]*Record{} // the concurrent ones: resolved after the read, which a hook must not hold open
+	var curs map[int]*Record // the concurrent ones: resolved after the read, which a hook must not hold open
+	check := func(i int, raw []byte, copied bool) {
+		r := reqs[i]
+		if dominatesStored(r.rec.VV, raw) {
+			return // newer than the stored record, or the same: nothing to resolve
+		}
+		if m, err := decodeMeta(raw); err != nil || r.rec.VV.Compare(m.VV) != Concurrent {
+			return
+		}
+		if !copied {
+			raw = bytes.Clone(raw) // the file's bytes are valid only in the transaction
+		}
+		var cur Record
+		if decodeStored(r.key, raw, &cur) == nil && !s.hide(&cur) {
+			if curs == nil {
+				curs = map[int]*Record{}
+			}
+			curs[i] = &cur
+		}
+	}
+	raws := make([][]byte, len(reqs)) // the pending sets' records, which stay as they are
 	_ = s.read(func() bool {
+		file := false
 		for i, r := range reqs {
 			if p := s.pendingRec(r.key); p != nil {
 				raws[i] = p.Raw
+			} else {
+				file = true
 			}
 		}
-		return true
+		return file
 	}, func(tx *bolt.Tx) error {
-		kv := tx.Bucket(bucketKV)
+		c := tx.Bucket(bucketKV).Cursor()
 		for i, r := range reqs {
-			raw := raws[i]
-			if raw == nil {
-				raw = kv.Get([]byte(r.key)) // valid until the transaction ends
-			}
-			if raw == nil {
+			if raws[i] != nil {
 				continue
 			}
-			if m, err := decodeMeta(raw); err != nil || r.rec.VV.Compare(m.VV) != Concurrent {
-				continue
-			}
-			var cur Record
-			if decodeStored(r.key, bytes.Clone(raw), &cur) == nil && !s.hide(&cur) {
-				curs[i] = &cur
+			if k, v := c.Seek([]byte(r.key)); v != nil && string(k) == r.key {
+				check(i, v, false)
 			}
 		}
 		return nil
 	})
+	for i, raw := range raws {
+		if raw != nil {
+			check(i, raw, true)
+		}
+	}
 	return curs
 }
 

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/cloudknowledge/ck/store"
 )
@@ -151,4 +152,67 @@ func BenchmarkReceivedApply(b *testing.B) {
 		st := s.Stats()
 		b.ReportMetric(float64(st.Requests-before.Requests)/float64(st.Commits-before.Commits), "writes/commit")
 	})
+}
+
+// BenchmarkPeerApply is a peer's share of a replicated write (issue 12):
+// an Applier, with a Resolver set as ckd sets one, receiving a writer's
+// group commits of 11 records (256-byte values, keys over 1,000, each
+// record descending from the one stored) with their hashes, as UPDATEs
+// bring them, and committing them. One op is one record. cpu-ns/op is the process's CPU (user and system, every
+// thread) per record, which ns/op (wall time) is not on a shared host.
+//
+//	go test -run '^$' -bench PeerApply -benchmem -cpuprofile /tmp/p.prof ./store/
+func BenchmarkPeerApply(b *testing.B) {
+	const perBatch, keys = 11, 1000
+	s := openTest(b, func(o *store.Options) { o.Resolver = union })
+	value := make([]byte, 256)
+	// Keys as the other nodes left them: every key written by all three.
+	base := store.VV{id(2): 7, id(3): 9}
+	lamport := make([]uint64, keys)
+	rec := func(i int) store.Record {
+		k := i % keys
+		lamport[k] += 10
+		return write(fmt.Sprintf("bench/%04d", k), string(value), 1, 100+lamport[k], base)
+	}
+	var left sync.WaitGroup
+	a := s.NewApplier(func(ds []store.ApplyDone) {
+		for _, d := range ds {
+			if d.Err != nil || d.Result.Outcome != store.Applied {
+				b.Errorf("%v %v", d.Result.Outcome, d.Err)
+			}
+		}
+		left.Add(-len(ds))
+	})
+	batches := make([][]store.Record, 0, b.N/perBatch+1)
+	hashes := make([][]store.Hash, 0, b.N/perBatch+1)
+	for i := 0; i < b.N; i += perBatch {
+		n := min(perBatch, b.N-i)
+		recs, hs := make([]store.Record, n), make([]store.Hash, n)
+		for j := range recs {
+			recs[j] = rec(i + j)
+			hs[j] = recs[j].Hash()
+		}
+		batches, hashes = append(batches, recs), append(hashes, hs)
+	}
+	tags := make([]any, perBatch)
+	left.Add(b.N)
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0 := processCPU(b)
+	for i, recs := range batches {
+		a.ApplyHashed(b.Context(), recs, hashes[i], tags[:len(recs)])
+	}
+	left.Wait()
+	b.StopTimer()
+	b.ReportMetric(float64(processCPU(b)-cpu0)/float64(b.N), "cpu-ns/op")
+}
+
+// processCPU is the CPU time this process used so far (user and system,
+// every thread).
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -115,7 +115,7 @@ func (l *Loader) Load(ctx context.Context, recs []Record) ([]Loaded, error) {
 	s := l.s
 	for i := range recs {
 		rec := recs[i]
-		raw, expired, err := s.ready(&rec)
+		raw, h, expired, err := s.ready(&rec, nil)
 		if err != nil {
 			out = append(out, Loaded{Record: recs[i], Err: err})
 			continue
@@ -132,7 +132,7 @@ func (l *Loader) Load(ctx context.Context, recs []Record) ([]Loaded, error) {
 			out = append(out, Loaded{Record: recs[i], Result: res, Err: err})
 			continue
 		}
-		l.fill.recs = append(l.fill.recs, loadRec{rec: rec, raw: raw, h: hashBytes(raw), kh: KeyHash(rec.Key)})
+		l.fill.recs = append(l.fill.recs, loadRec{rec: rec, raw: raw, h: h, kh: KeyHash(rec.Key)})
 		l.fill.bytes += len(raw)
 		if len(l.fill.recs) >= l.chunk || l.fill.bytes >= loadChunkBytes {
 			if err := l.hand(ctx, &out); err != nil {
@@ -281,7 +281,7 @@ func (s *Store) commitRouted(b *loadBatch, routed []int) {
 	reqs := make([]*request, len(routed))
 	for j, i := range routed {
 		r := &b.recs[i]
-		reqs[j] = &request{kind: reqApply, key: r.rec.Key, rec: r.rec, raw: r.raw}
+		reqs[j] = &request{kind: reqApply, key: r.rec.Key, rec: r.rec, raw: r.raw, hash: r.h}
 	}
 	if s.opts.Resolver != nil {
 		s.preResolveAll(reqs)

@@ -205,10 +205,17 @@ func (p *parser) id() (id NodeID) {
 	return id
 }
 
-func (p *parser) text() string {
+func (p *parser) text() string { return p.textAs("") }
+
+// textAs is text, returning known itself, not a copy, when the text is
+// known: a record's key read for a lookup by that key costs no string.
+func (p *parser) textAs(known string) string {
 	v := p.bytes(p.head(cborText))
 	if !utf8.Valid(v) {
 		p.ok = false
+	}
+	if len(known) > 0 && string(v) == known {
+		return known
 	}
 	return string(v)
 }
@@ -216,13 +223,19 @@ func (p *parser) text() string {
 // parseRecord decodes the canonical layout of a record; ok is false for
 // anything else. withValue false leaves Value nil without reading it.
 func parseRecord(b []byte, withValue bool) (r Record, ok bool) {
+	return parseRecordOf("", b, withValue)
+}
+
+// parseRecordOf is parseRecord of a record looked up by its key, which it
+// then shares rather than copies.
+func parseRecordOf(key string, b []byte, withValue bool) (r Record, ok bool) {
 	p := parser{b: b, ok: true}
 	fields := p.byte()
 	if fields != cborMap|9 && fields != cborMap|10 && fields != cborMap|11 {
 		return Record{}, false
 	}
 	p.expect(1)
-	r.Key = p.text()
+	r.Key = p.textAs(key)
 	p.expect(2)
 	v := p.bytes(p.head(cborBytes))
 	if withValue {
@@ -306,4 +319,30 @@ func parseEvent(b []byte) (w eventWire, ok bool) {
 	w.Version = p.head(cborUint)
 	w.Origin = p.id()
 	return w, p.ok && len(p.b) == 0
+}
+
+// dominatesStored reports whether vv dominates (or equals) the version
+// vector of the stored record raw, read in place: no map, no key string.
+// false also for a layout it does not read, which the caller then decodes
+// the slow way (Applier: it cannot tell).
+func dominatesStored(vv VV, raw []byte) bool {
+	p := parser{b: raw, ok: true}
+	if fields := p.byte(); fields != cborMap|9 && fields != cborMap|10 && fields != cborMap|11 {
+		return false
+	}
+	p.expect(1)
+	p.bytes(p.head(cborText))
+	p.expect(2)
+	p.bytes(p.head(cborBytes))
+	p.expect(3)
+	p.bool()
+	p.expect(4)
+	n := p.head(cborMap)
+	for i := uint64(0); i < n && p.ok; i++ {
+		id := p.id()
+		if l := p.head(cborUint); p.ok && vv[id] < l {
+			return false
+		}
+	}
+	return p.ok
 }

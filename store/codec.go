@@ -191,8 +191,12 @@ func decodeHead(b []byte) (recordHead, error) {
 }
 
 // decodeMeta decodes a stored record without its value.
-func decodeMeta(b []byte) (Record, error) {
-	if rec, ok := parseRecord(b, false); ok {
+func decodeMeta(b []byte) (Record, error) { return decodeMetaOf("", b) }
+
+// decodeMetaOf is decodeMeta of the record stored under key: its Key is
+// key itself when it matches (no copy).
+func decodeMetaOf(key string, b []byte) (Record, error) {
+	if rec, ok := parseRecordOf(key, b, false); ok {
 		return rec, nil
 	}
 	var w recordMeta

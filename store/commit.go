@@ -45,6 +45,7 @@ type request struct {
 	ifSame    *Hash        // set, delete: the record the key must still hold (SetOptions.IfSame)
 	rec       Record       // apply: the received record,
 	raw       []byte       // its canonical encoding (computed by the caller's goroutine),
+	hash      Hash         // raw's hash (likewise),
 	pre       *preResolved // and its resolution against the current record, if any
 	reserve   uint64       // reserve: the lamport to cover
 	ttl       int64        // set: the record's TTL, ms (ttl.go)
@@ -279,6 +280,9 @@ func (s *Store) tellAppliers(batch []*request) {
 			out = nil
 		}
 		a = r.applier
+		if out == nil {
+			out = make([]ApplyDone, 0, len(batch)) // at once: an ApplyDone is large, and doubling copied them
+		}
 		out = append(out, ApplyDone{Tag: r.tag, Result: r.res, Err: r.err})
 		n++
 	}
@@ -295,6 +299,7 @@ func (st *txState) build(batch []*request) error {
 	st.puts = make([]stagedPut, 0, len(batch))
 	st.changes = make([]change, 0, len(batch))
 	st.staged = make(map[string]int, len(batch))
+	st.curs = make([]stored, 0, len(batch))
 	for _, r := range batch {
 		if err := st.do(r); err != nil {
 			return err

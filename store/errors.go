@@ -18,6 +18,9 @@ var (
 	// ErrBadRecord: a received record cannot be stored as it is (its
 	// lamport is zero or absurdly large). The sender is buggy or hostile.
 	ErrBadRecord = errors.New("invalid record")
+	// ErrHashMismatch: a received record does not hash to the hash it came
+	// with (Applier.ApplyHashed): damaged or forged on the way.
+	ErrHashMismatch = errors.New("record does not match its hash")
 	// ErrClockJump: a received or imported record's lamport is more than
 	// MaxClockJump above this node's clock. It wraps ErrBadRecord: the
 	// record is refused and counted (Stats.Refused), the clock unchanged.

@@ -110,14 +110,14 @@ func (s *Store) del(ctx context.Context, key string, o SetOptions) (Record, erro
 // stored either, but removes the record it covers (purge.go). Both give
 // Dropped, with the record the store holds afterwards (zero if none).
 func (s *Store) Apply(ctx context.Context, rec Record) (ApplyResult, error) {
-	raw, expired, err := s.ready(&rec)
+	raw, h, expired, err := s.ready(&rec, nil)
 	if err != nil {
 		return ApplyResult{}, err
 	}
 	if expired {
 		return s.applyExpired(ctx, rec)
 	}
-	r := &request{kind: reqApply, key: rec.Key, rec: rec, raw: raw}
+	r := &request{kind: reqApply, key: rec.Key, rec: rec, raw: raw, hash: h}
 	if s.opts.Resolver != nil {
 		// A hook may take milliseconds; resolve here, against the record
 		// stored now, rather than stall the committer and every writer.
@@ -185,12 +185,33 @@ func (s *Store) NewApplier(fn func([]ApplyDone)) *Applier { return &Applier{s: s
 // Resolver, a batch holding concurrent records is resolved and queued by
 // the Applier's worker (see Applier), after every batch given before it.
 func (a *Applier) Apply(ctx context.Context, recs []Record, tags []any) {
+	a.apply(ctx, recs, nil, tags)
+}
+
+// ApplyHashed is Apply of records received with their hashes (a peer's
+// UPDATEs): recs[i] is refused with ErrHashMismatch, before any other
+// check, unless its canonical encoding hashes to hashes[i]. The record is
+// encoded and hashed once for the check and its commit, where checking
+// Record.Hash first and then applying did both twice.
+func (a *Applier) ApplyHashed(ctx context.Context, recs []Record, hashes []Hash, tags []any) {
+	a.apply(ctx, recs, hashes, tags)
+}
+
+// apply is Apply, the records checked against hashes unless nil.
+func (a *Applier) apply(ctx context.Context, recs []Record, hashes []Hash, tags []any) {
 	s := a.s
 	var refused []ApplyDone
 	reqs := make([]*request, 0, len(recs))
+	// One allocation for the batch's requests, not one each: they are
+	// committed together, and a request is a few hundred bytes.
+	block := make([]request, len(recs))
 	for i := range recs {
 		rec := recs[i]
-		raw, expired, err := s.ready(&rec)
+		var want *Hash
+		if hashes != nil {
+			want = &hashes[i]
+		}
+		raw, h, expired, err := s.ready(&rec, want)
 		if err != nil {
 			refused = append(refused, ApplyDone{Tag: tags[i], Err: err})
 			continue
@@ -202,8 +223,9 @@ func (a *Applier) Apply(ctx context.Context, recs []Record, tags []any) {
 			}(tags[i])
 			continue
 		}
-		reqs = append(reqs, &request{kind: reqApply, key: rec.Key, rec: rec, raw: raw,
-			ctx: ctx, applier: a, tag: tags[i]})
+		r := &block[i]
+		*r = request{kind: reqApply, key: rec.Key, rec: rec, raw: raw, hash: h, ctx: ctx, applier: a, tag: tags[i]}
+		reqs = append(reqs, r)
 	}
 	if len(refused) > 0 {
 		a.fn(refused) // before Apply returns, as documented
@@ -343,20 +365,32 @@ func (s *Store) logRoom() bool {
 func (s *Store) ValidateRecord(rec *Record) error { return s.validate(rec) }
 
 // ready prepares a received record for the store, as every way in does
-// (Apply, ApplyBatch, Applier.Apply, Loader.Load): validated, the clock
-// moved past it, its Left clamped to its TTL (hostile too: never more),
-// and encoded. expired: an expired tombstone, which is never stored
-// (applyExpired takes it; purge.go); raw is nil then.
-func (s *Store) ready(rec *Record) (raw []byte, expired bool, err error) {
+// (Apply, ApplyBatch, Applier.Apply, Loader.Load): checked against want
+// first unless nil (ApplyHashed), validated, the clock moved past it, its
+// Left clamped to its TTL (hostile too: never more), and encoded and
+// hashed (h). expired: an expired tombstone, which is never stored
+// (applyExpired takes it; purge.go); raw is nil then. Left is not in the
+// encoding, so the bytes checked against want are the bytes stored.
+func (s *Store) ready(rec *Record, want *Hash) (raw []byte, h Hash, expired bool, err error) {
+	if want != nil {
+		raw = encodeRecord(rec)
+		if h = hashBytes(raw); h != *want {
+			return nil, Hash{}, false, fmt.Errorf("%w: %q", ErrHashMismatch, rec.Key)
+		}
+	}
 	if err := s.validate(rec); err != nil {
-		return nil, false, err
+		return nil, Hash{}, false, err
 	}
 	s.Observe(rec.Lamport)
 	if s.Expired(rec) {
-		return nil, true, nil
+		return nil, Hash{}, true, nil
 	}
 	rec.Left = min(max(rec.Left, 0), rec.TTL)
-	return encodeRecord(rec), false, nil
+	if raw == nil {
+		raw = encodeRecord(rec)
+		h = hashBytes(raw)
+	}
+	return raw, h, false, nil
 }
 
 func (s *Store) validate(rec *Record) error {
@@ -444,6 +478,7 @@ type txState struct {
 	now           int64
 	changes       []change
 	puts          []stagedPut
+	curs          []stored     // the records current returned (keep)
 	purgeLog      bool         // the purge log has entries: applies check it
 	lives         []lifeUpdate // deadlines the batch sets (ttl.go)
 	anyTTLGone    bool         // a record with a TTL was replaced by one without
@@ -521,11 +556,21 @@ type stored struct {
 	own  bool // meta.VV was decoded for this lookup: the batch may change it
 }
 
+// keep returns a pointer to a copy of cur, from a block allocated for the
+// batch rather than one allocation per lookup.
+func (st *txState) keep(cur stored) *stored {
+	if len(st.curs) == cap(st.curs) {
+		st.curs = make([]stored, 0, max(8, 2*cap(st.curs))) // earlier pointers keep the old block alive
+	}
+	st.curs = append(st.curs, cur)
+	return &st.curs[len(st.curs)-1]
+}
+
 // current reads the key's record as the batch sees it. nil: none.
 func (st *txState) current(key string) (*stored, error) {
 	if i, ok := st.staged[key]; ok {
 		p := &st.puts[i]
-		return &stored{meta: p.meta, raw: p.raw, hash: p.hash}, nil
+		return st.keep(stored{meta: p.meta, raw: p.raw, hash: p.hash}), nil
 	}
 	var v []byte
 	var h Hash
@@ -538,11 +583,11 @@ func (st *txState) current(key string) (*stored, error) {
 	} else {
 		h = hashBytes(v)
 	}
-	m, err := decodeMeta(v)
+	m, err := decodeMetaOf(key, v)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %q: %v", ErrCorrupt, key, err)
 	}
-	return &stored{meta: m, raw: v, hash: h, own: true}, nil
+	return st.keep(stored{meta: m, raw: v, hash: h, own: true}), nil
 }
 
 // do runs one request. Its own failures go to r.err; the error returned
@@ -603,7 +648,8 @@ func (st *txState) write(r *request) error {
 		rec.TTL, rec.Left, rec.Ephemeral = r.ttl, r.ttl, r.ephemeral
 	}
 	r.res = ApplyResult{Outcome: Applied, Record: rec}
-	return st.put(&rec, encodeRecord(&rec), cur)
+	raw := encodeRecord(&rec)
+	return st.put(&rec, raw, hashBytes(raw), cur)
 }
 
 func (st *txState) apply(r *request) error {
@@ -631,16 +677,16 @@ func (st *txState) apply(r *request) error {
 	}
 	if cur == nil {
 		r.res = ApplyResult{Outcome: Applied, Record: r.rec}
-		return st.put(&r.rec, r.raw, nil)
+		return st.put(&r.rec, r.raw, r.hash, nil)
 	}
 	o := r.rec.VV.Compare(cur.meta.VV)
 	if o == Same {
-		o = tieBreak(&r.rec, hashBytes(r.raw), &cur.meta, cur.hash)
+		o = tieBreak(&r.rec, r.hash, &cur.meta, cur.hash)
 	}
 	switch o {
 	case Newer:
 		r.res = ApplyResult{Outcome: Applied, Record: r.rec}
-		return st.put(&r.rec, r.raw, cur)
+		return st.put(&r.rec, r.raw, r.hash, cur)
 	case Older, Same:
 		if o == Same {
 			st.stageSame(&r.rec, cur.hash)
@@ -661,12 +707,14 @@ func (st *txState) apply(r *request) error {
 		res = Resolve(r.key, &full, &r.rec, st.s.opts.Resolver)
 	}
 	r.res = ApplyResult{Outcome: Resolved, Record: res}
-	return st.put(&res, encodeRecord(&res), cur)
+	raw := encodeRecord(&res)
+	return st.put(&res, raw, hashBytes(raw), cur)
 }
 
-// put stages rec (encoded as raw) over cur, and logs the change.
-func (st *txState) put(rec *Record, raw []byte, cur *stored) error {
-	kh, h := KeyHash(rec.Key), hashBytes(raw)
+// put stages rec (encoded as raw, whose hash is h) over cur, and logs the
+// change.
+func (st *txState) put(rec *Record, raw []byte, h Hash, cur *stored) error {
+	kh := KeyHash(rec.Key)
 	c := change{keyHash: kh, now: h}
 	if !rec.Deleted {
 		c.live++

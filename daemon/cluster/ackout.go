@@ -25,21 +25,26 @@ type acker struct {
 }
 
 // send owes to the ACKs of es. It returns once they are sent, or queued
-// for the goroutine that sends now.
+// for the goroutine that sends now. With nobody sending (the usual case:
+// one committing goroutine owes them) es goes out as it is, without the
+// queue's map.
 func (a *acker) send(n *Node, to netip.AddrPort, es ...wire.AckEntry) {
 	a.mu.Lock()
-	if a.pending == nil {
-		a.pending = map[netip.AddrPort][]wire.AckEntry{}
-	}
-	a.pending[to] = append(a.pending[to], es...)
 	if a.sending {
+		if a.pending == nil {
+			a.pending = map[netip.AddrPort][]wire.AckEntry{}
+		}
+		a.pending[to] = append(a.pending[to], es...)
 		a.mu.Unlock()
 		return
 	}
-	a.sending = true
+	a.sending = true // pending is empty: whoever sent last drained it
+	a.mu.Unlock()
+	n.sendAcks(to, es)
+	a.mu.Lock()
 	for len(a.pending) > 0 {
 		batch := a.pending
-		a.pending = map[netip.AddrPort][]wire.AckEntry{}
+		a.pending = nil
 		a.mu.Unlock()
 		for to, es := range batch {
 			n.sendAcks(to, es)

@@ -41,12 +41,23 @@ const (
 	maxHeldSenders = 64
 )
 
+// updateBatch is received writes on their way to the store: each record,
+// the hash it came with, and its tag (a *queuedUpdate).
+type updateBatch struct {
+	recs   []store.Record
+	hashes []store.Hash
+	tags   []any
+}
+
+func (b *updateBatch) add(o updateBatch) {
+	b.recs, b.hashes, b.tags = append(b.recs, o.recs...), append(b.hashes, o.hashes...), append(b.tags, o.tags...)
+}
+
 // heldBatch is the part of one sender's batch received so far.
 type heldBatch struct {
-	ctx   context.Context
-	left  uint8 // datagrams still to come
-	recs  []store.Record
-	tags  []any
+	ctx  context.Context
+	left uint8 // datagrams still to come
+	updateBatch
 	timer *time.Timer
 }
 
@@ -58,13 +69,13 @@ type heldBatches struct {
 	whole, broken atomic.Uint64
 }
 
-// takeUpdates queues the checked writes of one UPDATE datagram from from
-// that says follow more of its batch come after it, or holds them for
-// those. Called with recvMu held.
-func (n *Node) takeUpdates(ctx context.Context, from netip.AddrPort, follow uint8, recs []store.Record, tags []any) {
+// takeUpdates queues the writes of one UPDATE datagram from from that
+// says follow more of its batch come after it, or holds them for those.
+// Called with recvMu held.
+func (n *Node) takeUpdates(ctx context.Context, from netip.AddrPort, follow uint8, ups updateBatch) {
 	if h := n.held.by[from]; h != nil {
-		if follow+1 == h.left && len(h.recs)+len(recs) <= maxHeldWrites {
-			h.recs, h.tags = append(h.recs, recs...), append(h.tags, tags...)
+		if follow+1 == h.left && len(h.recs)+len(ups.recs) <= maxHeldWrites {
+			h.add(ups)
 			h.left = follow
 			if follow == 0 {
 				n.held.whole.Add(1)
@@ -76,13 +87,13 @@ func (n *Node) takeUpdates(ctx context.Context, from netip.AddrPort, follow uint
 		n.release(from, h)
 	}
 	if follow == 0 || len(n.held.by) >= maxHeldSenders {
-		n.queueUpdates(ctx, recs, tags)
+		n.queueUpdates(ctx, ups)
 		return
 	}
 	if n.held.by == nil {
 		n.held.by = map[netip.AddrPort]*heldBatch{}
 	}
-	h := &heldBatch{ctx: ctx, left: follow, recs: recs, tags: tags}
+	h := &heldBatch{ctx: ctx, left: follow, updateBatch: ups}
 	h.timer = time.AfterFunc(holdFor, func() {
 		n.recvMu.Lock()
 		defer n.recvMu.Unlock()
@@ -98,12 +109,12 @@ func (n *Node) takeUpdates(ctx context.Context, from netip.AddrPort, follow uint
 func (n *Node) release(from netip.AddrPort, h *heldBatch) {
 	h.timer.Stop()
 	delete(n.held.by, from)
-	n.queueUpdates(h.ctx, h.recs, h.tags)
+	n.queueUpdates(h.ctx, h.updateBatch)
 }
 
 // queueUpdates hands received writes to the store's committer.
-func (n *Node) queueUpdates(ctx context.Context, recs []store.Record, tags []any) {
-	if len(recs) > 0 {
-		n.updates.Apply(ctx, recs, tags)
+func (n *Node) queueUpdates(ctx context.Context, ups updateBatch) {
+	if len(ups.recs) > 0 {
+		n.updates.ApplyHashed(ctx, ups.recs, ups.hashes, ups.tags)
 	}
 }

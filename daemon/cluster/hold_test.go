@@ -127,3 +127,80 @@ func batchDatagram(t *testing.T, origin store.NodeID, i, k int, follow uint8) *w
 	u.Follow = follow
 	return u
 }
+
+// TestUpdateHashChecked: a write whose record does not match the hash its
+// UPDATE gives (the store checks it, ApplyHashed) is dropped as "hash",
+// not stored, not acknowledged and not counted as an apply error, held
+// batch or not; the writes beside it are stored and acknowledged. The
+// UPDATEs are handed to the node as decoded (wire.Decode refuses such a
+// datagram before the node sees it, so this is the node's own check).
+func TestUpdateHashChecked(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		follows []uint8
+	}{{"alone", []uint8{0}}, {"held batch", []uint8{1, 0}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				st, err := store.Open(filepath.Join(t.TempDir(), "data.db"), store.Options{NoSync: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				nw := simnet.New(1, simnet.Options{})
+				n := New(Config{NodeName: "n", Cluster: "sim", Heartbeat: time.Hour, DeadAfter: 10 * time.Hour, MaxDatagram: 1200}, nw.Endpoint(), st)
+				ctx, cancel := context.WithCancel(context.Background())
+				done := make(chan struct{})
+				go func() { defer close(done); n.Run(ctx) }()
+				defer func() { cancel(); <-done; st.Close() }()
+
+				writer := nw.Endpoint()
+				origin := store.NodeID{0xa5}
+				var good, bad []string
+				for i, f := range tc.follows {
+					u := batchDatagram(t, origin, i, 3, f)
+					u.More[0].Hash[0] ^= 1 // the second write of each datagram
+					ups := u.Updates()
+					for j, w := range ups {
+						if j == 1 {
+							bad = append(bad, w.Record.Key)
+						} else {
+							good = append(good, w.Record.Key)
+						}
+					}
+					n.recvMu.Lock() // as dispatch holds it
+					n.handleUpdates(ctx, writer.Addr(), ups)
+					n.recvMu.Unlock()
+					synctest.Wait()
+				}
+				time.Sleep(2 * holdFor)
+				synctest.Wait()
+
+				acked := map[string]bool{}
+				for len(writer.Packets()) > 0 {
+					p := <-writer.Packets()
+					if _, msg, err := wire.Decode(p.Buf, wire.Plaintext("sim")); err != nil {
+						t.Fatal(err)
+					} else if a, ok := msg.(*wire.Ack); ok {
+						acked[a.Key] = true
+						for _, e := range a.More {
+							acked[e.Key] = true
+						}
+					}
+				}
+				for _, k := range good {
+					if _, ok, err := st.Get(k); err != nil || !ok || !acked[k] {
+						t.Errorf("%s: stored %v (%v), acknowledged %v; want both", k, ok, err, acked[k])
+					}
+				}
+				for _, k := range bad {
+					if _, ok, _ := st.Get(k); ok || acked[k] {
+						t.Errorf("%s, not matching its hash: stored %v, acknowledged %v", k, ok, acked[k])
+					}
+				}
+				s := n.Stats()
+				if s.Dropped["hash"] != uint64(len(bad)) || s.ApplyErrors != 0 {
+					t.Errorf("dropped for their hash %d, apply errors %d; want %d, 0", s.Dropped["hash"], s.ApplyErrors, len(bad))
+				}
+			})
+		})
+	}
+}

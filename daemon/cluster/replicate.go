@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -313,18 +314,20 @@ func witnessesFirst(ids, witnesses []store.NodeID) {
 // updatesApplied once the commit that includes it has returned. The
 // datagrams of one writer batch are queued together (hold.go): ups[0]
 // is the datagram's own UPDATE, whose Follow counts those still to come.
+// Each write's hash is checked by the store (ApplyHashed), which encodes
+// and hashes it once for the check and its commit; a write that does not
+// match its hash is dropped as before (updatesApplied).
 func (n *Node) handleUpdates(ctx context.Context, from netip.AddrPort, ups []*wire.Update) {
-	recs := make([]store.Record, 0, len(ups))
-	tags := make([]any, 0, len(ups))
-	for _, up := range ups {
-		if up.Record.Hash() != up.Hash {
-			n.drop("hash", fmt.Errorf("update for %q: record does not match its hash", up.Record.Key))
-			continue
-		}
-		recs = append(recs, up.Record)
-		tags = append(tags, &queuedUpdate{ctx: ctx, from: from, up: up})
+	recs := make([]store.Record, len(ups))
+	hashes := make([]store.Hash, len(ups))
+	tags := make([]any, len(ups))
+	qs := make([]queuedUpdate, len(ups)) // one allocation for the datagram's writes
+	for i, up := range ups {
+		recs[i], hashes[i] = up.Record, up.Hash
+		qs[i] = queuedUpdate{ctx: ctx, from: from, up: up}
+		tags[i] = &qs[i]
 	}
-	n.takeUpdates(ctx, from, ups[0].Follow, recs, tags)
+	n.takeUpdates(ctx, from, ups[0].Follow, updateBatch{recs, hashes, tags})
 }
 
 // queuedUpdate is a received write in the store's queue.
@@ -340,9 +343,19 @@ type queuedUpdate struct {
 // committing goroutine, or on the receive loop for writes refused before
 // they were queued.
 func (n *Node) updatesApplied(done []store.ApplyDone) {
-	var owed map[netip.AddrPort][]wire.AckEntry
+	// By writer: a slice, not a map, as a commit's writes come from one
+	// writer or a few, and the first gets room for all of them at once.
+	type owedTo struct {
+		to netip.AddrPort
+		es []wire.AckEntry
+	}
+	var owed []owedTo
 	for _, d := range done {
 		q := d.Tag.(*queuedUpdate)
+		if errors.Is(d.Err, store.ErrHashMismatch) {
+			n.drop("hash", fmt.Errorf("update for %q: record does not match its hash", q.up.Record.Key))
+			continue
+		}
 		if d.Err != nil {
 			n.applyFailed(q.ctx, q.up.Record.Key, d.Err)
 			continue
@@ -350,14 +363,16 @@ func (n *Node) updatesApplied(done []store.ApplyDone) {
 		n.stats.applied(d.Result.Outcome)
 		rec := &q.up.Record
 		if q.up.Wants(n.id) && d.Result.Record.VV.Dominates(rec.VV) {
-			if owed == nil {
-				owed = map[netip.AddrPort][]wire.AckEntry{}
+			i := slices.IndexFunc(owed, func(o owedTo) bool { return o.to == q.from })
+			if i < 0 {
+				i = len(owed)
+				owed = append(owed, owedTo{to: q.from, es: make([]wire.AckEntry, 0, len(done))})
 			}
-			owed[q.from] = append(owed[q.from], wire.AckEntry{Key: rec.Key, Origin: rec.Origin, Lamport: rec.Lamport})
+			owed[i].es = append(owed[i].es, wire.AckEntry{Key: rec.Key, Origin: rec.Origin, Lamport: rec.Lamport})
 		}
 	}
-	for to, es := range owed {
-		n.acker.send(n, to, es...)
+	for _, o := range owed {
+		n.acker.send(n, o.to, o.es...)
 	}
 }
 
