@@ -323,7 +323,7 @@ func (s *Store) persist(st *txState, shrinks bool, batch []*request, sent *uint6
 	if err != nil {
 		return err
 	}
-	*sent = s.sendEarly(batch)
+	*sent = s.sendEarly(st, batch)
 	if err := s.wal.Write(b, pos, lsn); err != nil {
 		return err
 	}
@@ -333,9 +333,16 @@ func (s *Store) persist(st *txState, shrinks bool, batch []*request, sent *uint6
 
 // Early is a local write handed to the early hook: its record, and the
 // context it was submitted with (which the hook may read values from).
+// Hash is the record's hash (Record.Hash) and Raw, when not nil, its
+// canonical encoding (Record.MarshalCBOR), as the commit computed them
+// for the log: the hook sends them rather than encode and hash the record
+// again. Raw is the log's: valid only while the hook runs, and not to be
+// changed.
 type Early struct {
 	Record Record
 	Ctx    context.Context
+	Raw    []byte
+	Hash   Hash
 }
 
 // EarlyFunc is the early hook (SetEarly).
@@ -355,8 +362,12 @@ type EarlyFunc func([]Early)
 func (s *Store) SetEarly(fn EarlyFunc) { s.early.Store(&fn) }
 
 // sendEarly hands the batch's local writes to the early hook and returns
-// the highest lamport handed over (0: none).
-func (s *Store) sendEarly(batch []*request) uint64 {
+// the highest lamport handed over (0: none). st's staged puts follow the
+// batch's order, one per write that stored something, so each local write
+// finds its own (its key and its lamport, unique in a batch) by walking
+// them once alongside the batch — not st.staged, which holds a key's last
+// put of the batch.
+func (s *Store) sendEarly(st *txState, batch []*request) uint64 {
 	fn := s.early.Load()
 	if fn == nil || *fn == nil {
 		return 0
@@ -364,11 +375,27 @@ func (s *Store) sendEarly(batch []*request) uint64 {
 	covered := s.Reserved() // this batch's own reservation is not durable yet
 	var ws []Early
 	var top uint64
+	j := 0
 	for _, r := range batch {
 		rec := &r.res.Record
-		if (r.kind == reqSet || r.kind == reqDelete) && r.err == nil && rec.Lamport > 0 && rec.Lamport <= covered {
-			ws = append(ws, Early{Record: *rec, Ctx: r.ctx})
+		if (r.kind != reqSet && r.kind != reqDelete) || r.err != nil || rec.Lamport == 0 {
+			continue
+		}
+		for j < len(st.puts) && (st.puts[j].meta.Lamport != rec.Lamport || st.puts[j].key != rec.Key) {
+			j++
+		}
+		if rec.Lamport <= covered {
+			w := Early{Record: *rec, Ctx: r.ctx}
+			if j < len(st.puts) {
+				w.Raw, w.Hash = st.puts[j].raw, st.puts[j].hash
+			} else { // not staged (write stages every write it answers): encode it anew
+				w.Hash = rec.Hash()
+			}
+			ws = append(ws, w)
 			top = max(top, rec.Lamport)
+		}
+		if j < len(st.puts) {
+			j++
 		}
 	}
 	if len(ws) > 0 {

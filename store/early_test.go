@@ -1,7 +1,9 @@
 package store_test
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 
@@ -83,5 +85,62 @@ func TestEarlyHook(t *testing.T) {
 	ws = handed()
 	if len(ws) != 1 || ws[0].Record.Key != "a" || !ws[0].Record.Deleted {
 		t.Errorf("handed %+v, want only the delete of a", ws)
+	}
+}
+
+// TestEarlyCarriesEncoding: each write handed to the early hook comes
+// with its record's canonical encoding and hash as the commit computed
+// them, also when one batch holds several writes of one key (each finds
+// its own staged put, not the batch's last of that key).
+func TestEarlyCarriesEncoding(t *testing.T) {
+	s := openTest(t)
+	var mu sync.Mutex
+	handed, batches, shared := 0, 0, 0
+	s.SetEarly(func(ws []store.Early) {
+		mu.Lock()
+		defer mu.Unlock()
+		batches++
+		keys := map[string]bool{}
+		for _, w := range ws {
+			handed++
+			want, _ := w.Record.MarshalCBOR()
+			if !bytes.Equal(w.Raw, want) || w.Hash != w.Record.Hash() {
+				t.Errorf("%s at %d handed with encoding %x hash %x, want %x %x",
+					w.Record.Key, w.Record.Lamport, w.Raw, w.Hash, want, w.Record.Hash())
+			}
+			if keys[w.Record.Key] {
+				shared++
+			}
+			keys[w.Record.Key] = true
+		}
+	})
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for g := range 16 {
+		wg.Go(func() {
+			for i := range 100 {
+				key := fmt.Sprintf("k%d", (g+i)%3)
+				var err error
+				if i%7 == 0 {
+					_, err = s.Delete(ctx, key, nil)
+				} else {
+					_, err = s.Set(ctx, key, []byte(fmt.Sprintf("v%d-%d", g, i)), nil)
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	mu.Lock()
+	defer mu.Unlock()
+	t.Logf("%d writes handed over in %d batches, %d of them behind a write of the same key in their batch", handed, batches, shared)
+	if handed < 1500 {
+		t.Errorf("%d of 1,600 writes handed over", handed)
+	}
+	if shared == 0 {
+		t.Error("no batch held two writes of one key: the test proved nothing")
 	}
 }

@@ -104,7 +104,7 @@ func (n *Node) sendEarly(ws []store.Early) {
 			req = wire.AckRequest{} // as updateFor: everyone ACKs
 		}
 		o.sent.Store(true)
-		ups = append(ups, wire.Update{Record: rec, Hash: rec.Hash(), AckRequest: req})
+		ups = append(ups, wire.Update{Record: rec, Hash: w.Hash, Raw: w.Raw, AckRequest: req})
 	}
 	n.broadcastUpdates(ups)
 }

@@ -98,8 +98,12 @@ func appendUpdate(b []byte, u *Update) []byte {
 		}
 	}
 	b = append(b, cborMap|byte(n), 1)
-	rec, _ := u.Record.MarshalCBOR() // never fails: it only appends
-	b = append(b, rec...)
+	if u.Raw != nil {
+		b = append(b, u.Raw...)
+	} else {
+		rec, _ := u.Record.MarshalCBOR() // never fails: it only appends
+		b = append(b, rec...)
+	}
 	b = appendID(append(b, 2), u.Hash)
 	if u.NoAck {
 		b = append(b, 3, cborTrue)

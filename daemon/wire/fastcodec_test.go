@@ -83,6 +83,9 @@ func (g gen) record() store.Record {
 func (g gen) update(more bool) wire.Update {
 	r := g.record()
 	u := wire.Update{Record: r, Hash: r.Hash()}
+	if g.rng.IntN(2) == 0 { // as a sender whose store encoded it (store.Early): the same bytes
+		u.Raw, _ = r.MarshalCBOR()
+	}
 	switch g.rng.IntN(3) {
 	case 1:
 		u.NoAck = true

@@ -156,6 +156,12 @@ type Update struct {
 	// own UPDATE carries it; in More it is ignored. A receiver written
 	// before the field ignores it and commits the datagrams as they come.
 	Follow uint8 `cbor:"7,keyasint,omitempty"`
+	// Raw, when a sender sets it, is Record's canonical encoding
+	// (store.Record.MarshalCBOR) and Hash its hash, both as its store
+	// computed them for its log (store.Early): Encode then writes Raw as
+	// the record and does not hash it again. Not on the wire; Decode
+	// leaves it nil.
+	Raw []byte `cbor:"-"`
 }
 
 // MaxFollow is the largest Update.Follow.
