@@ -291,10 +291,32 @@ func (a *Applier) queue(ctx context.Context, reqs []*request) {
 	if !closed && ctx.Err() == nil && s.commitHere(reqs) {
 		return
 	}
+	// The committer takes the first request queued, then commitMu, then
+	// every request queued by then: an idle one woken by reqs[0] could
+	// take it alone and leave the rest to a second commit, splitting a
+	// writer's batch the node held to commit it whole (daemon/cluster's
+	// hold.go). Holding commitMu while they go in, it takes them all.
+	// Only while the queue has room: a full queue waits for the
+	// committer, which needs commitMu.
+	locked := !closed && len(reqs) > 1 && s.commitMu.TryLock()
+	unlock := func() {
+		if locked {
+			s.commitMu.Unlock()
+			locked = false
+		}
+	}
 	for i, r := range reqs {
 		err := ErrClosed
 		if !closed {
 			err = ctx.Err()
+			if err == nil && locked {
+				select {
+				case s.reqs <- r:
+					continue
+				default:
+					unlock()
+				}
+			}
 			if err == nil {
 				select {
 				case s.reqs <- r:
@@ -310,6 +332,7 @@ func (a *Applier) queue(ctx context.Context, reqs []*request) {
 		}
 		break
 	}
+	unlock()
 	if len(refused) > 0 {
 		a.fn(refused)
 	}

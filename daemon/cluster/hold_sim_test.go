@@ -57,7 +57,6 @@ func TestSimHeldBatches(t *testing.T) {
 				return nil
 			})
 		}
-		round("quiet", 16, 4)
 		whole := func() (w, b uint64) {
 			for _, sn := range nodes[1:] {
 				w += sn.node.held.whole.Load()
@@ -65,8 +64,19 @@ func TestSimHeldBatches(t *testing.T) {
 			}
 			return w, b
 		}
-		if w, _ := whole(); w == 0 {
-			t.Error("no batch was held whole on a quiet network: the writes did not span datagrams, or the peers did not hold them")
+		// Group commits of more than one datagram form only when writers
+		// queue behind a commit, which a loaded host's scheduling may not
+		// give in one round (1 seed in ~100 with three -race test processes
+		// on two cores): rounds until one did, up to ten.
+		for try := 0; ; try++ {
+			round(fmt.Sprintf("quiet%d", try), 16, 4)
+			if w, _ := whole(); w > 0 {
+				break
+			}
+			if try == 9 {
+				t.Error("no batch was held whole on a quiet network in 10 rounds: the writes did not span datagrams, or the peers did not hold them")
+				break
+			}
 		}
 		nw.SetOptions(simnet.Options{Loss: 0.2, Dup: 0.2, MinDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond})
 		round("lossy", 16, 4)
