@@ -309,6 +309,29 @@ func TestApplierHashed(t *testing.T) {
 	}
 }
 
+// ApplyEncoded takes a record's encoding and hash as given — what is
+// stored, and what a read and the digests see, are those bytes — and
+// checks a record given without one as ApplyHashed does.
+func TestApplierEncoded(t *testing.T) {
+	given := write("a", "x", 1, 5, nil)
+	raw, h := given.Encoded()
+	unchecked := write("b", "y", 1, 6, nil)
+	recs := []store.Record{given, unchecked}
+	s := openTest(t)
+	log := newDoneLog(len(recs))
+	s.NewApplier(log.fn(t)).ApplyEncoded(t.Context(), recs, [][]byte{raw, nil}, []store.Hash{h, store.KeyHash("not b")}, tagsOf(0, 2))
+	if err := log.get(1).Err; !errors.Is(err, store.ErrHashMismatch) {
+		t.Errorf("a record without its encoding and with a wrong hash: %v, want ErrHashMismatch", err)
+	}
+	log.wait(t)
+	if d := log.get(0); d.Err != nil || d.Result.Outcome != store.Applied || d.Result.Record.Hash() != h {
+		t.Errorf("the record with its encoding: %v %v", d.Result.Outcome, d.Err)
+	}
+	if got, found := mustGet(t, s, "a"); !found || got.Hash() != h || string(got.Value) != "x" {
+		t.Errorf("stored %+v (found %v), want the record given", got, found)
+	}
+}
+
 // A conflict hook that takes its time does not hold up Apply's caller (a
 // receive loop): Apply returns while the resolver runs, and batches given
 // meanwhile reach the committer after the one being resolved, in order;

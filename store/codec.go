@@ -148,6 +148,13 @@ func encodeRecord(r *Record) []byte {
 	return b
 }
 
+// Encoded returns r's canonical encoding (MarshalCBOR) and its hash
+// (Hash), computed once for both.
+func (r *Record) Encoded() (raw []byte, h Hash) {
+	raw = encodeRecord(r)
+	return raw, hashBytes(raw)
+}
+
 func hashBytes(b []byte) Hash {
 	sum := sha256.Sum256(b)
 	var h Hash

@@ -185,7 +185,7 @@ func (s *Store) NewApplier(fn func([]ApplyDone)) *Applier { return &Applier{s: s
 // Resolver, a batch holding concurrent records is resolved and queued by
 // the Applier's worker (see Applier), after every batch given before it.
 func (a *Applier) Apply(ctx context.Context, recs []Record, tags []any) {
-	a.apply(ctx, recs, nil, tags)
+	a.apply(ctx, recs, nil, nil, tags)
 }
 
 // ApplyHashed is Apply of records received with their hashes (a peer's
@@ -194,11 +194,22 @@ func (a *Applier) Apply(ctx context.Context, recs []Record, tags []any) {
 // encoded and hashed once for the check and its commit, where checking
 // Record.Hash first and then applying did both twice.
 func (a *Applier) ApplyHashed(ctx context.Context, recs []Record, hashes []Hash, tags []any) {
-	a.apply(ctx, recs, hashes, tags)
+	a.apply(ctx, recs, nil, hashes, tags)
 }
 
-// apply is Apply, the records checked against hashes unless nil.
-func (a *Applier) apply(ctx context.Context, recs []Record, hashes []Hash, tags []any) {
+// ApplyEncoded is ApplyHashed of records whose caller has already checked
+// them against their hashes: raws[i], when not nil, is recs[i]'s
+// canonical encoding (Record.Encoded, as wire.Decode keeps it) and
+// hashes[i] its hash, taken as they are — nothing is encoded or hashed
+// again on the way to the commit. A nil raws[i] is checked as
+// ApplyHashed checks it.
+func (a *Applier) ApplyEncoded(ctx context.Context, recs []Record, raws [][]byte, hashes []Hash, tags []any) {
+	a.apply(ctx, recs, raws, hashes, tags)
+}
+
+// apply is Apply, the records checked against hashes unless nil, with
+// their encodings where raws has them.
+func (a *Applier) apply(ctx context.Context, recs []Record, raws [][]byte, hashes []Hash, tags []any) {
 	s := a.s
 	var refused []ApplyDone
 	reqs := make([]*request, 0, len(recs))
@@ -208,10 +219,14 @@ func (a *Applier) apply(ctx context.Context, recs []Record, hashes []Hash, tags 
 	for i := range recs {
 		rec := recs[i]
 		var want *Hash
+		var known []byte
 		if hashes != nil {
 			want = &hashes[i]
 		}
-		raw, h, expired, err := s.ready(&rec, want)
+		if raws != nil {
+			known = raws[i]
+		}
+		raw, h, expired, err := s.readyEncoded(&rec, want, known)
 		if err != nil {
 			refused = append(refused, ApplyDone{Tag: tags[i], Err: err})
 			continue
@@ -395,7 +410,15 @@ func (s *Store) ValidateRecord(rec *Record) error { return s.validate(rec) }
 // (applyExpired takes it; purge.go); raw is nil then. Left is not in the
 // encoding, so the bytes checked against want are the bytes stored.
 func (s *Store) ready(rec *Record, want *Hash) (raw []byte, h Hash, expired bool, err error) {
-	if want != nil {
+	return s.readyEncoded(rec, want, nil)
+}
+
+// readyEncoded is ready, with known, when not nil, rec's canonical
+// encoding, whose hash (want) its caller checked (Applier.ApplyEncoded).
+func (s *Store) readyEncoded(rec *Record, want *Hash, known []byte) (raw []byte, h Hash, expired bool, err error) {
+	if known != nil && want != nil {
+		raw, h = known, *want
+	} else if want != nil {
 		raw = encodeRecord(rec)
 		if h = hashBytes(raw); h != *want {
 			return nil, Hash{}, false, fmt.Errorf("%w: %q", ErrHashMismatch, rec.Key)

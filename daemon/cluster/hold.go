@@ -42,15 +42,18 @@ const (
 )
 
 // updateBatch is received writes on their way to the store: each record,
+// its encoding as wire.Decode checked it (nil: none, the store checks),
 // the hash it came with, and its tag (a *queuedUpdate).
 type updateBatch struct {
 	recs   []store.Record
+	raws   [][]byte
 	hashes []store.Hash
 	tags   []any
 }
 
 func (b *updateBatch) add(o updateBatch) {
-	b.recs, b.hashes, b.tags = append(b.recs, o.recs...), append(b.hashes, o.hashes...), append(b.tags, o.tags...)
+	b.recs, b.raws, b.hashes, b.tags = append(b.recs, o.recs...), append(b.raws, o.raws...),
+		append(b.hashes, o.hashes...), append(b.tags, o.tags...)
 }
 
 // heldBatch is the part of one sender's batch received so far.
@@ -115,6 +118,6 @@ func (n *Node) release(from netip.AddrPort, h *heldBatch) {
 // queueUpdates hands received writes to the store's committer.
 func (n *Node) queueUpdates(ctx context.Context, ups updateBatch) {
 	if len(ups.recs) > 0 {
-		n.updates.ApplyHashed(ctx, ups.recs, ups.hashes, ups.tags)
+		n.updates.ApplyEncoded(ctx, ups.recs, ups.raws, ups.hashes, ups.tags)
 	}
 }

@@ -314,20 +314,23 @@ func witnessesFirst(ids, witnesses []store.NodeID) {
 // updatesApplied once the commit that includes it has returned. The
 // datagrams of one writer batch are queued together (hold.go): ups[0]
 // is the datagram's own UPDATE, whose Follow counts those still to come.
-// Each write's hash is checked by the store (ApplyHashed), which encodes
-// and hashes it once for the check and its commit; a write that does not
-// match its hash is dropped as before (updatesApplied).
+// A write's hash was checked by wire.Decode, which keeps the encoding it
+// checked (Update.Raw) for the store to take as it is (ApplyEncoded):
+// one encoding and one hash per received write. A write without it (not
+// from Decode) is checked by the store, and one that does not match its
+// hash is dropped as before (updatesApplied).
 func (n *Node) handleUpdates(ctx context.Context, from netip.AddrPort, ups []*wire.Update) {
 	recs := make([]store.Record, len(ups))
+	raws := make([][]byte, len(ups))
 	hashes := make([]store.Hash, len(ups))
 	tags := make([]any, len(ups))
 	qs := make([]queuedUpdate, len(ups)) // one allocation for the datagram's writes
 	for i, up := range ups {
-		recs[i], hashes[i] = up.Record, up.Hash
+		recs[i], raws[i], hashes[i] = up.Record, up.Raw, up.Hash
 		qs[i] = queuedUpdate{ctx: ctx, from: from, up: up}
 		tags[i] = &qs[i]
 	}
-	n.takeUpdates(ctx, from, ups[0].Follow, updateBatch{recs, hashes, tags})
+	n.takeUpdates(ctx, from, ups[0].Follow, updateBatch{recs, raws, hashes, tags})
 }
 
 // queuedUpdate is a received write in the store's queue.

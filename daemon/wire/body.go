@@ -79,7 +79,11 @@ func decodeBody(h Header, body []byte, fast bool) (Message, error) {
 	} else if err := decMode.Unmarshal(body[1:], msg); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, t, err)
 	}
-	if err := msg.check(h); err != nil {
+	check := msg.check
+	if u, ok := msg.(*Update); ok {
+		check = u.checkReceived
+	}
+	if err := check(h); err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrMalformed, t, err)
 	}
 	if err := takeLeft(msg); err != nil {
@@ -139,8 +143,15 @@ func (m *Bye) check(h Header) error {
 	return nil
 }
 
-func (m *Update) check(Header) error {
-	if err := m.checkOne(); err != nil {
+func (m *Update) check(Header) error { return m.checkAll(false) }
+
+// checkReceived is check for a decoded UPDATE: each write's Raw is set to
+// the record's encoding its hash was checked over, for the receiver's
+// store to take as it is (store.Applier.ApplyEncoded).
+func (m *Update) checkReceived(Header) error { return m.checkAll(true) }
+
+func (m *Update) checkAll(keep bool) error {
+	if err := m.checkOne(keep); err != nil {
 		return err
 	}
 	for i := range m.More {
@@ -148,16 +159,23 @@ func (m *Update) check(Header) error {
 		if len(u.More) > 0 {
 			return errors.New("an update in more has more of its own")
 		}
-		if err := u.checkOne(); err != nil {
+		if err := u.checkOne(keep); err != nil {
 			return fmt.Errorf("more[%d]: %w", i, err)
 		}
 	}
 	return nil
 }
 
-func (m *Update) checkOne() error {
-	// A Raw is the sender's store's encoding, hashed there (Update.Raw).
-	if m.Raw == nil && m.Record.Hash() != m.Hash {
+func (m *Update) checkOne(keep bool) error {
+	switch {
+	case keep:
+		raw, h := m.Record.Encoded()
+		if h != m.Hash {
+			return errors.New("hash is not the record's")
+		}
+		m.Raw = raw
+	case m.Raw == nil && m.Record.Hash() != m.Hash:
+		// A sender's Raw is its store's encoding, hashed there (Update.Raw).
 		return errors.New("hash is not the record's")
 	}
 	return m.AckRequest.check()

@@ -28,7 +28,7 @@ func TestRoundTrip(t *testing.T) {
 			if h != want {
 				t.Errorf("header = %+v, want %+v", h, want)
 			}
-			if !reflect.DeepEqual(got, m) {
+			if !reflect.DeepEqual(received(t, got), m) {
 				t.Errorf("message = %#v\nwant %#v", got, m)
 			}
 			if again := mustEncode(t, h, got, s); !bytes.Equal(again, b) {
@@ -291,7 +291,7 @@ func TestSealerPlugsIn(t *testing.T) {
 		t.Errorf("UpdateSize = %d, frame is %d", n, len(b))
 	}
 	h, got, err := wire.Decode(bytes.Clone(b), sealed)
-	if err != nil || !reflect.DeepEqual(got, wire.Message(m)) {
+	if err != nil || !reflect.DeepEqual(received(t, got), wire.Message(m)) {
 		t.Fatalf("Decode = %#v, %v", got, err)
 	}
 	if h.Flags&wire.FlagSealed == 0 || h.KeyID != sealed.KeyID() || h.Cluster != ([8]byte{}) {

@@ -2,6 +2,7 @@ package wire_test
 
 import (
 	"bytes"
+	"slices"
 	"testing"
 
 	"github.com/cloudknowledge/ck/daemon/wire"
@@ -130,4 +131,32 @@ func frame(body ...byte) []byte {
 	h.Cluster = wire.ClusterTag(cluster)
 	b, _ := h.AppendBinary(nil)
 	return append(b, body...)
+}
+
+// received checks what Decode adds to an UPDATE — each write's Raw, the
+// record's canonical encoding that its hash was checked over — and
+// returns m without it, to compare with the message encoded.
+func received(t testing.TB, m wire.Message) wire.Message {
+	t.Helper()
+	u, ok := m.(*wire.Update)
+	if !ok {
+		return m
+	}
+	c := *u
+	c.More = slices.Clone(u.More)
+	for _, w := range append([]*wire.Update{&c}, pointers(c.More)...) {
+		if want, _ := w.Record.MarshalCBOR(); !bytes.Equal(w.Raw, want) {
+			t.Errorf("decoded %q with Raw %x, want its encoding %x", w.Record.Key, w.Raw, want)
+		}
+		w.Raw = nil
+	}
+	return &c
+}
+
+func pointers(us []wire.Update) []*wire.Update {
+	out := make([]*wire.Update, len(us))
+	for i := range us {
+		out[i] = &us[i]
+	}
+	return out
 }

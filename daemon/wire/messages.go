@@ -156,11 +156,13 @@ type Update struct {
 	// own UPDATE carries it; in More it is ignored. A receiver written
 	// before the field ignores it and commits the datagrams as they come.
 	Follow uint8 `cbor:"7,keyasint,omitempty"`
-	// Raw, when a sender sets it, is Record's canonical encoding
-	// (store.Record.MarshalCBOR) and Hash its hash, both as its store
-	// computed them for its log (store.Early): Encode then writes Raw as
-	// the record and does not hash it again. Not on the wire; Decode
-	// leaves it nil.
+	// Raw is Record's canonical encoding (store.Record.MarshalCBOR),
+	// whose hash is Hash; not on the wire. A sender may set it to what its
+	// store computed for its log (store.Early): Encode then writes Raw as
+	// the record and does not hash it again. Decode sets it to the
+	// encoding it checked Hash against, for the receiver's store to take
+	// as it is (store.Applier.ApplyEncoded). Whoever changes Record must
+	// clear it.
 	Raw []byte `cbor:"-"`
 }
 
