@@ -30,6 +30,9 @@ func TestDatagramRoundTrip(t *testing.T) {
 			t.Errorf("%s: plaintext in the frame", msg.Type())
 		}
 		_, got, err := decode(b, d)
+		if u, ok := got.(*wire.Update); ok {
+			u.Raw = nil // what Decode adds: the record's encoding it checked the hash over
+		}
 		if err != nil || !reflect.DeepEqual(got, msg) {
 			t.Errorf("%s: Decode = %#v, %v", msg.Type(), got, err)
 		}
