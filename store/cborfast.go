@@ -1,10 +1,10 @@
 package store
 
 import (
-	"encoding/binary"
 	"math"
 	"slices"
-	"unicode/utf8"
+
+	"github.com/cloudknowledge/ck/internal/cborlite"
 )
 
 // Records are encoded and decoded on every write and read, and the cbor
@@ -16,44 +16,6 @@ import (
 // non-canonical map, text that is not UTF-8 — falls back to the cbor
 // package, which decides (and refuses what it refuses).
 
-// CBOR major types.
-const (
-	cborUint  = 0 << 5
-	cborNeg   = 1 << 5
-	cborBytes = 2 << 5
-	cborText  = 3 << 5
-	cborArray = 4 << 5
-	cborMap   = 5 << 5
-	cborFalse = 0xf4
-	cborTrue  = 0xf5
-)
-
-// appendHead appends a CBOR head in its shortest form.
-func appendHead(b []byte, major byte, n uint64) []byte {
-	switch {
-	case n < 24:
-		return append(b, major|byte(n))
-	case n <= math.MaxUint8:
-		return append(b, major|24, byte(n))
-	case n <= math.MaxUint16:
-		return binary.BigEndian.AppendUint16(append(b, major|25), uint16(n))
-	case n <= math.MaxUint32:
-		return binary.BigEndian.AppendUint32(append(b, major|26), uint32(n))
-	}
-	return binary.BigEndian.AppendUint64(append(b, major|27), n)
-}
-
-func appendBool(b []byte, v bool) []byte {
-	if v {
-		return append(b, cborTrue)
-	}
-	return append(b, cborFalse)
-}
-
-func appendID(b []byte, id NodeID) []byte {
-	return append(append(b, cborBytes|16), id[:]...)
-}
-
 // appendRecord appends r's canonical encoding (see MarshalCBOR).
 func appendRecord(b []byte, r *Record) []byte {
 	fields := byte(9)
@@ -63,13 +25,13 @@ func appendRecord(b []byte, r *Record) []byte {
 	if r.Ephemeral != 0 {
 		fields++
 	}
-	b = append(b, cborMap|fields, 1)
-	b = appendHead(b, cborText, uint64(len(r.Key)))
+	b = append(b, cborlite.Map|fields, 1)
+	b = cborlite.AppendHead(b, cborlite.Text, uint64(len(r.Key)))
 	b = append(b, r.Key...)
 	b = append(b, 2)
-	b = appendHead(b, cborBytes, uint64(len(r.Value)))
+	b = cborlite.AppendHead(b, cborlite.Bytes, uint64(len(r.Value)))
 	b = append(b, r.Value...)
-	b = appendBool(append(b, 3), r.Deleted)
+	b = cborlite.AppendBool(append(b, 3), r.Deleted)
 	b = append(b, 4)
 	ids := make([]NodeID, 0, len(r.VV))
 	for id, n := range r.VV {
@@ -78,146 +40,51 @@ func appendRecord(b []byte, r *Record) []byte {
 		}
 	}
 	slices.SortFunc(ids, NodeID.Compare) // encoded keys of one length sort as the ids do
-	b = appendHead(b, cborMap, uint64(len(ids)))
+	b = cborlite.AppendHead(b, cborlite.Map, uint64(len(ids)))
 	for _, id := range ids {
-		b = appendHead(appendID(b, id), cborUint, r.VV[id])
+		b = cborlite.AppendHead(cborlite.AppendID(b, id), cborlite.Uint, r.VV[id])
 	}
-	b = appendHead(append(b, 5), cborUint, r.Lamport)
-	b = appendID(append(b, 6), r.Origin)
-	b = append(b, 7, cborArray|2)
-	b = appendID(appendHead(b, cborUint, r.LWW.Lamport), r.LWW.Origin)
+	b = cborlite.AppendHead(append(b, 5), cborlite.Uint, r.Lamport)
+	b = cborlite.AppendID(append(b, 6), r.Origin)
+	b = append(b, 7, cborlite.Array|2)
+	b = cborlite.AppendID(cborlite.AppendHead(b, cborlite.Uint, r.LWW.Lamport), r.LWW.Origin)
 	b = append(b, 8)
 	if r.At >= 0 {
-		b = appendHead(b, cborUint, uint64(r.At))
+		b = cborlite.AppendHead(b, cborlite.Uint, uint64(r.At))
 	} else {
-		b = appendHead(b, cborNeg, uint64(^r.At))
+		b = cborlite.AppendHead(b, cborlite.Neg, uint64(^r.At))
 	}
-	b = appendBool(append(b, 9), r.Fallback)
+	b = cborlite.AppendBool(append(b, 9), r.Fallback)
 	if r.TTL != 0 {
 		b = append(b, 10)
 		if r.TTL > 0 {
-			b = appendHead(b, cborUint, uint64(r.TTL))
+			b = cborlite.AppendHead(b, cborlite.Uint, uint64(r.TTL))
 		} else {
-			b = appendHead(b, cborNeg, uint64(^r.TTL))
+			b = cborlite.AppendHead(b, cborlite.Neg, uint64(^r.TTL))
 		}
 	}
 	if r.Ephemeral != 0 {
-		b = appendHead(append(b, 11), cborUint, r.Ephemeral)
+		b = cborlite.AppendHead(append(b, 11), cborlite.Uint, r.Ephemeral)
 	}
 	return b
 }
 
 // appendEvent appends a change-log entry's encoding (eventWire).
 func appendEvent(b []byte, op Op, key string, version uint64, origin NodeID) []byte {
-	b = append(b, cborArray|4)
-	b = append(appendHead(b, cborText, uint64(len(op))), op...)
-	b = append(appendHead(b, cborText, uint64(len(key))), key...)
-	return appendID(appendHead(b, cborUint, version), origin)
+	b = append(b, cborlite.Array|4)
+	b = append(cborlite.AppendHead(b, cborlite.Text, uint64(len(op))), op...)
+	b = append(cborlite.AppendHead(b, cborlite.Text, uint64(len(key))), key...)
+	return cborlite.AppendID(cborlite.AppendHead(b, cborlite.Uint, version), origin)
 }
 
-// parser reads the canonical layout; ok turns false at the first thing it
-// does not expect, and stays false.
-type parser struct {
-	b  []byte
-	ok bool
-}
-
-func (p *parser) byte() byte {
-	if !p.ok || len(p.b) == 0 {
-		p.ok = false
-		return 0
-	}
-	c := p.b[0]
-	p.b = p.b[1:]
-	return c
-}
+// parser reads the canonical layout (cborlite.Reader): OK turns false
+// at the first thing it does not expect, and stays false.
+type parser struct{ cborlite.Reader }
 
 func (p *parser) expect(c byte) {
-	if p.byte() != c {
-		p.ok = false
+	if p.Byte() != c {
+		p.OK = false
 	}
-}
-
-// head reads a head of the given major type (any width, as the cbor
-// package accepts) and returns its argument.
-func (p *parser) head(major byte) uint64 {
-	c := p.byte()
-	if c&0xe0 != major {
-		p.ok = false
-		return 0
-	}
-	var n int
-	switch ai := c & 0x1f; {
-	case ai < 24:
-		return uint64(ai)
-	case ai == 24:
-		n = 1
-	case ai == 25:
-		n = 2
-	case ai == 26:
-		n = 4
-	case ai == 27:
-		n = 8
-	default: // indefinite lengths and reserved values: not ours
-		p.ok = false
-		return 0
-	}
-	if !p.ok || len(p.b) < n {
-		p.ok = false
-		return 0
-	}
-	var v uint64
-	for _, d := range p.b[:n] {
-		v = v<<8 | uint64(d)
-	}
-	p.b = p.b[n:]
-	return v
-}
-
-// bytes reads n bytes, without copying.
-func (p *parser) bytes(n uint64) []byte {
-	if !p.ok || uint64(len(p.b)) < n {
-		p.ok = false
-		return nil
-	}
-	v := p.b[:n:n]
-	p.b = p.b[n:]
-	return v
-}
-
-func (p *parser) bool() bool {
-	switch p.byte() {
-	case cborTrue:
-		return true
-	case cborFalse:
-		return false
-	}
-	p.ok = false
-	return false
-}
-
-func (p *parser) id() (id NodeID) {
-	if p.head(cborBytes) != 16 {
-		p.ok = false
-		return id
-	}
-	copy(id[:], p.bytes(16))
-	return id
-}
-
-func (p *parser) text() string { return p.textAs("") }
-
-// textAs is text, returning known itself, not a copy, when the text is
-// known: a record's key read for a lookup by that key costs no string.
-func (p *parser) textAs(known string) string {
-	v := p.bytes(p.head(cborText))
-	if !utf8.Valid(v) {
-		p.ok = false
-	}
-	if len(known) > 0 && string(v) == known {
-		return known
-	}
-	return string(v)
 }
 
 // parseRecord decodes the canonical layout of a record; ok is false for
@@ -229,82 +96,82 @@ func parseRecord(b []byte, withValue bool) (r Record, ok bool) {
 // parseRecordOf is parseRecord of a record looked up by its key, which it
 // then shares rather than copies.
 func parseRecordOf(key string, b []byte, withValue bool) (r Record, ok bool) {
-	p := parser{b: b, ok: true}
-	fields := p.byte()
-	if fields != cborMap|9 && fields != cborMap|10 && fields != cborMap|11 {
+	p := parser{cborlite.NewReader(b)}
+	fields := p.Byte()
+	if fields != cborlite.Map|9 && fields != cborlite.Map|10 && fields != cborlite.Map|11 {
 		return Record{}, false
 	}
 	p.expect(1)
-	r.Key = p.textAs(key)
+	r.Key = p.TextAs(key)
 	p.expect(2)
-	v := p.bytes(p.head(cborBytes))
+	v := p.Bytes(p.Head(cborlite.Bytes))
 	if withValue {
 		r.Value = append(make([]byte, 0, len(v)), v...) // the cbor package copies too
 	}
 	p.expect(3)
-	r.Deleted = p.bool()
+	r.Deleted = p.Bool()
 	p.expect(4)
-	n := p.head(cborMap)
-	if !p.ok || n > 1<<16 {
+	n := p.Head(cborlite.Map)
+	if !p.OK || n > 1<<16 {
 		return Record{}, false
 	}
 	r.VV = make(VV, n)
 	var prev NodeID
-	for i := uint64(0); i < n && p.ok; i++ {
-		id := p.id()
+	for i := uint64(0); i < n && p.OK; i++ {
+		id := NodeID(p.ID())
 		if i > 0 && id.Compare(prev) <= 0 { // canonical order, so no duplicates
-			p.ok = false
+			p.OK = false
 		}
-		r.VV[id], prev = p.head(cborUint), id
+		r.VV[id], prev = p.Head(cborlite.Uint), id
 	}
 	p.expect(5)
-	r.Lamport = p.head(cborUint)
+	r.Lamport = p.Head(cborlite.Uint)
 	p.expect(6)
-	r.Origin = p.id()
+	r.Origin = p.ID()
 	p.expect(7)
-	p.expect(cborArray | 2)
-	r.LWW.Lamport = p.head(cborUint)
-	r.LWW.Origin = p.id()
+	p.expect(cborlite.Array | 2)
+	r.LWW.Lamport = p.Head(cborlite.Uint)
+	r.LWW.Origin = p.ID()
 	p.expect(8)
-	if len(p.b) > 0 && p.b[0]&0xe0 == cborNeg {
-		n := p.head(cborNeg)
+	if len(p.B) > 0 && p.B[0]&0xe0 == cborlite.Neg {
+		n := p.Head(cborlite.Neg)
 		r.At = ^int64(n)
 		if n > math.MaxInt64 {
-			p.ok = false
+			p.OK = false
 		}
 	} else {
-		n := p.head(cborUint)
+		n := p.Head(cborlite.Uint)
 		r.At = int64(n)
 		if n > math.MaxInt64 {
-			p.ok = false
+			p.OK = false
 		}
 	}
 	p.expect(9)
-	r.Fallback = p.bool()
+	r.Fallback = p.Bool()
 	// Fields 10 (ttl) and 11 (ephemeral) are there only when not zero;
 	// only a positive TTL is read here, anything else is the cbor
 	// package's to decide (and validate's to refuse).
 	extra := int(fields&0x1f) - 9
-	if extra > 0 && len(p.b) > 0 && p.b[0] == 10 {
+	if extra > 0 && len(p.B) > 0 && p.B[0] == 10 {
 		p.expect(10)
-		n := p.head(cborUint)
+		n := p.Head(cborlite.Uint)
 		r.TTL = int64(n)
 		if n == 0 || n > math.MaxInt64 {
-			p.ok = false
+			p.OK = false
 		}
 		extra--
 	}
 	if extra > 0 {
 		p.expect(11)
-		if r.Ephemeral = p.head(cborUint); r.Ephemeral == 0 {
-			p.ok = false
+		if r.Ephemeral = p.Head(cborlite.Uint); r.Ephemeral == 0 {
+			p.OK = false
 		}
 		extra--
 	}
 	if extra != 0 {
-		p.ok = false
+		p.OK = false
 	}
-	if !p.ok || len(p.b) != 0 {
+	if !p.OK || len(p.B) != 0 {
 		return Record{}, false
 	}
 	return r, true
@@ -312,13 +179,13 @@ func parseRecordOf(key string, b []byte, withValue bool) (r Record, ok bool) {
 
 // parseEvent decodes the layout appendEvent writes.
 func parseEvent(b []byte) (w eventWire, ok bool) {
-	p := parser{b: b, ok: true}
-	p.expect(cborArray | 4)
-	w.Op = Op(p.text())
-	w.Key = p.text()
-	w.Version = p.head(cborUint)
-	w.Origin = p.id()
-	return w, p.ok && len(p.b) == 0
+	p := parser{cborlite.NewReader(b)}
+	p.expect(cborlite.Array | 4)
+	w.Op = Op(p.Text())
+	w.Key = p.Text()
+	w.Version = p.Head(cborlite.Uint)
+	w.Origin = p.ID()
+	return w, p.OK && len(p.B) == 0
 }
 
 // dominatesStored reports whether vv dominates (or equals) the version
@@ -326,23 +193,23 @@ func parseEvent(b []byte) (w eventWire, ok bool) {
 // false also for a layout it does not read, which the caller then decodes
 // the slow way (Applier: it cannot tell).
 func dominatesStored(vv VV, raw []byte) bool {
-	p := parser{b: raw, ok: true}
-	if fields := p.byte(); fields != cborMap|9 && fields != cborMap|10 && fields != cborMap|11 {
+	p := parser{cborlite.NewReader(raw)}
+	if fields := p.Byte(); fields != cborlite.Map|9 && fields != cborlite.Map|10 && fields != cborlite.Map|11 {
 		return false
 	}
 	p.expect(1)
-	p.bytes(p.head(cborText))
+	p.Bytes(p.Head(cborlite.Text))
 	p.expect(2)
-	p.bytes(p.head(cborBytes))
+	p.Bytes(p.Head(cborlite.Bytes))
 	p.expect(3)
-	p.bool()
+	p.Bool()
 	p.expect(4)
-	n := p.head(cborMap)
-	for i := uint64(0); i < n && p.ok; i++ {
-		id := p.id()
-		if l := p.head(cborUint); p.ok && vv[id] < l {
+	n := p.Head(cborlite.Map)
+	for i := uint64(0); i < n && p.OK; i++ {
+		id := NodeID(p.ID())
+		if l := p.Head(cborlite.Uint); p.OK && vv[id] < l {
 			return false
 		}
 	}
-	return p.ok
+	return p.OK
 }

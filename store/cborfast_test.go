@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/cloudknowledge/ck/internal/cborlite"
 )
 
 // randomRecord covers the encoding's edges: every head width, empty and
@@ -261,7 +263,7 @@ func TestDominatesStored(t *testing.T) {
 	}{
 		{"empty", nil},
 		{"not a map", []byte{0x80}},
-		{"foreign map size", []byte{cborMap | 3, 1, 0x60}},
+		{"foreign map size", []byte{cborlite.Map | 3, 1, 0x60}},
 		{"cut in the vector", encodeRecord(&Record{Key: "k", VV: VV{NodeID{1}: 5}})[:20]},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

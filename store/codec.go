@@ -3,6 +3,7 @@ package store
 import (
 	"crypto/sha256"
 	"fmt"
+	"github.com/cloudknowledge/ck/internal/cborlite"
 
 	"github.com/fxamacker/cbor/v2"
 )
@@ -233,14 +234,14 @@ func (h tombHead) indexed() bool { return h.Deleted || h.TTL > 0 }
 // record in the canonical layout is recognised from its first fields
 // without decoding the rest.
 func decodeHeadAt(b []byte) (tombHead, error) {
-	p := parser{b: b, ok: true}
-	p.expect(cborMap | 9)
+	p := parser{cborlite.NewReader(b)}
+	p.expect(cborlite.Map | 9)
 	p.expect(1)
-	p.bytes(p.head(cborText))
+	p.Bytes(p.Head(cborlite.Text))
 	p.expect(2)
-	p.bytes(p.head(cborBytes))
+	p.Bytes(p.Head(cborlite.Bytes))
 	p.expect(3)
-	if deleted := p.bool(); p.ok && !deleted {
+	if deleted := p.Bool(); p.OK && !deleted {
 		return tombHead{}, nil
 	}
 	m, err := decodeMeta(b)

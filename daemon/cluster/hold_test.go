@@ -44,18 +44,8 @@ func TestHeldBatch(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				st, err := store.Open(filepath.Join(t.TempDir(), "data.db"), store.Options{NoSync: true})
-				if err != nil {
-					t.Fatal(err)
-				}
-				nw := simnet.New(1, simnet.Options{})
-				n := New(Config{NodeName: "n", Cluster: "sim", Heartbeat: time.Hour, DeadAfter: 10 * time.Hour, MaxDatagram: 1200}, nw.Endpoint(), st)
-				ctx, cancel := context.WithCancel(context.Background())
-				done := make(chan struct{})
-				go func() { defer close(done); n.Run(ctx) }()
-				defer func() { cancel(); <-done; st.Close() }()
-
-				writer := nw.Endpoint()
+				n, st, writer, stop := heldNode(t)
+				defer stop()
 				origin := store.NodeID{0xa5}
 				start := st.Stats().Commits
 				sent := 0
@@ -109,6 +99,23 @@ func TestHeldBatch(t *testing.T) {
 	}
 }
 
+// heldNode starts a node with a store of its own on a simulated network,
+// inside a synctest bubble, and returns it, its store, an endpoint to
+// send it datagrams from, and what stops them.
+func heldNode(t *testing.T) (*Node, *store.Store, *simnet.Endpoint, func()) {
+	t.Helper()
+	st, err := store.Open(filepath.Join(t.TempDir(), "data.db"), store.Options{NoSync: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	nw := simnet.New(1, simnet.Options{})
+	n := New(Config{NodeName: "n", Cluster: "sim", Heartbeat: time.Hour, DeadAfter: 10 * time.Hour, MaxDatagram: 1200}, nw.Endpoint(), st)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); n.Run(ctx) }()
+	return n, st, nw.Endpoint(), func() { cancel(); <-done; st.Close() }
+}
+
 // batchDatagram is datagram i of a writer's batch: k writes of its own
 // from origin, saying follow more come.
 func batchDatagram(t *testing.T, origin store.NodeID, i, k int, follow uint8) *wire.Update {
@@ -141,18 +148,8 @@ func TestUpdateHashChecked(t *testing.T) {
 	}{{"alone", []uint8{0}}, {"held batch", []uint8{1, 0}}} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				st, err := store.Open(filepath.Join(t.TempDir(), "data.db"), store.Options{NoSync: true})
-				if err != nil {
-					t.Fatal(err)
-				}
-				nw := simnet.New(1, simnet.Options{})
-				n := New(Config{NodeName: "n", Cluster: "sim", Heartbeat: time.Hour, DeadAfter: 10 * time.Hour, MaxDatagram: 1200}, nw.Endpoint(), st)
-				ctx, cancel := context.WithCancel(context.Background())
-				done := make(chan struct{})
-				go func() { defer close(done); n.Run(ctx) }()
-				defer func() { cancel(); <-done; st.Close() }()
-
-				writer := nw.Endpoint()
+				n, st, writer, stop := heldNode(t)
+				defer stop()
 				origin := store.NodeID{0xa5}
 				var good, bad []string
 				for i, f := range tc.follows {
@@ -167,7 +164,7 @@ func TestUpdateHashChecked(t *testing.T) {
 						}
 					}
 					n.recvMu.Lock() // as dispatch holds it
-					n.handleUpdates(ctx, writer.Addr(), ups)
+					n.handleUpdates(t.Context(), writer.Addr(), ups)
 					n.recvMu.Unlock()
 					synctest.Wait()
 				}
