@@ -287,7 +287,7 @@ func TestApplierHashed(t *testing.T) {
 	hashes := []store.Hash{good.Hash(), store.KeyHash("not b"), store.KeyHash("not c"), ttl.Hash()}
 	s := openTest(t)
 	log := newDoneLog(len(recs))
-	s.NewApplier(log.fn(t)).ApplyHashed(t.Context(), recs, hashes, tagsOf(0, len(recs)))
+	s.NewApplier(log.fn(t)).ApplyHashed(t.Context(), recs, nil, hashes, tagsOf(0, len(recs)))
 	for _, i := range []int{1, 2} {
 		if err := log.get(i).Err; !errors.Is(err, store.ErrHashMismatch) {
 			t.Errorf("record %d with a wrong hash: %v when ApplyHashed returned, want ErrHashMismatch", i, err)
@@ -309,9 +309,9 @@ func TestApplierHashed(t *testing.T) {
 	}
 }
 
-// ApplyEncoded takes a record's encoding and hash as given — what is
-// stored, and what a read and the digests see, are those bytes — and
-// checks a record given without one as ApplyHashed does.
+// ApplyHashed takes a record's encoding and hash as given when it is
+// handed them — what is stored, and what a read and the digests see, are
+// those bytes — and checks a record given without one against its hash.
 func TestApplierEncoded(t *testing.T) {
 	given := write("a", "x", 1, 5, nil)
 	raw, h := given.Encoded()
@@ -319,7 +319,7 @@ func TestApplierEncoded(t *testing.T) {
 	recs := []store.Record{given, unchecked}
 	s := openTest(t)
 	log := newDoneLog(len(recs))
-	s.NewApplier(log.fn(t)).ApplyEncoded(t.Context(), recs, [][]byte{raw, nil}, []store.Hash{h, store.KeyHash("not b")}, tagsOf(0, 2))
+	s.NewApplier(log.fn(t)).ApplyHashed(t.Context(), recs, [][]byte{raw, nil}, []store.Hash{h, store.KeyHash("not b")}, tagsOf(0, 2))
 	if err := log.get(1).Err; !errors.Is(err, store.ErrHashMismatch) {
 		t.Errorf("a record without its encoding and with a wrong hash: %v, want ErrHashMismatch", err)
 	}

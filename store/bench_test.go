@@ -200,7 +200,7 @@ func BenchmarkPeerApply(b *testing.B) {
 	b.ResetTimer()
 	cpu0 := processCPU(b)
 	for i, recs := range batches {
-		a.ApplyHashed(b.Context(), recs, hashes[i], tags[:len(recs)])
+		a.ApplyHashed(b.Context(), recs, nil, hashes[i], tags[:len(recs)])
 	}
 	left.Wait()
 	b.StopTimer()

@@ -192,18 +192,12 @@ func (a *Applier) Apply(ctx context.Context, recs []Record, tags []any) {
 // UPDATEs): recs[i] is refused with ErrHashMismatch, before any other
 // check, unless its canonical encoding hashes to hashes[i]. The record is
 // encoded and hashed once for the check and its commit, where checking
-// Record.Hash first and then applying did both twice.
-func (a *Applier) ApplyHashed(ctx context.Context, recs []Record, hashes []Hash, tags []any) {
-	a.apply(ctx, recs, nil, hashes, tags)
-}
-
-// ApplyEncoded is ApplyHashed of records whose caller has already checked
-// them against their hashes: raws[i], when not nil, is recs[i]'s
-// canonical encoding (Record.Encoded, as wire.Decode keeps it) and
-// hashes[i] its hash, taken as they are — nothing is encoded or hashed
-// again on the way to the commit. A nil raws[i] is checked as
-// ApplyHashed checks it.
-func (a *Applier) ApplyEncoded(ctx context.Context, recs []Record, raws [][]byte, hashes []Hash, tags []any) {
+// Record.Hash first and then applying did both twice. raws[i], when raws
+// and it are not nil, is recs[i]'s canonical encoding, whose hash the
+// caller has already checked to be hashes[i] (Record.Encoded; wire.Decode
+// keeps it): it is taken as it is, and nothing is encoded or hashed again
+// on the way to the commit.
+func (a *Applier) ApplyHashed(ctx context.Context, recs []Record, raws [][]byte, hashes []Hash, tags []any) {
 	a.apply(ctx, recs, raws, hashes, tags)
 }
 
@@ -414,7 +408,7 @@ func (s *Store) ready(rec *Record, want *Hash) (raw []byte, h Hash, expired bool
 }
 
 // readyEncoded is ready, with known, when not nil, rec's canonical
-// encoding, whose hash (want) its caller checked (Applier.ApplyEncoded).
+// encoding, whose hash (want) its caller checked (Applier.ApplyHashed).
 func (s *Store) readyEncoded(rec *Record, want *Hash, known []byte) (raw []byte, h Hash, expired bool, err error) {
 	if known != nil && want != nil {
 		raw, h = known, *want

@@ -118,6 +118,6 @@ func (n *Node) release(from netip.AddrPort, h *heldBatch) {
 // queueUpdates hands received writes to the store's committer.
 func (n *Node) queueUpdates(ctx context.Context, ups updateBatch) {
 	if len(ups.recs) > 0 {
-		n.updates.ApplyEncoded(ctx, ups.recs, ups.raws, ups.hashes, ups.tags)
+		n.updates.ApplyHashed(ctx, ups.recs, ups.raws, ups.hashes, ups.tags)
 	}
 }

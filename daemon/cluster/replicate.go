@@ -315,7 +315,7 @@ func witnessesFirst(ids, witnesses []store.NodeID) {
 // datagrams of one writer batch are queued together (hold.go): ups[0]
 // is the datagram's own UPDATE, whose Follow counts those still to come.
 // A write's hash was checked by wire.Decode, which keeps the encoding it
-// checked (Update.Raw) for the store to take as it is (ApplyEncoded):
+// checked (Update.Raw) for the store to take as it is (ApplyHashed):
 // one encoding and one hash per received write. A write without it (not
 // from Decode) is checked by the store, and one that does not match its
 // hash is dropped as before (updatesApplied).

@@ -147,7 +147,7 @@ func (m *Update) check(Header) error { return m.checkAll(false) }
 
 // checkReceived is check for a decoded UPDATE: each write's Raw is set to
 // the record's encoding its hash was checked over, for the receiver's
-// store to take as it is (store.Applier.ApplyEncoded).
+// store to take as it is (store.Applier.ApplyHashed).
 func (m *Update) checkReceived(Header) error { return m.checkAll(true) }
 
 func (m *Update) checkAll(keep bool) error {

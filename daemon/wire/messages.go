@@ -161,7 +161,7 @@ type Update struct {
 	// store computed for its log (store.Early): Encode then writes Raw as
 	// the record and does not hash it again. Decode sets it to the
 	// encoding it checked Hash against, for the receiver's store to take
-	// as it is (store.Applier.ApplyEncoded). Whoever changes Record must
+	// as it is (store.Applier.ApplyHashed). Whoever changes Record must
 	// clear it.
 	Raw []byte `cbor:"-"`
 }
