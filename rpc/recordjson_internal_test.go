@@ -3,22 +3,16 @@ package rpc
 import (
 	"bytes"
 	"encoding/json"
-	"math/rand/v2"
-	"os"
-	"strconv"
 	"testing"
 	"time"
+
+	"github.com/cloudknowledge/ck/internal/testseed"
 )
 
 // The direct encoder writes what encoding/json writes, for records with
 // every kind of character and field.
 func TestRecordJSONMatches(t *testing.T) {
-	seed := uint64(time.Now().UnixNano())
-	if env := os.Getenv("CK_SEED"); env != "" {
-		seed, _ = strconv.ParseUint(env, 10, 64)
-	}
-	t.Logf("seed %d (replay with CK_SEED=%d)", seed, seed)
-	rng := rand.New(rand.NewPCG(seed, 2))
+	rng := testseed.Rand(t)
 	pieces := []string{"a", "é", "日本", "😀", "<", ">", "&", "\"", "\\", "\n", "\r", "\t", "\b", "\f", "\x00", "\x1f",
 		"\x7f", "\u2028", "\u2029", "\xff", "\xc3", "\xe2\x80", "\U0010ffff", " ", "/", "+"}
 	str := func() string {

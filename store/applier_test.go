@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudknowledge/ck/internal/testseed"
 	"github.com/cloudknowledge/ck/store"
 )
 
@@ -75,7 +76,7 @@ func tagsOf(from, n int) []any {
 // copy taken when the last outcome arrived holds every record reported
 // as stored.
 func TestApplier(t *testing.T) {
-	rng := testSeed(t)
+	rng := testseed.Rand(t)
 	recs := receivedRecords(rng, 1500, 300)
 	one := openTest(t, func(o *store.Options) { o.Resolver = union })
 	queued := openTest(t, durable, func(o *store.Options) { o.Resolver = union })

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/cloudknowledge/ck/internal/testseed"
 	"github.com/cloudknowledge/ck/store"
 )
 
@@ -196,7 +197,7 @@ func TestApplyResolver(t *testing.T) {
 // exchange their records as anti-entropy would: they end with equal roots
 // and equal bytes.
 func TestStoresConverge(t *testing.T) {
-	rng := testSeed(t)
+	rng := testseed.Rand(t)
 	ws := []store.Record{
 		write("k", "a", 1, uint64(rng.IntN(5)+1), nil),
 		write("k", "b", 2, uint64(rng.IntN(5)+1), nil),

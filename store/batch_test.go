@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/cloudknowledge/ck/internal/testseed"
 	"github.com/cloudknowledge/ck/store"
 )
 
@@ -14,7 +15,7 @@ import (
 // (resolved outside the commit or by it), repeated keys within a batch,
 // invalid records, and more records than one commit takes.
 func TestApplyBatch(t *testing.T) {
-	rng := testSeed(t)
+	rng := testseed.Rand(t)
 	recs := receivedRecords(rng, 2500, 400)
 	one := openTest(t, func(o *store.Options) { o.Resolver = union })
 	batch := openTest(t, func(o *store.Options) { o.Resolver = union })

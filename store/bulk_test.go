@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudknowledge/ck/internal/testseed"
 	"github.com/cloudknowledge/ck/store"
 )
 
@@ -139,7 +140,7 @@ func TestLoaderMatchesApplyBatch(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			rng := testSeed(t)
+			rng := testseed.Rand(t)
 			c := newClock()
 			opts := []func(*store.Options){func(o *store.Options) { o.Now = c.now }}
 			if tt.purging {
@@ -293,7 +294,7 @@ func eventSet(t *testing.T, s *store.Store) []string {
 // descends from (dominates or equals) every version written or received
 // for it, and Check passes.
 func TestLoaderConcurrentWrites(t *testing.T) {
-	rng := testSeed(t)
+	rng := testseed.Rand(t)
 	c := newClock()
 	s := openTest(t, func(o *store.Options) { o.Now = c.now })
 	recs := bulkInput(rng, c, 4000)
@@ -384,7 +385,7 @@ func TestLoaderConcurrentWrites(t *testing.T) {
 // ending with the records of a store that got everything through
 // ApplyBatch.
 func TestLoaderCrash(t *testing.T) {
-	rng := testSeed(t)
+	rng := testseed.Rand(t)
 	c := newClock()
 	opt := func(o *store.Options) { o.Now = c.now }
 	recs := bulkInput(rng, c, 3000)

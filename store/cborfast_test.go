@@ -4,14 +4,13 @@ import (
 	"bytes"
 	"math"
 	"math/rand/v2"
-	"os"
 	"reflect"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/cloudknowledge/ck/internal/cborlite"
+	"github.com/cloudknowledge/ck/internal/testseed"
 )
 
 // randomRecord covers the encoding's edges: every head width, empty and
@@ -66,23 +65,10 @@ func randomRecord(rng *rand.Rand) Record {
 	return r
 }
 
-// fastSeed returns the test's random source; CK_SEED replays a seed.
-func fastSeed(t testing.TB) *rand.Rand {
-	seed := uint64(time.Now().UnixNano())
-	if env := os.Getenv("CK_SEED"); env != "" {
-		var err error
-		if seed, err = strconv.ParseUint(env, 10, 64); err != nil {
-			t.Fatalf("CK_SEED: %v", err)
-		}
-	}
-	t.Logf("seed %d (replay with CK_SEED=%d)", seed, seed)
-	return rand.New(rand.NewPCG(seed, 1))
-}
-
 // The direct encoder writes exactly what the cbor package writes, and the
 // direct decoder reads it back as the cbor package does.
 func TestFastCodec(t *testing.T) {
-	rng := fastSeed(t)
+	rng := testseed.Rand(t)
 	for range 3000 {
 		r := randomRecord(rng)
 		want, err := r.marshalReflect()
@@ -131,7 +117,7 @@ func TestFastCodec(t *testing.T) {
 // Whatever the direct decoder accepts, the cbor package accepts too, with
 // the same result: damaged and foreign encodings included.
 func TestFastDecodeNeverLaxer(t *testing.T) {
-	rng := fastSeed(t)
+	rng := testseed.Rand(t)
 	for range 20000 {
 		r := randomRecord(rng)
 		b, _ := r.MarshalCBOR()
@@ -232,7 +218,7 @@ func TestDecodeHeadAt(t *testing.T) {
 // and optional fields; an encoding it cannot read gives false (the caller
 // then decodes it).
 func TestDominatesStored(t *testing.T) {
-	rng := fastSeed(t)
+	rng := testseed.Rand(t)
 	for i := range 3000 {
 		r := randomRecord(rng)
 		raw := encodeRecord(&r)

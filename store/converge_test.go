@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/cloudknowledge/ck/internal/testseed"
 	"github.com/cloudknowledge/ck/store"
 )
 
@@ -41,7 +42,7 @@ func permutations(n int) [][]int {
 // node picks the same original write (lww) and content right away, and
 // once the nodes exchange what they hold, all hold the same bytes.
 func TestThreeWritersConverge(t *testing.T) {
-	rng := testSeed(t)
+	rng := testseed.Rand(t)
 	for iter := range 200 {
 		base := write("k", "base", 9, uint64(rng.IntN(3)+1), nil)
 		var ws []store.Record

@@ -10,6 +10,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/cloudknowledge/ck/internal/testseed"
 	"github.com/cloudknowledge/ck/store"
 )
 
@@ -64,7 +65,7 @@ func noDigest(t *testing.T, s *store.Store, when string) {
 // and deadlines equal those of a store that counted the same files in
 // Open.
 func TestCountInBackground(t *testing.T) {
-	rng := testSeed(t)
+	rng := testseed.Rand(t)
 	c := newClock()
 	s := openTest(t, purging(c))
 	fillApplied(t, s, "b", 5000)

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudknowledge/ck/internal/testseed"
 	"github.com/cloudknowledge/ck/store"
 )
 
@@ -16,7 +17,7 @@ import (
 // rebuild (Check, at cleanup and after reopening), a store holding the same
 // records has the same digests, and the levels are consistent.
 func TestDigestRandomOps(t *testing.T) {
-	rng := testSeed(t)
+	rng := testseed.Rand(t)
 	s := openTest(t)
 	for i := range 500 {
 		key := fmt.Sprintf("d/%d", rng.IntN(120))
@@ -178,7 +179,7 @@ func randomOps(t *testing.T, s *store.Store, rng *rand.Rand, c *fakeClock, n int
 // restarts (Check, at every close, also compares the snapshot with a
 // rebuild).
 func TestDigestSnapshotRestart(t *testing.T) {
-	rng := testSeed(t)
+	rng := testseed.Rand(t)
 	c := newClock()
 	s := openTest(t, purging(c))
 	for round := range 4 {

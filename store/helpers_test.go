@@ -2,38 +2,13 @@ package store_test
 
 import (
 	"errors"
-	"flag"
-	"math/rand/v2"
-	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
-	"time"
 
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/cloudknowledge/ck/store"
 )
-
-var seedFlag = flag.Uint64("seed", 0, "seed for randomised tests (0: random; also $CK_SEED)")
-
-// testSeed returns the seed of a randomised test, logged so that a failure
-// can be replayed with -seed or CK_SEED.
-func testSeed(t testing.TB) *rand.Rand {
-	t.Helper()
-	seed := *seedFlag
-	if env := os.Getenv("CK_SEED"); seed == 0 && env != "" {
-		var err error
-		if seed, err = strconv.ParseUint(env, 10, 64); err != nil {
-			t.Fatalf("CK_SEED: %v", err)
-		}
-	}
-	if seed == 0 {
-		seed = uint64(time.Now().UnixNano())
-	}
-	t.Logf("seed %d", seed)
-	return rand.New(rand.NewPCG(seed, seed>>1|1))
-}
 
 // openTest opens a fresh store in a temporary directory. fsync is off
 // unless a test asks for it; every store opened is checked and closed when

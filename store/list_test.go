@@ -5,6 +5,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/cloudknowledge/ck/internal/testseed"
 	"github.com/cloudknowledge/ck/store"
 )
 
@@ -60,7 +61,7 @@ func TestList(t *testing.T) {
 // Paging by next visits every live key once.
 func TestListPaging(t *testing.T) {
 	s := openTest(t)
-	rng := testSeed(t)
+	rng := testseed.Rand(t)
 	live := map[string]bool{}
 	for i := range 300 {
 		k := "p/" + string(rune('a'+rng.IntN(26))) + string(rune('a'+i%26)) + string(rune('a'+i/26))

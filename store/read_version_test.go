@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudknowledge/ck/internal/testseed"
 	"github.com/cloudknowledge/ck/store"
 )
 
@@ -16,7 +17,7 @@ import (
 // past their deadline, past the tombstone TTL), tombstones (live and
 // expired) and ephemeral records, over a clock that moves.
 func TestPeekVersion(t *testing.T) {
-	rng := testSeed(t)
+	rng := testseed.Rand(t)
 	var now atomic.Int64
 	now.Store(time.Date(2026, 12, 7, 9, 0, 0, 0, time.UTC).UnixNano())
 	clock := func() time.Time { return time.Unix(0, now.Load()) }

@@ -13,6 +13,7 @@ import (
 
 	bolt "go.etcd.io/bbolt"
 
+	"github.com/cloudknowledge/ck/internal/testseed"
 	"github.com/cloudknowledge/ck/store"
 )
 
@@ -149,7 +150,7 @@ func BenchmarkFreelistSync(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer s.Close()
-	rng := testSeed(b)
+	rng := testseed.Rand(b)
 	value := make([]byte, 256)
 	per, _ := strconv.Atoi(os.Getenv("CK_FLUSH_KEYS"))
 	if per <= 0 {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cloudknowledge/ck/internal/testseed"
 	"github.com/cloudknowledge/ck/store"
 )
 
@@ -220,7 +221,7 @@ func TestTTLPurge(t *testing.T) {
 // TestTTLConcurrentWrites: writes with and without TTLs racing expiries and
 // the expirer leave a consistent store (Check in cleanup).
 func TestTTLConcurrentWrites(t *testing.T) {
-	rng := testSeed(t)
+	rng := testseed.Rand(t)
 	seed := rng.Uint64()
 	c := newClock()
 	s := openTest(t, purging(c))

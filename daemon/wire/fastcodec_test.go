@@ -4,29 +4,14 @@ import (
 	"bytes"
 	"math"
 	"math/rand/v2"
-	"os"
 	"reflect"
-	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/cloudknowledge/ck/daemon/wire"
+	"github.com/cloudknowledge/ck/internal/testseed"
 	"github.com/cloudknowledge/ck/store"
 )
-
-// testRand returns the test's random source; CK_SEED replays a seed.
-func testRand(t testing.TB) *rand.Rand {
-	seed := uint64(time.Now().UnixNano())
-	if env := os.Getenv("CK_SEED"); env != "" {
-		var err error
-		if seed, err = strconv.ParseUint(env, 10, 64); err != nil {
-			t.Fatalf("CK_SEED: %v", err)
-		}
-	}
-	t.Logf("seed %d (replay with CK_SEED=%d)", seed, seed)
-	return rand.New(rand.NewPCG(seed, 2))
-}
 
 // gen makes random UPDATEs and ACKs that Encode accepts, reaching every
 // head width and every optional field.
@@ -160,7 +145,7 @@ func sameEncode(t *testing.T, s wire.Sealer, m wire.Message) []byte {
 // and damaged copies of it, alike.
 func TestFastCodec(t *testing.T) {
 	s := wire.Plaintext(cluster)
-	rng := testRand(t)
+	rng := testseed.Rand(t)
 	g := gen{rng}
 	var msgs []wire.Message
 	for name, m := range messages() {
