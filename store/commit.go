@@ -44,7 +44,7 @@ type request struct {
 	ifVersion *uint64
 	ifSame    *Hash        // set, delete: the record the key must still hold (SetOptions.IfSame)
 	rec       Record       // apply: the received record,
-	raw       []byte       // its canonical encoding (computed by the caller's goroutine),
+	raw       []byte       // its canonical encoding (computed by the caller's goroutine; set, delete: the record written, once written),
 	hash      Hash         // raw's hash (likewise),
 	pre       *preResolved // and its resolution against the current record, if any
 	reserve   uint64       // reserve: the lamport to cover
@@ -323,7 +323,7 @@ func (s *Store) persist(st *txState, shrinks bool, batch []*request, sent *uint6
 	if err != nil {
 		return err
 	}
-	*sent = s.sendEarly(st, batch)
+	*sent = s.sendEarly(batch)
 	if err := s.wal.Write(b, pos, lsn); err != nil {
 		return err
 	}
@@ -333,9 +333,8 @@ func (s *Store) persist(st *txState, shrinks bool, batch []*request, sent *uint6
 
 // Early is a local write handed to the early hook: its record, and the
 // context it was submitted with (which the hook may read values from).
-// Hash is the record's hash (Record.Hash) and Raw, when not nil, its
-// canonical encoding (Record.MarshalCBOR), as the commit computed them
-// for the log: the hook sends them rather than encode and hash the record
+// Raw and Hash are the record's canonical encoding (Record.MarshalCBOR)
+// and its hash (Record.Hash), as the commit computed them for the log: the hook sends them rather than encode and hash the record
 // again. Raw is the log's: valid only while the hook runs, and not to be
 // changed.
 type Early struct {
@@ -361,13 +360,10 @@ type EarlyFunc func([]Early)
 // quick and must not write to the store.
 func (s *Store) SetEarly(fn EarlyFunc) { s.early.Store(&fn) }
 
-// sendEarly hands the batch's local writes to the early hook and returns
-// the highest lamport handed over (0: none). st's staged puts follow the
-// batch's order, one per write that stored something, so each local write
-// finds its own (its key and its lamport, unique in a batch) by walking
-// them once alongside the batch — not st.staged, which holds a key's last
-// put of the batch.
-func (s *Store) sendEarly(st *txState, batch []*request) uint64 {
+// sendEarly hands the batch's local writes to the early hook, with the
+// encoding and hash write computed for each, and returns the highest
+// lamport handed over (0: none).
+func (s *Store) sendEarly(batch []*request) uint64 {
 	fn := s.early.Load()
 	if fn == nil || *fn == nil {
 		return 0
@@ -375,27 +371,11 @@ func (s *Store) sendEarly(st *txState, batch []*request) uint64 {
 	covered := s.Reserved() // this batch's own reservation is not durable yet
 	var ws []Early
 	var top uint64
-	j := 0
 	for _, r := range batch {
 		rec := &r.res.Record
-		if (r.kind != reqSet && r.kind != reqDelete) || r.err != nil || rec.Lamport == 0 {
-			continue
-		}
-		for j < len(st.puts) && (st.puts[j].meta.Lamport != rec.Lamport || st.puts[j].key != rec.Key) {
-			j++
-		}
-		if rec.Lamport <= covered {
-			w := Early{Record: *rec, Ctx: r.ctx}
-			if j < len(st.puts) {
-				w.Raw, w.Hash = st.puts[j].raw, st.puts[j].hash
-			} else { // not staged (write stages every write it answers): encode it anew
-				w.Hash = rec.Hash()
-			}
-			ws = append(ws, w)
+		if (r.kind == reqSet || r.kind == reqDelete) && r.err == nil && rec.Lamport > 0 && rec.Lamport <= covered {
+			ws = append(ws, Early{Record: *rec, Ctx: r.ctx, Raw: r.raw, Hash: r.hash})
 			top = max(top, rec.Lamport)
-		}
-		if j < len(st.puts) {
-			j++
 		}
 	}
 	if len(ws) > 0 {

@@ -91,7 +91,7 @@ func TestEarlyHook(t *testing.T) {
 // TestEarlyCarriesEncoding: each write handed to the early hook comes
 // with its record's canonical encoding and hash as the commit computed
 // them, also when one batch holds several writes of one key (each finds
-// its own staged put, not the batch's last of that key).
+// the encoding of its own write, not the batch's last of that key).
 func TestEarlyCarriesEncoding(t *testing.T) {
 	s := openTest(t)
 	var mu sync.Mutex

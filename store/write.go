@@ -688,8 +688,9 @@ func (st *txState) write(r *request) error {
 		rec.TTL, rec.Left, rec.Ephemeral = r.ttl, r.ttl, r.ephemeral
 	}
 	r.res = ApplyResult{Outcome: Applied, Record: rec}
-	raw := encodeRecord(&rec)
-	return st.put(&rec, raw, hashBytes(raw), cur)
+	r.raw = encodeRecord(&rec)
+	r.hash = hashBytes(r.raw)
+	return st.put(&rec, r.raw, r.hash, cur)
 }
 
 func (st *txState) apply(r *request) error {
