@@ -50,7 +50,7 @@ type SetOptions struct {
 
 // SetWith is Set with options: a TTL, or an ephemeral record.
 func (s *Store) SetWith(ctx context.Context, key string, value []byte, o SetOptions) (Record, error) {
-	if !o.Ephemeral { // as SetTTL
+	if !o.Ephemeral {
 		if err := ValidateKey(key); err != nil {
 			return Record{}, err
 		}

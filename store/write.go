@@ -58,13 +58,7 @@ func (s *Store) Set(ctx context.Context, key string, value []byte, ifVersion *ui
 // that node's deadline for it passes (ttl.go). An expired key is absent
 // to ifVersion.
 func (s *Store) SetTTL(ctx context.Context, key string, value []byte, ifVersion *uint64, ttl time.Duration) (Record, error) {
-	if err := ValidateKey(key); err != nil {
-		return Record{}, err
-	}
-	if err := s.checkTTL(ttl); err != nil {
-		return Record{}, err
-	}
-	return s.set(ctx, key, value, SetOptions{IfVersion: ifVersion}, ttl.Milliseconds(), 0)
+	return s.SetWith(ctx, key, value, SetOptions{IfVersion: ifVersion, TTL: ttl})
 }
 
 // set is a local write of a value with a TTL (ms) or an ephemeral epoch,
