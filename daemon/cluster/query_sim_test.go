@@ -122,15 +122,20 @@ func TestSimFreshReadConcurrent(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !aliveAt(nodes[2], nodes[0]) || !aliveAt(nodes[2], nodes[1]) || got.Answered < got.Alive {
-			t.Logf("a holder is suspect or overdue at the asker (answered %d of %d); the read is not checked", got.Answered, got.Alive)
+		// The read promises the resolution only when it heard both
+		// holders. On the lossy network one may be suspect when the read
+		// begins — it then counts 2 alive and stops at 2 answers, though
+		// the holder may be alive again when the read returns — or
+		// overdue and left unheard.
+		if got.Answered < len(nodes) {
+			t.Logf("a holder was suspect or overdue at the asker (answered %d of %d alive); the read is not checked", got.Answered, got.Alive)
 		} else if !got.Found || string(got.Record.Value) != "a,b" || !got.Record.VV.Dominates(a.VV) || !got.Record.VV.Dominates(b.VV) {
 			t.Fatalf("fresh read of concurrent versions: %q vv %v", got.Record.Value, got.Record.VV)
 		}
 		// Repairs may be lost: anti-entropy finishes what they miss.
 		waitFor(t, 10*simHeartbeat, func() error { return converged(nodes) })
 		for _, sn := range nodes {
-			if err := holds(sn, "k", got.Record.Hash()); err != nil && got.Answered == 3 {
+			if err := holds(sn, "k", got.Record.Hash()); err != nil && got.Answered == len(nodes) {
 				t.Error(err)
 			}
 		}
