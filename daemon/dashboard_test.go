@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -189,6 +190,9 @@ func TestMetricsTypes(t *testing.T) {
 		"ck_fresh_read_paths_total":           "counter",
 		"ck_datagrams_dropped_total":          "counter",
 		"ck_records_refused_total":            "counter",
+		"ck_commit_batches_total":             "counter",
+		"ck_commit_requests_total":            "counter",
+		"ck_log_flushes_total":                "counter",
 	} {
 		if got := types[name]; got != want {
 			t.Errorf("%s: type %q, want %q", name, got, want)
@@ -212,7 +216,30 @@ func TestMetricsTypes(t *testing.T) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
+	// The put was committed in a batch of its own or with a clock
+	// reservation: at least one batch, and at least as many requests.
+	batches, requests := sample(t, text, "ck_commit_batches_total"), sample(t, text, "ck_commit_requests_total")
+	if batches < 1 || requests < batches {
+		t.Errorf("ck_commit_batches_total %v, ck_commit_requests_total %v: want 1 ≤ batches ≤ requests", batches, requests)
+	}
 	if strings.Contains(text, `ck_datagrams_dropped_total{reason="self"}`) {
 		t.Errorf("the node's own echo is counted as a drop")
 	}
+}
+
+// sample returns the value of the unlabelled sample name in the
+// exposition text.
+func sample(t *testing.T, text, name string) float64 {
+	t.Helper()
+	for _, line := range strings.Split(text, "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			return f
+		}
+	}
+	t.Fatalf("metrics lack %s", name)
+	return 0
 }
