@@ -33,7 +33,9 @@
 # $CK_PROFILE_OUT, default ./ckd-replicated.perf.txt, too).
 # Beside each ckd run: the CPU (user + system, from /proc) its three
 # nodes spent per put and their thread switches per put, every thread
-# counted; medians of the CPU at the end.
+# counted, and the writer's mean group commit (from its metrics; none
+# from a CK_BASE build without them); medians of the CPU and of the
+# batch at the end.
 # Everything the script starts is stopped, and its temporary directory
 # removed, on exit.
 set -euo pipefail
@@ -158,6 +160,13 @@ common=(-keys 1000 -d 256 -prefix repl/ -t set)
 ckcpu() { local s=0 n f; for n in "$@"; do f=($(cut -d' ' -f14,15 "/proc/${pid[ck-$n]}/stat")); s=$((s + f[0] + f[1])); done; echo "$s"; }
 ckcsw() { local n; for n in "$@"; do cat /proc/"${pid[ck-$n]}"/task/*/status 2>/dev/null; done | awk '/ctxt_switches/ {s += $2} END {print s + 0}'; }
 tck=$(getconf CLK_TCK)
+# commits NODE: its store's group-commit counters, "batches requests"
+# (ck_commit_batches_total, ck_commit_requests_total); nothing from a
+# build without them.
+commits() {
+  { curl -s --unix-socket "$work/$1.sock" http://ckd/v1/metrics || true; } |
+    awk '$1 == "ck_commit_batches_total" {b = $2} $1 == "ck_commit_requests_total" {r = $2} END {if (b != "") print b + 0, r + 0}'
+}
 one() { # SYSTEM CLIENTS REQUESTS: ckbench's line for one run
   local sys=$1 c=$2 req=$3
   case $sys in
@@ -169,14 +178,16 @@ one() { # SYSTEM CLIENTS REQUESTS: ckbench's line for one run
   esac
 }
 run() { # SYSTEM CLIENTS REQUESTS: a warm-up, then one ckbench run, its line tagged
-  local sys=$1 c=$2 req=$3 out nodes=() cpu0 csw0 per=""
+  local sys=$1 c=$2 req=$3 out nodes=() cpu0 csw0 com0 per=""
   case $sys in ckw1 | ckw2) nodes=(a b c) ;; base) nodes=(x y z) ;; esac
   one "$sys" "$c" $((req / 10)) >/dev/null # a warm-up, not counted: the first requests after another system's run came out slower
-  if [ ${#nodes[@]} -gt 0 ]; then cpu0=$(ckcpu "${nodes[@]}"); csw0=$(ckcsw "${nodes[@]}"); fi
+  if [ ${#nodes[@]} -gt 0 ]; then cpu0=$(ckcpu "${nodes[@]}"); csw0=$(ckcsw "${nodes[@]}"); com0=$(commits "${nodes[0]}"); fi
   out=$(one "$sys" "$c" "$req")
   if [ ${#nodes[@]} -gt 0 ]; then
     per=$(awk -v c="$(( $(ckcpu "${nodes[@]}") - cpu0 ))" -v s="$(( $(ckcsw "${nodes[@]}") - csw0 ))" -v n="$req" -v t="$tck" \
       'BEGIN {printf ", 3 ckd: cpu/put %.0f µs csw/put %.1f", c / t * 1e6 / n, s / n}')
+    # The writer's mean group commit: what sets the CPU per put.
+    per+=$(echo "$com0 $(commits "${nodes[0]}")" | awk 'NF == 4 && $3 > $1 {printf " batch %.1f", ($4 - $2) / ($3 - $1)}')
   fi
   printf '%-5s %s   [load %s%s]\n' "$sys" "$out" "$(load)" "$per" | tee -a "$work/c$c.txt"
 }
@@ -230,6 +241,9 @@ awk -v ce="$(ratio c16.txt ckw1 etcd ops/s)" -v cn="$(ratio c16.txt ckw1 nats op
 # cpu FILE SYSTEM: the median CPU per put of its three ckd nodes
 cpu() { grep "^$2 " "$work/$1" | sed -n 's/.*cpu\/put \([0-9.]*\) .*/\1/p' | median; }
 printf "ckd CPU per put, all three nodes (median): 16 clients %s µs, 1 client %s µs\n" "$(cpu c16.txt ckw1)" "$(cpu c1.txt ckw1)"
+# batch SYSTEM: the median of its writer's mean group commit at 16 clients
+batch() { grep "^$1 " "$work/c16.txt" | sed -n 's/.* batch \([0-9.]*\).*/\1/p' | median; }
+printf "ckd's writer, mean group commit at 16 clients (median): --wait 1 %s, --wait 2 %s writes\n" "$(batch ckw1)" "$(batch ckw2)"
 if [ -n "$ckbase" ]; then
   printf "ckd at %s, CPU per put, all three nodes (median): 16 clients %s µs, 1 client %s µs\n" "$ckbase" "$(cpu c16.txt base)" "$(cpu c1.txt base)"
   printf "ckd at %s, same runs: 16 clients %.2fx etcd, %.2fx NATS; 1-client p50 %.2fx etcd, %.2fx NATS; now/then: 16 clients %.2fx, 1-client p50 %.2fx\n" \
