@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/cloudknowledge/ck/rpc"
+	"github.com/cloudknowledge/ck/store"
 )
 
 // metrics is the node's Prometheus registry, served on the API socket at
@@ -42,34 +43,30 @@ func newMetrics(d *Daemon, first *instance) *metrics {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ck_keys", Help: "Live keys in the store."},
 			func() float64 { return d.gauge(func(inst *instance) uint64 { return inst.store.Keys() }) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ck_tombstones_purged_total",
+		d.storeCounter(prometheus.CounterOpts{Name: "ck_tombstones_purged_total",
 			Help: "Tombstones purged at at + tombstone_ttl since the store opened."},
-			func() float64 { return d.gauge(func(inst *instance) uint64 { return inst.store.Stats().Purged }) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ck_expired_total",
+			func(s store.Stats) uint64 { return s.Purged }),
+		d.storeCounter(prometheus.CounterOpts{Name: "ck_expired_total",
 			Help: "Records with a TTL whose deadline passed on this node since the store opened (expire events)."},
-			func() float64 { return d.gauge(func(inst *instance) uint64 { return inst.store.Stats().Expired }) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ck_commit_batches_total",
+			func(s store.Stats) uint64 { return s.Expired }),
+		d.storeCounter(prometheus.CounterOpts{Name: "ck_commit_batches_total",
 			Help: "Batches the store committed (group commits: local writes and received records together) since it opened; ck_commit_requests_total / this is the mean batch."},
-			func() float64 { return d.gauge(func(inst *instance) uint64 { return inst.store.Stats().Commits }) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ck_commit_requests_total",
+			func(s store.Stats) uint64 { return s.Commits }),
+		d.storeCounter(prometheus.CounterOpts{Name: "ck_commit_requests_total",
 			Help: "Local writes, received records and clock reservations those batches carried."},
-			func() float64 { return d.gauge(func(inst *instance) uint64 { return inst.store.Stats().Requests }) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ck_log_flushes_total",
+			func(s store.Stats) uint64 { return s.Requests }),
+		d.storeCounter(prometheus.CounterOpts{Name: "ck_log_flushes_total",
 			Help: "Flushes of the write-ahead log's batches into the data file since the store opened."},
-			func() float64 { return d.gauge(func(inst *instance) uint64 { return inst.store.Stats().Flushes }) }),
+			func(s store.Stats) uint64 { return s.Flushes }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ck_ttl_keys",
 			Help: "Records with a TTL held, expired or not, until they are purged at at + ttl + tombstone_ttl."},
 			func() float64 { return d.gauge(func(inst *instance) uint64 { return uint64(inst.store.TTLKeys()) }) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ck_records_refused_total",
-			Help:        "Received or imported records refused as hostile, by reason (clock_jump: lamport too far ahead of the clock; version_vector: too large, or an entry above the lamport).",
+		d.storeCounter(prometheus.CounterOpts{Name: "ck_records_refused_total", Help: refusedHelp,
 			ConstLabels: prometheus.Labels{"reason": "clock_jump"}},
-			func() float64 {
-				return d.gauge(func(inst *instance) uint64 { return inst.store.Stats().RefusedClockJump })
-			}),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "ck_records_refused_total",
-			Help:        "Received or imported records refused as hostile, by reason (clock_jump: lamport too far ahead of the clock; version_vector: too large, or an entry above the lamport).",
+			func(s store.Stats) uint64 { return s.RefusedClockJump }),
+		d.storeCounter(prometheus.CounterOpts{Name: "ck_records_refused_total", Help: refusedHelp,
 			ConstLabels: prometheus.Labels{"reason": "version_vector"}},
-			func() float64 { return d.gauge(func(inst *instance) uint64 { return inst.store.Stats().RefusedVV }) }),
+			func(s store.Stats) uint64 { return s.RefusedVV }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ck_purge_log_entries",
 			Help: "Purged tombstones remembered (purge_log_ttl) to drop deleted values coming back."},
 			func() float64 {
@@ -92,6 +89,18 @@ func newMetrics(d *Daemon, first *instance) *metrics {
 		reg.MustRegister(bridgeCollector{d: d, descs: first.bridge.Collector()})
 	}
 	return m
+}
+
+// refusedHelp describes ck_records_refused_total, one series per reason.
+const refusedHelp = "Received or imported records refused as hostile, by reason (clock_jump: lamport too far ahead of the clock; version_vector: too large, or an entry above the lamport)."
+
+// storeCounter is a counter read from the current instance's store
+// counters (store.Stats), starting again from zero after a rejoin
+// reopens the store, as after a restart.
+func (d *Daemon) storeCounter(opts prometheus.CounterOpts, f func(store.Stats) uint64) prometheus.CounterFunc {
+	return prometheus.NewCounterFunc(opts, func() float64 {
+		return d.gauge(func(inst *instance) uint64 { return f(inst.store.Stats()) })
+	})
 }
 
 // gauge reads a value of the current instance, waiting out a rejoin's
